@@ -1,0 +1,42 @@
+#!/bin/sh
+# Installs the Debian 12 packages catalogd needs to build, run and test.
+# Idempotent: packages already present are skipped, so a second run is a
+# no-op that never touches the network.
+#
+# Usage: scripts/install-deps.sh [build|test|all]   (default: all)
+set -eu
+
+build_pkgs="build-essential cmake pkg-config libgrpc-dev protobuf-compiler
+  protobuf-c-compiler libprotobuf-c-dev uthash-dev libpq-dev liburcu-dev
+  librdkafka-dev libjansson-dev libmicrohttpd-dev"
+test_pkgs="libcmocka-dev postgresql python3 python3-grpcio python3-protobuf
+  python3-grpc-tools kcat clang libclang-rt-14-dev"
+
+case "${1:-all}" in
+  build) want="$build_pkgs" ;;
+  test|all) want="$build_pkgs $test_pkgs" ;;
+  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  if ! dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing:$missing (run as root, or install them)" >&2
+  exit 1
+fi
+
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing
