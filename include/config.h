@@ -1,0 +1,49 @@
+/*
+ * config.h - catalogd's settings, read once from the environment.
+ *
+ * Every knob is an environment variable (twelve-factor, Helm-friendly). The
+ * struct is filled at start-up and read-only afterwards, so any thread may
+ * read it without synchronisation.
+ */
+#ifndef CATALOGD_CONFIG_H
+#define CATALOGD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum sync_mode { SYNC_DEMO = 0, SYNC_WARM, SYNC_REPLAY };
+
+struct config {
+  /* gRPC */
+  char listen_addr[128];
+  int grpc_port;
+  int workers;
+  bool reflection;
+  int max_recv_bytes;
+  int max_concurrent_streams;
+  int shutdown_grace_s;
+  int max_batch_ids;
+  /* TLS (empty = plaintext) */
+  char tls_cert_file[512], tls_key_file[512], tls_client_ca_file[512];
+  /* Admin HTTP */
+  int admin_port;
+  /* Logs */
+  int log_level;
+  double access_log_sample;
+  /* Sources */
+  enum sync_mode sync_mode;
+  char database_url[2048];
+  int pg_retry_max_s;
+  char kafka_bootstrap[1024];
+  char kafka_topic[256];
+  char kafka_dlq_topic[256];
+  int sync_max_batch_events;
+  int sync_max_batch_ms;
+};
+
+/* Fills c from the environment (getenv), with defaults for what is unset.
+ * Returns 0, or -EINVAL after writing a message naming the bad variable into
+ * err (cap bytes). */
+int config_load(struct config *c, char *err, size_t cap);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * metrics.h - counters and histograms for Prometheus, cheap on the hot path.
+ *
+ * Each worker thread owns a shard and is its only writer, so an update is a
+ * relaxed load and store with no lock and no shared cache line; the admin
+ * endpoint sums the shards when scraped. Process-wide figures (snapshot,
+ * sync) live in struct metrics itself and are written by their one owner
+ * thread.
+ */
+#ifndef CATALOGD_METRICS_H
+#define CATALOGD_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum metrics_method {
+  MM_VALIDATE_VARIANT = 0,
+  MM_GET_PRODUCT_DETAILS,
+  MM_GET_VARIANTS_BATCH,
+  MM_VALIDATE_VARIANTS_BATCH,
+  MM_HEALTH_CHECK,
+  MM_HEALTH_WATCH,
+  MM_REFLECTION,
+  MM_UNKNOWN,
+  MM_COUNT
+};
+
+#define METRICS_CODES 17   /* gRPC status codes 0..16 */
+#define METRICS_BUCKETS 16 /* latency buckets, 50 us .. 1 s, then +Inf */
+
+struct metrics_shard;
+struct metrics;
+
+/* Creates metrics with nshards worker shards. Free with metrics_destroy. */
+struct metrics *metrics_new(int nshards);
+void metrics_destroy(struct metrics *m);
+
+/* Shard i (0 <= i < nshards). */
+struct metrics_shard *metrics_shard(struct metrics *m, int i);
+
+/* Records one finished RPC. @locality the shard's worker thread. */
+void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int code,
+                      uint64_t ns);
+
+/* In-flight calls, +1 / -1. @locality the shard's worker thread. */
+void metrics_in_flight(struct metrics_shard *s, int delta);
+
+/* Process-wide gauges and counters, named in metrics.c's table. */
+enum metrics_counter {
+  MC_EVENTS_APPLIED = 0,
+  MC_EVENTS_STALE,
+  MC_EVENTS_REJECTED,
+  MC_SNAPSHOTS_PUBLISHED,
+  MC_PUBLISH_NS_TOTAL,
+  MC_PG_ROWS,
+  MC_PG_ROWS_SKIPPED,
+  MC_PG_LOAD_NS,
+  MC_PG_ATTEMPTS,
+  MC_BAD_REQUESTS,
+  MC_COUNT
+};
+
+/* Adds v to counter c. @locality any thread (atomic add). */
+void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t v);
+uint64_t metrics_get(struct metrics *m, enum metrics_counter c);
+
+/* Sum over shards of requests for (method, code). */
+uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int code);
+
+/* Renders the Prometheus text exposition into a malloc'd string (caller
+ * frees); extra (may be NULL) is appended verbatim. */
+char *metrics_render(struct metrics *m, const char *extra);
+
+/* The method's name as used in labels ("ValidateVariant", ...). */
+const char *metrics_method_name(enum metrics_method method);
+
+#endif

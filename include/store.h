@@ -1,0 +1,116 @@
+/*
+ * store.h - the published catalog snapshot and the single writer that
+ * replaces it.
+ *
+ * Readers (gRPC workers, the admin endpoint) look records up in the current
+ * snapshot inside an RCU read section and never take a lock. The writer
+ * (warm load, then the change feed) opens a transaction, puts and deletes
+ * records, and commits: one atomic pointer swap publishes all of it, so a
+ * reader sees a whole batch or none of it. The previous snapshot's replaced
+ * parts are freed after a grace period, when no reader can still hold them.
+ *
+ * Apply rules (events.md): a record whose version is not greater than the one
+ * held (live or tombstone) is stale and changes nothing. Deletes leave a
+ * tombstone holding the version, so an older upsert cannot resurrect the
+ * entity. Variants are also indexed by product (CAT_PRODUCT_VARIANTS).
+ */
+#ifndef CATALOGD_STORE_H
+#define CATALOGD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <urcu.h>
+
+#include "model.h"
+
+struct store;
+struct snapshot;
+struct store_txn;
+
+/* ---- Reader side ---- */
+
+/* Every thread that reads snapshots registers once, and unregisters before
+ * it exits. @locality the calling thread. */
+static inline void store_reader_register(void) { rcu_register_thread(); }
+static inline void store_reader_unregister(void) { rcu_unregister_thread(); }
+
+/* Brackets a read section. Keep it short and never block inside it.
+ * Pointers from the snapshot are valid until store_read_unlock(). */
+static inline void store_read_lock(void) { rcu_read_lock(); }
+static inline void store_read_unlock(void) { rcu_read_unlock(); }
+
+/* The current snapshot, or NULL before the first publish.
+ * @locality inside a read section. */
+const struct snapshot *store_current(struct store *st);
+
+/* The live record of kind for (id, org), or NULL if absent, deleted or org
+ * is empty or too long. @locality inside a read section. */
+const struct cat_hdr *snap_get(const struct snapshot *s, enum cat_kind kind, const uint8_t id[16],
+                               const char *org, size_t orglen);
+
+static inline const struct cat_variant *snap_variant(const struct snapshot *s,
+                                                     const uint8_t id[16], const char *org,
+                                                     size_t orglen) {
+  return (const struct cat_variant *)snap_get(s, CAT_VARIANT, id, org, orglen);
+}
+static inline const struct cat_product *snap_product(const struct snapshot *s,
+                                                     const uint8_t id[16], const char *org,
+                                                     size_t orglen) {
+  return (const struct cat_product *)snap_get(s, CAT_PRODUCT, id, org, orglen);
+}
+
+/* Version (1 for the first publish, +1 per publish), build time (Unix ns)
+ * and the number of live entities of a kind. */
+uint64_t snap_version(const struct snapshot *s);
+int64_t snap_built_ns(const struct snapshot *s);
+size_t snap_count(const struct snapshot *s, enum cat_kind kind);
+
+/* Calls fn on every live record of kind. */
+void snap_foreach(const struct snapshot *s, enum cat_kind kind,
+                  void (*fn)(const struct cat_hdr *, void *), void *arg);
+
+/* ---- Writer side: @locality one writer thread at a time, registered as an
+ * RCU reader, never inside a read section. ---- */
+
+/* A new store with no snapshot. Destroy with store_destroy(). */
+struct store *store_new(void);
+
+/* Frees the store and its snapshot. No reader may be active. NULL: no-op. */
+void store_destroy(struct store *st);
+
+/* Opens a transaction on top of the current snapshot. Only one may be open. */
+struct store_txn *store_begin(struct store *st);
+
+enum { STORE_APPLIED = 0, STORE_STALE = 1 };
+
+/* Puts a record (the txn takes ownership in every case). Returns
+ * STORE_APPLIED, or STORE_STALE if the held version is >= rec's (rec is
+ * then freed). */
+int store_put(struct store_txn *t, struct cat_hdr *rec);
+
+/* Deletes (kind, id, org) at version, leaving a tombstone. Same returns as
+ * store_put; -EINVAL if org is empty or too long. A version of 0 means "the
+ * version held" (a Kafka tombstone carries none): it deletes whatever is
+ * there and keeps its version. */
+int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], const char *org,
+                 size_t orglen, int64_t version);
+
+/* The record of kind for (id, org) as this transaction sees it, tombstones
+ * included; NULL if none. */
+const struct cat_hdr *store_txn_get(struct store_txn *t, enum cat_kind kind, const uint8_t id[16],
+                                    const char *org, size_t orglen);
+
+/* Number of puts/deletes applied so far in t. */
+size_t store_txn_changes(const struct store_txn *t);
+
+/* Publishes t as the new snapshot and frees what it replaced once no reader
+ * can see it (blocks for an RCU grace period). A transaction with no change
+ * publishes nothing, except the very first one. Returns the version now
+ * current. t is freed. */
+uint64_t store_commit(struct store_txn *t);
+
+/* Discards t and everything it built; the current snapshot is untouched.
+ * NULL is a no-op. */
+void store_abort(struct store_txn *t);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * sync.h - the writer thread: loads the catalog (demo, PostgreSQL warm load
+ * or Kafka replay), publishes the first snapshot, then keeps it fresh.
+ *
+ * It is the only thread that opens store transactions.
+ */
+#ifndef CATALOGD_SYNC_H
+#define CATALOGD_SYNC_H
+
+#include "config.h"
+
+struct sync;
+struct store;
+struct metrics;
+
+struct sync_deps {
+  const struct config *cfg;
+  struct store *store;
+  struct metrics *metrics;
+  /* Called on the sync thread once the first snapshot is published. */
+  void (*on_ready)(void *arg);
+  void *arg;
+};
+
+/* Starts the writer thread. Returns 0 or a negative errno.
+ * @locality the main thread. */
+int sync_start(const struct sync_deps *d, struct sync **out);
+
+/* Asks the thread to stop (interrupting a PostgreSQL load or a retry wait)
+ * and joins it. */
+void sync_stop(struct sync *s);
+
+/* Frees a stopped sync. NULL is a no-op. */
+void sync_destroy(struct sync *s);
+
+#endif

@@ -1,0 +1,142 @@
+/*
+ * config.c - environment parsing with validation and defaults.
+ *
+ * A bad value is an error at start-up, never a silent default: an operator
+ * who typed GRPC_PORT=5005x wants to hear about it before traffic does.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Reads an integer env var in [lo, hi] into *out (def if unset). */
+static int env_int(const char *name, int def, int lo, int hi, int *out, char *err, size_t cap) {
+  const char *v = getenv(name);
+  *out = def;
+  if (v == NULL || *v == '\0') return 0;
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno != 0 || *end != '\0' || x < lo || x > hi) {
+    snprintf(err, cap, "%s=%s: expected an integer in [%d, %d]", name, v, lo, hi);
+    return -EINVAL;
+  }
+  *out = (int)x;
+  return 0;
+}
+
+static int env_bool(const char *name, bool def, bool *out, char *err, size_t cap) {
+  const char *v = getenv(name);
+  *out = def;
+  if (v == NULL || *v == '\0') return 0;
+  if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes")) {
+    *out = true;
+  } else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no")) {
+    *out = false;
+  } else {
+    snprintf(err, cap, "%s=%s: expected true or false", name, v);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Copies an env var (or def) into out; too long is an error. */
+static int env_str(const char *name, const char *def, char *out, size_t outcap, char *err,
+                   size_t cap) {
+  const char *v = getenv(name);
+  if (v == NULL) v = def;
+  if (strlen(v) >= outcap) {
+    snprintf(err, cap, "%s is longer than %zu bytes", name, outcap - 1);
+    return -EINVAL;
+  }
+  strcpy(out, v);
+  return 0;
+}
+
+static int load_grpc(struct config *c, char *err, size_t cap) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int rc = 0;
+  rc = rc ?: env_str("GRPC_LISTEN_ADDRESS", "0.0.0.0", c->listen_addr, sizeof c->listen_addr, err, cap);
+  rc = rc ?: env_int("GRPC_PORT", 50052, 0, 65535, &c->grpc_port, err, cap);
+  rc = rc ?: env_int("GRPC_MAX_WORKERS", cpus > 0 ? (int)cpus : 2, 1, 256, &c->workers, err, cap);
+  rc = rc ?: env_bool("GRPC_REFLECTION", false, &c->reflection, err, cap);
+  rc = rc ?: env_int("GRPC_MAX_RECV_MESSAGE_BYTES", 4 << 20, 1024, 1 << 30, &c->max_recv_bytes, err, cap);
+  rc = rc ?: env_int("GRPC_MAX_CONCURRENT_STREAMS", 1000, 1, 1 << 20, &c->max_concurrent_streams, err, cap);
+  rc = rc ?: env_int("SHUTDOWN_GRACE_SECONDS", 10, 0, 3600, &c->shutdown_grace_s, err, cap);
+  rc = rc ?: env_int("MAX_BATCH_IDS", 1000, 1, 100000, &c->max_batch_ids, err, cap);
+  rc = rc ?: env_str("GRPC_TLS_CERT_FILE", "", c->tls_cert_file, sizeof c->tls_cert_file, err, cap);
+  rc = rc ?: env_str("GRPC_TLS_KEY_FILE", "", c->tls_key_file, sizeof c->tls_key_file, err, cap);
+  rc = rc ?: env_str("GRPC_TLS_CLIENT_CA_FILE", "", c->tls_client_ca_file, sizeof c->tls_client_ca_file, err, cap);
+  if (rc == 0 && (c->tls_cert_file[0] != '\0') != (c->tls_key_file[0] != '\0')) {
+    snprintf(err, cap, "GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE must be set together");
+    rc = -EINVAL;
+  }
+  return rc;
+}
+
+static int load_ops(struct config *c, char *err, size_t cap) {
+  char level[16], sample[32];
+  int rc = env_int("ADMIN_PORT", 9090, 0, 65535, &c->admin_port, err, cap);
+  rc = rc ?: env_str("LOG_LEVEL", "info", level, sizeof level, err, cap);
+  if (rc == 0 && (c->log_level = log_level_parse(level)) < 0) {
+    snprintf(err, cap, "LOG_LEVEL=%s: expected debug, info, warn or error", level);
+    rc = -EINVAL;
+  }
+  rc = rc ?: env_str("ACCESS_LOG_SAMPLE", "0", sample, sizeof sample, err, cap);
+  if (rc == 0) {
+    char *end;
+    c->access_log_sample = strtod(sample, &end);
+    if (*end != '\0' || c->access_log_sample < 0 || c->access_log_sample > 1) {
+      snprintf(err, cap, "ACCESS_LOG_SAMPLE=%s: expected a number in [0, 1]", sample);
+      rc = -EINVAL;
+    }
+  }
+  return rc;
+}
+
+static int load_sync(struct config *c, char *err, size_t cap) {
+  char mode[16];
+  int rc = env_str("DATABASE_URL", "", c->database_url, sizeof c->database_url, err, cap);
+  rc = rc ?: env_int("PG_RETRY_MAX_SECONDS", 30, 1, 3600, &c->pg_retry_max_s, err, cap);
+  rc = rc ?: env_str("KAFKA_BOOTSTRAP_SERVERS", "", c->kafka_bootstrap, sizeof c->kafka_bootstrap, err, cap);
+  rc = rc ?: env_str("KAFKA_TOPIC", "catalog.changes", c->kafka_topic, sizeof c->kafka_topic, err, cap);
+  rc = rc ?: env_str("KAFKA_DLQ_TOPIC", "", c->kafka_dlq_topic, sizeof c->kafka_dlq_topic, err, cap);
+  rc = rc ?: env_int("SYNC_MAX_BATCH_EVENTS", 1000, 1, 1000000, &c->sync_max_batch_events, err, cap);
+  rc = rc ?: env_int("SYNC_MAX_BATCH_MS", 5, 0, 60000, &c->sync_max_batch_ms, err, cap);
+  rc = rc ?: env_str("SYNC_MODE", "", mode, sizeof mode, err, cap);
+  if (rc != 0) return rc;
+  if (mode[0] == '\0')
+    c->sync_mode = c->database_url[0] ? SYNC_WARM : c->kafka_bootstrap[0] ? SYNC_REPLAY : SYNC_DEMO;
+  else if (!strcasecmp(mode, "warm"))
+    c->sync_mode = SYNC_WARM;
+  else if (!strcasecmp(mode, "replay"))
+    c->sync_mode = SYNC_REPLAY;
+  else if (!strcasecmp(mode, "demo"))
+    c->sync_mode = SYNC_DEMO;
+  else {
+    snprintf(err, cap, "SYNC_MODE=%s: expected warm, replay or demo", mode);
+    return -EINVAL;
+  }
+  if (c->sync_mode == SYNC_WARM && c->database_url[0] == '\0') {
+    snprintf(err, cap, "SYNC_MODE=warm needs DATABASE_URL");
+    return -EINVAL;
+  }
+  if (c->sync_mode == SYNC_REPLAY && c->kafka_bootstrap[0] == '\0') {
+    snprintf(err, cap, "SYNC_MODE=replay needs KAFKA_BOOTSTRAP_SERVERS");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+int config_load(struct config *c, char *err, size_t cap) {
+  memset(c, 0, sizeof *c);
+  int rc = load_grpc(c, err, cap);
+  rc = rc ?: load_ops(c, err, cap);
+  return rc ?: load_sync(c, err, cap);
+}

@@ -1,0 +1,364 @@
+/*
+ * model.c - builds the packed, immutable catalog records.
+ *
+ * Each builder runs a "packer" twice over the same steps: once to measure
+ * (base == NULL) and once to copy into the single allocation. Keeping both
+ * passes in one function body means the layout can never disagree with the
+ * size computed for it.
+ */
+#include "model.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct packer {
+  char *base; /* NULL while measuring */
+  size_t off;
+};
+
+/* Reserves n bytes aligned to align; returns where they are (NULL while
+ * measuring). */
+static void *pk_reserve(struct packer *p, size_t n, size_t align) {
+  p->off = (p->off + align - 1) & ~(align - 1);
+  void *at = p->base ? p->base + p->off : NULL;
+  p->off += n;
+  return at;
+}
+
+/* Copies s (NULL -> "") with its NUL; returns the copy. */
+static const char *pk_str(struct packer *p, const char *s) {
+  if (s == NULL) s = "";
+  size_t n = strlen(s) + 1;
+  char *at = pk_reserve(p, n, 1);
+  if (at) memcpy(at, s, n);
+  return at;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = (char)(c | 0x20);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+int uuid_parse(const char *s, size_t len, uint8_t out[16]) {
+  if (s == NULL || len != UUID_STR_LEN) return -1;
+  size_t o = 0;
+  for (size_t i = 0; i < UUID_STR_LEN;) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i++] != '-') return -1;
+      continue;
+    }
+    int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+    if (hi < 0 || lo < 0) return -1;
+    out[o++] = (uint8_t)(hi << 4 | lo);
+    i += 2;
+  }
+  assert(o == 16);
+  return 0;
+}
+
+void uuid_format(const uint8_t id[16], char out[UUID_STR_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+    out[o++] = hex[id[i] >> 4];
+    out[o++] = hex[id[i] & 15];
+  }
+  out[o] = '\0';
+}
+
+static int uuid_parse_cstr(const char *s, uint8_t out[16]) {
+  return s ? uuid_parse(s, strlen(s), out) : -1;
+}
+
+size_t model_key(uint8_t *buf, const uint8_t id[16], const char *org, size_t orglen) {
+  if (orglen == 0 || orglen > CAT_ORG_MAX) return 0;
+  memcpy(buf, id, 16);
+  memcpy(buf + 16, org, orglen);
+  return 16 + orglen;
+}
+
+/* Lays out the header's key, org and id text. */
+static void pk_hdr(struct packer *p, struct cat_hdr *h, enum cat_kind kind, const uint8_t id[16],
+                   const char *org, size_t orglen, int64_t version) {
+  uint8_t *key = pk_reserve(p, 16 + orglen + 1, 1);
+  char *idt = pk_reserve(p, UUID_STR_LEN + 1, 1);
+  if (p->base == NULL) return;
+  memcpy(key, id, 16);
+  memcpy(key + 16, org, orglen);
+  key[16 + orglen] = '\0';
+  uuid_format(id, idt);
+  *h = (struct cat_hdr){.key = key, .keylen = (uint32_t)(16 + orglen), .kind = (uint8_t)kind,
+                        .version = version, .org = (const char *)key + 16, .id_str = idt};
+}
+
+static int image_cmp(const void *a, const void *b) {
+  const struct image_fields *x = *(const struct image_fields *const *)a;
+  const struct image_fields *y = *(const struct image_fields *const *)b;
+  if (x->position != y->position) return x->position < y->position ? -1 : 1;
+  return strcasecmp(x->id, y->id);
+}
+
+/* Validates images and returns them sorted by (position, id) as a new array
+ * of pointers (caller frees), or NULL with *why set. n == 0 gives a non-NULL
+ * empty array. */
+static const struct image_fields **images_sorted(const struct image_fields *im, size_t n,
+                                                 const char **why) {
+  const struct image_fields **v = malloc((n ? n : 1) * sizeof *v);
+  uint8_t tmp[16];
+  if (v == NULL) {
+    *why = "out of memory";
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (uuid_parse_cstr(im[i].id, tmp) != 0 || im[i].url == NULL) {
+      *why = im[i].url ? "image id is not a UUID" : "image url is missing";
+      free(v);
+      return NULL;
+    }
+    v[i] = &im[i];
+  }
+  qsort(v, n, sizeof *v, image_cmp);
+  return v;
+}
+
+/* Lays out n images (already sorted); returns the array. */
+static const struct cat_image *pk_images(struct packer *p, const struct image_fields **v,
+                                         size_t n) {
+  struct cat_image *out = pk_reserve(p, n * sizeof *out, _Alignof(struct cat_image));
+  for (size_t i = 0; i < n; i++) {
+    char idt[UUID_STR_LEN + 1];
+    uint8_t id[16];
+    int rc = uuid_parse_cstr(v[i]->id, id);
+    assert(rc == 0);
+    (void)rc;
+    uuid_format(id, idt);
+    struct cat_image im = {.id_str = pk_str(p, idt), .url = pk_str(p, v[i]->url),
+                           .alt = pk_str(p, v[i]->alt), .position = v[i]->position};
+    if (out) out[i] = im;
+  }
+  return out;
+}
+
+static const char *check_org(const char *org) {
+  if (org == NULL || org[0] == '\0') return "organization_id is missing";
+  if (strlen(org) > CAT_ORG_MAX) return "organization_id is too long";
+  return NULL;
+}
+
+static const char *check_variant(const struct variant_fields *f, uint8_t id[16], uint8_t pid[16]) {
+  if (uuid_parse_cstr(f->id, id) != 0) return "id is not a UUID";
+  if (uuid_parse_cstr(f->product_id, pid) != 0) return "product_id is not a UUID";
+  if (f->sku == NULL) return "sku is missing";
+  if (f->status == NULL) return "status is missing";
+  if (f->warehouse_id == NULL) return "warehouse_id is missing";
+  return check_org(f->org);
+}
+
+/* One pass of the variant layout (measure or copy). */
+static void pk_variant(struct packer *p, struct cat_variant *v, const struct variant_fields *f,
+                       const uint8_t id[16], const uint8_t pid[16],
+                       const struct image_fields **ims) {
+  char pidt[UUID_STR_LEN + 1];
+  struct cat_variant r = {0};
+  uuid_format(pid, pidt);
+  r.images = pk_images(p, ims, f->n_images);
+  pk_hdr(p, &r.h, CAT_VARIANT, id, f->org, strlen(f->org), f->version);
+  r.product_id_str = pk_str(p, pidt);
+  r.sku = pk_str(p, f->sku);
+  r.barcode = pk_str(p, f->barcode);
+  r.warehouse_id = pk_str(p, f->warehouse_id);
+  r.lot_number = pk_str(p, f->lot_number);
+  r.vendor = pk_str(p, f->vendor);
+  if (v == NULL) return;
+  memcpy(r.product_id, pid, 16);
+  r.sale_price = f->sale_price, r.cost_price = f->cost_price, r.tax = f->tax;
+  r.weight = f->weight, r.length = f->length, r.width = f->width, r.height = f->height;
+  r.stock_total = f->stock_total, r.stock_available = f->stock_available;
+  r.stock_reserved = f->stock_reserved;
+  r.min_stock = f->min_stock, r.max_stock = f->max_stock;
+  r.active = strcmp(f->status, "active") == 0;
+  r.track_inventory = f->track_inventory;
+  r.n_images = (uint32_t)f->n_images;
+  *v = r;
+}
+
+struct cat_variant *model_variant_new(const struct variant_fields *f, const char **why) {
+  uint8_t id[16], pid[16];
+  struct cat_variant *v = NULL;
+  const struct image_fields **ims = NULL;
+  if ((*why = check_variant(f, id, pid)) != NULL) goto out;
+  if ((ims = images_sorted(f->images, f->n_images, why)) == NULL) goto out;
+  struct packer p = {.base = NULL, .off = sizeof *v};
+  pk_variant(&p, NULL, f, id, pid, ims);
+  if ((v = malloc(p.off)) == NULL) {
+    *why = "out of memory";
+    goto out;
+  }
+  p = (struct packer){.base = (char *)v, .off = sizeof *v};
+  pk_variant(&p, v, f, id, pid, ims);
+out:
+  free(ims);
+  return v;
+}
+
+/* Parses n UUID strings; returns 0 or -1. */
+static int parse_ids(const char *const *s, size_t n, uint8_t (*out)[16]) {
+  for (size_t i = 0; i < n; i++)
+    if (uuid_parse_cstr(s[i], out[i]) != 0) return -1;
+  return 0;
+}
+
+static const char *check_product(const struct product_fields *f, uint8_t id[16],
+                                 uint8_t brand[16]) {
+  if (uuid_parse_cstr(f->id, id) != 0) return "id is not a UUID";
+  if (f->brand_id != NULL && uuid_parse_cstr(f->brand_id, brand) != 0)
+    return "brand_id is not a UUID";
+  if (f->title == NULL) return "title is missing";
+  if (f->sku == NULL) return "sku is missing";
+  if (f->status == NULL) return "status is missing";
+  return check_org(f->org);
+}
+
+static void pk_product(struct packer *p, struct cat_product *v, const struct product_fields *f,
+                       const uint8_t id[16], const uint8_t brand[16],
+                       const struct image_fields **ims) {
+  struct cat_product r = {0};
+  r.images = pk_images(p, ims, f->n_images);
+  uint8_t(*tags)[16] = pk_reserve(p, f->n_tags * 16, 1);
+  uint8_t(*cols)[16] = pk_reserve(p, f->n_collections * 16, 1);
+  pk_hdr(p, &r.h, CAT_PRODUCT, id, f->org, strlen(f->org), f->version);
+  r.local_id = pk_str(p, f->local_id);
+  r.title = pk_str(p, f->title);
+  r.sku = pk_str(p, f->sku);
+  r.barcode = pk_str(p, f->barcode);
+  r.description = pk_str(p, f->description);
+  r.status = pk_str(p, f->status);
+  r.product_type = pk_str(p, f->product_type);
+  r.unit_of_measure = pk_str(p, f->unit_of_measure);
+  if (v == NULL) return;
+  parse_ids(f->tag_ids, f->n_tags, tags);
+  parse_ids(f->collection_ids, f->n_collections, cols);
+  r.tag_ids = (const uint8_t(*)[16])tags, r.n_tags = (uint32_t)f->n_tags;
+  r.collection_ids = (const uint8_t(*)[16])cols, r.n_collections = (uint32_t)f->n_collections;
+  r.alert_stock = f->alert_stock;
+  r.active = strcmp(f->status, "activa") == 0;
+  r.has_brand = f->brand_id != NULL;
+  if (r.has_brand) memcpy(r.brand_id, brand, 16);
+  r.n_images = (uint32_t)f->n_images;
+  *v = r;
+}
+
+struct cat_product *model_product_new(const struct product_fields *f, const char **why) {
+  uint8_t id[16], brand[16] = {0};
+  struct cat_product *v = NULL;
+  const struct image_fields **ims = NULL;
+  uint8_t(*scratch)[16] = malloc((f->n_tags + f->n_collections + 1) * 16);
+  if (scratch == NULL) {
+    *why = "out of memory";
+    goto out;
+  }
+  if ((*why = check_product(f, id, brand)) != NULL) goto out;
+  if (parse_ids(f->tag_ids, f->n_tags, scratch) != 0 ||
+      parse_ids(f->collection_ids, f->n_collections, scratch + f->n_tags) != 0) {
+    *why = "a tag or collection id is not a UUID";
+    goto out;
+  }
+  if ((ims = images_sorted(f->images, f->n_images, why)) == NULL) goto out;
+  struct packer p = {.base = NULL, .off = sizeof *v};
+  pk_product(&p, NULL, f, id, brand, ims);
+  if ((v = malloc(p.off)) == NULL) {
+    *why = "out of memory";
+    goto out;
+  }
+  p = (struct packer){.base = (char *)v, .off = sizeof *v};
+  pk_product(&p, v, f, id, brand, ims);
+out:
+  free(scratch);
+  free(ims);
+  return v;
+}
+
+static void pk_named(struct packer *p, struct cat_named *v, enum cat_kind kind,
+                     const struct named_fields *f, const uint8_t id[16]) {
+  struct cat_named r = {0};
+  pk_hdr(p, &r.h, kind, id, f->org, strlen(f->org), f->version);
+  r.name = pk_str(p, f->name);
+  r.slug = pk_str(p, f->slug);
+  r.description = pk_str(p, f->description);
+  if (v) *v = r;
+}
+
+struct cat_named *model_named_new(enum cat_kind kind, const struct named_fields *f,
+                                  const char **why) {
+  uint8_t id[16];
+  assert(kind == CAT_BRAND || kind == CAT_TAG || kind == CAT_COLLECTION);
+  if (uuid_parse_cstr(f->id, id) != 0) {
+    *why = "id is not a UUID";
+    return NULL;
+  }
+  if (f->name == NULL) {
+    *why = "name is missing";
+    return NULL;
+  }
+  if (kind != CAT_TAG && f->slug == NULL) {
+    *why = "slug is missing";
+    return NULL;
+  }
+  if ((*why = check_org(f->org)) != NULL) return NULL;
+  struct packer p = {.base = NULL, .off = sizeof(struct cat_named)};
+  pk_named(&p, NULL, kind, f, id);
+  struct cat_named *v = malloc(p.off);
+  if (v == NULL) {
+    *why = "out of memory";
+    return NULL;
+  }
+  p = (struct packer){.base = (char *)v, .off = sizeof *v};
+  pk_named(&p, v, kind, f, id);
+  return v;
+}
+
+/* Allocates a bare header record of total size `size` with key fields set. */
+static struct cat_hdr *hdr_alloc(size_t size, enum cat_kind kind, const uint8_t id[16],
+                                 const char *org, size_t orglen, int64_t version) {
+  if (orglen == 0 || orglen > CAT_ORG_MAX) return NULL;
+  struct packer p = {.base = NULL, .off = size};
+  struct cat_hdr tmp;
+  pk_hdr(&p, &tmp, kind, id, org, orglen, version);
+  struct cat_hdr *h = calloc(1, p.off);
+  if (h == NULL) return NULL;
+  p = (struct packer){.base = (char *)h, .off = size};
+  pk_hdr(&p, h, kind, id, org, orglen, version);
+  return h;
+}
+
+struct cat_hdr *model_tombstone_new(enum cat_kind kind, const uint8_t id[16], const char *org,
+                                    size_t orglen, int64_t version) {
+  struct cat_hdr *h = hdr_alloc(sizeof *h, kind, id, org, orglen, version);
+  if (h) h->deleted = true;
+  return h;
+}
+
+struct cat_idlist *model_idlist_new(const uint8_t id[16], const char *org, size_t orglen,
+                                    uint32_t cap) {
+  struct cat_idlist *l = (struct cat_idlist *)hdr_alloc(sizeof *l, CAT_PRODUCT_VARIANTS, id, org,
+                                                        orglen, 0);
+  if (l == NULL) return NULL;
+  l->ids = malloc((cap ? cap : 1) * sizeof *l->ids);
+  if (l->ids == NULL) {
+    free(l);
+    return NULL;
+  }
+  l->cap = cap ? cap : 1;
+  return l;
+}
+
+void model_free(struct cat_hdr *h) {
+  if (h == NULL) return;
+  if (h->kind == CAT_PRODUCT_VARIANTS) free(((struct cat_idlist *)h)->ids);
+  free(h);
+}

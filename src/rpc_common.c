@@ -1,0 +1,120 @@
+/*
+ * rpc_common.c - request checks and record-to-proto conversion shared by
+ * the catalog methods.
+ *
+ * Conversions point proto string fields straight at snapshot strings: the
+ * reply is packed before the read section ends, so no copy is needed.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "catalog.pb-c.h"
+#include "rpc.h"
+#include "rpc_convert.h"
+
+void rpc_fail(struct rpc_ctx *ctx, struct rpc_result *out, grpc_status_code code,
+              const char *fmt, ...) {
+  va_list ap;
+  char buf[512];
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  out->code = code;
+  out->details = arena_printf(ctx->arena, "%s", buf);
+  out->reply = NULL;
+}
+
+const char *rpc_echo(struct rpc_ctx *ctx, const char *s) {
+  size_t n = strlen(s), cap = n > 64 ? 64 : n;
+  char *e = arena_alloc(ctx->arena, cap + 4);
+  for (size_t i = 0; i < cap; i++) {
+    unsigned char c = (unsigned char)s[i];
+    e[i] = (c < 0x20 || c >= 0x7f || c == '\'') ? '?' : (char)c;
+  }
+  strcpy(e + cap, n > cap ? "..." : "");
+  return e;
+}
+
+int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) {
+  size_t n = strlen(org);
+  if (n == 0) {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "organization_id is required");
+    return -1;
+  }
+  if (n > CAT_ORG_MAX) {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
+             "organization_id is %zu bytes; the limit is %d", n, CAT_ORG_MAX);
+    return -1;
+  }
+  return 0;
+}
+
+int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field, const char *s,
+                 uint8_t id[16]) {
+  if (s[0] == '\0') {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s is required", field);
+    return -1;
+  }
+  if (uuid_parse(s, strlen(s), id) != 0) {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s '%s' is not a UUID", field,
+             rpc_echo(ctx, s));
+    return -1;
+  }
+  return 0;
+}
+
+uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids,
+                        size_t n))[16] {
+  if (n > (size_t)ctx->cfg->max_batch_ids) {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
+             "variant_ids has %zu ids; the limit is %d", n, ctx->cfg->max_batch_ids);
+    return NULL;
+  }
+  uint8_t(*v)[16] = arena_alloc(ctx->arena, (n ? n : 1) * 16);
+  for (size_t i = 0; i < n; i++) {
+    char field[48];
+    snprintf(field, sizeof field, "variant_ids[%zu]", i);
+    if (rpc_parse_id(ctx, out, field, ids[i], v[i]) != 0) return NULL;
+  }
+  return v;
+}
+
+/* ---- Conversions (rpc_convert.h) ---- */
+
+#define S(x) ((char *)(x)) /* proto fields are char *, snapshot strings const */
+
+bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v) {
+  if (!v->active) return false;
+  const struct cat_product *p = snap_product(s, v->product_id, v->h.org, v->h.keylen - 16);
+  return p != NULL && p->active;
+}
+
+Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v) {
+  Catalog__Variant *m = arena_alloc(a, sizeof *m);
+  Catalog__Dimensions *d = arena_alloc(a, sizeof *d);
+  *m = (Catalog__Variant)CATALOG__VARIANT__INIT;
+  *d = (Catalog__Dimensions)CATALOG__DIMENSIONS__INIT;
+  d->length = v->length, d->width = v->width, d->height = v->height;
+  m->variant_id = S(v->h.id_str), m->product_id = S(v->product_id_str);
+  m->sku = S(v->sku), m->barcode = S(v->barcode);
+  m->sale_price = v->sale_price, m->cost_price = v->cost_price;
+  m->tax = v->tax, m->weight = v->weight, m->dimensions = d;
+  m->lot_number = S(v->lot_number);
+  m->stock_total = v->stock_total, m->stock_available = v->stock_available;
+  m->stock_reserved = v->stock_reserved;
+  m->warehouse_id = S(v->warehouse_id), m->vendor = S(v->vendor);
+  m->track_inventory = v->track_inventory;
+  m->default_min_stock = v->min_stock, m->default_max_stock = v->max_stock;
+  m->n_images = v->n_images;
+  m->images = arena_alloc(a, (v->n_images ? v->n_images : 1) * sizeof *m->images);
+  for (uint32_t i = 0; i < v->n_images; i++) {
+    const struct cat_image *im = &v->images[i];
+    Catalog__VariantImage *x = arena_alloc(a, sizeof *x);
+    *x = (Catalog__VariantImage)CATALOG__VARIANT_IMAGE__INIT;
+    x->image_id = S(im->id_str), x->url = S(im->url), x->alt = S(im->alt);
+    x->position = im->position;
+    m->images[i] = x;
+  }
+  return m;
+}

@@ -1,0 +1,23 @@
+/*
+ * rpc_convert.h - snapshot records to reply messages (internal to the RPCs).
+ *
+ * @locality worker threads, inside the read section that produced the
+ * records; the messages borrow the records' strings.
+ */
+#ifndef CATALOGD_RPC_CONVERT_H
+#define CATALOGD_RPC_CONVERT_H
+
+#include <stdbool.h>
+
+#include "arena.h"
+#include "catalog.pb-c.h"
+#include "store.h"
+
+/* The original service's rule: variant status 'active' AND its product
+ * exists (same tenant) AND product status 'activa'. */
+bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v);
+
+/* A Variant message (with dimensions and images) for v, in the arena. */
+Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * rpc_validate.c - ValidateVariant and ValidateVariantsBatch: "is this
+ * variant known and sellable?", the hot path of Order and Inventory.
+ *
+ * Unknown ids are an answer (exists=false), not an error. Ids are echoed
+ * exactly as the client sent them so clients can match answers to requests.
+ */
+#include <string.h>
+
+#include "catalog.pb-c.h"
+#include "rpc.h"
+#include "rpc_convert.h"
+
+#define S(x) ((char *)(x))
+
+void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                          struct rpc_result *out) {
+  uint8_t id[16];
+  Catalog__ValidateVariantRequest *rq =
+      catalog__validate_variant_request__unpack(&ctx->arena->pb, len, req);
+  if (rq == NULL) {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a ValidateVariantRequest");
+    return;
+  }
+  if (rpc_check_org(ctx, out, rq->organization_id) != 0 ||
+      rpc_parse_id(ctx, out, "variant_id", rq->variant_id, id) != 0)
+    return;
+  Catalog__ValidateVariantResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  *r = (Catalog__ValidateVariantResponse)CATALOG__VALIDATE_VARIANT_RESPONSE__INIT;
+  r->variant_id = rq->variant_id;
+  const struct cat_variant *v =
+      snap_variant(ctx->snap, id, rq->organization_id, strlen(rq->organization_id));
+  if (v == NULL) {
+    r->message = arena_printf(ctx->arena, "Variant %s not found", rq->variant_id);
+  } else {
+    r->exists = 1;
+    r->is_active = rpc_variant_sellable(ctx->snap, v);
+    r->product_id = S(v->product_id_str);
+    r->sku = S(v->sku), r->barcode = S(v->barcode), r->warehouse_id = S(v->warehouse_id);
+    r->track_inventory = v->track_inventory;
+    r->default_min_stock = v->min_stock, r->default_max_stock = v->max_stock;
+    r->price = v->sale_price;
+    r->message = "Variant validated successfully";
+  }
+  out->reply = &r->base;
+}
+
+/* One validation entry for the id the client sent as `sent`. */
+static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const uint8_t id[16],
+                                              char *sent, const char *org, size_t orglen) {
+  Catalog__VariantValidation *x = arena_alloc(ctx->arena, sizeof *x);
+  *x = (Catalog__VariantValidation)CATALOG__VARIANT_VALIDATION__INIT;
+  x->variant_id = sent;
+  const struct cat_variant *v = snap_variant(ctx->snap, id, org, orglen);
+  if (v != NULL) {
+    x->exists = 1;
+    x->is_active = rpc_variant_sellable(ctx->snap, v);
+    x->sku = S(v->sku), x->barcode = S(v->barcode), x->warehouse_id = S(v->warehouse_id);
+    x->track_inventory = v->track_inventory;
+    x->default_min_stock = v->min_stock, x->default_max_stock = v->max_stock;
+  }
+  return x;
+}
+
+void rpc_validate_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
+                                 struct rpc_result *out) {
+  Catalog__ValidateVariantsBatchRequest *rq =
+      catalog__validate_variants_batch_request__unpack(&ctx->arena->pb, len, req);
+  if (rq == NULL) {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
+             "request is not a ValidateVariantsBatchRequest");
+    return;
+  }
+  if (rpc_check_org(ctx, out, rq->organization_id) != 0) return;
+  uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, rq->n_variant_ids);
+  if (ids == NULL) return;
+  size_t orglen = strlen(rq->organization_id);
+  Catalog__ValidateVariantsBatchResponse *r = arena_alloc(ctx->arena, sizeof *r);
+  *r = (Catalog__ValidateVariantsBatchResponse)CATALOG__VALIDATE_VARIANTS_BATCH_RESPONSE__INIT;
+  r->validations = arena_alloc(ctx->arena, (rq->n_variant_ids + 1) * sizeof *r->validations);
+  for (size_t i = 0; i < rq->n_variant_ids; i++)
+    r->validations[i] = validation(ctx, ids[i], rq->variant_ids[i], rq->organization_id, orglen);
+  r->n_validations = rq->n_variant_ids;
+  r->success = 1;
+  r->message = arena_printf(ctx->arena, "Validated %zu variants", rq->n_variant_ids);
+  out->reply = &r->base;
+}

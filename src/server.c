@@ -1,0 +1,463 @@
+/*
+ * server.c - gRPC C core plumbing: method registration, worker threads,
+ * unary dispatch, unknown methods, graceful stop.
+ *
+ * A unary call is two completion-queue events: the new call (with its
+ * request already read, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER) and the
+ * completion of the one batch that sends the reply, the status and
+ * RECV_CLOSE_ON_SERVER. The handler runs between them, on the worker,
+ * inside one RCU read section that also covers packing the reply.
+ * Streaming methods are handed to stream.c.
+ */
+#include "server.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health.h"
+#include "log.h"
+#include "reflection.h"
+#include "server_internal.h"
+#include "stream.h"
+#include "xalloc.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+enum { NEEDS_SNAPSHOT = 1, REFLECTION_ONLY = 2 };
+
+struct method_def {
+  const char *path;
+  rpc_unary_fn fn;               /* unary, or NULL */
+  const struct stream_ops *ops;  /* streaming, or NULL */
+  enum metrics_method mm;
+  int flags;
+  int preposted; /* requests kept posted per worker */
+};
+
+static const struct method_def methods[] = {
+    {"/catalog.CatalogService/ValidateVariant", rpc_validate_variant, NULL,
+     MM_VALIDATE_VARIANT, NEEDS_SNAPSHOT, 16},
+    {"/catalog.CatalogService/GetProductDetails", rpc_get_product_details, NULL,
+     MM_GET_PRODUCT_DETAILS, NEEDS_SNAPSHOT, 8},
+    {"/catalog.CatalogService/GetVariantsBatch", rpc_get_variants_batch, NULL,
+     MM_GET_VARIANTS_BATCH, NEEDS_SNAPSHOT, 8},
+    {"/catalog.CatalogService/ValidateVariantsBatch", rpc_validate_variants_batch, NULL,
+     MM_VALIDATE_VARIANTS_BATCH, NEEDS_SNAPSHOT, 8},
+    {"/grpc.health.v1.Health/Check", health_check, NULL, MM_HEALTH_CHECK, 0, 2},
+    {"/grpc.health.v1.Health/Watch", NULL, &health_watch_ops, MM_HEALTH_WATCH, 0, 2},
+    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", NULL, &reflection_ops,
+     MM_REFLECTION, REFLECTION_ONLY, 1},
+    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", NULL, &reflection_ops,
+     MM_REFLECTION, REFLECTION_ONLY, 1},
+};
+#define NMETHODS (sizeof methods / sizeof methods[0])
+#define UNKNOWN_PREPOSTED 2
+#define SNAPSHOT_VERSION_KEY "x-catalog-snapshot-version"
+
+struct server {
+  const struct config *cfg;
+  struct store *store;
+  struct metrics *metrics;
+  struct health *health;
+  struct reflection *reflection;
+  grpc_server *srv;
+  grpc_completion_queue *shutdown_cq;
+  void *handles[NMETHODS]; /* NULL when not registered */
+  struct worker *workers;
+  int nworkers, port;
+  atomic_long outstanding;
+  atomic_bool stopping;
+};
+
+/* A unary call from request to reply. */
+struct ucall {
+  struct tag t_new, t_done;
+  struct worker *w;
+  int mi; /* index in methods[] */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_byte_buffer *payload, *reply;
+  grpc_slice details;
+  grpc_metadata trailer;
+  char version[24];
+  int cancelled, code;
+  struct timespec t0;
+};
+
+/* A call to a method nobody registered: answered UNIMPLEMENTED. */
+struct gcall {
+  struct tag t_new, t_done;
+  struct worker *w;
+  grpc_call *call;
+  grpc_call_details details;
+  grpc_metadata_array md;
+  grpc_slice msg;
+  int cancelled;
+  struct timespec t0;
+};
+
+static uint64_t elapsed_ns(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000000LL + (t1.tv_nsec - t0->tv_nsec));
+}
+
+struct rpc_ctx server__ctx(struct worker *w) {
+  return (struct rpc_ctx){.arena = &w->arena, .snap = NULL, .cfg = w->srv->cfg,
+                          .health = w->srv->health, .reflection = w->srv->reflection};
+}
+
+/* ---- Unary calls ---- */
+
+static void unary_new(struct tag *t, bool ok);
+static void unary_done(struct tag *t, bool ok);
+
+static void ucall_free(struct ucall *c) {
+  grpc_metadata_array_destroy(&c->md);
+  if (c->payload) grpc_byte_buffer_destroy(c->payload);
+  if (c->reply) grpc_byte_buffer_destroy(c->reply);
+  grpc_slice_unref(c->details);
+  if (c->call) grpc_call_unref(c->call);
+  atomic_fetch_sub(c->w->outstanding, 1);
+  free(c);
+}
+
+/* Posts one request for method mi on w's queue. */
+static void unary_request(struct worker *w, int mi) {
+  struct ucall *c = xcalloc(1, sizeof *c);
+  c->w = w, c->mi = mi;
+  c->t_new.fn = unary_new, c->t_done.fn = unary_done;
+  c->details = grpc_empty_slice();
+  grpc_metadata_array_init(&c->md);
+  atomic_fetch_add(w->outstanding, 1);
+  grpc_call_error e =
+      grpc_server_request_registered_call(w->srv->srv, w->srv->handles[mi], &c->call, &c->deadline,
+                                          &c->md, &c->payload, w->cq, w->cq, &c->t_new);
+  if (e != GRPC_CALL_OK) ucall_free(c);
+}
+
+/* Logs a rejected request, at most once a second per worker. */
+static void log_rejected(struct worker *w, const char *path, int code, const char *details) {
+  metrics_add(w->srv->metrics, MC_BAD_REQUESTS, 1);
+  static _Thread_local time_t last;
+  static _Thread_local long suppressed;
+  time_t now = time(NULL);
+  if (now == last) {
+    suppressed++;
+    return;
+  }
+  log_warn("request rejected", LF_S("method", path), LF_I("code", code),
+           LF_S("details", details ? details : ""), LF_I("suppressed", suppressed));
+  last = now, suppressed = 0;
+}
+
+/* Runs the handler in a read section and packs the reply there. */
+static void unary_handle(struct ucall *c) {
+  const struct method_def *m = &methods[c->mi];
+  struct rpc_ctx ctx = server__ctx(c->w);
+  struct rpc_result res = {.code = GRPC_STATUS_OK};
+  grpc_byte_buffer_reader r;
+  grpc_slice req = grpc_empty_slice();
+  if (c->payload != NULL && grpc_byte_buffer_reader_init(&r, c->payload)) {
+    req = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+  }
+  store_read_lock();
+  const struct snapshot *snap = store_current(c->w->srv->store);
+  if (c->payload == NULL)
+    rpc_fail(&ctx, &res, GRPC_STATUS_INVALID_ARGUMENT, "request message is missing");
+  else if ((m->flags & NEEDS_SNAPSHOT) && snap == NULL)
+    rpc_fail(&ctx, &res, GRPC_STATUS_UNAVAILABLE, "catalog is loading; retry shortly");
+  else {
+    ctx.snap = snap;
+    m->fn(&ctx, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), &res);
+  }
+  if (res.code == GRPC_STATUS_OK) {
+    assert(res.reply != NULL);
+    grpc_slice out = grpc_slice_malloc(protobuf_c_message_get_packed_size(res.reply));
+    protobuf_c_message_pack(res.reply, GRPC_SLICE_START_PTR(out));
+    c->reply = grpc_raw_byte_buffer_create(&out, 1);
+    grpc_slice_unref(out);
+  }
+  c->version[0] = '\0';
+  if (snap != NULL && (m->flags & NEEDS_SNAPSHOT))
+    snprintf(c->version, sizeof c->version, "%" PRIu64, snap_version(snap));
+  store_read_unlock();
+  grpc_slice_unref(req);
+  c->code = res.code;
+  if (res.details != NULL) c->details = grpc_slice_from_copied_string(res.details);
+  if (res.code != GRPC_STATUS_OK && res.code != GRPC_STATUS_UNAVAILABLE)
+    log_rejected(c->w, m->path, res.code, res.details);
+}
+
+static void unary_send(struct ucall *c) {
+  grpc_op ops[4];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (c->reply != NULL) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->reply;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = c->code;
+  ops[n].data.send_status_from_server.status_details = &c->details;
+  if (c->version[0] != '\0') {
+    c->trailer.key = grpc_slice_from_static_string(SNAPSHOT_VERSION_KEY);
+    c->trailer.value = grpc_slice_from_static_string(c->version);
+    ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+    ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+  }
+  n++;
+  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL);
+  if (e != GRPC_CALL_OK) {
+    log_error("reply batch refused", LF_I("grpc_call_error", e));
+    metrics_in_flight(c->w->metrics, -1);
+    ucall_free(c);
+  }
+}
+
+static void unary_new(struct tag *t, bool ok) {
+  struct ucall *c = container_of(t, struct ucall, t_new);
+  if (!ok) { /* shutting down: the request was never matched */
+    ucall_free(c);
+    return;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  if (!atomic_load(c->w->stopping)) unary_request(c->w, c->mi);
+  metrics_in_flight(c->w->metrics, +1);
+  unary_handle(c);
+  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, c->code, elapsed_ns(&c->t0));
+  unary_send(c);
+}
+
+static void unary_done(struct tag *t, bool ok) {
+  struct ucall *c = container_of(t, struct ucall, t_done);
+  (void)ok;
+  metrics_in_flight(c->w->metrics, -1);
+  ucall_free(c);
+}
+
+/* ---- Unknown methods ---- */
+
+static void generic_new(struct tag *t, bool ok);
+static void generic_done(struct tag *t, bool ok);
+
+static void gcall_free(struct gcall *c) {
+  grpc_call_details_destroy(&c->details);
+  grpc_metadata_array_destroy(&c->md);
+  grpc_slice_unref(c->msg);
+  if (c->call) grpc_call_unref(c->call);
+  atomic_fetch_sub(c->w->outstanding, 1);
+  free(c);
+}
+
+static void generic_request(struct worker *w) {
+  struct gcall *c = xcalloc(1, sizeof *c);
+  c->w = w;
+  c->t_new.fn = generic_new, c->t_done.fn = generic_done;
+  c->msg = grpc_empty_slice();
+  grpc_call_details_init(&c->details);
+  grpc_metadata_array_init(&c->md);
+  atomic_fetch_add(w->outstanding, 1);
+  if (grpc_server_request_call(w->srv->srv, &c->call, &c->details, &c->md, w->cq, w->cq,
+                               &c->t_new) != GRPC_CALL_OK)
+    gcall_free(c);
+}
+
+static void generic_new(struct tag *t, bool ok) {
+  struct gcall *c = container_of(t, struct gcall, t_new);
+  if (!ok) {
+    gcall_free(c);
+    return;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  if (!atomic_load(c->w->stopping)) generic_request(c->w);
+  char *path = grpc_slice_to_c_string(c->details.method);
+  char msg[300];
+  snprintf(msg, sizeof msg, "unknown method %.256s", path);
+  log_rejected(c->w, path, GRPC_STATUS_UNIMPLEMENTED, msg);
+  gpr_free(path);
+  c->msg = grpc_slice_from_copied_string(msg);
+  grpc_op ops[3];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+  ops[1].data.send_status_from_server.status_details = &c->msg;
+  ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[2].data.recv_close_on_server.cancelled = &c->cancelled;
+  if (grpc_call_start_batch(c->call, ops, 3, &c->t_done, NULL) != GRPC_CALL_OK) gcall_free(c);
+}
+
+static void generic_done(struct tag *t, bool ok) {
+  struct gcall *c = container_of(t, struct gcall, t_done);
+  (void)ok;
+  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, GRPC_STATUS_UNIMPLEMENTED, elapsed_ns(&c->t0));
+  gcall_free(c);
+}
+
+/* ---- Workers ---- */
+
+static void post_requests(struct worker *w) {
+  struct server *s = w->srv;
+  for (size_t mi = 0; mi < NMETHODS; mi++) {
+    if (s->handles[mi] == NULL) continue;
+    for (int k = 0; k < methods[mi].preposted; k++) {
+      if (methods[mi].fn != NULL)
+        unary_request(w, (int)mi);
+      else
+        stream_request(w, s->srv, s->handles[mi], methods[mi].ops, methods[mi].mm);
+    }
+  }
+  for (int k = 0; k < UNKNOWN_PREPOSTED; k++) generic_request(w);
+}
+
+/* @locality its own thread; an RCU reader for its whole life. */
+static void *worker_main(void *arg) {
+  struct worker *w = arg;
+  store_reader_register();
+  post_requests(w);
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    struct tag *t = ev.tag;
+    t->fn(t, ev.success != 0);
+    arena_reset(&w->arena);
+  }
+  store_reader_unregister();
+  return NULL;
+}
+
+/* ---- Lifecycle ---- */
+
+static grpc_server *create_core_server(const struct config *cfg) {
+  grpc_arg args[3];
+  args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT,
+                       .value.integer = 0};
+  args[1] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                       .value.integer = cfg->max_recv_bytes};
+  args[2] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                       .value.integer = cfg->max_concurrent_streams};
+  grpc_channel_args ch = {.num_args = 3, .args = args};
+  return grpc_server_create(&ch, NULL);
+}
+
+static void register_methods(struct server *s) {
+  for (size_t mi = 0; mi < NMETHODS; mi++) {
+    if ((methods[mi].flags & REFLECTION_ONLY) && !s->cfg->reflection) continue;
+    grpc_server_register_method_payload_handling ph =
+        methods[mi].fn ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE;
+    s->handles[mi] = grpc_server_register_method(s->srv, methods[mi].path, NULL, ph, 0);
+    assert(s->handles[mi] != NULL);
+  }
+}
+
+static int bind_port(struct server *s) {
+  char addr[256];
+  snprintf(addr, sizeof addr, "%s:%d", s->cfg->listen_addr, s->cfg->grpc_port);
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  s->port = grpc_server_add_http2_port(s->srv, addr, creds);
+  grpc_server_credentials_release(creds);
+  if (s->port <= 0) {
+    log_error("cannot listen", LF_S("address", addr));
+    return -EADDRINUSE;
+  }
+  return 0;
+}
+
+int server_start(const struct server_deps *d, struct server **out) {
+  struct server *s = xcalloc(1, sizeof *s);
+  int rc = 0;
+  s->cfg = d->cfg, s->store = d->store, s->metrics = d->metrics, s->health = d->health;
+  if (s->cfg->reflection && (s->reflection = reflection_new()) == NULL) {
+    rc = -EINVAL;
+    goto fail;
+  }
+  s->srv = create_core_server(s->cfg);
+  register_methods(s);
+  s->nworkers = s->cfg->workers;
+  s->workers = xcalloc((size_t)s->nworkers, sizeof *s->workers);
+  for (int i = 0; i < s->nworkers; i++) {
+    struct worker *w = &s->workers[i];
+    *w = (struct worker){.srv = s, .idx = i, .metrics = metrics_shard(s->metrics, i),
+                         .outstanding = &s->outstanding, .stopping = &s->stopping};
+    w->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->srv, w->cq, NULL);
+    arena_init(&w->arena, 64 * 1024);
+  }
+  s->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+  if ((rc = bind_port(s)) != 0) goto fail;
+  grpc_server_start(s->srv);
+  for (int i = 0; i < s->nworkers; i++)
+    pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+  *out = s;
+  return 0;
+fail:
+  server_destroy(s);
+  return rc;
+}
+
+int server_port(const struct server *s) { return s->port; }
+
+/* Waits on the shutdown queue until deadline; returns 1 if the server's
+ * shutdown tag arrived. */
+static int await_shutdown(struct server *s, gpr_timespec deadline) {
+  grpc_event ev = grpc_completion_queue_pluck(s->shutdown_cq, s, deadline, NULL);
+  return ev.type == GRPC_OP_COMPLETE;
+}
+
+static gpr_timespec in_ms(long ms) {
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+void server_stop(struct server *s) {
+  health_set_serving(s->health, false);
+  health_close_watchers(s->health);
+  atomic_store(&s->stopping, true);
+  grpc_server_shutdown_and_notify(s->srv, s->shutdown_cq, s);
+  if (!await_shutdown(s, in_ms(s->cfg->shutdown_grace_s * 1000L))) {
+    log_warn("grace period over; cancelling remaining calls",
+             LF_I("grace_seconds", s->cfg->shutdown_grace_s));
+    grpc_server_cancel_all_calls(s->srv);
+    if (!await_shutdown(s, in_ms(5000))) log_error("server shutdown did not complete", );
+  }
+  /* Every call context must be freed while the workers still poll. */
+  for (int i = 0; i < 10000 && atomic_load(&s->outstanding) > 0; i++) usleep(1000);
+  if (atomic_load(&s->outstanding) > 0)
+    log_error("calls still outstanding at shutdown", LF_I("calls", atomic_load(&s->outstanding)));
+  for (int i = 0; i < s->nworkers; i++) {
+    grpc_completion_queue_shutdown(s->workers[i].cq);
+    pthread_join(s->workers[i].thread, NULL);
+  }
+}
+
+void server_destroy(struct server *s) {
+  if (s == NULL) return;
+  for (int i = 0; s->workers && i < s->nworkers; i++) {
+    grpc_completion_queue_destroy(s->workers[i].cq);
+    arena_destroy(&s->workers[i].arena);
+  }
+  if (s->srv) grpc_server_destroy(s->srv);
+  if (s->shutdown_cq) {
+    grpc_completion_queue_shutdown(s->shutdown_cq);
+    grpc_completion_queue_destroy(s->shutdown_cq);
+  }
+  free(s->workers);
+  reflection_destroy(s->reflection);
+  free(s);
+}

@@ -1,0 +1,43 @@
+/*
+ * server_internal.h - the server's shared internals: completion-queue tags,
+ * workers, and the counters that decide when shutdown may tear queues down.
+ * Used by server.c, stream.c, health.c and reflection.c only.
+ */
+#ifndef CATALOGD_SERVER_INTERNAL_H
+#define CATALOGD_SERVER_INTERNAL_H
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "arena.h"
+#include "config.h"
+#include "metrics.h"
+#include "rpc.h"
+
+/* Every completion-queue tag is one of these; the worker calls fn. */
+struct tag {
+  void (*fn)(struct tag *t, bool ok);
+};
+
+struct server;
+
+struct worker {
+  struct server *srv;
+  int idx;
+  pthread_t thread;
+  grpc_completion_queue *cq;
+  struct arena arena;
+  struct metrics_shard *metrics;
+  /* The server's count of call contexts (posted requests and live calls):
+   * worker queues may only be shut down once it is zero. */
+  atomic_long *outstanding;
+  /* Set when shutdown begins: stop posting new call requests. */
+  atomic_bool *stopping;
+};
+
+/* Context handed to stream handlers by the server (see stream.h). */
+struct rpc_ctx server__ctx(struct worker *w);
+
+#endif

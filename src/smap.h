@@ -1,0 +1,89 @@
+/*
+ * smap.h - a sharded, copy-on-write hash map of catalog records (internal to
+ * the store).
+ *
+ * A map is an array of 2^bits shards; a shard is a uthash table of slots
+ * pointing at records. Readers only ever see published maps, which are never
+ * modified. A writer forks a map (copying only the shard pointer array), and
+ * the first write to a shard in that fork copies that shard alone; later
+ * writes in the same fork change the copy in place. So publishing a change to
+ * k entities costs O(k x shard size + shard count), not O(map size).
+ *
+ * "gen" (a store generation) marks what a fork owns: shards and records with
+ * the fork's gen are private and may be changed or freed at once; anything
+ * older is shared with published snapshots and is retired instead, to be
+ * freed after an RCU grace period.
+ *
+ * @locality readers: any registered RCU reader thread, inside a read section.
+ *           writers: the single store writer thread.
+ */
+#ifndef CATALOGD_SMAP_H
+#define CATALOGD_SMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+struct smap;
+
+/* Things a fork replaced that readers may still see: freed after a grace
+ * period by retire_free(). */
+struct retire {
+  struct retire_item {
+    void *p;
+    int type; /* RETIRE_SHARD, RETIRE_REC, RETIRE_MAP */
+  } *items;
+  size_t n, cap;
+};
+
+enum { RETIRE_SHARD = 1, RETIRE_REC, RETIRE_MAP };
+
+/* Hash of a record key; also picks the shard (top bits). */
+uint32_t smap_hash(const uint8_t *key, size_t len);
+
+/* A new empty map owned by generation gen; NULL on allocation failure. */
+struct smap *smap_new(unsigned bits, uint64_t gen);
+
+/* Reader: the record stored under key, tombstones included; NULL if none. */
+struct cat_hdr *smap_get(const struct smap *m, const uint8_t *key, size_t len, uint32_t hash);
+
+/* Writer: a fork of base owned by gen (base unchanged). NULL on ENOMEM. */
+struct smap *smap_fork(const struct smap *base, uint64_t gen);
+
+/* The map's generation. */
+uint64_t smap_gen(const struct smap *m);
+
+/* Writer: stores rec under its key in m (which must be owned by the current
+ * gen), replacing any record there. *old receives the replaced record (or
+ * NULL); the caller decides whether to free it or retire it. Shards copied on
+ * the way are added to r. Allocation failure aborts (xalloc.h). */
+void smap_put(struct smap *m, struct cat_hdr *rec, uint32_t hash, struct cat_hdr **old,
+             struct retire *r);
+
+/* Writer: removes the slot for key; *old receives the record (NULL if none). */
+void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, struct cat_hdr **old,
+             struct retire *r);
+
+/* Number of records (tombstones included). */
+size_t smap_size(const struct smap *m);
+
+/* Calls fn on every record, in no particular order. Reader or writer. */
+void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void *), void *arg);
+
+/* Writer: frees the map's private parts (shards and records of its own gen).
+ * Used to drop an unpublished fork, and to free a whole map at shutdown when
+ * passed all_gens = 1 (then everything it references is freed). */
+void smap_destroy(struct smap *m, int all_gens);
+
+/* Writer: frees only the map struct and its shard pointer array (after its
+ * successor has taken over every shard it did not retire). */
+void smap_free_shell(struct smap *m);
+
+/* Adds an item to r. */
+void retire_add(struct retire *r, void *p, int type);
+
+/* Frees every item in r and empties it; r stays usable. */
+void retire_free(struct retire *r);
+
+#endif

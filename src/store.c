@@ -1,0 +1,311 @@
+/*
+ * store.c - snapshot publication (RCU) and the versioned apply rules.
+ *
+ * A snapshot is a small struct of one smap per record kind. A transaction
+ * builds the next snapshot by forking only the maps it writes to; commit
+ * swaps the store's pointer, waits one grace period, then frees what the new
+ * snapshot no longer references: the old snapshot struct, the map shells
+ * that were forked, and the shards and records that were replaced (the
+ * retire list). Everything else is shared by the two versions.
+ */
+#include "store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "smap.h"
+#include "xalloc.h"
+
+/* Shard counts: big tables get many small shards so that a one-entity
+ * change copies a few hundred slots at most. */
+static const unsigned kind_bits[CAT_KIND_COUNT] = {
+    [CAT_VARIANT] = 12, [CAT_PRODUCT] = 11, [CAT_BRAND] = 6,
+    [CAT_TAG] = 6,      [CAT_COLLECTION] = 6, [CAT_PRODUCT_VARIANTS] = 11,
+};
+
+struct snapshot {
+  uint64_t version;
+  int64_t built_ns;
+  size_t live[CAT_KIND_COUNT]; /* records that are not tombstones */
+  struct smap *maps[CAT_KIND_COUNT];
+};
+
+struct store {
+  struct snapshot *current; /* RCU-published */
+  uint64_t gen;             /* writer only */
+};
+
+struct store_txn {
+  struct store *st;
+  struct snapshot *base; /* current at begin; NULL before the first publish */
+  struct snapshot next;  /* being built; copied out at commit */
+  uint64_t gen;
+  size_t changes;
+  struct retire retired;
+};
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct store *store_new(void) { return xcalloc(1, sizeof(struct store)); }
+
+void store_destroy(struct store *st) {
+  if (st == NULL) return;
+  struct snapshot *s = st->current;
+  if (s != NULL) {
+    for (int k = 0; k < CAT_KIND_COUNT; k++) smap_destroy(s->maps[k], 1);
+    free(s);
+  }
+  free(st);
+}
+
+const struct snapshot *store_current(struct store *st) { return rcu_dereference(st->current); }
+
+const struct cat_hdr *snap_get(const struct snapshot *s, enum cat_kind kind, const uint8_t id[16],
+                               const char *org, size_t orglen) {
+  uint8_t key[16 + CAT_ORG_MAX];
+  size_t len = model_key(key, id, org, orglen);
+  if (len == 0) return NULL;
+  const struct cat_hdr *h = smap_get(s->maps[kind], key, len, smap_hash(key, len));
+  return h && !h->deleted ? h : NULL;
+}
+
+uint64_t snap_version(const struct snapshot *s) { return s->version; }
+int64_t snap_built_ns(const struct snapshot *s) { return s->built_ns; }
+size_t snap_count(const struct snapshot *s, enum cat_kind kind) { return s->live[kind]; }
+
+struct foreach_live {
+  void (*fn)(const struct cat_hdr *, void *);
+  void *arg;
+};
+
+static void call_if_live(const struct cat_hdr *h, void *arg) {
+  struct foreach_live *f = arg;
+  if (!h->deleted) f->fn(h, f->arg);
+}
+
+void snap_foreach(const struct snapshot *s, enum cat_kind kind,
+                  void (*fn)(const struct cat_hdr *, void *), void *arg) {
+  struct foreach_live f = {fn, arg};
+  smap_foreach(s->maps[kind], call_if_live, &f);
+}
+
+struct store_txn *store_begin(struct store *st) {
+  struct store_txn *t = xcalloc(1, sizeof *t);
+  t->st = st;
+  t->gen = ++st->gen;
+  t->base = st->current; /* the writer is the only one who changes it */
+  if (t->base != NULL) {
+    t->next = *t->base;
+  } else {
+    for (int k = 0; k < CAT_KIND_COUNT; k++) t->next.maps[k] = smap_new(kind_bits[k], t->gen);
+  }
+  return t;
+}
+
+/* The map of kind, forked for this transaction on first use. */
+static struct smap *txn_map(struct store_txn *t, enum cat_kind kind) {
+  struct smap *m = t->next.maps[kind];
+  if (smap_gen(m) != t->gen) t->next.maps[kind] = m = smap_fork(m, t->gen);
+  return m;
+}
+
+/* Disposes of a record the transaction replaced: freed now if this
+ * transaction built it (no reader has seen it), else retired. */
+static void txn_drop(struct store_txn *t, struct cat_hdr *old) {
+  if (old == NULL) return;
+  if (old->gen == t->gen)
+    model_free(old);
+  else
+    retire_add(&t->retired, old, RETIRE_REC);
+}
+
+static const struct cat_hdr *txn_lookup(struct store_txn *t, enum cat_kind kind,
+                                        const uint8_t *key, size_t len, uint32_t *hash) {
+  *hash = smap_hash(key, len);
+  return smap_get(t->next.maps[kind], key, len, *hash);
+}
+
+const struct cat_hdr *store_txn_get(struct store_txn *t, enum cat_kind kind, const uint8_t id[16],
+                                    const char *org, size_t orglen) {
+  uint8_t key[16 + CAT_ORG_MAX];
+  uint32_t hash;
+  size_t len = model_key(key, id, org, orglen);
+  return len ? txn_lookup(t, kind, key, len, &hash) : NULL;
+}
+
+/* ---- The product -> variants index ---- */
+
+/* Position of id in the sorted list, or where it would go. */
+static uint32_t idlist_find(const struct cat_idlist *l, const uint8_t id[16], int *found) {
+  uint32_t lo = 0, hi = l->n;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    int c = memcmp(l->ids[mid], id, 16);
+    if (c == 0) {
+      *found = 1;
+      return mid;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *found = 0;
+  return lo;
+}
+
+/* A private copy of list (or a new one for product/org) with room for one
+ * more id, installed in the index map. */
+static struct cat_idlist *idlist_private(struct store_txn *t, const struct cat_idlist *cur,
+                                         const uint8_t pid[16], const char *org,
+                                         size_t orglen, uint32_t hash) {
+  struct cat_idlist *l = (struct cat_idlist *)cur;
+  if (l != NULL && l->h.gen == t->gen) {
+    if (l->n == l->cap) {
+      l->cap *= 2;
+      l->ids = xrealloc(l->ids, l->cap * sizeof *l->ids);
+    }
+    return l;
+  }
+  uint32_t n = cur ? cur->n : 0;
+  l = model_idlist_new(pid, org, orglen, n + 4);
+  if (l == NULL) abort(); /* org was validated with the variant */
+  l->h.gen = t->gen;
+  if (cur) memcpy(l->ids, cur->ids, n * sizeof *l->ids);
+  l->n = n;
+  struct cat_hdr *old;
+  smap_put(txn_map(t, CAT_PRODUCT_VARIANTS), &l->h, hash, &old, &t->retired);
+  txn_drop(t, old);
+  return l;
+}
+
+/* Adds (add != 0) or removes variant vid under product pid of org. */
+static void index_update(struct store_txn *t, const uint8_t pid[16], const char *org,
+                         const uint8_t vid[16], int add) {
+  uint8_t key[16 + CAT_ORG_MAX];
+  uint32_t hash;
+  size_t orglen = strlen(org), len = model_key(key, pid, org, orglen);
+  assert(len != 0);
+  const struct cat_idlist *cur =
+      (const struct cat_idlist *)txn_lookup(t, CAT_PRODUCT_VARIANTS, key, len, &hash);
+  int found = 0;
+  uint32_t at = cur ? idlist_find(cur, vid, &found) : 0;
+  if ((add != 0) == (found != 0)) return;
+  if (!add && cur->n == 1) {
+    struct cat_hdr *old;
+    smap_del(txn_map(t, CAT_PRODUCT_VARIANTS), key, len, hash, &old, &t->retired);
+    txn_drop(t, old);
+    return;
+  }
+  struct cat_idlist *l = idlist_private(t, cur, pid, org, orglen, hash);
+  if (add) {
+    memmove(l->ids + at + 1, l->ids + at, (l->n - at) * sizeof *l->ids);
+    memcpy(l->ids[at], vid, 16);
+    l->n++;
+  } else {
+    memmove(l->ids + at, l->ids + at + 1, (l->n - at - 1) * sizeof *l->ids);
+    l->n--;
+  }
+}
+
+/* Keeps the index right when variant old (may be NULL/tombstone) becomes new
+ * (may be a tombstone). */
+static void index_variant(struct store_txn *t, const struct cat_hdr *old, const struct cat_hdr *nw) {
+  const struct cat_variant *o = old && !old->deleted ? (const struct cat_variant *)old : NULL;
+  const struct cat_variant *n = !nw->deleted ? (const struct cat_variant *)nw : NULL;
+  if (o && n && memcmp(o->product_id, n->product_id, 16) == 0) return;
+  if (o) index_update(t, o->product_id, o->h.org, o->h.key, 0);
+  if (n) index_update(t, n->product_id, n->h.org, n->h.key, 1);
+}
+
+/* ---- Apply ---- */
+
+/* Installs rec (version already checked) and keeps counts and index. */
+static void txn_install(struct store_txn *t, struct cat_hdr *rec, uint32_t hash) {
+  enum cat_kind kind = rec->kind;
+  struct cat_hdr *old;
+  rec->gen = t->gen;
+  smap_put(txn_map(t, kind), rec, hash, &old, &t->retired);
+  if (old && !old->deleted) t->next.live[kind]--;
+  if (!rec->deleted) t->next.live[kind]++;
+  if (kind == CAT_VARIANT) index_variant(t, old, rec);
+  txn_drop(t, old);
+  t->changes++;
+}
+
+int store_put(struct store_txn *t, struct cat_hdr *rec) {
+  uint32_t hash;
+  assert(rec->kind < CAT_PRODUCT_VARIANTS);
+  const struct cat_hdr *cur = txn_lookup(t, rec->kind, rec->key, rec->keylen, &hash);
+  if (cur != NULL && cur->version >= rec->version) {
+    model_free(rec);
+    return STORE_STALE;
+  }
+  txn_install(t, rec, hash);
+  return STORE_APPLIED;
+}
+
+int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], const char *org,
+                 size_t orglen, int64_t version) {
+  uint8_t key[16 + CAT_ORG_MAX];
+  uint32_t hash;
+  assert(kind < CAT_PRODUCT_VARIANTS);
+  size_t len = model_key(key, id, org, orglen);
+  if (len == 0) return -EINVAL;
+  const struct cat_hdr *cur = txn_lookup(t, kind, key, len, &hash);
+  if (version == 0) {
+    if (cur == NULL || cur->deleted) return STORE_STALE; /* nothing to delete */
+    version = cur->version;
+  } else if (cur != NULL && cur->version >= version) {
+    return STORE_STALE;
+  }
+  struct cat_hdr *tomb = model_tombstone_new(kind, id, org, orglen, version);
+  if (tomb == NULL) abort(); /* only fails on a bad org, checked above */
+  txn_install(t, tomb, hash);
+  return STORE_APPLIED;
+}
+
+size_t store_txn_changes(const struct store_txn *t) { return t->changes; }
+
+uint64_t store_commit(struct store_txn *t) {
+  struct store *st = t->st;
+  struct snapshot *base = t->base;
+  if (base != NULL && t->changes == 0) {
+    store_abort(t);
+    return base->version;
+  }
+  struct snapshot *next = xmalloc(sizeof *next);
+  *next = t->next;
+  next->version = base ? base->version + 1 : 1;
+  next->built_ns = now_ns();
+  rcu_xchg_pointer(&st->current, next);
+  synchronize_rcu();
+  /* No reader holds base now: free what next does not share. */
+  if (base != NULL) {
+    for (int k = 0; k < CAT_KIND_COUNT; k++)
+      if (next->maps[k] != base->maps[k]) smap_free_shell(base->maps[k]);
+    free(base);
+  }
+  retire_free(&t->retired);
+  free(t->retired.items);
+  uint64_t v = next->version;
+  free(t);
+  return v;
+}
+
+void store_abort(struct store_txn *t) {
+  if (t == NULL) return;
+  for (int k = 0; k < CAT_KIND_COUNT; k++) {
+    struct smap *m = t->next.maps[k];
+    if (smap_gen(m) == t->gen) smap_destroy(m, 0);
+  }
+  /* The retire list holds parts of base, which stays published. */
+  free(t->retired.items);
+  free(t);
+}

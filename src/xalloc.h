@@ -1,0 +1,26 @@
+/*
+ * xalloc.h - allocation that cannot fail (it aborts instead).
+ *
+ * Used where a half-applied change would be worse than a crash: the store's
+ * copy-on-write steps. Like Redis' zmalloc, running out of memory there is
+ * fatal and logged; Kubernetes restarts the pod and the state is rebuilt.
+ */
+#ifndef CATALOGD_XALLOC_H
+#define CATALOGD_XALLOC_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static inline void *x__check(void *p, size_t n) {
+  if (p == NULL && n != 0) {
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory\",\"bytes\":%zu}\n", n);
+    abort();
+  }
+  return p;
+}
+
+static inline void *xmalloc(size_t n) { return x__check(malloc(n), n); }
+static inline void *xcalloc(size_t k, size_t n) { return x__check(calloc(k, n), k * n); }
+static inline void *xrealloc(void *p, size_t n) { return x__check(realloc(p, n), n); }
+
+#endif
