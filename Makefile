@@ -1,0 +1,58 @@
+# catalogd - thin wrapper over CMake. `make run` and `make test` do all
+# set-up themselves (Debian 12 packages via scripts/install-deps.sh).
+BUILD ?= build
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+JOBS ?= $(shell nproc)
+CTEST_FLAGS ?= --output-on-failure --timeout 600
+
+.PHONY: all deps deps-build build run test test-asan test-tsan bench bench-full fmt lint clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh all
+
+deps-build:
+	scripts/install-deps.sh build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps-build $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Serves the embedded demo catalog (or DATABASE_URL / KAFKA_* if set).
+run: build
+	GRPC_REFLECTION=$${GRPC_REFLECTION:-true} $(BUILD)/catalogd
+
+test: deps
+	$(MAKE) build
+	cd $(BUILD) && ctest $(CTEST_FLAGS) -j2
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCATALOGD_SANITIZE=address"
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS) -j2 -LE nosan
+
+# The concurrency tests under ThreadSanitizer.
+test-tsan: deps
+	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCATALOGD_SANITIZE=thread"
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  ctest $(CTEST_FLAGS) -j2 -L concurrency
+
+bench: build
+	@if [ -x bench/run.sh ]; then bench/run.sh short; else echo "bench: not built yet (issue 5)"; exit 1; fi
+
+bench-full: build
+	bench/run.sh full
+
+fmt:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint: $(BUILD)/CMakeCache.txt
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'src/*.c' 'sync/*.c')
+
+clean:
+	rm -rf build build-asan build-tsan

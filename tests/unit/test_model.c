@@ -1,0 +1,123 @@
+/* Unit tests: UUID parsing and the record builders (model.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "model.h"
+#include "test_util.h"
+
+static void uuid_accepts_any_case(void **state) {
+  (void)state;
+  uint8_t a[16], b[16];
+  char out[37];
+  assert_int_equal(uuid_parse("9B2F0C1E-AAAA-4bbb-8ccc-0123456789ab", 36, a), 0);
+  assert_int_equal(uuid_parse("9b2f0c1e-aaaa-4BBB-8CCC-0123456789AB", 36, b), 0);
+  assert_memory_equal(a, b, 16);
+  uuid_format(a, out);
+  assert_string_equal(out, "9b2f0c1e-aaaa-4bbb-8ccc-0123456789ab");
+}
+
+static void uuid_rejects_non_uuids(void **state) {
+  (void)state;
+  uint8_t a[16];
+  const char *bad[] = {"", "x", "9b2f0c1e-aaaa-4bbb-8ccc-0123456789a",
+                       "9b2f0c1e-aaaa-4bbb-8ccc-0123456789abc", "9b2f0c1eaaaa-4bbb-8ccc-0123456789ab-",
+                       "9b2f0c1e-aaaa-4bbb-8ccc_0123456789ab", "gb2f0c1e-aaaa-4bbb-8ccc-0123456789ab",
+                       "9b2f0c1e-aaaa-4bbb-8ccc-0123456789a\xff"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal(uuid_parse(bad[i], strlen(bad[i]), a), -1);
+}
+
+static void variant_fields_and_defaults(void **state) {
+  (void)state;
+  char id[37], pid[37], i1[37], i2[37], i3[37];
+  const char *why = NULL;
+  struct image_fields ims[3] = {{tid(0xe2, 3, i3), "u3", NULL, 2},
+                                {tid(0xe2, 2, i2), "u2", "alt", 1},
+                                {tid(0xe2, 1, i1), "u1", NULL, 1}};
+  struct variant_fields f = {.id = tid(0xd2, 1, id), .org = "org_a", .product_id = tid(0xd1, 1, pid),
+                             .sku = "S1", .status = "active", .warehouse_id = "W", .sale_price = 29.99,
+                             .version = 7, .images = ims, .n_images = 3};
+  struct cat_variant *v = model_variant_new(&f, &why);
+  assert_non_null(v);
+  assert_string_equal(v->h.org, "org_a");
+  assert_int_equal(v->h.keylen, 16 + 5);
+  assert_string_equal(v->h.id_str, id);
+  assert_string_equal(v->barcode, ""); /* NULL column -> "" */
+  assert_true(v->active);
+  assert_true(v->sale_price == 29.99);
+  assert_int_equal(v->h.version, 7);
+  /* Sorted by position, then id. */
+  assert_int_equal(v->n_images, 3);
+  assert_string_equal(v->images[0].url, "u1");
+  assert_string_equal(v->images[1].url, "u2");
+  assert_string_equal(v->images[1].alt, "alt");
+  assert_string_equal(v->images[2].url, "u3");
+  model_free(&v->h);
+}
+
+static void variant_rejections(void **state) {
+  (void)state;
+  char id[37], pid[37], longorg[300];
+  const char *why = NULL;
+  struct variant_fields f = {.id = "nope", .org = "o", .product_id = tid(0xd1, 1, pid),
+                             .sku = "S", .status = "active", .warehouse_id = "W"};
+  assert_null(model_variant_new(&f, &why));
+  assert_string_equal(why, "id is not a UUID");
+  f.id = tid(0xd2, 1, id);
+  f.sku = NULL;
+  assert_null(model_variant_new(&f, &why));
+  assert_string_equal(why, "sku is missing");
+  f.sku = "S";
+  f.org = "";
+  assert_null(model_variant_new(&f, &why));
+  memset(longorg, 'a', sizeof longorg - 1);
+  longorg[sizeof longorg - 1] = '\0';
+  f.org = longorg;
+  assert_null(model_variant_new(&f, &why));
+  assert_string_equal(why, "organization_id is too long");
+  f.org = "o";
+  f.status = "inactive";
+  struct cat_variant *v = model_variant_new(&f, &why);
+  assert_non_null(v);
+  assert_false(v->active);
+  model_free(&v->h);
+}
+
+static void product_with_links(void **state) {
+  (void)state;
+  char id[37], b[37], t1[37], c1[37];
+  const char *why = NULL;
+  const char *tags[] = {tid(0xc0, 1, t1)}, *cols[] = {tid(0xc1, 1, c1)}, *badtags[] = {"x"};
+  struct product_fields f = {.id = tid(0xd1, 1, id), .org = "org_a", .title = "T", .sku = "P",
+                             .status = "activa", .brand_id = tid(0xb0, 1, b), .tag_ids = tags,
+                             .n_tags = 1, .collection_ids = cols, .n_collections = 1};
+  struct cat_product *p = model_product_new(&f, &why);
+  assert_non_null(p);
+  assert_true(p->active && p->has_brand);
+  assert_int_equal(p->n_tags, 1);
+  uint8_t x[16];
+  assert_memory_equal(p->tag_ids[0], bid(0xc0, 1, x), 16);
+  assert_memory_equal(p->collection_ids[0], bid(0xc1, 1, x), 16);
+  assert_memory_equal(p->brand_id, bid(0xb0, 1, x), 16);
+  model_free(&p->h);
+  f.status = "borrador";
+  f.brand_id = NULL;
+  p = model_product_new(&f, &why);
+  assert_false(p->active || p->has_brand);
+  model_free(&p->h);
+  f.tag_ids = badtags;
+  assert_null(model_product_new(&f, &why));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(uuid_accepts_any_case),      cmocka_unit_test(uuid_rejects_non_uuids),
+      cmocka_unit_test(variant_fields_and_defaults), cmocka_unit_test(variant_rejections),
+      cmocka_unit_test(product_with_links),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

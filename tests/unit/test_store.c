@@ -1,0 +1,223 @@
+/*
+ * Unit tests: the store's apply rules, the product->variants index, abort,
+ * and (label "concurrency") readers never seeing a half-applied batch while
+ * a writer publishes continuously.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "store.h"
+#include "test_util.h"
+
+static int setup(void **state) {
+  *state = store_new();
+  return 0;
+}
+
+static int teardown(void **state) {
+  store_destroy(*state);
+  return 0;
+}
+
+static const struct cat_variant *get_variant(struct store *st, const char *org, unsigned n) {
+  uint8_t id[16];
+  const struct snapshot *s = store_current(st);
+  return s ? snap_variant(s, bid(0xd2, n, id), org, strlen(org)) : NULL;
+}
+
+static void first_publish_even_if_empty(void **state) {
+  struct store *st = *state;
+  assert_null(store_current(st));
+  assert_int_equal(store_commit(store_begin(st)), 1);
+  assert_non_null(store_current(st));
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 0);
+  /* A later transaction with no change publishes nothing. */
+  assert_int_equal(store_commit(store_begin(st)), 1);
+}
+
+static void tenant_scoped_lookup(void **state) {
+  struct store *st = *state;
+  struct store_txn *t = store_begin(st);
+  assert_int_equal(store_put(t, mk_variant("org_a", 1, 1, 1, "active")), STORE_APPLIED);
+  store_commit(t);
+  assert_non_null(get_variant(st, "org_a", 1));
+  assert_null(get_variant(st, "org_b", 1));
+  assert_null(get_variant(st, "ORG_A", 1));
+  assert_null(get_variant(st, "org_a ", 1));
+  assert_null(get_variant(st, "org_a", 2));
+}
+
+static void stale_and_duplicate_versions(void **state) {
+  struct store *st = *state;
+  struct store_txn *t = store_begin(st);
+  store_put(t, mk_variant("o", 1, 1, 5, "active"));
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 5, "inactive")), STORE_STALE);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 4, "inactive")), STORE_STALE);
+  store_commit(t);
+  assert_true(get_variant(st, "o", 1)->active);
+  assert_int_equal(get_variant(st, "o", 1)->h.version, 5);
+  t = store_begin(st);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 6, "inactive")), STORE_APPLIED);
+  assert_int_equal(store_commit(t), 2);
+  assert_false(get_variant(st, "o", 1)->active);
+}
+
+static void deletes_leave_a_version_marker(void **state) {
+  struct store *st = *state;
+  uint8_t id[16];
+  struct store_txn *t = store_begin(st);
+  store_put(t, mk_variant("o", 1, 1, 3, "active"));
+  store_commit(t);
+  t = store_begin(st);
+  assert_int_equal(store_delete(t, CAT_VARIANT, bid(0xd2, 1, id), "o", 1, 4), STORE_APPLIED);
+  store_commit(t);
+  assert_null(get_variant(st, "o", 1));
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 0);
+  /* A late, older upsert cannot resurrect it; a newer one can. */
+  t = store_begin(st);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 4, "active")), STORE_STALE);
+  assert_int_equal(store_delete(t, CAT_VARIANT, id, "o", 1, 2), STORE_STALE);
+  store_commit(t);
+  assert_null(get_variant(st, "o", 1));
+  t = store_begin(st);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 9, "active")), STORE_APPLIED);
+  store_commit(t);
+  assert_non_null(get_variant(st, "o", 1));
+  /* A Kafka tombstone (version 0) deletes what is there, keeping its version. */
+  t = store_begin(st);
+  assert_int_equal(store_delete(t, CAT_VARIANT, id, "o", 1, 0), STORE_APPLIED);
+  assert_int_equal(store_txn_get(t, CAT_VARIANT, id, "o", 1)->version, 9);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 9, "active")), STORE_STALE);
+  store_commit(t);
+  assert_null(get_variant(st, "o", 1));
+}
+
+static uint32_t variants_of(struct store *st, const char *org, unsigned product) {
+  uint8_t pid[16];
+  const struct cat_idlist *l = (const struct cat_idlist *)snap_get(
+      store_current(st), CAT_PRODUCT_VARIANTS, bid(0xd1, product, pid), org, strlen(org));
+  return l ? l->n : 0;
+}
+
+static void product_variant_index(void **state) {
+  struct store *st = *state;
+  uint8_t id[16];
+  struct store_txn *t = store_begin(st);
+  for (unsigned v = 1; v <= 40; v++) store_put(t, mk_variant("o", v, 1, 1, "active"));
+  store_put(t, mk_variant("other", 41, 1, 1, "active"));
+  store_commit(t);
+  assert_int_equal(variants_of(st, "o", 1), 40);
+  assert_int_equal(variants_of(st, "other", 1), 1);
+  t = store_begin(st);
+  store_put(t, mk_variant("o", 3, 2, 2, "active"));          /* moves to product 2 */
+  store_delete(t, CAT_VARIANT, bid(0xd2, 4, id), "o", 1, 2); /* deleted */
+  store_put(t, mk_variant("o", 5, 1, 2, "inactive"));        /* same product */
+  store_commit(t);
+  assert_int_equal(variants_of(st, "o", 1), 38);
+  assert_int_equal(variants_of(st, "o", 2), 1);
+  t = store_begin(st);
+  store_delete(t, CAT_VARIANT, bid(0xd2, 3, id), "o", 1, 3);
+  store_commit(t);
+  assert_int_equal(variants_of(st, "o", 2), 0);
+}
+
+static void abort_discards_everything(void **state) {
+  struct store *st = *state;
+  struct store_txn *t = store_begin(st);
+  store_put(t, mk_variant("o", 1, 1, 1, "active"));
+  store_commit(t);
+  t = store_begin(st);
+  for (unsigned v = 2; v < 500; v++) store_put(t, mk_variant("o", v, 1, 1, "active"));
+  store_put(t, mk_variant("o", 1, 1, 2, "inactive"));
+  store_abort(t);
+  assert_int_equal(snap_version(store_current(st)), 1);
+  assert_true(get_variant(st, "o", 1)->active);
+  assert_null(get_variant(st, "o", 2));
+  assert_int_equal(variants_of(st, "o", 1), 1);
+}
+
+static void many_records_survive_many_publishes(void **state) {
+  struct store *st = *state;
+  struct store_txn *t = store_begin(st);
+  for (unsigned v = 1; v <= 20000; v++) store_put(t, mk_variant("o", v, v % 100, 1, "active"));
+  store_commit(t);
+  for (int round = 2; round <= 30; round++) {
+    t = store_begin(st);
+    store_put(t, mk_variant("o", (unsigned)round * 7, 1, round, "inactive"));
+    store_commit(t);
+  }
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 20000);
+  for (unsigned v = 1; v <= 20000; v++) assert_non_null(get_variant(st, "o", v));
+  assert_false(get_variant(st, "o", 14)->active);
+  assert_true(get_variant(st, "o", 15)->active);
+}
+
+/* ---- Torn reads ---- */
+
+#define NVAR 50
+struct race {
+  struct store *st;
+  atomic_bool done;
+  atomic_long checks, torn;
+};
+
+/* Every batch writes product 1 and all its variants with one version: a
+ * reader must always see them all at the same version. */
+static void *reader(void *arg) {
+  struct race *r = arg;
+  uint8_t id[16];
+  store_reader_register();
+  while (!atomic_load(&r->done)) {
+    store_read_lock();
+    const struct snapshot *s = store_current(r->st);
+    const struct cat_product *p = snap_product(s, bid(0xd1, 1, id), "o", 1);
+    for (unsigned v = 1; v <= NVAR; v++) {
+      const struct cat_variant *x = snap_variant(s, bid(0xd2, v, id), "o", 1);
+      if (x == NULL || x->h.version != p->h.version) atomic_fetch_add(&r->torn, 1);
+    }
+    store_read_unlock();
+    atomic_fetch_add(&r->checks, 1);
+  }
+  store_reader_unregister();
+  return NULL;
+}
+
+static void readers_never_see_half_a_batch(void **state) {
+  struct race r = {.st = *state};
+  pthread_t th[2];
+  store_reader_register();
+  for (int64_t ver = 1; ver <= 300; ver++) {
+    struct store_txn *t = store_begin(r.st);
+    store_put(t, mk_product("o", 1, ver, "activa"));
+    for (unsigned v = 1; v <= NVAR; v++) store_put(t, mk_variant("o", v, 1, ver, "active"));
+    store_commit(t);
+    if (ver == 1)
+      for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, reader, &r);
+  }
+  atomic_store(&r.done, true);
+  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  store_reader_unregister();
+  assert_true(atomic_load(&r.checks) > 0);
+  assert_int_equal(atomic_load(&r.torn), 0);
+}
+
+int main(void) {
+  rcu_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(first_publish_even_if_empty, setup, teardown),
+      cmocka_unit_test_setup_teardown(tenant_scoped_lookup, setup, teardown),
+      cmocka_unit_test_setup_teardown(stale_and_duplicate_versions, setup, teardown),
+      cmocka_unit_test_setup_teardown(deletes_leave_a_version_marker, setup, teardown),
+      cmocka_unit_test_setup_teardown(product_variant_index, setup, teardown),
+      cmocka_unit_test_setup_teardown(abort_discards_everything, setup, teardown),
+      cmocka_unit_test_setup_teardown(many_records_survive_many_publishes, setup, teardown),
+      cmocka_unit_test_setup_teardown(readers_never_see_half_a_batch, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
