@@ -1,0 +1,37 @@
+# catalogd container image.
+#
+#   docker build -t catalogd:dev .
+#
+# Stage 1 builds the binary on Debian 12; stage 2 is debian:12-slim with only
+# the shared libraries the binary links (tests/helm/check_runtime_libs.sh
+# checks that list against `ldd build/catalogd`).
+
+FROM debian:12 AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      build-essential cmake pkg-config libgrpc-dev protobuf-compiler \
+      protobuf-c-compiler libprotobuf-c-dev uthash-dev libpq-dev liburcu-dev \
+      librdkafka-dev libjansson-dev libmicrohttpd-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+ && cmake --build build -j --target catalogd \
+ && strip build/catalogd
+
+FROM debian:12-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      ca-certificates libgrpc29 libprotobuf-c1 libpq5 liburcu8 librdkafka1 \
+      libjansson4 libmicrohttpd12 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 catalogd \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin catalogd
+COPY --from=build /src/build/catalogd /usr/local/bin/catalogd
+USER 10001:10001
+ENV GRPC_PORT=50052 \
+    ADMIN_PORT=9090
+EXPOSE 50052 9090
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/catalogd"]
