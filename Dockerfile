@@ -16,8 +16,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
- && cmake --build build -j --target catalogd \
- && strip build/catalogd
+ && cmake --build build -j --target catalogd
 
 FROM debian:12-slim
 RUN apt-get update \

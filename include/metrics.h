@@ -65,6 +65,16 @@ enum metrics_counter {
 void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t v);
 uint64_t metrics_get(struct metrics *m, enum metrics_counter c);
 
+enum { METRICS_EVENT_APPLIED = 0, METRICS_EVENT_STALE, METRICS_EVENT_REJECTED };
+
+/* Counts one change event of entity kind (enum cat_kind, or -1 if unknown)
+ * with result METRICS_EVENT_*. @locality any thread. */
+void metrics_event(struct metrics *m, int kind, int result);
+uint64_t metrics_events(struct metrics *m, int kind, int result);
+
+/* Records one snapshot publish duration. @locality the writer thread. */
+void metrics_observe_publish(struct metrics *m, uint64_t ns);
+
 /* Sum over shards of requests for (method, code). */
 uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int code);
 

@@ -30,6 +30,18 @@ int sync_start(const struct sync_deps *d, struct sync **out);
  * and joins it. */
 void sync_stop(struct sync *s);
 
+/* Prometheus text for the consumer (lag, last event age); NULL without
+ * Kafka. Caller frees. @locality any thread. */
+char *sync_metrics_text(struct sync *s);
+
+/* JSON array of per-partition next offsets; NULL without Kafka. Caller
+ * frees. @locality any thread. */
+char *sync_offsets_json(struct sync *s);
+
+/* The Kafka bootstrap in use ("" without Kafka; the embedded broker's in
+ * demo mode). */
+const char *sync_kafka_bootstrap(const struct sync *s);
+
 /* Frees a stopped sync. NULL is a no-op. */
 void sync_destroy(struct sync *s);
 

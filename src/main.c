@@ -7,14 +7,19 @@
  * sigwait(): no async-signal-safety concerns anywhere else.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "config.h"
 #include "demo.h"
+#include "digest.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
@@ -34,9 +39,47 @@ static void on_ready(void *arg) {
 }
 
 static void usage(void) {
-  printf("usage: catalogd [--help]\n"
+  printf("usage: catalogd [--digest | --help]\n"
          "Serves catalog.CatalogService from memory. Configured by environment\n"
-         "variables; see README.md (GRPC_PORT, DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ...).\n");
+         "variables; see README.md (GRPC_PORT, DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ...).\n"
+         "  --digest  load the catalog as configured (warm load or replay), print its\n"
+         "            state digest as JSON on stdout, and exit\n");
+}
+
+/* --digest: the ready callback wakes main through the signal mask. */
+static void on_digest_ready(void *arg) {
+  (void)arg;
+  kill(getpid(), SIGUSR1);
+}
+
+static int run_digest(const struct config *cfg, struct store *store, struct metrics *metrics,
+                      sigset_t *sigs) {
+  struct sync *sy = NULL;
+  int sig = 0;
+  struct sync_deps yd = {.cfg = cfg, .store = store, .metrics = metrics,
+                         .on_ready = on_digest_ready, .arg = NULL};
+  if (sync_start(&yd, &sy) != 0) return 1;
+  sigwait(sigs, &sig);
+  if (sig == SIGUSR1) {
+    struct digest d;
+    store_read_lock();
+    digest_compute(store_current(store), &d);
+    store_read_unlock();
+    char *offs = sync_offsets_json(sy), *extra = NULL;
+    if (offs) {
+      extra = malloc(strlen(offs) + 16);
+      sprintf(extra, "\"offsets\":%s", offs);
+    }
+    char *json = digest_json(&d, extra);
+    printf("%s\n", json);
+    fflush(stdout);
+    free(json);
+    free(extra);
+    free(offs);
+  }
+  sync_stop(sy);
+  sync_destroy(sy);
+  return sig == SIGUSR1 ? 0 : 1;
 }
 
 static void log_start(const struct config *c, int port) {
@@ -62,7 +105,8 @@ int main(int argc, char **argv) {
   struct sync *sy = NULL;
   double t0 = mono_s();
 
-  if (argc > 1) {
+  bool digest_mode = argc == 2 && strcmp(argv[1], "--digest") == 0;
+  if (argc > 1 && !digest_mode) {
     usage();
     return strcmp(argv[1], "--help") == 0 ? 0 : 2;
   }
@@ -74,6 +118,7 @@ int main(int argc, char **argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
@@ -82,6 +127,16 @@ int main(int argc, char **argv) {
   struct store *store = store_new();
   struct metrics *metrics = metrics_new(cfg.workers);
   struct health *health = health_new();
+  struct admin *admin = NULL;
+  if (digest_mode) {
+    rc = run_digest(&cfg, store, metrics, &sigs);
+    goto out;
+  }
+  struct admin_deps ad = {.cfg = &cfg, .store = store, .metrics = metrics, .health = health};
+  if ((rc = admin_start(&ad, &admin)) != 0) {
+    rc = 1;
+    goto out;
+  }
   struct server_deps sd = {.cfg = &cfg, .store = store, .metrics = metrics, .health = health};
   if ((rc = server_start(&sd, &srv)) != 0) {
     log_error("cannot start the gRPC server", LF_S("error", strerror(-rc)));
@@ -97,13 +152,16 @@ int main(int argc, char **argv) {
     rc = 1;
     goto out;
   }
-  sigwait(&sigs, &sig);
+  admin_set_sync(admin, sy);
+  do sigwait(&sigs, &sig);
+  while (sig == SIGUSR1);
   log_info("shutting down", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
            LF_I("grace_seconds", cfg.shutdown_grace_s));
   rc = 0;
 out:
   if (srv) server_stop(srv); /* health NOT_SERVING first, then drain */
   if (sy) sync_stop(sy);
+  admin_destroy(admin);
   server_destroy(srv);
   sync_destroy(sy);
   store_destroy(store);

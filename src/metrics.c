@@ -34,11 +34,30 @@ struct metrics_shard {
   _Atomic int64_t in_flight;
 };
 
+#define EVENT_KINDS 6 /* the five entity kinds, then "unknown" */
+
 struct metrics {
   int nshards;
   struct metrics_shard *shards;
   _Atomic uint64_t counters[MC_COUNT];
+  _Atomic uint64_t events[EVENT_KINDS][3];
+  _Atomic uint64_t publish_bucket[METRICS_BUCKETS];
+  _Atomic uint64_t publish_sum_ns;
 };
+
+static const char *const event_kinds[EVENT_KINDS] = {"variant", "product", "brand", "tag",
+                                                     "collection", "unknown"};
+static const char *const event_results[3] = {"applied", "stale", "rejected"};
+
+void metrics_event(struct metrics *m, int kind, int result) {
+  if (kind < 0 || kind >= EVENT_KINDS - 1) kind = EVENT_KINDS - 1;
+  atomic_fetch_add_explicit(&m->events[kind][result], 1, memory_order_relaxed);
+}
+
+uint64_t metrics_events(struct metrics *m, int kind, int result) {
+  if (kind < 0 || kind >= EVENT_KINDS - 1) kind = EVENT_KINDS - 1;
+  return atomic_load_explicit(&m->events[kind][result], memory_order_relaxed);
+}
 
 struct metrics *metrics_new(int nshards) {
   struct metrics *m = xcalloc(1, sizeof *m);
@@ -75,6 +94,13 @@ void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int c
   bump(&s->req[method][code], 1);
   bump(&s->bucket[method][b], 1);
   bump(&s->sum_ns[method], ns);
+}
+
+void metrics_observe_publish(struct metrics *m, uint64_t ns) {
+  int b = 0;
+  while (b < METRICS_BUCKETS - 1 && ns > bucket_ns[b]) b++;
+  atomic_fetch_add_explicit(&m->publish_bucket[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->publish_sum_ns, ns, memory_order_relaxed);
 }
 
 void metrics_in_flight(struct metrics_shard *s, int delta) {
@@ -165,6 +191,28 @@ char *metrics_render(struct metrics *m, const char *extra) {
   bprintf(&b, "# HELP catalogd_rpc_in_flight RPCs being handled now.\n"
               "# TYPE catalogd_rpc_in_flight gauge\ncatalogd_rpc_in_flight %lld\n",
           (long long)inflight);
+  bprintf(&b, "# HELP catalogd_events_total Change events, by entity type and result.\n"
+              "# TYPE catalogd_events_total counter\n");
+  for (int k = 0; k < EVENT_KINDS; k++)
+    for (int r = 0; r < 3; r++)
+      bprintf(&b, "catalogd_events_total{type=\"%s\",result=\"%s\"} %llu\n", event_kinds[k],
+              event_results[r], (unsigned long long)atomic_load(&m->events[k][r]));
+  bprintf(&b, "# HELP catalogd_snapshot_publish_duration_seconds Time to publish a snapshot "
+              "(swap and grace period).\n"
+              "# TYPE catalogd_snapshot_publish_duration_seconds histogram\n");
+  uint64_t cum = 0;
+  for (int k = 0; k < METRICS_BUCKETS; k++) {
+    cum += atomic_load(&m->publish_bucket[k]);
+    if (k < METRICS_BUCKETS - 1)
+      bprintf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"%g\"} %llu\n",
+              (double)bucket_ns[k] / 1e9, (unsigned long long)cum);
+    else
+      bprintf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+              (unsigned long long)cum);
+  }
+  bprintf(&b, "catalogd_snapshot_publish_duration_seconds_sum %.9f\n"
+              "catalogd_snapshot_publish_duration_seconds_count %llu\n",
+          (double)atomic_load(&m->publish_sum_ns) / 1e9, (unsigned long long)cum);
   if (extra != NULL) bprintf(&b, "%s", extra);
   return b.p;
 }

@@ -17,13 +17,18 @@ static void demo_id(char out[37], unsigned kind, unsigned n) {
   snprintf(out, 37, "%02x000000-0000-4000-8000-%012x", kind, n);
 }
 
-static size_t put(struct store_txn *t, struct cat_hdr *h) {
+struct sink {
+  void (*emit)(struct cat_hdr *rec, void *arg);
+  void *arg;
+};
+
+static size_t put(struct sink *t, struct cat_hdr *h) {
   assert(h != NULL);
-  store_put(t, h);
+  t->emit(h, t->arg);
   return 1;
 }
 
-static size_t demo_named(struct store_txn *t, const char *org) {
+static size_t demo_named(struct sink *t, const char *org) {
   static const char *brands[] = {"Acme", "Globex", "Initech"};
   static const char *tags[] = {"summer", "bestseller", "eco", "clearance"};
   static const char *cols[] = {"New arrivals", "Outdoor"};
@@ -51,7 +56,7 @@ static size_t demo_named(struct store_txn *t, const char *org) {
   return n;
 }
 
-static size_t demo_variants(struct store_txn *t, const char *org, unsigned p, const char *pid) {
+static size_t demo_variants(struct sink *t, const char *org, unsigned p, const char *pid) {
   char id[37], sku[32], url[64], imid[37];
   const char *why;
   size_t n = 0;
@@ -74,7 +79,7 @@ static size_t demo_variants(struct store_txn *t, const char *org, unsigned p, co
   return n;
 }
 
-static size_t demo_products(struct store_txn *t, const char *org, unsigned base, unsigned count) {
+static size_t demo_products(struct sink *t, const char *org, unsigned base, unsigned count) {
   static const char *status[] = {"activa", "activa", "activa", "activa", "activa",
                                  "activa", "activa", "activa", "activa", "activa",
                                  "inactiva", "borrador"};
@@ -106,7 +111,8 @@ static size_t demo_products(struct store_txn *t, const char *org, unsigned base,
   return n;
 }
 
-size_t demo_load(struct store_txn *t) {
+size_t demo_build(void (*emit)(struct cat_hdr *rec, void *arg), void *arg) {
+  struct sink sk = {emit, arg}, *t = &sk;
   size_t n = demo_named(t, DEMO_ORG) + demo_products(t, DEMO_ORG, 0, NPRODUCTS);
   /* A second tenant: same shapes, other ids; never visible to demo-org. */
   return n + demo_products(t, "other-org", NPRODUCTS, 2);

@@ -7,14 +7,17 @@
 #ifndef CATALOGD_DEMO_H
 #define CATALOGD_DEMO_H
 
-#include "store.h"
+#include <stddef.h>
+
+#include "model.h"
 
 /* The id of the demo's first (active, sellable) variant, and its tenant. */
 #define DEMO_ORG "demo-org"
 #define DEMO_VARIANT_ID "d2000000-0000-4000-8000-000000000001"
 #define DEMO_PRODUCT_ID "d1000000-0000-4000-8000-000000000001"
 
-/* Puts the whole demo catalog into t. Returns the number of records put. */
-size_t demo_load(struct store_txn *t);
+/* Builds the whole demo catalog, handing each new record to emit (which
+ * takes ownership). Returns the number of records. */
+size_t demo_build(void (*emit)(struct cat_hdr *rec, void *arg), void *arg);
 
 #endif

@@ -1,7 +1,13 @@
 /*
  * sync.c - the writer thread (see sync.h): builds the first snapshot from
  * the configured source, tells the server it is ready, then keeps the
- * snapshot fresh until asked to stop.
+ * snapshot fresh from Kafka until asked to stop.
+ *
+ *   demo    embedded mock broker seeded with the demo catalog -> replay
+ *   replay  Kafka from the beginning, no PostgreSQL
+ *   warm    record Kafka high watermarks -> PostgreSQL COPY -> tail Kafka
+ *           from the recorded offsets (see docs/ARCHITECTURE.md for why no
+ *           change is lost at the hand-off)
  *
  * A failed warm load is discarded whole (the transaction is aborted, never
  * published) and retried with capped exponential backoff; health stays
@@ -12,24 +18,31 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "demo.h"
+#include "consumer.h"
+#include "demo_broker.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg_load.h"
 #include "store.h"
 #include "xalloc.h"
 
+extern char **environ;
+
 struct sync {
   struct sync_deps d;
+  struct config cfg; /* own copy: the demo points it at its broker */
   pthread_t thread;
-  pthread_mutex_t mu; /* guards stop, with cv */
+  pthread_mutex_t mu; /* with cv, for interruptible waits */
   pthread_cond_t cv;
-  bool stop;
+  atomic_bool stop;
   struct pgload *pg;
+  struct consumer *consumer;
+  struct demo_broker *broker;
 };
 
 /* Sleeps up to ms unless stop is requested; returns true if stopping. */
@@ -40,11 +53,10 @@ static bool wait_or_stop(struct sync *s, long ms) {
   until.tv_nsec += (ms % 1000) * 1000000L;
   if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
   pthread_mutex_lock(&s->mu);
-  while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0) {
+  while (!atomic_load(&s->stop) && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0) {
   }
-  bool stop = s->stop;
   pthread_mutex_unlock(&s->mu);
-  return stop;
+  return atomic_load(&s->stop);
 }
 
 static void publish(struct sync *s, struct store_txn *t, const char *source) {
@@ -56,21 +68,14 @@ static void publish(struct sync *s, struct store_txn *t, const char *source) {
   uint64_t ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
   metrics_add(s->d.metrics, MC_SNAPSHOTS_PUBLISHED, 1);
   metrics_add(s->d.metrics, MC_PUBLISH_NS_TOTAL, ns);
+  metrics_observe_publish(s->d.metrics, ns);
   log_info("snapshot published", LF_S("source", source), LF_I("version", v),
            LF_I("changes", changes), LF_D("publish_ms", (double)ns / 1e6));
 }
 
-static int load_demo(struct sync *s) {
-  struct store_txn *t = store_begin(s->d.store);
-  size_t n = demo_load(t);
-  log_info("demo catalog built", LF_I("records", n));
-  publish(s, t, "demo");
-  return 0;
-}
-
 /* Warm load with retries; returns 0 once published, -ECANCELED on stop. */
 static int load_postgres(struct sync *s) {
-  long backoff_ms = 100, cap_ms = s->d.cfg->pg_retry_max_s * 1000L;
+  long backoff_ms = 100, cap_ms = s->cfg.pg_retry_max_s * 1000L;
   for (int attempt = 1;; attempt++) {
     struct pgload_stats st = {0};
     struct store_txn *t = store_begin(s->d.store);
@@ -90,41 +95,76 @@ static int load_postgres(struct sync *s) {
     store_abort(t); /* a partial load is never published */
     if (rc == -ECANCELED) return rc;
     log_warn("warm load failed; will retry", LF_I("attempt", attempt),
-             LF_S("error", rc == -ECONNREFUSED ? "connect" : "query"), LF_I("retry_ms", backoff_ms));
+             LF_S("error", rc == -ECONNREFUSED ? "connect" : "query"),
+             LF_I("retry_ms", backoff_ms));
     if (wait_or_stop(s, backoff_ms)) return -ECANCELED;
     backoff_ms = backoff_ms * 2 > cap_ms ? cap_ms : backoff_ms * 2;
   }
 }
 
+/* Records the Kafka hand-off offsets, retrying until the broker answers. */
+static int mark_kafka(struct sync *s) {
+  for (int attempt = 1;; attempt++) {
+    if (consumer_mark_start(s->consumer, 5000) == 0) return 0;
+    log_warn("kafka not reachable for the hand-off; retrying", LF_I("attempt", attempt));
+    if (wait_or_stop(s, 1000)) return -ECANCELED;
+  }
+}
+
 static void *sync_main(void *arg) {
   struct sync *s = arg;
-  int rc = -EINVAL;
   store_reader_register();
-  switch (s->d.cfg->sync_mode) {
-  case SYNC_DEMO: rc = load_demo(s); break;
-  case SYNC_WARM: rc = load_postgres(s); break;
-  case SYNC_REPLAY: log_error("replay mode needs the Kafka consumer", ); break;
+  if (s->cfg.sync_mode == SYNC_WARM) {
+    if ((s->consumer == NULL || mark_kafka(s) == 0) && load_postgres(s) == 0) {
+      s->d.on_ready(s->d.arg);
+      if (s->consumer) consumer_run(s->consumer, s->d.store, false, &s->stop, NULL, NULL);
+    }
+  } else {
+    consumer_run(s->consumer, s->d.store, true, &s->stop, s->d.on_ready, s->d.arg);
   }
-  if (rc == 0) s->d.on_ready(s->d.arg);
   wait_or_stop(s, 1L << 30);
   store_reader_unregister();
   return NULL;
+}
+
+/* Sets up the sources on the calling thread, so a bad configuration is
+ * reported at start-up. */
+static int prepare(struct sync *s) {
+  char err[512];
+  if (s->cfg.sync_mode == SYNC_DEMO) {
+    s->broker = demo_broker_start(s->cfg.kafka_topic, 3, s->cfg.kafka_bootstrap,
+                                  sizeof s->cfg.kafka_bootstrap);
+    if (s->broker == NULL) return -EIO;
+    log_info("demo broker: publish an event with kcat",
+             LF_S("example", "kcat -P -b <bootstrap> -t catalog.changes -K '\\t' (see README)"),
+             LF_S("bootstrap", s->cfg.kafka_bootstrap));
+  }
+  if (s->cfg.sync_mode == SYNC_WARM) s->pg = pgload_new(s->cfg.database_url);
+  if (s->cfg.kafka_bootstrap[0] != '\0') {
+    s->consumer = consumer_new(&s->cfg, s->d.metrics, environ, err, sizeof err);
+    if (s->consumer == NULL) {
+      log_error("bad Kafka configuration", LF_S("error", err));
+      return -EINVAL;
+    }
+  }
+  return 0;
 }
 
 int sync_start(const struct sync_deps *d, struct sync **out) {
   struct sync *s = xcalloc(1, sizeof *s);
   pthread_condattr_t ca;
   s->d = *d;
+  s->cfg = *d->cfg;
   pthread_mutex_init(&s->mu, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&s->cv, &ca);
   pthread_condattr_destroy(&ca);
-  if (d->cfg->sync_mode == SYNC_WARM) s->pg = pgload_new(d->cfg->database_url);
-  int rc = pthread_create(&s->thread, NULL, sync_main, s);
+  int rc = prepare(s);
+  if (rc == 0) rc = -pthread_create(&s->thread, NULL, sync_main, s);
   if (rc != 0) {
     sync_destroy(s);
-    return -rc;
+    return rc;
   }
   *out = s;
   return 0;
@@ -132,15 +172,28 @@ int sync_start(const struct sync_deps *d, struct sync **out) {
 
 void sync_stop(struct sync *s) {
   pthread_mutex_lock(&s->mu);
-  s->stop = true;
+  atomic_store(&s->stop, true);
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
   if (s->pg) pgload_interrupt(s->pg);
   pthread_join(s->thread, NULL);
+  s->thread = 0;
 }
+
+char *sync_metrics_text(struct sync *s) {
+  return s->consumer ? consumer_render_metrics(s->consumer) : NULL;
+}
+
+char *sync_offsets_json(struct sync *s) {
+  return s->consumer ? consumer_offsets_json(s->consumer) : NULL;
+}
+
+const char *sync_kafka_bootstrap(const struct sync *s) { return s->cfg.kafka_bootstrap; }
 
 void sync_destroy(struct sync *s) {
   if (s == NULL) return;
+  consumer_destroy(s->consumer);
+  demo_broker_destroy(s->broker);
   pgload_destroy(s->pg);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);

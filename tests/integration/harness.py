@@ -45,8 +45,12 @@ KEEP_DIRS = os.environ.get('KEEP_TEST_DIRS') == '1'
 
 RPC_TIMEOUT = 5.0  # default deadline of every RPC made by the tests
 
-# Do not let a proxy configured in the environment intercept 127.0.0.1.
-CHANNEL_OPTIONS = [('grpc.enable_http_proxy', 0)]
+# Do not let a proxy configured in the environment intercept 127.0.0.1, and reconnect
+# quickly (the default backoff after a refused connection is ~1 s and grows to minutes).
+CHANNEL_OPTIONS = [('grpc.enable_http_proxy', 0),
+                   ('grpc.initial_reconnect_backoff_ms', 100),
+                   ('grpc.min_reconnect_backoff_ms', 100),
+                   ('grpc.max_reconnect_backoff_ms', 1000)]
 
 import grpc  # noqa: E402  (Debian python3-grpcio)
 
@@ -97,11 +101,21 @@ def _rmtree(path):
         shutil.rmtree(path, ignore_errors=True)
 
 
+_handed_out = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nobody listens on right now, and that this process
+    has not handed out before (a port reserved for a PostgreSQL that starts later must not
+    be given to a server in the meantime)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError('no free port found')
 
 
 def port_is_listening(port, host='127.0.0.1'):
@@ -307,8 +321,16 @@ class PgCluster:
     def start(self, timeout=60):
         log = os.path.join(self.dir, 'postgres.log')
         self.running = True  # from here on, cleanup must try to stop it
-        self._as_pg([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-l', log,
-                     '-w', '-t', str(int(timeout)), 'start'], timeout=timeout + 10)
+        try:
+            self._as_pg([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-l', log,
+                         '-w', '-t', str(int(timeout)), 'start'], timeout=timeout + 10)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            try:
+                with open(log) as f:
+                    tail = ''.join(f.readlines()[-15:])
+            except OSError:
+                tail = '(no log)'
+            raise RuntimeError('%s\n--- postgres.log ---\n%s' % (exc, tail)) from None
         return self
 
     def url(self, dbname='postgres'):
@@ -426,8 +448,6 @@ class Catalogd:
         self.binary = binary or CATALOGD_BIN
         self.port = free_port()
         self.admin_port = free_port()
-        while self.admin_port == self.port:
-            self.admin_port = free_port()
         # Tests must not inherit the developer's server settings (nor libpq's PG* defaults);
         # gRPC core's own debugging knobs are kept.
         self.env = {k: v for k, v in os.environ.items()
@@ -497,6 +517,10 @@ class Catalogd:
         """Poll Health/Check until it answers `want` (a ServingStatus)."""
         deadline = time.monotonic() + timeout
         last = None
+        # No gRPC connection attempt before the port listens (a refused attempt puts the
+        # channel into reconnect backoff).
+        wait_until(lambda: port_is_listening(self.port) or not self.alive(), timeout,
+                   interval=0.05, what='gRPC port %d' % self.port)
         while True:
             if not self.alive():
                 raise RuntimeError('catalogd exited with %s while waiting for health=%s\n%s'
@@ -544,12 +568,15 @@ class Catalogd:
         return self.returncode
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0):
-        """Send sig and wait for exit; return the exit code. On timeout: SIGKILL and raise."""
+        """Send sig and wait for exit; return the exit code. On timeout: SIGKILL and raise.
+
+        The shared channel is closed first: an idle client connection would otherwise hold
+        a graceful shutdown for seconds (tests of draining use send_signal + wait_exit)."""
         if self.proc is None:
             return None
+        self._close_channel()
         if self.proc.poll() is not None:
             self.returncode = self.proc.returncode
-            self._close_channel()
             return self.returncode
         self.send_signal(sig)
         try:
@@ -678,8 +705,8 @@ def reflection_modules(version):
     raise ValueError(version)
 
 
-def require_binary(testcase_cls=None):
-    """Raise unittest.SkipTest-free RuntimeError with a clear message when the binary is missing."""
+def require_binary():
+    """Fail (RuntimeError, not a skip) with a clear message when the binary is missing."""
     if not os.access(CATALOGD_BIN, os.X_OK):
         raise RuntimeError('catalogd binary not found at %s; build it or set CATALOGD_BIN'
                            % CATALOGD_BIN)

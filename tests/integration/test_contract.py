@@ -749,5 +749,45 @@ class ReflectionTest(unittest.TestCase):
         self.assertTrue(resp.is_active)
 
 
+class MaxBatchIdsSettingTest(unittest.TestCase):
+    """MAX_BATCH_IDS (default 1000, tested above) is configurable."""
+    srv = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = harness.Catalogd({'DATABASE_URL': PG.url(), 'MAX_BATCH_IDS': '3'})
+        cls.srv.wait_serving(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.srv is not None:
+            rc = cls.srv.stop(timeout=20)
+            cls.srv.close()
+            if rc != 0:
+                raise AssertionError('MAX_BATCH_IDS catalogd exited with %s' % rc)
+
+    def test_limit_applies(self):
+        stub = self.srv.catalog_stub()
+        three = [E.V_A11, E.V_A12, E.UNKNOWN_1]
+        resp = stub.GetVariantsBatch(pb.GetVariantsBatchRequest(organization_id=E.ORG_A,
+                                                                variant_ids=three),
+                                     timeout=RPC_TIMEOUT)
+        self.assertEqual(resp.message, 'Retrieved 2 of 3 variants')
+        resp = stub.ValidateVariantsBatch(pb.ValidateVariantsBatchRequest(
+            organization_id=E.ORG_A, variant_ids=three), timeout=RPC_TIMEOUT)
+        self.assertEqual(resp.message, 'Validated 3 variants')
+        four = three + [E.V_A13]
+        for method, req in ((stub.GetVariantsBatch,
+                             pb.GetVariantsBatchRequest(organization_id=E.ORG_A,
+                                                        variant_ids=four)),
+                            (stub.ValidateVariantsBatch,
+                             pb.ValidateVariantsBatchRequest(organization_id=E.ORG_A,
+                                                             variant_ids=four))):
+            with self.subTest(request=type(req).__name__):
+                err = harness.rpc_error(method, req)
+                self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+                self.assertIn('variant_ids', err.details() or '')
+
+
 if __name__ == '__main__':
     unittest.main()

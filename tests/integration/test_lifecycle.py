@@ -24,11 +24,11 @@ import expected as E  # noqa: E402
 StatusCode = grpc.StatusCode
 GRACE = 2  # SHUTDOWN_GRACE_SECONDS used by these tests
 
-_RETRY_RE = re.compile(r'retr(y|ying|ies)|attempt|backoff|reconnect', re.I)
+_RETRY_RE = re.compile(r'retr(y|ying|ies)|backoff|reconnect', re.I)
 
 
 def retry_log_lines(srv):
-    """Log records that report a (failed) attempt to reach PostgreSQL and a retry."""
+    """Log records announcing a retry (of reaching/loading PostgreSQL)."""
     return [rec for rec in srv.logs() if _RETRY_RE.search(json.dumps(rec, ensure_ascii=False))]
 
 
@@ -72,20 +72,30 @@ class StartBeforePostgresTest(unittest.TestCase):
                 err = harness.rpc_error(method, req)
                 self.assertEqual(err.code(), StatusCode.UNAVAILABLE, 'details: %r' % err.details())
 
-        # It keeps trying (backoff capped at 1 s): at least two retry records in the logs.
+        # It keeps trying: at least three retry records in the logs, and PostgreSQL stays
+        # down for 2.5 s so that the backoff reaches its cap (PG_RETRY_MAX_SECONDS=1).
+        down_since = time.monotonic()
         try:
-            harness.wait_until(lambda: len(retry_log_lines(srv)) >= 2, 10,
-                               what='two retry records in the logs')
+            harness.wait_until(lambda: len(retry_log_lines(srv)) >= 3, 10,
+                               what='three retry records in the logs')
         except TimeoutError:
             self.fail('no retry attempts in the logs\n' + srv.tail())
+        time.sleep(max(0.0, 2.5 - (time.monotonic() - down_since)))
+        self.assertTrue(srv.alive(), srv.tail())
         self.assertEqual(srv.health_check(''), NOT_SERVING)
+        err = harness.rpc_error(srv.catalog_stub().ValidateVariant,
+                                pb.ValidateVariantRequest(organization_id=E.ORG_A,
+                                                          variant_id=E.V_A11))
+        self.assertEqual(err.code(), StatusCode.UNAVAILABLE)
+        n_retries = len(retry_log_lines(srv))
 
         # Now PostgreSQL comes up on that port, with the data (schema+seed in one transaction).
         pg.start()
         pg.load_fixtures()
         t0 = time.monotonic()
         srv.wait_serving(30)
-        sys.stderr.write('[serving %.1fs after PostgreSQL was loaded] ' % (time.monotonic() - t0))
+        sys.stderr.write('[%d retries logged while PostgreSQL was down; serving %.1fs after '
+                         'it was loaded] ' % (n_retries, time.monotonic() - t0))
 
         resp = srv.catalog_stub().ValidateVariant(
             pb.ValidateVariantRequest(organization_id=E.ORG_A, variant_id=E.V_A11),
@@ -134,6 +144,7 @@ class ShutdownTest(unittest.TestCase):
                 end.append(StatusCode.OK)
             except grpc.RpcError as e:
                 end.append(e.code())
+            end.append(time.monotonic())
 
         th = threading.Thread(target=watch, daemon=True)
         th.start()
@@ -150,11 +161,14 @@ class ShutdownTest(unittest.TestCase):
         th.join(10)
         self.assertFalse(th.is_alive(), 'Watch stream still open after the server exited')
         self.assertEqual(rc, 0, srv.tail())
-        self.assertTrue(NOT_SERVING in statuses[1:] or end == [StatusCode.OK],
+        self.assertTrue(NOT_SERVING in statuses[1:] or end[:1] == [StatusCode.OK],
                         'Watch saw %r then ended with %r (want NOT_SERVING, or an OK end)'
                         % ([health_pb2.HealthCheckResponse.ServingStatus.Name(s)
                             for s in statuses], end))
-        sys.stderr.write('[exit after %.2fs] ' % elapsed)
+        sys.stderr.write('[Watch saw %s, ended with %s %.2fs after SIGTERM; exit after %.2fs] '
+                         % ('>'.join(health_pb2.HealthCheckResponse.ServingStatus.Name(s)
+                                     for s in statuses),
+                            end[0].name, end[1] - t0, elapsed))
 
     def test_sigterm_with_calls_in_flight(self):
         srv = self.start_server()

@@ -1,0 +1,155 @@
+{{/* Chart name, shortened to the 63 characters a label allows. */}}
+{{- define "catalogd.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's resources. */}}
+{{- define "catalogd.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart label value: name-version. */}}
+{{- define "catalogd.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "catalogd.labels" -}}
+helm.sh/chart: {{ include "catalogd.chart" . }}
+{{ include "catalogd.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "catalogd.imageTag" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: server
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the pods; never change them on upgrade. */}}
+{{- define "catalogd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "catalogd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "catalogd.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "catalogd.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "catalogd.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag | toString | trunc 63 }}
+{{- end }}
+
+{{- define "catalogd.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+
+{{/* "grpc" or "http": how the kubelet probes the container. */}}
+{{- define "catalogd.probeMode" -}}
+{{- $mode := .Values.probes.mode | default "auto" }}
+{{- if eq $mode "auto" }}
+{{- if .Values.grpc.tls.enabled }}http{{ else }}grpc{{ end }}
+{{- else if or (eq $mode "grpc") (eq $mode "http") }}
+{{- $mode }}
+{{- else }}
+{{- fail (printf "probes.mode must be auto, grpc or http (got %q)" $mode) }}
+{{- end }}
+{{- end }}
+
+{{/* Drain budget the grace period must exceed: preStop sleep + SHUTDOWN_GRACE_SECONDS. */}}
+{{- define "catalogd.drainSeconds" -}}
+{{- add (int .Values.lifecycle.preStopSleepSeconds) (int .Values.shutdownGraceSeconds) }}
+{{- end }}
+
+{{- define "catalogd.terminationGracePeriodSeconds" -}}
+{{- $drain := int (include "catalogd.drainSeconds" .) }}
+{{- if and (ne (toString .Values.terminationGracePeriodSeconds) "") (ne (toString .Values.terminationGracePeriodSeconds) "<nil>") }}
+{{- $tgps := int .Values.terminationGracePeriodSeconds }}
+{{- if le $tgps $drain }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + shutdownGraceSeconds (%d)" $tgps $drain) }}
+{{- end }}
+{{- $tgps }}
+{{- else }}
+{{- if lt (int .Values.terminationGraceMarginSeconds) 1 }}
+{{- fail "terminationGraceMarginSeconds must be at least 1" }}
+{{- end }}
+{{- add $drain (int .Values.terminationGraceMarginSeconds) }}
+{{- end }}
+{{- end }}
+
+{{/*
+One probe. Call with (list $ "startup"|"readiness"|"liveness").
+*/}}
+{{- define "catalogd.probe" -}}
+{{- $root := index . 0 }}
+{{- $kind := index . 1 }}
+{{- $p := index $root.Values.probes $kind }}
+{{- if eq (include "catalogd.probeMode" $root) "grpc" }}
+grpc:
+  port: {{ int $root.Values.grpc.port }}
+  service: {{ $p.grpcService | default "" | quote }}
+{{- else }}
+httpGet:
+  path: {{ $p.httpPath }}
+  port: admin
+{{- end }}
+periodSeconds: {{ int $p.periodSeconds }}
+timeoutSeconds: {{ int $p.timeoutSeconds }}
+{{- if eq $kind "startup" }}
+{{- $period := int $p.periodSeconds }}
+{{- if lt $period 1 }}{{ fail "probes.startup.periodSeconds must be at least 1" }}{{ end }}
+failureThreshold: {{ div (add (int $p.maxStartupSeconds) (sub $period 1)) $period }}
+successThreshold: 1
+{{- else if eq $kind "readiness" }}
+failureThreshold: {{ int $p.failureThreshold }}
+successThreshold: {{ int $p.successThreshold }}
+{{- else }}
+failureThreshold: {{ int $p.failureThreshold }}
+successThreshold: 1
+{{- end }}
+{{- end }}
+
+{{/* Checks on values that templates cannot express in the schema. */}}
+{{- define "catalogd.validate" -}}
+{{- if not (has .Values.sync.mode (list "warm" "replay")) }}
+{{- fail (printf "sync.mode must be warm or replay (got %q)" (toString .Values.sync.mode)) }}
+{{- end }}
+{{- if not (has .Values.logging.level (list "debug" "info" "warn" "error")) }}
+{{- fail (printf "logging.level must be debug, info, warn or error (got %q)" (toString .Values.logging.level)) }}
+{{- end }}
+{{- if and (eq .Values.sync.mode "warm") (not .Values.database.existingSecret) }}
+{{- fail "sync.mode warm needs database.existingSecret: the name of a Secret holding DATABASE_URL" }}
+{{- end }}
+{{- if and (eq .Values.sync.mode "replay") (not .Values.kafka.bootstrapServers) }}
+{{- fail "sync.mode replay needs kafka.bootstrapServers" }}
+{{- end }}
+{{- if and .Values.grpc.tls.enabled (not .Values.grpc.tls.secretName) }}
+{{- fail "grpc.tls.enabled needs grpc.tls.secretName" }}
+{{- end }}
+{{- if and .Values.grpc.tls.clientAuth.enabled (not .Values.grpc.tls.enabled) }}
+{{- fail "grpc.tls.clientAuth.enabled needs grpc.tls.enabled" }}
+{{- end }}
+{{- range $k, $v := .Values.kafka.properties }}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9._]*$" $k) }}
+{{- fail (printf "kafka.properties: %q is not a librdkafka property name" $k) }}
+{{- end }}
+{{- if has $k (list "bootstrap.servers" "topic" "dlq.topic") }}
+{{- fail (printf "kafka.properties: set %q with its own kafka.* value" $k) }}
+{{- end }}
+{{- if or (eq $k "sasl.password") (eq $k "sasl.username") (hasPrefix "ssl.key.password" $k) }}
+{{- fail (printf "kafka.properties: %q is a credential; use kafka.sasl.existingSecret or extraEnv with a secretKeyRef" $k) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,33 @@
+/*
+ * digest.h - a deterministic digest of a snapshot's content, to compare two
+ * replicas, or a replay with a warm load.
+ *
+ * The digest depends only on the live entities and their fields (not on
+ * load order, batch boundaries, tombstones or how the snapshot was built):
+ * each record is hashed from a canonical form, the hashes are sorted, and
+ * the sorted list is hashed.
+ *
+ * @locality inside a read section (it walks the whole snapshot: the writer's
+ * next publish waits for it).
+ */
+#ifndef CATALOGD_DIGEST_H
+#define CATALOGD_DIGEST_H
+
+#include <stddef.h>
+
+#include "store.h"
+
+struct digest {
+  char hex[33]; /* 128 bits */
+  size_t counts[CAT_PRODUCT_VARIANTS];
+  uint64_t version;
+};
+
+/* Computes the digest of s. */
+void digest_compute(const struct snapshot *s, struct digest *out);
+
+/* Writes {"digest":..,"version":..,"counts":{..}} plus extra_json fields
+ * (may be NULL; e.g. "\"offsets\":[..]") into a malloc'd string. */
+char *digest_json(const struct digest *d, const char *extra_json);
+
+#endif
