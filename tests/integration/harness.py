@@ -219,7 +219,7 @@ def _generate_stubs():
 
 _STUBS = _generate_stubs()
 
-import catalog_pb2 as pb  # noqa: E402
+import catalog_pb2 as pb  # noqa: E402,F401  (re-exported)
 import catalog_pb2_grpc as pb_grpc  # noqa: E402
 import catalogd_test_health_pb2 as health_pb2  # noqa: E402
 import catalogd_test_health_pb2_grpc as health_pb2_grpc  # noqa: E402
@@ -685,10 +685,15 @@ def rpc_error(fn, *args, **kw):
     """Run a call expected to fail; return the grpc.RpcError (AssertionError if it succeeded)."""
     kw.setdefault('timeout', RPC_TIMEOUT)
     try:
-        fn(*args, **kw)
+        resp = fn(*args, **kw)
     except grpc.RpcError as e:
         return e
-    raise AssertionError('call succeeded but was expected to fail')
+    shown = repr(resp)
+    if hasattr(resp, 'ListFields'):
+        from google.protobuf import text_format
+        shown = text_format.MessageToString(resp, as_one_line=True, as_utf8=True)
+    raise AssertionError('call succeeded but was expected to fail; response: %s'
+                         % shown[:500])
 
 
 def raw_unary(channel, path):

@@ -9,7 +9,6 @@ Run:  CATALOGD_BIN=build/catalogd /usr/bin/python3 tests/integration/test_contra
 """
 
 import os
-import re
 import sys
 import time
 import unittest
@@ -485,6 +484,36 @@ class TenancyTest(Base):
                          [text(pb.VariantValidation(variant_id=v)) for v in E.ORG_A_VARIANTS])
         self.assertEqual(resp.message, 'Validated 5 variants')
 
+    def test_org_id_with_nul_byte_is_another_org(self):
+        # 'org_a\0evil' is not org_a: it must see nothing of org_a (rejecting the
+        # request as INVALID_ARGUMENT is fine too). A C server that reads the proto
+        # string up to the first NUL would answer as org_a.
+        for org in ('org_a\x00', 'org_a\x00evil'):
+            calls = [
+                ('ValidateVariant', self.stub.ValidateVariant,
+                 pb.ValidateVariantRequest(organization_id=org, variant_id=E.V_A11),
+                 lambda r: not r.exists and r.sku == ''),
+                ('GetProductDetails', self.stub.GetProductDetails,
+                 pb.GetProductDetailsRequest(organization_id=org, product_id=E.P_A1,
+                                             include_images=True, include_variants=True),
+                 lambda r: not r.success and r.product.ByteSize() == 0),
+                ('GetVariantsBatch', self.stub.GetVariantsBatch,
+                 pb.GetVariantsBatchRequest(organization_id=org, variant_ids=[E.V_A11]),
+                 lambda r: len(r.variants) == 0 and list(r.not_found_ids) == [E.V_A11]),
+                ('ValidateVariantsBatch', self.stub.ValidateVariantsBatch,
+                 pb.ValidateVariantsBatchRequest(organization_id=org, variant_ids=[E.V_A11]),
+                 lambda r: [v.exists for v in r.validations] == [False]),
+            ]
+            for name, method, req, nothing_seen in calls:
+                with self.subTest(org=org, method=name):
+                    try:
+                        resp = method(req, timeout=RPC_TIMEOUT)
+                    except grpc.RpcError as e:
+                        self.assertEqual(e.code(), StatusCode.INVALID_ARGUMENT, e.details())
+                        continue
+                    self.assertTrue(nothing_seen(resp),
+                                    'organization %r sees org_a data:\n%s' % (org, text(resp)))
+
     def test_no_org_b_data_in_org_a_responses(self):
         # Only org_a ids are sent: answers echo sent ids, and the markers include org_b's
         # ids (org_b ids sent to org_a are covered by the not-found tests above).
@@ -558,26 +587,31 @@ class BadInputTest(Base):
 
     NOT_UUIDS = ['not-a-uuid', '12345', 'dddddddd-0000-0000-0000-000000000a1',
                  'gggggggg-0000-0000-0000-000000000000', E.V_A11 + '0',
-                 "' OR 1=1 --"]
+                 "' OR 1=1 --",
+                 # A valid uuid followed by a NUL byte and more: still not a uuid (proto3
+                 # strings may contain U+0000; a C server must not stop reading at it).
+                 E.V_A11 + '\x00', E.V_A11 + '\x00junk']
 
     def test_id_not_a_uuid(self):
         s = self.abuse_stub()
         for bad in self.NOT_UUIDS:
-            with self.subTest(id=bad):
-                self.assertInvalid(s.ValidateVariant,
-                                   pb.ValidateVariantRequest(organization_id=E.ORG_A,
-                                                             variant_id=bad), 'variant_id')
-                self.assertInvalid(s.GetProductDetails,
-                                   pb.GetProductDetailsRequest(organization_id=E.ORG_A,
-                                                               product_id=bad), 'product_id')
-                self.assertInvalid(s.GetVariantsBatch,
-                                   pb.GetVariantsBatchRequest(organization_id=E.ORG_A,
-                                                              variant_ids=[E.V_A11, bad]),
-                                   'variant_ids')
-                self.assertInvalid(s.ValidateVariantsBatch,
-                                   pb.ValidateVariantsBatchRequest(organization_id=E.ORG_A,
-                                                                   variant_ids=[bad]),
-                                   'variant_ids')
+            cases = [
+                (s.ValidateVariant,
+                 pb.ValidateVariantRequest(organization_id=E.ORG_A, variant_id=bad),
+                 'variant_id'),
+                (s.GetProductDetails,
+                 pb.GetProductDetailsRequest(organization_id=E.ORG_A, product_id=bad),
+                 'product_id'),
+                (s.GetVariantsBatch,
+                 pb.GetVariantsBatchRequest(organization_id=E.ORG_A, variant_ids=[E.V_A11, bad]),
+                 'variant_ids'),
+                (s.ValidateVariantsBatch,
+                 pb.ValidateVariantsBatchRequest(organization_id=E.ORG_A, variant_ids=[bad]),
+                 'variant_ids'),
+            ]
+            for method, req, field in cases:
+                with self.subTest(id=bad, request=type(req).__name__):
+                    self.assertInvalid(method, req, field)
 
     def test_batch_over_limit(self):
         s = self.abuse_stub()

@@ -11,7 +11,7 @@
  * exit status 0; start-up failures exit with status 1.
  *
  * The mock keeps data in memory only: restarting this process loses every
- * message. See tests/tools/README.md and /work/shared/notes/librdkafka.md.
+ * message. See tests/tools/README.md.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1 /* ppoll(); normally already set by the build */

