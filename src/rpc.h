@@ -54,6 +54,14 @@ void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len
 
 /* ---- Shared request checks (rpc_common.c) ---- */
 
+/* Rejects a request whose string fields hold a NUL byte: protobuf-c hands
+ * strings over as C strings, so "org_a\0x" would silently become "org_a"
+ * (another tenant's key). Field 1 is organization_id in every catalog
+ * request; other fields are reported as field2. Returns -1 (out filled)
+ * or 0. */
+int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
+                   const char *field2);
+
 /* Checks organization_id: non-empty, at most CAT_ORG_MAX bytes. On failure
  * fills out with INVALID_ARGUMENT and returns -1. */
 int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org);

@@ -36,6 +36,41 @@ const char *rpc_echo(struct rpc_ctx *ctx, const char *s) {
   return e;
 }
 
+/* Reads a varint at *p (< end); returns -1 if truncated. */
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return 0;
+  }
+  return -1;
+}
+
+int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
+                   const char *field2) {
+  const uint8_t *p = req, *end = req + len;
+  uint64_t tag, n;
+  while (p < end && varint(&p, end, &tag) == 0) {
+    switch (tag & 7) {
+    case 0: if (varint(&p, end, &n) != 0) return 0; break;
+    case 1: p += 8; break;
+    case 5: p += 4; break;
+    case 2:
+      if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
+      if (memchr(p, 0, n) != NULL) {
+        rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s contains a NUL byte",
+                 (tag >> 3) == 1 ? "organization_id" : field2);
+        return -1;
+      }
+      p += n;
+      break;
+    default: return 0; /* malformed: unpack will reject it */
+    }
+  }
+  return 0;
+}
+
 int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) {
   size_t n = strlen(org);
   if (n == 0) {

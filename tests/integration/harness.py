@@ -219,7 +219,7 @@ def _generate_stubs():
 
 _STUBS = _generate_stubs()
 
-import catalog_pb2 as pb  # noqa: E402,F401  (re-exported)
+import catalog_pb2 as pb  # noqa: E402
 import catalog_pb2_grpc as pb_grpc  # noqa: E402
 import catalogd_test_health_pb2 as health_pb2  # noqa: E402
 import catalogd_test_health_pb2_grpc as health_pb2_grpc  # noqa: E402
@@ -230,6 +230,13 @@ try:
     import catalogd_test_reflection_v1alpha_pb2_grpc as refl_v1alpha_pb2_grpc  # noqa: E402
 except ImportError:  # reflection protos absent: reflection tests skip themselves
     refl_v1_pb2 = refl_v1_pb2_grpc = refl_v1alpha_pb2 = refl_v1alpha_pb2_grpc = None
+
+__all__ = ['PgCluster', 'Catalogd', 'pb', 'pb_grpc', 'health_pb2', 'health_pb2_grpc',
+           'refl_v1_pb2', 'refl_v1_pb2_grpc', 'refl_v1alpha_pb2', 'refl_v1alpha_pb2_grpc',
+           'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN', 'RPC_TIMEOUT', 'SNAPSHOT_VERSION_KEY',
+           'CHANNEL_OPTIONS', 'call_with_trailers', 'rpc_error', 'raw_unary',
+           'reflection_modules', 'free_port', 'port_is_listening', 'wait_until',
+           'require_binary', 'REPO', 'SCHEMA_SQL', 'SEED_SQL', 'CATALOGD_BIN']
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

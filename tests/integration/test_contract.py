@@ -740,9 +740,11 @@ class ReflectionTest(unittest.TestCase):
         rpb, _ = harness.reflection_modules(version)
         reqs = [rpb.ServerReflectionRequest(list_services=''),
                 rpb.ServerReflectionRequest(file_containing_symbol='catalog.CatalogService'),
-                rpb.ServerReflectionRequest(file_containing_symbol='no.such.Symbol')]
+                rpb.ServerReflectionRequest(file_containing_symbol='no.such.Symbol'),
+                # a message type, as `grpcurl describe catalog.Product` asks
+                rpb.ServerReflectionRequest(file_containing_symbol='catalog.Product')]
         res = reflect(self.srv.channel(), version, reqs)
-        self.assertEqual(len(res), 3)
+        self.assertEqual(len(res), 4)
 
         # list_services
         self.assertEqual(res[0].WhichOneof('message_response'), 'list_services_response',
@@ -768,6 +770,13 @@ class ReflectionTest(unittest.TestCase):
         # unknown symbol
         self.assertEqual(res[2].WhichOneof('message_response'), 'error_response', str(res[2]))
         self.assertEqual(res[2].error_response.error_code, 5)  # NOT_FOUND
+
+        # message symbol
+        self.assertEqual(res[3].WhichOneof('message_response'), 'file_descriptor_response',
+                         str(res[3]))
+        fdp = descriptor_pb2.FileDescriptorProto()
+        fdp.ParseFromString(res[3].file_descriptor_response.file_descriptor_proto[0])
+        self.assertEqual(fdp.name, 'catalog.proto')
 
     def test_v1(self):
         self.check_version('v1')
