@@ -34,10 +34,24 @@ struct store_txn;
 static inline void store_reader_register(void) { rcu_register_thread(); }
 static inline void store_reader_unregister(void) { rcu_unregister_thread(); }
 
+/* ThreadSanitizer cannot see the ordering liburcu gets from membarrier(2):
+ * under TSan, a read section's end is announced as a release on a token
+ * that the writer acquires after its grace period (see store.c). */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+extern char store__tsan_grace;
+#define STORE__TSAN_RELEASE() __tsan_release(&store__tsan_grace)
+#else
+#define STORE__TSAN_RELEASE() ((void)0)
+#endif
+
 /* Brackets a read section. Keep it short and never block inside it.
  * Pointers from the snapshot are valid until store_read_unlock(). */
 static inline void store_read_lock(void) { rcu_read_lock(); }
-static inline void store_read_unlock(void) { rcu_read_unlock(); }
+static inline void store_read_unlock(void) {
+  STORE__TSAN_RELEASE();
+  rcu_read_unlock();
+}
 
 /* The current snapshot, or NULL before the first publish.
  * @locality inside a read section. */

@@ -64,7 +64,20 @@ void store_destroy(struct store *st) {
   free(st);
 }
 
+#if defined(__SANITIZE_THREAD__)
+char store__tsan_grace;
+/* rcu_dereference is a volatile load TSan would flag against the xchg. */
+const struct snapshot *store_current(struct store *st) {
+  return __atomic_load_n(&st->current, __ATOMIC_ACQUIRE);
+}
+#define TSAN_GRACE_DONE() __tsan_acquire(&store__tsan_grace)
+/* liburcu's xchg is inline assembly, invisible to TSan: use the builtin. */
+#define PUBLISH(p, v) ((void)__atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST))
+#else
+#define PUBLISH(p, v) rcu_xchg_pointer((p), (v))
 const struct snapshot *store_current(struct store *st) { return rcu_dereference(st->current); }
+#define TSAN_GRACE_DONE() ((void)0)
+#endif
 
 const struct cat_hdr *snap_get(const struct snapshot *s, enum cat_kind kind, const uint8_t id[16],
                                const char *org, size_t orglen) {
@@ -284,8 +297,9 @@ uint64_t store_commit(struct store_txn *t) {
   *next = t->next;
   next->version = base ? base->version + 1 : 1;
   next->built_ns = now_ns();
-  rcu_xchg_pointer(&st->current, next);
+  PUBLISH(&st->current, next);
   synchronize_rcu();
+  TSAN_GRACE_DONE();
   /* No reader holds base now: free what next does not share. */
   if (base != NULL) {
     for (int k = 0; k < CAT_KIND_COUNT; k++)

@@ -44,39 +44,39 @@ listed=$(awk '
 echo "runtime-libs: runtime stage installs: $(echo $listed)"
 
 # --- their dependency closure, from this machine's dpkg database ---------
-# Installed packages and what they provide (for virtual names).
-declare -A installed provider
-while IFS='|' read -r pkg status provides; do
+# One dpkg-query for every package: status, provides, depends.
+declare -A installed provider depends
+while IFS='|' read -r pkg status provides dep predep; do
   case "$status" in *"ok installed"*) ;; *) continue ;; esac
   installed[$pkg]=1
+  depends[$pkg]="$dep,$predep"
   IFS=',' read -ra pv <<<"$provides"
   for v in "${pv[@]}"; do
     v=${v%%(*}; v=${v// /}
     [ -n "$v" ] && provider[$v]="${provider[$v]:-} $pkg"
   done
-done < <(dpkg-query -W -f '${Package}|${Status}|${Provides}\n' 2>/dev/null)
+done < <(dpkg-query -W -f '${Package}|${Status}|${Provides}|${Depends}|${Pre-Depends}\n' 2>/dev/null)
 
 declare -A closure
 missing_listed=""
 queue=()
 for p in $listed; do
+  # Not installed here: its dependencies are unknown here, and it may be a
+  # misspelt or wrong-version name. Reported as a failure below.
   if [ -n "${installed[$p]:-}" ]; then queue+=("$p")
   else missing_listed="$missing_listed $p"
   fi
 done
-# Not installed here, so its dependencies are unknown here: it may be a
-# misspelt or wrong-version name. Say so and fail below.
 while [ ${#queue[@]} -gt 0 ]; do
   p=${queue[0]}; queue=("${queue[@]:1}")
   [ -n "${closure[$p]:-}" ] && continue
   closure[$p]=1
-  deps=$(dpkg-query -W -f '${Depends},${Pre-Depends}' "$p" 2>/dev/null)
   # Split on , and |, drop version constraints and :arch qualifiers.
-  for d in $(echo "$deps" | tr ',|' '\n\n' | sed -e 's/(.*)//' -e 's/:.*//' -e 's/[[:space:]]//g'); do
+  IFS=',|' read -ra ds <<<"${depends[$p]}"
+  for d in "${ds[@]}"; do
+    d=${d%%(*}; d=${d%%:*}; d=${d// /}
     [ -z "$d" ] && continue
-    if [ -n "${installed[$d]:-}" ]; then
-      [ -z "${closure[$d]:-}" ] && queue+=("$d")
-    fi
+    if [ -n "${installed[$d]:-}" ] && [ -z "${closure[$d]:-}" ]; then queue+=("$d"); fi
     for q in ${provider[$d]:-}; do
       [ -z "${closure[$q]:-}" ] && queue+=("$q")
     done
@@ -93,12 +93,27 @@ libs=$(echo "$ldd_out" | awk '
   $2 == "=>" && $3 ~ /^\// { print $3; next }
   $1 ~ /^\// { print $1 }')   # the dynamic loader line
 
-owner_of() {  # dpkg -S, trying the path as given, resolved, and /usr-merged
-  local f=$1 r out
+# Owning package of each library, from one dpkg -S over every spelling of
+# every path (as given, resolved, with and without /usr: Debian 12 is
+# /usr-merged and dpkg knows each file under one of them).
+declare -A owner_by_path
+cands=()
+for l in $libs; do
+  r=$(readlink -f "$l")
+  for c in "$l" "$r" "/usr$l" "${l#/usr}" "/usr$r" "${r#/usr}"; do cands+=("$c"); done
+done
+while IFS= read -r line; do
+  case "$line" in diversion*) continue ;; esac
+  path=${line##*: }
+  pkgs=${line%: *}
+  pkg=${pkgs%%,*}; pkg=${pkg%%:*}
+  owner_by_path[$path]=$pkg
+done < <(dpkg -S "${cands[@]}" 2>/dev/null)
+owner_of() {
+  local f=$1 r c
   r=$(readlink -f "$f")
-  for cand in "$f" "$r" "/usr$f" "${f#/usr}" "/usr$r" "${r#/usr}"; do
-    out=$(dpkg -S "$cand" 2>/dev/null | grep -v '^diversion' | head -n1) || continue
-    [ -n "$out" ] && { echo "${out%%: *}" | sed 's/:.*//'; return 0; }
+  for c in "$f" "$r" "/usr$f" "${f#/usr}" "/usr$r" "${r#/usr}"; do
+    if [ -n "${owner_by_path[$c]:-}" ]; then echo "${owner_by_path[$c]}"; return 0; fi
   done
   return 1
 }
