@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <grpc/grpc.h>
+#include <grpc/support/log.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,8 +34,24 @@ static double mono_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The gRPC core's own messages, as JSON lines like ours. */
+static void grpc_log_json(gpr_log_func_args *a) {
+  enum log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR  ? LOG_ERROR
+                       : a->severity == GPR_LOG_SEVERITY_INFO ? LOG_INFO
+                                                              : LOG_DEBUG;
+  log_emit(lvl, a->message, (struct logf[]){LF_S("source", "grpc"), LF_S("file", a->file),
+                                            LF_I("line", a->line)}, 3);
+}
+
+struct ready_ctx {
+  struct health *health;
+  double t0;
+};
+
 static void on_ready(void *arg) {
-  health_set_serving(arg, true);
+  struct ready_ctx *r = arg;
+  health_set_serving(r->health, true);
+  log_info("startup phase done", LF_S("phase", "ready"), LF_D("seconds", mono_s() - r->t0));
   log_info("serving", );
 }
 
@@ -88,6 +105,7 @@ static void log_start(const struct config *c, int port) {
   if (c->database_url[0]) log_redact_url(c->database_url, url, sizeof url);
   log_info("listening", LF_I("grpc_port", port), LF_I("workers", c->workers),
            LF_B("reflection", c->reflection), LF_S("sync_mode", modes[c->sync_mode]),
+           LF_S("tls", !c->tls_cert_file[0] ? "off" : c->tls_client_ca_file[0] ? "mutual" : "on"),
            LF_S("database_url", url), LF_I("max_batch_ids", c->max_batch_ids));
   if (c->sync_mode == SYNC_DEMO)
     log_info("demo catalog: try it",
@@ -122,6 +140,7 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
+  gpr_set_log_function(grpc_log_json);
   grpc_init();
   rcu_init();
   struct store *store = store_new();
@@ -145,8 +164,9 @@ int main(int argc, char **argv) {
   }
   log_start(&cfg, server_port(srv));
   log_info("startup phase done", LF_S("phase", "grpc"), LF_D("seconds", mono_s() - t0));
+  struct ready_ctx ready = {.health = health, .t0 = t0};
   struct sync_deps yd = {.cfg = &cfg, .store = store, .metrics = metrics,
-                         .on_ready = on_ready, .arg = health};
+                         .on_ready = on_ready, .arg = &ready};
   if ((rc = sync_start(&yd, &sy)) != 0) {
     log_error("cannot start the sync thread", LF_S("error", strerror(-rc)));
     rc = 1;

@@ -33,6 +33,7 @@ struct rpc_result {
   grpc_status_code code;           /* GRPC_STATUS_OK unless the handler says */
   const char *details;             /* arena or static string; NULL = none */
   const ProtobufCMessage *reply;   /* required when code is OK */
+  const char *org;                 /* the request's organization_id, for the access log */
 };
 
 typedef void (*rpc_unary_fn)(struct rpc_ctx *ctx, const uint8_t *req, size_t len,

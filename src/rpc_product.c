@@ -132,6 +132,7 @@ void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a GetProductDetailsRequest");
     return;
   }
+  out->org = rq->organization_id;
   if (rpc_check_org(ctx, out, rq->organization_id) != 0 ||
       rpc_parse_id(ctx, out, "product_id", rq->product_id, id) != 0)
     return;

@@ -23,6 +23,7 @@ void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a ValidateVariantRequest");
     return;
   }
+  out->org = rq->organization_id;
   if (rpc_check_org(ctx, out, rq->organization_id) != 0 ||
       rpc_parse_id(ctx, out, "variant_id", rq->variant_id, id) != 0)
     return;
@@ -73,6 +74,7 @@ void rpc_validate_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t
              "request is not a ValidateVariantsBatchRequest");
     return;
   }
+  out->org = rq->organization_id;
   if (rpc_check_org(ctx, out, rq->organization_id) != 0) return;
   uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, rq->n_variant_ids);
   if (ids == NULL) return;

@@ -46,6 +46,7 @@ void rpc_get_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a GetVariantsBatchRequest");
     return;
   }
+  out->org = rq->organization_id;
   if (rpc_check_org(ctx, out, rq->organization_id) != 0) return;
   size_t n = rq->n_variant_ids, orglen = strlen(rq->organization_id);
   uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, n);

@@ -18,6 +18,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "reflection.h"
 #include "server_internal.h"
 #include "stream.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -70,6 +72,7 @@ struct server {
   struct metrics *metrics;
   struct health *health;
   struct reflection *reflection;
+  struct tls *tls; /* NULL: plaintext */
   grpc_server *srv;
   grpc_completion_queue *shutdown_cq;
   void *handles[NMETHODS]; /* NULL when not registered */
@@ -162,8 +165,27 @@ static void log_rejected(struct worker *w, const char *path, int code, const cha
   last = now, suppressed = 0;
 }
 
-/* Runs the handler in a read section and packs the reply there. */
-static void unary_handle(struct ucall *c) {
+/* Per-thread xorshift for access-log sampling: no shared state, no lock. */
+static bool sample(double rate) {
+  static _Thread_local uint64_t x;
+  if (rate <= 0) return false;
+  if (rate >= 1) return true;
+  if (x == 0) x = (uint64_t)(uintptr_t)&x | 1;
+  x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+  return (double)(x >> 11) / 9007199254740992.0 < rate;
+}
+
+/* One access-log line (sampled by ACCESS_LOG_SAMPLE). */
+static void access_log(struct ucall *c, const char *org, uint64_t ns) {
+  if (!sample(c->w->srv->cfg->access_log_sample)) return;
+  log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", c->code),
+           LF_I("us", ns / 1000), LF_S("organization_id", org ? org : ""),
+           LF_S("snapshot_version", c->version));
+}
+
+/* Runs the handler in a read section and packs the reply there. Returns
+ * the request's organization (arena memory, valid until the arena reset). */
+static const char *unary_handle(struct ucall *c) {
   const struct method_def *m = &methods[c->mi];
   struct rpc_ctx ctx = server__ctx(c->w);
   struct rpc_result res = {.code = GRPC_STATUS_OK};
@@ -199,6 +221,7 @@ static void unary_handle(struct ucall *c) {
   if (res.details != NULL) c->details = grpc_slice_from_copied_string(res.details);
   if (res.code != GRPC_STATUS_OK && res.code != GRPC_STATUS_UNAVAILABLE)
     log_rejected(c->w, m->path, res.code, res.details);
+  return res.org;
 }
 
 static void unary_send(struct ucall *c) {
@@ -239,8 +262,10 @@ static void unary_new(struct tag *t, bool ok) {
   clock_gettime(CLOCK_MONOTONIC, &c->t0);
   if (!atomic_load(c->w->stopping)) unary_request(c->w, c->mi);
   metrics_in_flight(c->w->metrics, +1);
-  unary_handle(c);
-  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, c->code, elapsed_ns(&c->t0));
+  const char *org = unary_handle(c);
+  uint64_t ns = elapsed_ns(&c->t0);
+  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, c->code, ns);
+  access_log(c, org, ns);
   unary_send(c);
 }
 
@@ -370,7 +395,8 @@ static void register_methods(struct server *s) {
 static int bind_port(struct server *s) {
   char addr[256];
   snprintf(addr, sizeof addr, "%s:%d", s->cfg->listen_addr, s->cfg->grpc_port);
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_credentials *creds =
+      s->tls ? tls_credentials(s->tls) : grpc_insecure_server_credentials_create();
   s->port = grpc_server_add_http2_port(s->srv, addr, creds);
   grpc_server_credentials_release(creds);
   if (s->port <= 0) {
@@ -387,6 +413,14 @@ int server_start(const struct server_deps *d, struct server **out) {
   if (s->cfg->reflection && (s->reflection = reflection_new()) == NULL) {
     rc = -EINVAL;
     goto fail;
+  }
+  if (s->cfg->tls_cert_file[0] != '\0') {
+    char err[256];
+    if ((s->tls = tls_new(s->cfg, err, sizeof err)) == NULL) {
+      log_error("bad TLS configuration", LF_S("error", err));
+      rc = -EINVAL;
+      goto fail;
+    }
   }
   s->srv = create_core_server(s->cfg);
   register_methods(s);
@@ -459,5 +493,6 @@ void server_destroy(struct server *s) {
   }
   free(s->workers);
   reflection_destroy(s->reflection);
+  tls_destroy(s->tls);
   free(s);
 }

@@ -41,7 +41,7 @@ listed=$(awk '
     for (k = 1; k <= n; k++) if (w[k] != "" && w[k] !~ /^-/) print w[k]
   }' "$DOCKERFILE")
 [ -n "$listed" ] || fail "found no apt-get install in the last stage of $DOCKERFILE"
-echo "runtime-libs: runtime stage installs: $(echo $listed)"
+echo "runtime-libs: runtime stage installs: $(tr "\n" " " <<<"$listed")"
 
 # --- their dependency closure, from this machine's dpkg database ---------
 # One dpkg-query for every package: status, provides, depends.

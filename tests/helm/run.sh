@@ -186,14 +186,51 @@ check replay --probe grpc --enabled podannotations
 render explicit-grace --set terminationGracePeriodSeconds=60 --set shutdownGraceSeconds=30
 check explicit-grace --probe grpc --enabled podannotations
 # NOTES.txt is rendered by install only; --dry-run=client needs no cluster.
+# shellcheck disable=SC2317  # called through step
 notes() {
-  helm_ install t "$CHART" --dry-run=client "$@" >"$WORK/notes" 2>&1 &&
-    grep -q '^NOTES:' "$WORK/notes" && grep -q 'terminationGracePeriodSeconds' "$WORK/notes" ||
-    { cat "$WORK/notes"; return 1; }
+  if helm_ install t "$CHART" --dry-run=client "$@" >"$WORK/notes" 2>&1 &&
+      grep -q '^NOTES:' "$WORK/notes" &&
+      grep -q 'terminationGracePeriodSeconds' "$WORK/notes"; then
+    return 0
+  fi
+  cat "$WORK/notes"
+  return 1
 }
 if helm_ install --help 2>/dev/null | grep -q -- '--dry-run.*client'; then
   step "NOTES.txt renders (defaults)" notes
   step "NOTES.txt renders (values-all)" notes -f "$VALUES_ALL"
+fi
+
+# Kubernetes schemas: helm template does not validate fields. Needs node and
+# npm packages (cached); when they cannot be had this step is skipped.
+SCHEMA_PKGS="kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0 js-yaml@5.5.0"
+schema_ready() { [ -f "$1/.installed" ] && [ "$(cat "$1/.installed")" = "$SCHEMA_PKGS" ]; }
+schema_dir() {
+  local d=$CACHE/schema
+  if ! schema_ready "$d"; then
+    command -v npm >/dev/null 2>&1 || return 1
+    mkdir -p "$d" || return 1
+    if command -v flock >/dev/null 2>&1; then
+      exec 8>"$CACHE/.schema.lock" && flock -w "$((NPM_TIMEOUT + 60))" 8 || return 1
+    fi
+    if ! schema_ready "$d"; then
+      rm -f "$d/.installed"
+      # shellcheck disable=SC2086
+      timeout "$NPM_TIMEOUT" npm install --prefix "$d" --no-save --no-package-lock \
+        --no-audit --no-fund --ignore-scripts --loglevel=error $SCHEMA_PKGS >&2 || return 1
+      echo "$SCHEMA_PKGS" >"$d/.installed"
+    fi
+  fi
+  # The script must sit next to node_modules for its imports to resolve.
+  cp "$HERE/validate_schema.mjs" "$d/.validate.$$" && mv -f "$d/.validate.$$" "$d/validate_schema.mjs" &&
+    echo "$d"
+}
+if command -v node >/dev/null 2>&1 && SCHEMA_DIR=$(schema_dir); then
+  step "Kubernetes schemas" timeout 60 node "$SCHEMA_DIR/validate_schema.mjs" \
+    "$WORK"/{default,all,all-plaintext,tls-only,replay,explicit-grace}.yaml
+else
+  skipped=$((skipped + 1))
+  say "skip Kubernetes schemas (node or the kubernetes-models npm package unavailable)"
 fi
 
 # 3. what must be refused, and what the checker must catch
@@ -236,5 +273,9 @@ if [ -z "$PY" ]; then
   say "$passed passed, $failed failed, $skipped skipped"
   skip "python3 cannot import yaml: the manifest checks did not run (install the Debian package python3-yaml)"
 fi
-say "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+  say "$passed passed, $failed failed, $skipped skipped"
+else
+  say "$passed passed, $failed failed"
+fi
 exit 0

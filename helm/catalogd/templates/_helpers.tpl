@@ -26,7 +26,7 @@
 {{- define "catalogd.labels" -}}
 helm.sh/chart: {{ include "catalogd.chart" . }}
 {{ include "catalogd.selectorLabels" . }}
-app.kubernetes.io/version: {{ include "catalogd.imageTag" . | quote }}
+app.kubernetes.io/version: {{ regexReplaceAll "[^A-Za-z0-9._-]" (include "catalogd.imageTag" .) "_" | trunc 63 | trimAll "_.-" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: server
 {{- with .Values.commonLabels }}
