@@ -243,6 +243,8 @@ refuse "TLS without a Secret" "grpc.tls.secretName" --set grpc.tls.enabled=true
 refuse "mTLS without TLS" "grpc.tls.enabled" --set grpc.tls.clientAuth.enabled=true
 refuse "a password in kafka.properties" "credential" \
   --set 'kafka.properties.sasl\.password=x'
+refuse "a kafka property in env spelling" "not a librdkafka property name" \
+  --set kafka.properties.SECURITY_PROTOCOL=SSL
 refuse "an unknown sync mode" "sync.mode" --set sync.mode=lazy
 refuse "an unknown probe mode" "probes.mode" --set probes.mode=tcp
 refuse "Kubernetes older than 1.27" "kubeVersion" \

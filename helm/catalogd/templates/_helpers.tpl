@@ -142,8 +142,8 @@ successThreshold: 1
 {{- fail "grpc.tls.clientAuth.enabled needs grpc.tls.enabled" }}
 {{- end }}
 {{- range $k, $v := .Values.kafka.properties }}
-{{- if not (regexMatch "^[a-z0-9][a-z0-9._]*$" $k) }}
-{{- fail (printf "kafka.properties: %q is not a librdkafka property name" $k) }}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9.]*$" $k) }}
+{{- fail (printf "kafka.properties: %q is not a librdkafka property name (lower case, dot-separated)" $k) }}
 {{- end }}
 {{- if has $k (list "bootstrap.servers" "topic" "dlq.topic") }}
 {{- fail (printf "kafka.properties: set %q with its own kafka.* value" $k) }}
