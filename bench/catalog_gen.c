@@ -31,16 +31,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { K_BRAND = 1, K_PRODUCT, K_PIMAGE, K_VARIANT, K_VIMAGE, K_TAG, K_COLLECTION,
-       K_MISSING_V = 90, K_MISSING_P };
+enum {
+  K_BRAND = 1,
+  K_PRODUCT,
+  K_PIMAGE,
+  K_VARIANT,
+  K_VIMAGE,
+  K_TAG,
+  K_COLLECTION,
+  K_MISSING_V = 90,
+  K_MISSING_P
+};
 
-#define BRANDS_PER_ORG 25
-#define TAGS_PER_ORG 50
+#define BRANDS_PER_ORG      25
+#define TAGS_PER_ORG        50
 #define COLLECTIONS_PER_ORG 20
 #define PIMAGES_PER_PRODUCT 2
-#define TAGS_PER_PRODUCT 3
-#define UPDATED_AT "2026-01-01 00:00:00+00"
-#define UPDATED_AT_JSON "2026-01-01T00:00:00+00:00"
+#define TAGS_PER_PRODUCT    3
+#define UPDATED_AT          "2026-01-01 00:00:00+00"
+#define UPDATED_AT_JSON     "2026-01-01T00:00:00+00:00"
 
 static uint64_t g_seed = 1;
 
@@ -61,8 +70,8 @@ static void uuid_of(int kind, uint64_t idx, char out[37]) {
   uint64_t a = h3((uint64_t)kind, idx, 1), b = h3((uint64_t)kind, idx, 2);
   a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  snprintf(out, 37, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64,
-           a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffffffffffffULL);
+  snprintf(out, 37, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64, a >> 32,
+           (a >> 16) & 0xffff, a & 0xffff, b >> 48, (uint64_t)(b & 0xffffffffffffULL));
 }
 
 struct cfg {
@@ -109,7 +118,9 @@ static uint64_t variant_org(const struct cfg *c, uint64_t v) {
   return product_org(c, variant_product(c, v));
 }
 /* Global index of an organization's local brand/tag/collection j. */
-static uint64_t local_idx(const struct cfg *c, uint64_t org, uint64_t j) { return j * c->orgs + org; }
+static uint64_t local_idx(const struct cfg *c, uint64_t org, uint64_t j) {
+  return j * c->orgs + org;
+}
 
 static const char *product_status(uint64_t p) {
   uint64_t r = h3(K_PRODUCT, p, 10) % 100;
@@ -137,7 +148,7 @@ static void variant_vals(const struct cfg *c, uint64_t v, struct variant_vals *x
   uuid_of(K_PRODUCT, p, x->pid);
   snprintf(x->sku, sizeof x->sku, "SKU-%07" PRIu64 "-%02" PRIu64, p, k);
   x->has_barcode = r % 5 != 0;
-  snprintf(x->barcode, sizeof x->barcode, "779%010" PRIu64, v % 10000000000ULL);
+  snprintf(x->barcode, sizeof x->barcode, "779%010" PRIu64, (uint64_t)(v % 10000000000ULL));
   x->status = (r >> 8) % 10 == 0 ? "inactive" : "active";
   uint64_t cents = 100 + (r >> 16) % 99900;
   snprintf(x->price, sizeof x->price, "%" PRIu64 ".%02" PRIu64, cents / 100, cents % 100);
@@ -167,8 +178,8 @@ static void variant_vals(const struct cfg *c, uint64_t v, struct variant_vals *x
 
 #define NUL "\\N"
 
-static void copy_named(FILE *f, const char *id, const char *org, const char *name,
-                       const char *slug, const char *desc) {
+static void copy_named(FILE *f, const char *id, const char *org, const char *name, const char *slug,
+                       const char *desc) {
   fprintf(f, "%s\t%s\t%s", id, org, name);
   if (slug) fprintf(f, "\t%s", slug);
   if (desc) fprintf(f, "\t%s", desc);
@@ -212,11 +223,13 @@ static void write_copy(const struct cfg *c) {
     uint64_t o = product_org(c, p), r = h3(K_PRODUCT, p, 12);
     int64_t b = product_brand(p);
     uuid_of(K_PRODUCT, p, id);
-    fprintf(fp, "%s\t%s\tL-%07" PRIu64 "\tProducto %" PRIu64 " modelo %" PRIu64
-                "\tP-%07" PRIu64 "\t",
+    fprintf(fp,
+            "%s\t%s\tL-%07" PRIu64 "\tProducto %" PRIu64 " modelo %" PRIu64 "\tP-%07" PRIu64 "\t",
             id, org_name(o), p, p, r % 1000, p);
-    if (r % 4) fprintf(fp, "780%010" PRIu64, p);
-    else fputs(NUL, fp);
+    if (r % 4)
+      fprintf(fp, "780%010" PRIu64, p);
+    else
+      fputs(NUL, fp);
     fprintf(fp, "\t%s\t%s\t%s\t%s\t%d\t", r % 3 ? "Descripcion breve del producto" : NUL,
             product_status(p), (r >> 8) % 2 ? "simple" : "variable",
             (r >> 9) % 5 ? "unidad" : "caja", (int)((r >> 12) % 20));
@@ -246,12 +259,13 @@ static void write_copy(const struct cfg *c) {
   struct variant_vals x;
   for (uint64_t v = 0; v < c->variants; v++) {
     variant_vals(c, v, &x);
-    fprintf(fv, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s"
-                "\t%d\t%d\t1\t" UPDATED_AT "\n",
+    fprintf(fv,
+            "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s"
+            "\t%d\t%d\t1\t" UPDATED_AT "\n",
             x.id, org_name(variant_org(c, v)), x.pid, x.sku, x.has_barcode ? x.barcode : NUL,
-            x.status, x.price, x.cost, x.tax, x.weight, x.dl, x.dw, x.dh,
-            x.has_lot ? x.lot : NUL, x.st_total, x.st_avail, x.st_res, x.wh,
-            x.has_vendor ? x.vendor : NUL, x.track ? "t" : "f", x.min_s, x.max_s);
+            x.status, x.price, x.cost, x.tax, x.weight, x.dl, x.dw, x.dh, x.has_lot ? x.lot : NUL,
+            x.st_total, x.st_avail, x.st_res, x.wh, x.has_vendor ? x.vendor : NUL,
+            x.track ? "t" : "f", x.min_s, x.max_s);
     if (x.has_image) {
       uuid_of(K_VIMAGE, v, id2);
       fprintf(fi, "%s\t%s\thttps://cdn.example.com/v/%08" PRIu64 ".jpg\tVariante\t0\n", id2, x.id,
@@ -285,15 +299,18 @@ static void write_copy(const struct cfg *c) {
 /* ---- Change events ---- */
 
 static void jstr(FILE *f, const char *k, const char *s) {
-  if (s == NULL) fprintf(f, "\"%s\":null", k);
-  else fprintf(f, "\"%s\":\"%s\"", k, s); /* generated strings need no escaping */
+  if (s == NULL)
+    fprintf(f, "\"%s\":null", k);
+  else
+    fprintf(f, "\"%s\":\"%s\"", k, s); /* generated strings need no escaping */
 }
 
 static void envelope(FILE *f, const char *org, const char *kind, const char *id, long version) {
-  fprintf(f, "%s/%s/%s\t{\"event_id\":\"%s-%s-%ld\",\"event_type\":\"%s.upserted\","
-             "\"organization_id\":\"%s\",\"entity_id\":\"%s\",\"version\":%ld,"
-             "\"occurred_at\":\"" UPDATED_AT_JSON "\",\"data\":{\"id\":\"%s\","
-             "\"organization_id\":\"%s\",\"version\":%ld",
+  fprintf(f,
+          "%s/%s/%s\t{\"event_id\":\"%s-%s-%ld\",\"event_type\":\"%s.upserted\","
+          "\"organization_id\":\"%s\",\"entity_id\":\"%s\",\"version\":%ld,"
+          "\"occurred_at\":\"" UPDATED_AT_JSON "\",\"data\":{\"id\":\"%s\","
+          "\"organization_id\":\"%s\",\"version\":%ld",
           org, kind, id, kind, id, version, kind, org, id, version, id, org, version);
 }
 
@@ -306,20 +323,23 @@ static void variant_event(FILE *f, const struct cfg *c, uint64_t v, long version
   fputc(',', f), jstr(f, "product_id", x.pid), fputc(',', f), jstr(f, "sku", x.sku);
   fputc(',', f), jstr(f, "barcode", x.has_barcode ? x.barcode : NULL);
   fputc(',', f), jstr(f, "status", x.status);
-  fprintf(f, ",\"sale_price\":%s,\"cost_price\":%s,\"tax\":%s,\"weight\":%s,\"dim_length\":%s,"
-             "\"dim_width\":%s,\"dim_height\":%s,",
+  fprintf(f,
+          ",\"sale_price\":%s,\"cost_price\":%s,\"tax\":%s,\"weight\":%s,\"dim_length\":%s,"
+          "\"dim_width\":%s,\"dim_height\":%s,",
           price_override ? price_override : x.price, x.cost, x.tax, x.weight, x.dl, x.dw, x.dh);
   jstr(f, "lot_number", x.has_lot ? x.lot : NULL);
   fprintf(f, ",\"stock_total\":%d,\"stock_available\":%d,\"stock_reserved\":%d,", x.st_total,
           x.st_avail, x.st_res);
   jstr(f, "warehouse_id", x.wh), fputc(',', f), jstr(f, "vendor", x.has_vendor ? x.vendor : NULL);
-  fprintf(f, ",\"track_inventory\":%s,\"default_min_stock\":%d,\"default_max_stock\":%d,"
-             "\"updated_at\":\"" UPDATED_AT_JSON "\",\"images\":[",
+  fprintf(f,
+          ",\"track_inventory\":%s,\"default_min_stock\":%d,\"default_max_stock\":%d,"
+          "\"updated_at\":\"" UPDATED_AT_JSON "\",\"images\":[",
           x.track ? "true" : "false", x.min_s, x.max_s);
   if (x.has_image) {
     uuid_of(K_VIMAGE, v, iid);
-    fprintf(f, "{\"id\":\"%s\",\"url\":\"https://cdn.example.com/v/%08" PRIu64
-               ".jpg\",\"alt\":\"Variante\",\"position\":0}",
+    fprintf(f,
+            "{\"id\":\"%s\",\"url\":\"https://cdn.example.com/v/%08" PRIu64
+            ".jpg\",\"alt\":\"Variante\",\"position\":0}",
             iid, v);
   }
   fputs("]}}\n", f);
@@ -355,14 +375,18 @@ static void write_events(const struct cfg *c) {
     int64_t b = product_brand(p);
     uuid_of(K_PRODUCT, p, id);
     envelope(f, org_name(o), "product", id, 1);
-    fprintf(f, ",\"local_id\":\"L-%07" PRIu64 "\",\"title\":\"Producto %" PRIu64 " modelo %" PRIu64
-               "\",\"sku\":\"P-%07" PRIu64 "\",",
+    fprintf(f,
+            ",\"local_id\":\"L-%07" PRIu64 "\",\"title\":\"Producto %" PRIu64 " modelo %" PRIu64
+            "\",\"sku\":\"P-%07" PRIu64 "\",",
             p, p, r % 1000, p);
-    if (r % 4) fprintf(f, "\"barcode\":\"780%010" PRIu64 "\",", p);
-    else fputs("\"barcode\":null,", f);
+    if (r % 4)
+      fprintf(f, "\"barcode\":\"780%010" PRIu64 "\",", p);
+    else
+      fputs("\"barcode\":null,", f);
     jstr(f, "description", r % 3 ? "Descripcion breve del producto" : NULL);
-    fprintf(f, ",\"status\":\"%s\",\"product_type\":\"%s\",\"unit_of_measure\":\"%s\","
-               "\"alert_stock\":%d,",
+    fprintf(f,
+            ",\"status\":\"%s\",\"product_type\":\"%s\",\"unit_of_measure\":\"%s\","
+            "\"alert_stock\":%d,",
             product_status(p), (r >> 8) % 2 ? "simple" : "variable",
             (r >> 9) % 5 ? "unidad" : "caja", (int)((r >> 12) % 20));
     if (b >= 0) uuid_of(K_BRAND, local_idx(c, o, (uint64_t)b), id2);
@@ -383,7 +407,8 @@ static void write_events(const struct cfg *c) {
     uuid_of(K_COLLECTION, local_idx(c, o, (p / c->orgs) % COLLECTIONS_PER_ORG), id2);
     fprintf(f, "],\"collection_ids\":[\"%s\"]}}\n", id2);
   }
-  for (uint64_t v = 0; v < c->variants; v++) variant_event(f, c, v, 1, NULL);
+  for (uint64_t v = 0; v < c->variants; v++)
+    variant_event(f, c, v, 1, NULL);
   close_out(f);
 }
 
@@ -454,21 +479,32 @@ static uint64_t num(const char *s) {
 }
 
 int main(int argc, char **argv) {
-  struct cfg c = {.variants = 1000000, .orgs = 20, .samples_per_org = 2000, .updates = 100000,
-                  .events = 1};
+  struct cfg c = {
+      .variants = 1000000, .orgs = 20, .samples_per_org = 2000, .updates = 100000, .events = 1};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--no-events")) { c.events = 0; continue; }
+    if (!strcmp(a, "--no-events")) {
+      c.events = 0;
+      continue;
+    }
     if (v == NULL) usage();
     i++;
-    if (!strcmp(a, "--out")) c.out = v;
-    else if (!strcmp(a, "--variants")) c.variants = num(v);
-    else if (!strcmp(a, "--products")) c.products = num(v);
-    else if (!strcmp(a, "--orgs")) c.orgs = num(v);
-    else if (!strcmp(a, "--seed")) g_seed = num(v);
-    else if (!strcmp(a, "--samples-per-org")) c.samples_per_org = num(v);
-    else if (!strcmp(a, "--updates")) c.updates = num(v);
-    else usage();
+    if (!strcmp(a, "--out"))
+      c.out = v;
+    else if (!strcmp(a, "--variants"))
+      c.variants = num(v);
+    else if (!strcmp(a, "--products"))
+      c.products = num(v);
+    else if (!strcmp(a, "--orgs"))
+      c.orgs = num(v);
+    else if (!strcmp(a, "--seed"))
+      g_seed = num(v);
+    else if (!strcmp(a, "--samples-per-org"))
+      c.samples_per_org = num(v);
+    else if (!strcmp(a, "--updates"))
+      c.updates = num(v);
+    else
+      usage();
   }
   if (c.out == NULL) usage();
   if (c.products == 0) c.products = c.variants / 5 ? c.variants / 5 : 1;
@@ -486,12 +522,12 @@ int main(int argc, char **argv) {
   write_samples(&c);
   uint64_t vimages = (c.variants + 3) / 4;
   FILE *f = open_out(&c, "meta.json");
-  fprintf(f, "{\"seed\":%" PRIu64 ",\"organizations\":%" PRIu64 ",\"variants\":%" PRIu64
-             ",\"products\":%" PRIu64 ",\"brands\":%" PRIu64 ",\"tags\":%" PRIu64
-             ",\"collections\":%" PRIu64 ",\"product_images\":%" PRIu64
-             ",\"variant_images\":%" PRIu64 ",\"product_tags\":%" PRIu64
-             ",\"product_collections\":%" PRIu64 ",\"events\":%" PRIu64 ",\"updates\":%" PRIu64
-             ",\"samples\":%" PRIu64 "}\n",
+  fprintf(f,
+          "{\"seed\":%" PRIu64 ",\"organizations\":%" PRIu64 ",\"variants\":%" PRIu64
+          ",\"products\":%" PRIu64 ",\"brands\":%" PRIu64 ",\"tags\":%" PRIu64
+          ",\"collections\":%" PRIu64 ",\"product_images\":%" PRIu64 ",\"variant_images\":%" PRIu64
+          ",\"product_tags\":%" PRIu64 ",\"product_collections\":%" PRIu64 ",\"events\":%" PRIu64
+          ",\"updates\":%" PRIu64 ",\"samples\":%" PRIu64 "}\n",
           g_seed, c.orgs, c.variants, c.products, c.orgs * BRANDS_PER_ORG, c.orgs * TAGS_PER_ORG,
           c.orgs * COLLECTIONS_PER_ORG, c.products * PIMAGES_PER_PRODUCT, vimages,
           c.products * TAGS_PER_PRODUCT, c.products,

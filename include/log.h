@@ -53,11 +53,11 @@ void log_redact_url(const char *url, char *out, size_t cap);
 
 /* A leading empty element lets the field list be empty. */
 #define LOG__N(...) (sizeof((struct logf[]){{0}, __VA_ARGS__}) / sizeof(struct logf) - 1)
-#define LOG__EMIT(lvl, msg, ...) \
+#define LOG__EMIT(lvl, msg, ...)                                                                   \
   log_emit((lvl), (msg), (struct logf[]){{0}, __VA_ARGS__} + 1, LOG__N(__VA_ARGS__))
 #define log_debug(msg, ...) LOG__EMIT(LOG_DEBUG, (msg), __VA_ARGS__)
-#define log_info(msg, ...) LOG__EMIT(LOG_INFO, (msg), __VA_ARGS__)
-#define log_warn(msg, ...) LOG__EMIT(LOG_WARN, (msg), __VA_ARGS__)
+#define log_info(msg, ...)  LOG__EMIT(LOG_INFO, (msg), __VA_ARGS__)
+#define log_warn(msg, ...)  LOG__EMIT(LOG_WARN, (msg), __VA_ARGS__)
 #define log_error(msg, ...) LOG__EMIT(LOG_ERROR, (msg), __VA_ARGS__)
 
 #endif

@@ -26,7 +26,7 @@ enum metrics_method {
   MM_COUNT
 };
 
-#define METRICS_CODES 17   /* gRPC status codes 0..16 */
+#define METRICS_CODES   17 /* gRPC status codes 0..16 */
 #define METRICS_BUCKETS 16 /* latency buckets, 50 us .. 1 s, then +Inf */
 
 struct metrics_shard;
@@ -40,8 +40,7 @@ void metrics_destroy(struct metrics *m);
 struct metrics_shard *metrics_shard(struct metrics *m, int i);
 
 /* Records one finished RPC. @locality the shard's worker thread. */
-void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int code,
-                      uint64_t ns);
+void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int code, uint64_t ns);
 
 /* In-flight calls, +1 / -1. @locality the shard's worker thread. */
 void metrics_in_flight(struct metrics_shard *s, int delta);

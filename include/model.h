@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CAT_ORG_MAX 255 /* bytes; longer organization ids are rejected */
+#define CAT_ORG_MAX  255 /* bytes; longer organization ids are rejected */
 #define UUID_STR_LEN 36
 
 enum cat_kind {

@@ -62,14 +62,12 @@ const struct snapshot *store_current(struct store *st);
 const struct cat_hdr *snap_get(const struct snapshot *s, enum cat_kind kind, const uint8_t id[16],
                                const char *org, size_t orglen);
 
-static inline const struct cat_variant *snap_variant(const struct snapshot *s,
-                                                     const uint8_t id[16], const char *org,
-                                                     size_t orglen) {
+static inline const struct cat_variant *snap_variant(const struct snapshot *s, const uint8_t id[16],
+                                                     const char *org, size_t orglen) {
   return (const struct cat_variant *)snap_get(s, CAT_VARIANT, id, org, orglen);
 }
-static inline const struct cat_product *snap_product(const struct snapshot *s,
-                                                     const uint8_t id[16], const char *org,
-                                                     size_t orglen) {
+static inline const struct cat_product *snap_product(const struct snapshot *s, const uint8_t id[16],
+                                                     const char *org, size_t orglen) {
   return (const struct cat_product *)snap_get(s, CAT_PRODUCT, id, org, orglen);
 }
 

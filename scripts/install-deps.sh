@@ -10,7 +10,7 @@ build_pkgs="build-essential cmake pkg-config libgrpc-dev protobuf-compiler
   protobuf-c-compiler libprotobuf-c-dev uthash-dev libpq-dev liburcu-dev
   librdkafka-dev libjansson-dev libmicrohttpd-dev"
 test_pkgs="libcmocka-dev postgresql python3 python3-grpcio python3-protobuf
-  python3-grpc-tools kcat clang libclang-rt-14-dev"
+  python3-grpc-tools python3-yaml kcat clang libclang-rt-14-dev openssl unzip"
 
 case "${1:-all}" in
   build) want="$build_pkgs" ;;
@@ -24,6 +24,12 @@ for p in $want; do
     missing="$missing $p"
   fi
 done
+
+# npm (for the helm and buf test clients) may come with a non-Debian nodejs;
+# only ask apt for it when there is no npm command at all.
+case "${1:-all}" in
+  test|all) command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm" ;;
+esac
 
 if [ -z "$missing" ]; then
   echo "install-deps: all packages present"

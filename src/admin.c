@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "strbuf.h"
 #include "sync.h"
 #include "xalloc.h"
 
@@ -45,28 +46,28 @@ static long rss_bytes(void) {
 /* Snapshot and process gauges (read section inside). */
 static char *gauges(struct admin *a) {
   static const char *kinds[] = {"variant", "product", "brand", "tag", "collection"};
-  size_t cap = 4096, len = 0;
-  char *out = xmalloc(cap);
+  struct strbuf sb = {0};
   struct metrics *m = a->d.metrics;
   store_read_lock();
   const struct snapshot *s = store_current(a->d.store);
   uint64_t version = s ? snap_version(s) : 0;
   double age = s ? (double)(time(NULL)) - (double)snap_built_ns(s) / 1e9 : -1;
   size_t counts[5] = {0};
-  for (int k = 0; s && k < 5; k++) counts[k] = snap_count(s, (enum cat_kind)k);
+  for (int k = 0; s && k < 5; k++)
+    counts[k] = snap_count(s, (enum cat_kind)k);
   store_read_unlock();
-  len += (size_t)snprintf(out + len, cap - len,
-      "# HELP catalogd_snapshot_version Version of the published snapshot (0: none).\n"
-      "# TYPE catalogd_snapshot_version gauge\ncatalogd_snapshot_version %llu\n"
-      "# HELP catalogd_snapshot_age_seconds Time since the snapshot was built.\n"
-      "# TYPE catalogd_snapshot_age_seconds gauge\ncatalogd_snapshot_age_seconds %.3f\n"
-      "# HELP catalogd_snapshot_entities Live entities in the snapshot.\n"
-      "# TYPE catalogd_snapshot_entities gauge\n",
-      (unsigned long long)version, age);
+  sb_printf(&sb,
+            "# HELP catalogd_snapshot_version Version of the published snapshot (0: none).\n"
+            "# TYPE catalogd_snapshot_version gauge\ncatalogd_snapshot_version %llu\n"
+            "# HELP catalogd_snapshot_age_seconds Time since the snapshot was built.\n"
+            "# TYPE catalogd_snapshot_age_seconds gauge\ncatalogd_snapshot_age_seconds %.3f\n"
+            "# HELP catalogd_snapshot_entities Live entities in the snapshot.\n"
+            "# TYPE catalogd_snapshot_entities gauge\n",
+            (unsigned long long)version, age);
   for (int k = 0; k < 5; k++)
-    len += (size_t)snprintf(out + len, cap - len, "catalogd_snapshot_entities{type=\"%s\"} %zu\n",
-                            kinds[k], counts[k]);
-  len += (size_t)snprintf(out + len, cap - len,
+    sb_printf(&sb, "catalogd_snapshot_entities{type=\"%s\"} %zu\n", kinds[k], counts[k]);
+  sb_printf(
+      &sb,
       "# HELP catalogd_snapshots_published_total Snapshots published.\n"
       "# TYPE catalogd_snapshots_published_total counter\ncatalogd_snapshots_published_total %llu\n"
       "# HELP catalogd_warm_load_rows_total Rows read by the PostgreSQL warm load.\n"
@@ -89,7 +90,7 @@ static char *gauges(struct admin *a) {
       (double)metrics_get(m, MC_PG_LOAD_NS) / 1e9,
       (unsigned long long)metrics_get(m, MC_PG_ATTEMPTS),
       (unsigned long long)metrics_get(m, MC_BAD_REQUESTS), rss_bytes());
-  return out;
+  return sb_take(&sb);
 }
 
 static char *render_metrics(struct admin *a) {
@@ -175,7 +176,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void *admin_main(void *arg) {
   struct admin *a = arg;
   store_reader_register();
-  while (!atomic_load(&a->stop)) MHD_run_wait(a->mhd, 200);
+  while (!atomic_load(&a->stop))
+    MHD_run_wait(a->mhd, 200);
   store_reader_unregister();
   return NULL;
 }
@@ -186,8 +188,8 @@ int admin_start(const struct admin_deps *d, struct admin **out) {
   struct admin *a = xcalloc(1, sizeof *a);
   a->d = *d;
   atomic_store(&a->sync, d->sync);
-  a->mhd = MHD_start_daemon(MHD_USE_ERROR_LOG, (uint16_t)d->cfg->admin_port, NULL, NULL,
-                            on_request, a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+  a->mhd = MHD_start_daemon(MHD_USE_ERROR_LOG, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request,
+                            a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
   if (a->mhd == NULL) {
     log_error("cannot listen for admin HTTP", LF_I("port", d->cfg->admin_port));

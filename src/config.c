@@ -62,17 +62,25 @@ static int env_str(const char *name, const char *def, char *out, size_t outcap, 
 static int load_grpc(struct config *c, char *err, size_t cap) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int rc = 0;
-  rc = rc ?: env_str("GRPC_LISTEN_ADDRESS", "0.0.0.0", c->listen_addr, sizeof c->listen_addr, err, cap);
+  rc = rc
+           ?: env_str("GRPC_LISTEN_ADDRESS", "0.0.0.0", c->listen_addr, sizeof c->listen_addr, err,
+                      cap);
   rc = rc ?: env_int("GRPC_PORT", 50052, 0, 65535, &c->grpc_port, err, cap);
   rc = rc ?: env_int("GRPC_MAX_WORKERS", cpus > 0 ? (int)cpus : 2, 1, 256, &c->workers, err, cap);
   rc = rc ?: env_bool("GRPC_REFLECTION", false, &c->reflection, err, cap);
-  rc = rc ?: env_int("GRPC_MAX_RECV_MESSAGE_BYTES", 4 << 20, 1024, 1 << 30, &c->max_recv_bytes, err, cap);
-  rc = rc ?: env_int("GRPC_MAX_CONCURRENT_STREAMS", 1000, 1, 1 << 20, &c->max_concurrent_streams, err, cap);
+  rc = rc
+           ?: env_int("GRPC_MAX_RECV_MESSAGE_BYTES", 4 << 20, 1024, 1 << 30, &c->max_recv_bytes,
+                      err, cap);
+  rc = rc
+           ?: env_int("GRPC_MAX_CONCURRENT_STREAMS", 1000, 1, 1 << 20, &c->max_concurrent_streams,
+                      err, cap);
   rc = rc ?: env_int("SHUTDOWN_GRACE_SECONDS", 10, 0, 3600, &c->shutdown_grace_s, err, cap);
   rc = rc ?: env_int("MAX_BATCH_IDS", 1000, 1, 100000, &c->max_batch_ids, err, cap);
   rc = rc ?: env_str("GRPC_TLS_CERT_FILE", "", c->tls_cert_file, sizeof c->tls_cert_file, err, cap);
   rc = rc ?: env_str("GRPC_TLS_KEY_FILE", "", c->tls_key_file, sizeof c->tls_key_file, err, cap);
-  rc = rc ?: env_str("GRPC_TLS_CLIENT_CA_FILE", "", c->tls_client_ca_file, sizeof c->tls_client_ca_file, err, cap);
+  rc = rc
+           ?: env_str("GRPC_TLS_CLIENT_CA_FILE", "", c->tls_client_ca_file,
+                      sizeof c->tls_client_ca_file, err, cap);
   if (rc == 0 && (c->tls_cert_file[0] != '\0') != (c->tls_key_file[0] != '\0')) {
     snprintf(err, cap, "GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE must be set together");
     rc = -EINVAL;
@@ -104,10 +112,16 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   char mode[16];
   int rc = env_str("DATABASE_URL", "", c->database_url, sizeof c->database_url, err, cap);
   rc = rc ?: env_int("PG_RETRY_MAX_SECONDS", 30, 1, 3600, &c->pg_retry_max_s, err, cap);
-  rc = rc ?: env_str("KAFKA_BOOTSTRAP_SERVERS", "", c->kafka_bootstrap, sizeof c->kafka_bootstrap, err, cap);
-  rc = rc ?: env_str("KAFKA_TOPIC", "catalog.changes", c->kafka_topic, sizeof c->kafka_topic, err, cap);
-  rc = rc ?: env_str("KAFKA_DLQ_TOPIC", "", c->kafka_dlq_topic, sizeof c->kafka_dlq_topic, err, cap);
-  rc = rc ?: env_int("SYNC_MAX_BATCH_EVENTS", 1000, 1, 1000000, &c->sync_max_batch_events, err, cap);
+  rc = rc
+           ?: env_str("KAFKA_BOOTSTRAP_SERVERS", "", c->kafka_bootstrap, sizeof c->kafka_bootstrap,
+                      err, cap);
+  rc = rc
+           ?: env_str("KAFKA_TOPIC", "catalog.changes", c->kafka_topic, sizeof c->kafka_topic, err,
+                      cap);
+  rc =
+      rc ?: env_str("KAFKA_DLQ_TOPIC", "", c->kafka_dlq_topic, sizeof c->kafka_dlq_topic, err, cap);
+  rc =
+      rc ?: env_int("SYNC_MAX_BATCH_EVENTS", 1000, 1, 1000000, &c->sync_max_batch_events, err, cap);
   rc = rc ?: env_int("SYNC_MAX_BATCH_MS", 5, 0, 60000, &c->sync_max_batch_ms, err, cap);
   rc = rc ?: env_str("SYNC_MODE", "", mode, sizeof mode, err, cap);
   if (rc != 0) return rc;

@@ -91,8 +91,10 @@ static void hash_record(const struct cat_hdr *h, void *arg) {
   MIX(&c, kind);
   mix(&c, h->key, h->keylen);
   MIX(&c, h->version);
-  if (h->kind == CAT_VARIANT) mix_variant(&c, (const struct cat_variant *)h);
-  else if (h->kind == CAT_PRODUCT) mix_product(&c, (const struct cat_product *)h);
+  if (h->kind == CAT_VARIANT)
+    mix_variant(&c, (const struct cat_variant *)h);
+  else if (h->kind == CAT_PRODUCT)
+    mix_product(&c, (const struct cat_product *)h);
   else {
     const struct cat_named *n = (const struct cat_named *)h;
     mix_str(&c, n->name), mix_str(&c, n->slug), mix_str(&c, n->description);
@@ -133,8 +135,8 @@ char *digest_json(const struct digest *d, const char *extra_json) {
   snprintf(out, cap,
            "{\"digest\":\"%s\",\"snapshot_version\":%llu,\"counts\":{\"variants\":%zu,"
            "\"products\":%zu,\"brands\":%zu,\"tags\":%zu,\"collections\":%zu}%s%s}",
-           d->hex, (unsigned long long)d->version, d->counts[CAT_VARIANT],
-           d->counts[CAT_PRODUCT], d->counts[CAT_BRAND], d->counts[CAT_TAG],
-           d->counts[CAT_COLLECTION], extra_json ? "," : "", extra_json ? extra_json : "");
+           d->hex, (unsigned long long)d->version, d->counts[CAT_VARIANT], d->counts[CAT_PRODUCT],
+           d->counts[CAT_BRAND], d->counts[CAT_TAG], d->counts[CAT_COLLECTION],
+           extra_json ? "," : "", extra_json ? extra_json : "");
   return out;
 }

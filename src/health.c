@@ -16,9 +16,9 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "xalloc.h"
 
-#define ST_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+#define ST_SERVING     GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 #define ST_NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-#define ST_UNKNOWN GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
+#define ST_UNKNOWN     GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
 
 struct watcher {
   struct watcher *prev, *next;
@@ -75,7 +75,8 @@ static void watcher_push_locked(struct watcher *w) {
 void health_set_serving(struct health *h, bool serving) {
   pthread_mutex_lock(&h->mu);
   h->serving = serving && !h->closing; /* once shutting down, never SERVING again */
-  for (struct watcher *w = h->watchers; w != NULL; w = w->next) watcher_push_locked(w);
+  for (struct watcher *w = h->watchers; w != NULL; w = w->next)
+    watcher_push_locked(w);
   pthread_mutex_unlock(&h->mu);
 }
 
@@ -90,7 +91,8 @@ void health_close_watchers(struct health *h) {
   pthread_mutex_lock(&h->mu);
   h->closing = true;
   h->serving = false;
-  for (struct watcher *w = h->watchers; w != NULL; w = w->next) watcher_push_locked(w);
+  for (struct watcher *w = h->watchers; w != NULL; w = w->next)
+    watcher_push_locked(w);
   pthread_mutex_unlock(&h->mu);
 }
 
@@ -125,8 +127,7 @@ static void watch_start(struct stream *s, struct rpc_ctx *ctx) {
   stream_recv(s);
 }
 
-static void watch_message(struct stream *s, struct rpc_ctx *ctx, const uint8_t *data,
-                          size_t len) {
+static void watch_message(struct stream *s, struct rpc_ctx *ctx, const uint8_t *data, size_t len) {
   if (stream_user(s) != NULL) return; /* one request per Watch; ignore more */
   Grpc__Health__V1__HealthCheckRequest *rq =
       grpc__health__v1__health_check_request__unpack(&ctx->arena->pb, len, data);
@@ -169,8 +170,10 @@ static void watch_closed(struct stream *s) {
   if (w == NULL) return;
   struct health *h = w->h;
   pthread_mutex_lock(&h->mu);
-  if (w->prev) w->prev->next = w->next;
-  else h->watchers = w->next;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    h->watchers = w->next;
   if (w->next) w->next->prev = w->prev;
   h->nwatchers--;
   pthread_mutex_unlock(&h->mu);

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LINE_CAP 8192
+#define LINE_CAP  8192
 #define FIELD_CAP 2048
 
 static enum log_level min_level = LOG_INFO;
@@ -91,11 +91,13 @@ void log_emit(enum log_level level, const char *msg, const struct logf *fields, 
       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
       ts.tv_nsec / 1000000, level_names[level]);
   put_str(&l, msg);
-  for (size_t i = 0; i < n; i++) put_field(&l, &fields[i]);
+  for (size_t i = 0; i < n; i++)
+    put_field(&l, &fields[i]);
   l.buf[l.len++] = '}';
   l.buf[l.len++] = '\n';
   ssize_t w;
-  do w = write(STDOUT_FILENO, l.buf, l.len);
+  do
+    w = write(STDOUT_FILENO, l.buf, l.len);
   while (w < 0 && errno == EINTR);
 }
 

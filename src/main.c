@@ -39,8 +39,9 @@ static void grpc_log_json(gpr_log_func_args *a) {
   enum log_level lvl = a->severity == GPR_LOG_SEVERITY_ERROR  ? LOG_ERROR
                        : a->severity == GPR_LOG_SEVERITY_INFO ? LOG_INFO
                                                               : LOG_DEBUG;
-  log_emit(lvl, a->message, (struct logf[]){LF_S("source", "grpc"), LF_S("file", a->file),
-                                            LF_I("line", a->line)}, 3);
+  log_emit(lvl, a->message,
+           (struct logf[]){LF_S("source", "grpc"), LF_S("file", a->file), LF_I("line", a->line)},
+           3);
 }
 
 struct ready_ctx {
@@ -73,8 +74,8 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
                       sigset_t *sigs) {
   struct sync *sy = NULL;
   int sig = 0;
-  struct sync_deps yd = {.cfg = cfg, .store = store, .metrics = metrics,
-                         .on_ready = on_digest_ready, .arg = NULL};
+  struct sync_deps yd = {
+      .cfg = cfg, .store = store, .metrics = metrics, .on_ready = on_digest_ready, .arg = NULL};
   if (sync_start(&yd, &sy) != 0) return 1;
   sigwait(sigs, &sig);
   if (sig == SIGUSR1) {
@@ -105,7 +106,9 @@ static void log_start(const struct config *c, int port) {
   if (c->database_url[0]) log_redact_url(c->database_url, url, sizeof url);
   log_info("listening", LF_I("grpc_port", port), LF_I("workers", c->workers),
            LF_B("reflection", c->reflection), LF_S("sync_mode", modes[c->sync_mode]),
-           LF_S("tls", !c->tls_cert_file[0] ? "off" : c->tls_client_ca_file[0] ? "mutual" : "on"),
+           LF_S("tls", !c->tls_cert_file[0]       ? "off"
+                       : c->tls_client_ca_file[0] ? "mutual"
+                                                  : "on"),
            LF_S("database_url", url), LF_I("max_batch_ids", c->max_batch_ids));
   if (c->sync_mode == SYNC_DEMO)
     log_info("demo catalog: try it",
@@ -114,79 +117,102 @@ static void log_start(const struct config *c, int port) {
                              "catalog.CatalogService/ValidateVariant"));
 }
 
-int main(int argc, char **argv) {
+/* Everything main owns, in start-up order. */
+struct app {
   struct config cfg;
-  char err[512];
   sigset_t sigs;
-  int sig = 0, rc = 1;
-  struct server *srv = NULL;
-  struct sync *sy = NULL;
-  double t0 = mono_s();
+  double t0;
+  struct store *store;
+  struct metrics *metrics;
+  struct health *health;
+  struct admin *admin;
+  struct server *srv;
+  struct sync *sy;
+  struct ready_ctx ready;
+};
 
+/* Blocks the signals we sigwait() for, in every thread to come. */
+static void block_signals(sigset_t *sigs) {
+  sigemptyset(sigs);
+  sigaddset(sigs, SIGTERM);
+  sigaddset(sigs, SIGINT);
+  sigaddset(sigs, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+/* Starts admin, gRPC and sync. Returns 0 or 1 (logged). */
+static int app_start(struct app *a) {
+  struct admin_deps ad = {
+      .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};
+  if (admin_start(&ad, &a->admin) != 0) return 1;
+  struct server_deps sd = {
+      .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};
+  int rc = server_start(&sd, &a->srv);
+  if (rc != 0) {
+    log_error("cannot start the gRPC server", LF_S("error", strerror(-rc)));
+    return 1;
+  }
+  log_start(&a->cfg, server_port(a->srv));
+  log_info("startup phase done", LF_S("phase", "grpc"), LF_D("seconds", mono_s() - a->t0));
+  a->ready = (struct ready_ctx){.health = a->health, .t0 = a->t0};
+  struct sync_deps yd = {.cfg = &a->cfg,
+                         .store = a->store,
+                         .metrics = a->metrics,
+                         .on_ready = on_ready,
+                         .arg = &a->ready};
+  if ((rc = sync_start(&yd, &a->sy)) != 0) {
+    log_error("cannot start the sync thread", LF_S("error", strerror(-rc)));
+    return 1;
+  }
+  admin_set_sync(a->admin, a->sy);
+  return 0;
+}
+
+/* Stops in dependency order: gRPC first (health NOT_SERVING, drain), then
+ * the writer, then admin; frees everything. */
+static void app_stop(struct app *a) {
+  if (a->srv) server_stop(a->srv);
+  if (a->sy) sync_stop(a->sy);
+  admin_destroy(a->admin);
+  server_destroy(a->srv);
+  sync_destroy(a->sy);
+  store_destroy(a->store);
+  health_destroy(a->health);
+  metrics_destroy(a->metrics);
+}
+
+int main(int argc, char **argv) {
+  struct app a = {.t0 = mono_s()};
+  char err[512];
+  int sig = 0, rc;
   bool digest_mode = argc == 2 && strcmp(argv[1], "--digest") == 0;
   if (argc > 1 && !digest_mode) {
     usage();
     return strcmp(argv[1], "--help") == 0 ? 0 : 2;
   }
-  if (config_load(&cfg, err, sizeof err) != 0) {
+  if (config_load(&a.cfg, err, sizeof err) != 0) {
     log_error("bad configuration", LF_S("error", err));
     return 2;
   }
-  log_set_level(cfg.log_level);
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
+  log_set_level(a.cfg.log_level);
+  block_signals(&a.sigs);
   gpr_set_log_function(grpc_log_json);
   grpc_init();
   rcu_init();
-  struct store *store = store_new();
-  struct metrics *metrics = metrics_new(cfg.workers);
-  struct health *health = health_new();
-  struct admin *admin = NULL;
+  a.store = store_new();
+  a.metrics = metrics_new(a.cfg.workers);
+  a.health = health_new();
   if (digest_mode) {
-    rc = run_digest(&cfg, store, metrics, &sigs);
-    goto out;
+    rc = run_digest(&a.cfg, a.store, a.metrics, &a.sigs);
+  } else if ((rc = app_start(&a)) == 0) {
+    do
+      sigwait(&a.sigs, &sig);
+    while (sig == SIGUSR1);
+    log_info("shutting down", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+             LF_I("grace_seconds", a.cfg.shutdown_grace_s));
   }
-  struct admin_deps ad = {.cfg = &cfg, .store = store, .metrics = metrics, .health = health};
-  if ((rc = admin_start(&ad, &admin)) != 0) {
-    rc = 1;
-    goto out;
-  }
-  struct server_deps sd = {.cfg = &cfg, .store = store, .metrics = metrics, .health = health};
-  if ((rc = server_start(&sd, &srv)) != 0) {
-    log_error("cannot start the gRPC server", LF_S("error", strerror(-rc)));
-    rc = 1;
-    goto out;
-  }
-  log_start(&cfg, server_port(srv));
-  log_info("startup phase done", LF_S("phase", "grpc"), LF_D("seconds", mono_s() - t0));
-  struct ready_ctx ready = {.health = health, .t0 = t0};
-  struct sync_deps yd = {.cfg = &cfg, .store = store, .metrics = metrics,
-                         .on_ready = on_ready, .arg = &ready};
-  if ((rc = sync_start(&yd, &sy)) != 0) {
-    log_error("cannot start the sync thread", LF_S("error", strerror(-rc)));
-    rc = 1;
-    goto out;
-  }
-  admin_set_sync(admin, sy);
-  do sigwait(&sigs, &sig);
-  while (sig == SIGUSR1);
-  log_info("shutting down", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
-           LF_I("grace_seconds", cfg.shutdown_grace_s));
-  rc = 0;
-out:
-  if (srv) server_stop(srv); /* health NOT_SERVING first, then drain */
-  if (sy) sync_stop(sy);
-  admin_destroy(admin);
-  server_destroy(srv);
-  sync_destroy(sy);
-  store_destroy(store);
-  health_destroy(health);
-  metrics_destroy(metrics);
+  app_stop(&a);
   grpc_shutdown();
   log_info("stopped", LF_I("exit_code", rc));
   return rc;

@@ -10,11 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "xalloc.h"
 
 /* Upper bounds in nanoseconds; the last bucket is +Inf. */
 static const uint64_t bucket_ns[METRICS_BUCKETS - 1] = {
-    50000,    100000,   250000,    500000,    1000000,   2000000,   5000000,  10000000,
+    50000,    100000,   250000,    500000,    1000000,   2000000,    5000000,   10000000,
     25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000};
 
 static const char *const method_names[MM_COUNT] = {
@@ -22,10 +23,10 @@ static const char *const method_names[MM_COUNT] = {
     "Health/Check",    "Health/Watch",      "ServerReflection", "unknown"};
 
 static const char *const code_names[METRICS_CODES] = {
-    "OK",          "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",    "ALREADY_EXISTS", "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 
 struct metrics_shard {
   _Alignas(64) _Atomic uint64_t req[MM_COUNT][METRICS_CODES];
@@ -45,8 +46,8 @@ struct metrics {
   _Atomic uint64_t publish_sum_ns;
 };
 
-static const char *const event_kinds[EVENT_KINDS] = {"variant", "product", "brand", "tag",
-                                                     "collection", "unknown"};
+static const char *const event_kinds[EVENT_KINDS] = {"variant", "product",    "brand",
+                                                     "tag",     "collection", "unknown"};
 static const char *const event_results[3] = {"applied", "stale", "rejected"};
 
 void metrics_event(struct metrics *m, int kind, int result) {
@@ -82,14 +83,13 @@ const char *metrics_method_name(enum metrics_method method) { return method_name
 
 /* Single-writer increment: no read-modify-write instruction needed. */
 static inline void bump(_Atomic uint64_t *x, uint64_t v) {
-  atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + v,
-                        memory_order_relaxed);
+  atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + v, memory_order_relaxed);
 }
 
-void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int code,
-                      uint64_t ns) {
+void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int code, uint64_t ns) {
   int b = 0;
-  while (b < METRICS_BUCKETS - 1 && ns > bucket_ns[b]) b++;
+  while (b < METRICS_BUCKETS - 1 && ns > bucket_ns[b])
+    b++;
   if (code < 0 || code >= METRICS_CODES) code = 2; /* UNKNOWN */
   bump(&s->req[method][code], 1);
   bump(&s->bucket[method][b], 1);
@@ -98,7 +98,8 @@ void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int c
 
 void metrics_observe_publish(struct metrics *m, uint64_t ns) {
   int b = 0;
-  while (b < METRICS_BUCKETS - 1 && ns > bucket_ns[b]) b++;
+  while (b < METRICS_BUCKETS - 1 && ns > bucket_ns[b])
+    b++;
   atomic_fetch_add_explicit(&m->publish_bucket[b], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&m->publish_sum_ns, ns, memory_order_relaxed);
 }
@@ -124,95 +125,76 @@ uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int co
   return n;
 }
 
-struct buf {
-  char *p;
-  size_t len, cap;
-};
-
-static void bprintf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(struct buf *b, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && (size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    b->cap = b->cap * 2 + (size_t)(n > 0 ? n : 0);
-    b->p = xrealloc(b->p, b->cap);
-  }
-}
-
-static void render_requests(struct metrics *m, struct buf *b) {
-  bprintf(b, "# HELP catalogd_rpc_requests_total RPCs finished, by method and gRPC code.\n"
-             "# TYPE catalogd_rpc_requests_total counter\n");
+static void render_requests(struct metrics *m, struct strbuf *b) {
+  sb_printf(b, "# HELP catalogd_rpc_requests_total RPCs finished, by method and gRPC code.\n"
+               "# TYPE catalogd_rpc_requests_total counter\n");
   for (int k = 0; k < MM_COUNT; k++)
     for (int c = 0; c < METRICS_CODES; c++) {
       uint64_t n = metrics_rpc_count(m, k, c);
       if (n || c == 0)
-        bprintf(b, "catalogd_rpc_requests_total{method=\"%s\",code=\"%s\"} %llu\n",
-                method_names[k], code_names[c], (unsigned long long)n);
+        sb_printf(b, "catalogd_rpc_requests_total{method=\"%s\",code=\"%s\"} %llu\n",
+                  method_names[k], code_names[c], (unsigned long long)n);
     }
 }
 
-static void render_histogram(struct metrics *m, struct buf *b) {
-  bprintf(b, "# HELP catalogd_rpc_duration_seconds RPC handling time, from the call's arrival "
-             "to its reply being queued.\n# TYPE catalogd_rpc_duration_seconds histogram\n");
+static void render_histogram(struct metrics *m, struct strbuf *b) {
+  sb_printf(b, "# HELP catalogd_rpc_duration_seconds RPC handling time, from the call's arrival "
+               "to its reply being queued.\n# TYPE catalogd_rpc_duration_seconds histogram\n");
   for (int k = 0; k < MM_COUNT; k++) {
     uint64_t cum = 0, sum = 0;
     for (int bk = 0; bk < METRICS_BUCKETS; bk++) {
       for (int i = 0; i < m->nshards; i++)
         cum += atomic_load_explicit(&m->shards[i].bucket[k][bk], memory_order_relaxed);
       if (bk < METRICS_BUCKETS - 1)
-        bprintf(b, "catalogd_rpc_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %llu\n",
-                method_names[k], (double)bucket_ns[bk] / 1e9, (unsigned long long)cum);
+        sb_printf(b, "catalogd_rpc_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %llu\n",
+                  method_names[k], (double)bucket_ns[bk] / 1e9, (unsigned long long)cum);
       else
-        bprintf(b, "catalogd_rpc_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %llu\n",
-                method_names[k], (unsigned long long)cum);
+        sb_printf(b, "catalogd_rpc_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %llu\n",
+                  method_names[k], (unsigned long long)cum);
     }
     for (int i = 0; i < m->nshards; i++)
       sum += atomic_load_explicit(&m->shards[i].sum_ns[k], memory_order_relaxed);
-    bprintf(b, "catalogd_rpc_duration_seconds_sum{method=\"%s\"} %.9f\n", method_names[k],
-            (double)sum / 1e9);
-    bprintf(b, "catalogd_rpc_duration_seconds_count{method=\"%s\"} %llu\n", method_names[k],
-            (unsigned long long)cum);
+    sb_printf(b, "catalogd_rpc_duration_seconds_sum{method=\"%s\"} %.9f\n", method_names[k],
+              (double)sum / 1e9);
+    sb_printf(b, "catalogd_rpc_duration_seconds_count{method=\"%s\"} %llu\n", method_names[k],
+              (unsigned long long)cum);
   }
 }
 
 char *metrics_render(struct metrics *m, const char *extra) {
-  struct buf b = {.p = xmalloc(16384), .len = 0, .cap = 16384};
+  struct strbuf b = {0};
   render_requests(m, &b);
   render_histogram(m, &b);
   int64_t inflight = 0;
   for (int i = 0; i < m->nshards; i++)
     inflight += atomic_load_explicit(&m->shards[i].in_flight, memory_order_relaxed);
-  bprintf(&b, "# HELP catalogd_rpc_in_flight RPCs being handled now.\n"
-              "# TYPE catalogd_rpc_in_flight gauge\ncatalogd_rpc_in_flight %lld\n",
-          (long long)inflight);
-  bprintf(&b, "# HELP catalogd_events_total Change events, by entity type and result.\n"
-              "# TYPE catalogd_events_total counter\n");
+  sb_printf(&b,
+            "# HELP catalogd_rpc_in_flight RPCs being handled now.\n"
+            "# TYPE catalogd_rpc_in_flight gauge\ncatalogd_rpc_in_flight %lld\n",
+            (long long)inflight);
+  sb_printf(&b, "# HELP catalogd_events_total Change events, by entity type and result.\n"
+                "# TYPE catalogd_events_total counter\n");
   for (int k = 0; k < EVENT_KINDS; k++)
     for (int r = 0; r < 3; r++)
-      bprintf(&b, "catalogd_events_total{type=\"%s\",result=\"%s\"} %llu\n", event_kinds[k],
-              event_results[r], (unsigned long long)atomic_load(&m->events[k][r]));
-  bprintf(&b, "# HELP catalogd_snapshot_publish_duration_seconds Time to publish a snapshot "
-              "(swap and grace period).\n"
-              "# TYPE catalogd_snapshot_publish_duration_seconds histogram\n");
+      sb_printf(&b, "catalogd_events_total{type=\"%s\",result=\"%s\"} %llu\n", event_kinds[k],
+                event_results[r], (unsigned long long)atomic_load(&m->events[k][r]));
+  sb_printf(&b, "# HELP catalogd_snapshot_publish_duration_seconds Time to publish a snapshot "
+                "(swap and grace period).\n"
+                "# TYPE catalogd_snapshot_publish_duration_seconds histogram\n");
   uint64_t cum = 0;
   for (int k = 0; k < METRICS_BUCKETS; k++) {
     cum += atomic_load(&m->publish_bucket[k]);
     if (k < METRICS_BUCKETS - 1)
-      bprintf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"%g\"} %llu\n",
-              (double)bucket_ns[k] / 1e9, (unsigned long long)cum);
+      sb_printf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                (double)bucket_ns[k] / 1e9, (unsigned long long)cum);
     else
-      bprintf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-              (unsigned long long)cum);
+      sb_printf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
   }
-  bprintf(&b, "catalogd_snapshot_publish_duration_seconds_sum %.9f\n"
-              "catalogd_snapshot_publish_duration_seconds_count %llu\n",
-          (double)atomic_load(&m->publish_sum_ns) / 1e9, (unsigned long long)cum);
-  if (extra != NULL) bprintf(&b, "%s", extra);
-  return b.p;
+  sb_printf(&b,
+            "catalogd_snapshot_publish_duration_seconds_sum %.9f\n"
+            "catalogd_snapshot_publish_duration_seconds_count %llu\n",
+            (double)atomic_load(&m->publish_sum_ns) / 1e9, (unsigned long long)cum);
+  if (extra != NULL) sb_printf(&b, "%s", extra);
+  return sb_take(&b);
 }

@@ -92,8 +92,12 @@ static void pk_hdr(struct packer *p, struct cat_hdr *h, enum cat_kind kind, cons
   memcpy(key + 16, org, orglen);
   key[16 + orglen] = '\0';
   uuid_format(id, idt);
-  *h = (struct cat_hdr){.key = key, .keylen = (uint32_t)(16 + orglen), .kind = (uint8_t)kind,
-                        .version = version, .org = (const char *)key + 16, .id_str = idt};
+  *h = (struct cat_hdr){.key = key,
+                        .keylen = (uint32_t)(16 + orglen),
+                        .kind = (uint8_t)kind,
+                        .version = version,
+                        .org = (const char *)key + 16,
+                        .id_str = idt};
 }
 
 static int image_cmp(const void *a, const void *b) {
@@ -137,8 +141,10 @@ static const struct cat_image *pk_images(struct packer *p, const struct image_fi
     assert(rc == 0);
     (void)rc;
     uuid_format(id, idt);
-    struct cat_image im = {.id_str = pk_str(p, idt), .url = pk_str(p, v[i]->url),
-                           .alt = pk_str(p, v[i]->alt), .position = v[i]->position};
+    struct cat_image im = {.id_str = pk_str(p, idt),
+                           .url = pk_str(p, v[i]->url),
+                           .alt = pk_str(p, v[i]->alt),
+                           .position = v[i]->position};
     if (out) out[i] = im;
   }
   return out;
@@ -345,8 +351,8 @@ struct cat_hdr *model_tombstone_new(enum cat_kind kind, const uint8_t id[16], co
 
 struct cat_idlist *model_idlist_new(const uint8_t id[16], const char *org, size_t orglen,
                                     uint32_t cap) {
-  struct cat_idlist *l = (struct cat_idlist *)hdr_alloc(sizeof *l, CAT_PRODUCT_VARIANTS, id, org,
-                                                        orglen, 0);
+  struct cat_idlist *l =
+      (struct cat_idlist *)hdr_alloc(sizeof *l, CAT_PRODUCT_VARIANTS, id, org, orglen, 0);
   if (l == NULL) return NULL;
   l->ids = malloc((cap ? cap : 1) * sizeof *l->ids);
   if (l->ids == NULL) {

@@ -59,8 +59,10 @@ static void add_message(struct reflection *r, const char *scope,
   add_symbol(r, scope, m->name, file);
   /* Names are separate allocations: stable while r->syms grows. */
   const char *full = r->syms[r->nsyms - 1].name;
-  for (size_t i = 0; i < m->n_enum_type; i++) add_symbol(r, full, m->enum_type[i]->name, file);
-  for (size_t i = 0; i < m->n_nested_type; i++) add_message(r, full, m->nested_type[i], file);
+  for (size_t i = 0; i < m->n_enum_type; i++)
+    add_symbol(r, full, m->enum_type[i]->name, file);
+  for (size_t i = 0; i < m->n_nested_type; i++)
+    add_message(r, full, m->nested_type[i], file);
 }
 
 static int find_file(const struct reflection *r, const char *name) {
@@ -73,15 +75,18 @@ static int find_file(const struct reflection *r, const char *name) {
 static void index_file(struct reflection *r, const Catalogd__Desc__FileDescriptorProto *f,
                        int file) {
   const char *pkg = f->package ? f->package : "";
-  for (size_t i = 0; i < f->n_message_type; i++) add_message(r, pkg, f->message_type[i], file);
-  for (size_t i = 0; i < f->n_enum_type; i++) add_symbol(r, pkg, f->enum_type[i]->name, file);
+  for (size_t i = 0; i < f->n_message_type; i++)
+    add_message(r, pkg, f->message_type[i], file);
+  for (size_t i = 0; i < f->n_enum_type; i++)
+    add_symbol(r, pkg, f->enum_type[i]->name, file);
   for (size_t i = 0; i < f->n_service; i++) {
     const Catalogd__Desc__ServiceDescriptorProto *s = f->service[i];
     add_symbol(r, pkg, s->name, file);
     char *svc = r->syms[r->nsyms - 1].name;
     r->services = xrealloc(r->services, (r->nservices + 1) * sizeof *r->services);
     r->services[r->nservices++] = svc;
-    for (size_t k = 0; k < s->n_method; k++) add_symbol(r, svc, s->method[k]->name, file);
+    for (size_t k = 0; k < s->n_method; k++)
+      add_symbol(r, svc, s->method[k]->name, file);
   }
 }
 
@@ -95,8 +100,8 @@ struct reflection *reflection_new(void) {
   r->files = xcalloc(set->n_file, sizeof *r->files);
   fds = xcalloc(set->n_file, sizeof *fds);
   for (size_t i = 0; i < set->n_file; i++) {
-    fds[i] = catalogd__desc__file_descriptor_proto__unpack(NULL, set->file[i].len,
-                                                            set->file[i].data);
+    fds[i] =
+        catalogd__desc__file_descriptor_proto__unpack(NULL, set->file[i].len, set->file[i].data);
     if (fds[i] == NULL || fds[i]->name == NULL) goto fail;
     r->files[i].bytes = set->file[i];
     r->files[i].name = xmalloc(strlen(fds[i]->name) + 1);
@@ -128,7 +133,8 @@ void reflection_destroy(struct reflection *r) {
     free(r->files[i].name);
     free(r->files[i].deps);
   }
-  for (size_t i = 0; i < r->nsyms; i++) free(r->syms[i].name);
+  for (size_t i = 0; i < r->nsyms; i++)
+    free(r->syms[i].name);
   free(r->files);
   free(r->syms);
   free(r->services);
@@ -148,16 +154,19 @@ static void collect(const struct reflection *r, int f, bool *seen, ProtobufCBina
   if (seen[f]) return;
   seen[f] = true;
   out[(*n)++] = r->files[f].bytes;
-  for (size_t i = 0; i < r->files[f].ndeps; i++) collect(r, r->files[f].deps[i], seen, out, n);
+  for (size_t i = 0; i < r->files[f].ndeps; i++)
+    collect(r, r->files[f].deps[i], seen, out, n);
 }
 
 static void answer_files(struct rpc_ctx *ctx, Response *resp, int f) {
   const struct reflection *r = ctx->reflection;
   Grpc__Reflection__V1__FileDescriptorResponse *fr = arena_alloc(ctx->arena, sizeof *fr);
-  *fr = (Grpc__Reflection__V1__FileDescriptorResponse)GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
+  *fr = (Grpc__Reflection__V1__FileDescriptorResponse)
+      GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
   bool *seen = arena_alloc(ctx->arena, r->nfiles * sizeof *seen);
   memset(seen, 0, r->nfiles * sizeof *seen);
-  fr->file_descriptor_proto = arena_alloc(ctx->arena, r->nfiles * sizeof *fr->file_descriptor_proto);
+  fr->file_descriptor_proto =
+      arena_alloc(ctx->arena, r->nfiles * sizeof *fr->file_descriptor_proto);
   collect(r, f, seen, fr->file_descriptor_proto, &fr->n_file_descriptor_proto);
   resp->message_response_case =
       GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
@@ -204,7 +213,8 @@ static void answer_extensions(struct rpc_ctx *ctx, Response *resp, const char *t
     return;
   }
   Grpc__Reflection__V1__ExtensionNumberResponse *x = arena_alloc(ctx->arena, sizeof *x);
-  *x = (Grpc__Reflection__V1__ExtensionNumberResponse)GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT;
+  *x = (Grpc__Reflection__V1__ExtensionNumberResponse)
+      GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT;
   x->base_type_name = (char *)type; /* catalogd's protos declare no extensions */
   resp->message_response_case =
       GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
@@ -217,12 +227,16 @@ static void answer(struct rpc_ctx *ctx, Grpc__Reflection__V1__ServerReflectionRe
   int f;
   switch (rq->message_request_case) {
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
-    if ((f = find_file(r, rq->file_by_filename)) >= 0) answer_files(ctx, resp, f);
-    else answer_error(ctx, resp, GRPC_STATUS_NOT_FOUND, "file not found");
+    if ((f = find_file(r, rq->file_by_filename)) >= 0)
+      answer_files(ctx, resp, f);
+    else
+      answer_error(ctx, resp, GRPC_STATUS_NOT_FOUND, "file not found");
     break;
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
-    if ((f = find_symbol(r, rq->file_containing_symbol)) >= 0) answer_files(ctx, resp, f);
-    else answer_error(ctx, resp, GRPC_STATUS_NOT_FOUND, "symbol not found");
+    if ((f = find_symbol(r, rq->file_containing_symbol)) >= 0)
+      answer_files(ctx, resp, f);
+    else
+      answer_error(ctx, resp, GRPC_STATUS_NOT_FOUND, "symbol not found");
     break;
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
     answer_extensions(ctx, resp, rq->all_extension_numbers_of_type);
@@ -233,8 +247,7 @@ static void answer(struct rpc_ctx *ctx, Grpc__Reflection__V1__ServerReflectionRe
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
     answer_error(ctx, resp, GRPC_STATUS_NOT_FOUND, "extension not found");
     break;
-  default:
-    answer_error(ctx, resp, GRPC_STATUS_INVALID_ARGUMENT, "empty reflection request");
+  default: answer_error(ctx, resp, GRPC_STATUS_INVALID_ARGUMENT, "empty reflection request");
   }
 }
 

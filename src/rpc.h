@@ -22,26 +22,26 @@ struct health;
 struct reflection;
 
 struct rpc_ctx {
-  struct arena *arena;           /* scratch, reset after the call */
-  const struct snapshot *snap;   /* non-NULL for catalog methods */
+  struct arena *arena;         /* scratch, reset after the call */
+  const struct snapshot *snap; /* non-NULL for catalog methods */
   const struct config *cfg;
   struct health *health;
   const struct reflection *reflection; /* NULL when reflection is off */
 };
 
 struct rpc_result {
-  grpc_status_code code;           /* GRPC_STATUS_OK unless the handler says */
-  const char *details;             /* arena or static string; NULL = none */
-  const ProtobufCMessage *reply;   /* required when code is OK */
-  const char *org;                 /* the request's organization_id, for the access log */
+  grpc_status_code code;         /* GRPC_STATUS_OK unless the handler says */
+  const char *details;           /* arena or static string; NULL = none */
+  const ProtobufCMessage *reply; /* required when code is OK */
+  const char *org;               /* the request's organization_id, for the access log */
 };
 
 typedef void (*rpc_unary_fn)(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                              struct rpc_result *out);
 
 /* Sets an error result: code, details formatted into the arena. */
-void rpc_fail(struct rpc_ctx *ctx, struct rpc_result *out, grpc_status_code code,
-              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void rpc_fail(struct rpc_ctx *ctx, struct rpc_result *out, grpc_status_code code, const char *fmt,
+              ...) __attribute__((format(printf, 4, 5)));
 
 /* The catalog methods (rpc_validate.c, rpc_variants.c, rpc_product.c). */
 void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
@@ -69,13 +69,12 @@ int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org);
 
 /* Parses one id field named `field` into id. Empty or not a UUID fills out
  * with INVALID_ARGUMENT naming the field and returns -1. */
-int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
-                 const char *s, uint8_t id[16]);
+int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field, const char *s,
+                 uint8_t id[16]);
 
 /* Parses a batch of ids (count checked against cfg->max_batch_ids) into an
  * arena array. Returns the array, or NULL with out filled. */
-uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids,
-                        size_t n))[16];
+uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids, size_t n))[16];
 
 /* Copies s for echoing in a message: at most 64 bytes, control characters and
  * non-ASCII shown as '?', so a hostile id cannot bloat or corrupt a reply. */

@@ -13,8 +13,8 @@
 #include "rpc.h"
 #include "rpc_convert.h"
 
-void rpc_fail(struct rpc_ctx *ctx, struct rpc_result *out, grpc_status_code code,
-              const char *fmt, ...) {
+void rpc_fail(struct rpc_ctx *ctx, struct rpc_result *out, grpc_status_code code, const char *fmt,
+              ...) {
   va_list ap;
   char buf[512];
   va_start(ap, fmt);
@@ -53,7 +53,9 @@ int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *r
   uint64_t tag, n;
   while (p < end && varint(&p, end, &tag) == 0) {
     switch (tag & 7) {
-    case 0: if (varint(&p, end, &n) != 0) return 0; break;
+    case 0:
+      if (varint(&p, end, &n) != 0) return 0;
+      break;
     case 1: p += 8; break;
     case 5: p += 4; break;
     case 2:
@@ -99,11 +101,10 @@ int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
   return 0;
 }
 
-uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids,
-                        size_t n))[16] {
+uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids, size_t n))[16] {
   if (n > (size_t)ctx->cfg->max_batch_ids) {
-    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
-             "variant_ids has %zu ids; the limit is %d", n, ctx->cfg->max_batch_ids);
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "variant_ids has %zu ids; the limit is %d", n,
+             ctx->cfg->max_batch_ids);
     return NULL;
   }
   uint8_t(*v)[16] = arena_alloc(ctx->arena, (n ? n : 1) * 16);

@@ -68,8 +68,8 @@ static void add_tags_collections(struct rpc_ctx *ctx, const struct cat_product *
 
 static void add_brand(struct rpc_ctx *ctx, const struct cat_product *p, Catalog__Product *m) {
   if (!p->has_brand) return;
-  const struct cat_named *b = (const struct cat_named *)snap_get(
-      ctx->snap, CAT_BRAND, p->brand_id, p->h.org, p->h.keylen - 16);
+  const struct cat_named *b = (const struct cat_named *)snap_get(ctx->snap, CAT_BRAND, p->brand_id,
+                                                                 p->h.org, p->h.keylen - 16);
   if (b == NULL) return; /* brand deleted or not yet seen: absent */
   Catalog__Brand *x = arena_alloc(ctx->arena, sizeof *x);
   *x = (Catalog__Brand)CATALOG__BRAND__INIT;
@@ -92,8 +92,8 @@ static void add_images(struct rpc_ctx *ctx, const struct cat_product *p, Catalog
 
 static void add_variants(struct rpc_ctx *ctx, const struct cat_product *p, Catalog__Product *m) {
   size_t orglen = p->h.keylen - 16;
-  const struct cat_idlist *l = (const struct cat_idlist *)snap_get(
-      ctx->snap, CAT_PRODUCT_VARIANTS, p->h.key, p->h.org, orglen);
+  const struct cat_idlist *l = (const struct cat_idlist *)snap_get(ctx->snap, CAT_PRODUCT_VARIANTS,
+                                                                   p->h.key, p->h.org, orglen);
   size_t n = l ? l->n : 0, k = 0;
   const struct cat_variant **v = arena_alloc(ctx->arena, (n + 1) * sizeof *v);
   for (size_t i = 0; i < n; i++) {
@@ -102,12 +102,13 @@ static void add_variants(struct rpc_ctx *ctx, const struct cat_product *p, Catal
   }
   qsort(v, k, sizeof *v, variant_cmp);
   m->variants = arena_alloc(ctx->arena, (k + 1) * sizeof *m->variants);
-  for (size_t i = 0; i < k; i++) m->variants[i] = rpc_variant_msg(ctx->arena, v[i]);
+  for (size_t i = 0; i < k; i++)
+    m->variants[i] = rpc_variant_msg(ctx->arena, v[i]);
   m->n_variants = k;
 }
 
-static Catalog__Product *product_msg(struct rpc_ctx *ctx, const struct cat_product *p,
-                                     bool images, bool variants) {
+static Catalog__Product *product_msg(struct rpc_ctx *ctx, const struct cat_product *p, bool images,
+                                     bool variants) {
   Catalog__Product *m = arena_alloc(ctx->arena, sizeof *m);
   *m = (Catalog__Product)CATALOG__PRODUCT__INIT;
   m->product_id = S(p->h.id_str), m->organization_id = S(p->h.org);

@@ -48,8 +48,8 @@ void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
 }
 
 /* One validation entry for the id the client sent as `sent`. */
-static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const uint8_t id[16],
-                                              char *sent, const char *org, size_t orglen) {
+static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const uint8_t id[16], char *sent,
+                                              const char *org, size_t orglen) {
   Catalog__VariantValidation *x = arena_alloc(ctx->arena, sizeof *x);
   *x = (Catalog__VariantValidation)CATALOG__VARIANT_VALIDATION__INIT;
   x->variant_id = sent;

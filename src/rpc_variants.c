@@ -19,7 +19,8 @@ struct ptrset {
 
 static void ptrset_init(struct ptrset *s, struct arena *a, size_t n) {
   size_t cap = 8;
-  while (cap < 2 * n) cap *= 2;
+  while (cap < 2 * n)
+    cap *= 2;
   s->slot = arena_alloc(a, cap * sizeof *s->slot);
   memset(s->slot, 0, cap * sizeof *s->slot);
   s->mask = cap - 1;

@@ -39,16 +39,16 @@ enum { NEEDS_SNAPSHOT = 1, REFLECTION_ONLY = 2 };
 
 struct method_def {
   const char *path;
-  rpc_unary_fn fn;               /* unary, or NULL */
-  const struct stream_ops *ops;  /* streaming, or NULL */
+  rpc_unary_fn fn;              /* unary, or NULL */
+  const struct stream_ops *ops; /* streaming, or NULL */
   enum metrics_method mm;
   int flags;
   int preposted; /* requests kept posted per worker */
 };
 
 static const struct method_def methods[] = {
-    {"/catalog.CatalogService/ValidateVariant", rpc_validate_variant, NULL,
-     MM_VALIDATE_VARIANT, NEEDS_SNAPSHOT, 16},
+    {"/catalog.CatalogService/ValidateVariant", rpc_validate_variant, NULL, MM_VALIDATE_VARIANT,
+     NEEDS_SNAPSHOT, 16},
     {"/catalog.CatalogService/GetProductDetails", rpc_get_product_details, NULL,
      MM_GET_PRODUCT_DETAILS, NEEDS_SNAPSHOT, 8},
     {"/catalog.CatalogService/GetVariantsBatch", rpc_get_variants_batch, NULL,
@@ -62,8 +62,8 @@ static const struct method_def methods[] = {
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", NULL, &reflection_ops,
      MM_REFLECTION, REFLECTION_ONLY, 1},
 };
-#define NMETHODS (sizeof methods / sizeof methods[0])
-#define UNKNOWN_PREPOSTED 2
+#define NMETHODS             (sizeof methods / sizeof methods[0])
+#define UNKNOWN_PREPOSTED    2
 #define SNAPSHOT_VERSION_KEY "x-catalog-snapshot-version"
 
 struct server {
@@ -117,8 +117,11 @@ static uint64_t elapsed_ns(const struct timespec *t0) {
 }
 
 struct rpc_ctx server__ctx(struct worker *w) {
-  return (struct rpc_ctx){.arena = &w->arena, .snap = NULL, .cfg = w->srv->cfg,
-                          .health = w->srv->health, .reflection = w->srv->reflection};
+  return (struct rpc_ctx){.arena = &w->arena,
+                          .snap = NULL,
+                          .cfg = w->srv->cfg,
+                          .health = w->srv->health,
+                          .reflection = w->srv->reflection};
 }
 
 /* ---- Unary calls ---- */
@@ -178,9 +181,8 @@ static bool sample(double rate) {
 /* One access-log line (sampled by ACCESS_LOG_SAMPLE). */
 static void access_log(struct ucall *c, const char *org, uint64_t ns) {
   if (!sample(c->w->srv->cfg->access_log_sample)) return;
-  log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", c->code),
-           LF_I("us", ns / 1000), LF_S("organization_id", org ? org : ""),
-           LF_S("snapshot_version", c->version));
+  log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", c->code), LF_I("us", ns / 1000),
+           LF_S("organization_id", org ? org : ""), LF_S("snapshot_version", c->version));
 }
 
 /* Runs the handler in a read section and packs the reply there. Returns
@@ -348,7 +350,8 @@ static void post_requests(struct worker *w) {
         stream_request(w, s->srv, s->handles[mi], methods[mi].ops, methods[mi].mm);
     }
   }
-  for (int k = 0; k < UNKNOWN_PREPOSTED; k++) generic_request(w);
+  for (int k = 0; k < UNKNOWN_PREPOSTED; k++)
+    generic_request(w);
 }
 
 /* @locality its own thread; an RCU reader for its whole life. */
@@ -372,11 +375,13 @@ static void *worker_main(void *arg) {
 
 static grpc_server *create_core_server(const struct config *cfg) {
   grpc_arg args[3];
-  args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT,
-                       .value.integer = 0};
-  args[1] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+  args[0] =
+      (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
+  args[1] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                       .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
                        .value.integer = cfg->max_recv_bytes};
-  args[2] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+  args[2] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                       .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
                        .value.integer = cfg->max_concurrent_streams};
   grpc_channel_args ch = {.num_args = 3, .args = args};
   return grpc_server_create(&ch, NULL);
@@ -428,8 +433,11 @@ int server_start(const struct server_deps *d, struct server **out) {
   s->workers = xcalloc((size_t)s->nworkers, sizeof *s->workers);
   for (int i = 0; i < s->nworkers; i++) {
     struct worker *w = &s->workers[i];
-    *w = (struct worker){.srv = s, .idx = i, .metrics = metrics_shard(s->metrics, i),
-                         .outstanding = &s->outstanding, .stopping = &s->stopping};
+    *w = (struct worker){.srv = s,
+                         .idx = i,
+                         .metrics = metrics_shard(s->metrics, i),
+                         .outstanding = &s->outstanding,
+                         .stopping = &s->stopping};
     w->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->srv, w->cq, NULL);
     arena_init(&w->arena, 64 * 1024);
@@ -471,7 +479,8 @@ void server_stop(struct server *s) {
     if (!await_shutdown(s, in_ms(5000))) log_error("server shutdown did not complete", );
   }
   /* Every call context must be freed while the workers still poll. */
-  for (int i = 0; i < 10000 && atomic_load(&s->outstanding) > 0; i++) usleep(1000);
+  for (int i = 0; i < 10000 && atomic_load(&s->outstanding) > 0; i++)
+    usleep(1000);
   if (atomic_load(&s->outstanding) > 0)
     log_error("calls still outstanding at shutdown", LF_I("calls", atomic_load(&s->outstanding)));
   for (int i = 0; i < s->nworkers; i++) {

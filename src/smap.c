@@ -103,7 +103,8 @@ static struct shard *shard_private(struct smap *m, size_t i, struct retire *r) {
   struct shard *sh = xcalloc(1, sizeof *sh);
   sh->gen = m->gen;
   if (old != NULL) {
-    for (struct slot *s = old->head; s != NULL; s = s->hh.next) slot_add(sh, s->val, s->hh.hashv);
+    for (struct slot *s = old->head; s != NULL; s = s->hh.next)
+      slot_add(sh, s->val, s->hh.hashv);
     retire_add(r, old, RETIRE_SHARD);
   }
   m->shards[i] = sh;
@@ -144,7 +145,8 @@ void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void 
   size_t n = (size_t)1 << m->bits;
   for (size_t i = 0; i < n; i++) {
     if (m->shards[i] == NULL) continue;
-    for (struct slot *s = m->shards[i]->head; s != NULL; s = s->hh.next) fn(s->val, arg);
+    for (struct slot *s = m->shards[i]->head; s != NULL; s = s->hh.next)
+      fn(s->val, arg);
   }
 }
 

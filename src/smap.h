@@ -33,7 +33,7 @@ struct retire {
   struct retire_item {
     void *p;
     int type; /* RETIRE_SHARD, RETIRE_REC, RETIRE_MAP */
-  } *items;
+  } * items;
   size_t n, cap;
 };
 
@@ -59,11 +59,11 @@ uint64_t smap_gen(const struct smap *m);
  * NULL); the caller decides whether to free it or retire it. Shards copied on
  * the way are added to r. Allocation failure aborts (xalloc.h). */
 void smap_put(struct smap *m, struct cat_hdr *rec, uint32_t hash, struct cat_hdr **old,
-             struct retire *r);
+              struct retire *r);
 
 /* Writer: removes the slot for key; *old receives the record (NULL if none). */
 void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, struct cat_hdr **old,
-             struct retire *r);
+              struct retire *r);
 
 /* Number of records (tombstones included). */
 size_t smap_size(const struct smap *m);

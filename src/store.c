@@ -21,7 +21,7 @@
 /* Shard counts: big tables get many small shards so that a one-entity
  * change copies a few hundred slots at most. */
 static const unsigned kind_bits[CAT_KIND_COUNT] = {
-    [CAT_VARIANT] = 12, [CAT_PRODUCT] = 11, [CAT_BRAND] = 6,
+    [CAT_VARIANT] = 12, [CAT_PRODUCT] = 11,   [CAT_BRAND] = 6,
     [CAT_TAG] = 6,      [CAT_COLLECTION] = 6, [CAT_PRODUCT_VARIANTS] = 11,
 };
 
@@ -52,13 +52,16 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-struct store *store_new(void) { return xcalloc(1, sizeof(struct store)); }
+struct store *store_new(void) {
+  return xcalloc(1, sizeof(struct store));
+}
 
 void store_destroy(struct store *st) {
   if (st == NULL) return;
   struct snapshot *s = st->current;
   if (s != NULL) {
-    for (int k = 0; k < CAT_KIND_COUNT; k++) smap_destroy(s->maps[k], 1);
+    for (int k = 0; k < CAT_KIND_COUNT; k++)
+      smap_destroy(s->maps[k], 1);
     free(s);
   }
   free(st);
@@ -74,7 +77,7 @@ const struct snapshot *store_current(struct store *st) {
 /* liburcu's xchg is inline assembly, invisible to TSan: use the builtin. */
 #define PUBLISH(p, v) ((void)__atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST))
 #else
-#define PUBLISH(p, v) rcu_xchg_pointer((p), (v))
+#define PUBLISH(p, v)     rcu_xchg_pointer((p), (v))
 const struct snapshot *store_current(struct store *st) { return rcu_dereference(st->current); }
 #define TSAN_GRACE_DONE() ((void)0)
 #endif
@@ -116,7 +119,8 @@ struct store_txn *store_begin(struct store *st) {
   if (t->base != NULL) {
     t->next = *t->base;
   } else {
-    for (int k = 0; k < CAT_KIND_COUNT; k++) t->next.maps[k] = smap_new(kind_bits[k], t->gen);
+    for (int k = 0; k < CAT_KIND_COUNT; k++)
+      t->next.maps[k] = smap_new(kind_bits[k], t->gen);
   }
   return t;
 }
@@ -138,8 +142,8 @@ static void txn_drop(struct store_txn *t, struct cat_hdr *old) {
     retire_add(&t->retired, old, RETIRE_REC);
 }
 
-static const struct cat_hdr *txn_lookup(struct store_txn *t, enum cat_kind kind,
-                                        const uint8_t *key, size_t len, uint32_t *hash) {
+static const struct cat_hdr *txn_lookup(struct store_txn *t, enum cat_kind kind, const uint8_t *key,
+                                        size_t len, uint32_t *hash) {
   *hash = smap_hash(key, len);
   return smap_get(t->next.maps[kind], key, len, *hash);
 }
@@ -176,8 +180,8 @@ static uint32_t idlist_find(const struct cat_idlist *l, const uint8_t id[16], in
 /* A private copy of list (or a new one for product/org) with room for one
  * more id, installed in the index map. */
 static struct cat_idlist *idlist_private(struct store_txn *t, const struct cat_idlist *cur,
-                                         const uint8_t pid[16], const char *org,
-                                         size_t orglen, uint32_t hash) {
+                                         const uint8_t pid[16], const char *org, size_t orglen,
+                                         uint32_t hash) {
   struct cat_idlist *l = (struct cat_idlist *)cur;
   if (l != NULL && l->h.gen == t->gen) {
     if (l->n == l->cap) {
@@ -229,7 +233,8 @@ static void index_update(struct store_txn *t, const uint8_t pid[16], const char 
 
 /* Keeps the index right when variant old (may be NULL/tombstone) becomes new
  * (may be a tombstone). */
-static void index_variant(struct store_txn *t, const struct cat_hdr *old, const struct cat_hdr *nw) {
+static void index_variant(struct store_txn *t, const struct cat_hdr *old,
+                          const struct cat_hdr *nw) {
   const struct cat_variant *o = old && !old->deleted ? (const struct cat_variant *)old : NULL;
   const struct cat_variant *n = !nw->deleted ? (const struct cat_variant *)nw : NULL;
   if (o && n && memcmp(o->product_id, n->product_id, 16) == 0) return;

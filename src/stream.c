@@ -90,8 +90,8 @@ int stream_request(struct worker *w, grpc_server *server, void *handle,
   tag_init(&s->t_close, s, on_close);
   tag_init(&s->t_status, s, on_status);
   atomic_fetch_add(w->outstanding, 1);
-  grpc_call_error e = grpc_server_request_registered_call(
-      server, handle, &s->call, &s->deadline, &s->md, NULL, w->cq, w->cq, &s->t_new);
+  grpc_call_error e = grpc_server_request_registered_call(server, handle, &s->call, &s->deadline,
+                                                          &s->md, NULL, w->cq, w->cq, &s->t_new);
   if (e != GRPC_CALL_OK) {
     stream_free(s);
     return -1;
@@ -128,8 +128,7 @@ static void on_new(struct tag *t, bool ok) {
     return;
   }
   clock_gettime(CLOCK_MONOTONIC, &s->t0);
-  if (!atomic_load(s->w->stopping))
-    stream_request(s->w, s->server, s->handle, s->ops, s->mm);
+  if (!atomic_load(s->w->stopping)) stream_request(s->w, s->server, s->handle, s->ops, s->mm);
   metrics_in_flight(s->w->metrics, +1);
   grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
   op.data.recv_close_on_server.cancelled = &s->cancelled;
@@ -229,7 +228,8 @@ static void on_close(struct tag *t, bool ok) {
   int code = s->finished && !s->cancelled ? (int)s->code : GRPC_STATUS_CANCELLED;
   s->finished = true; /* no more sends after the call is over */
   pthread_mutex_unlock(&s->mu);
-  uint64_t ns = (uint64_t)((t1.tv_sec - s->t0.tv_sec) * 1000000000LL + (t1.tv_nsec - s->t0.tv_nsec));
+  uint64_t ns =
+      (uint64_t)((t1.tv_sec - s->t0.tv_sec) * 1000000000LL + (t1.tv_nsec - s->t0.tv_nsec));
   metrics_rpc_done(s->w->metrics, s->mm, code, ns);
   metrics_in_flight(s->w->metrics, -1);
   stream_unref(s);

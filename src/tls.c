@@ -28,8 +28,9 @@ struct tls {
 };
 
 static const char *path_of(const struct tls *t, int i) {
-  return i == 0 ? t->cfg->tls_cert_file : i == 1 ? t->cfg->tls_key_file
-                                                 : t->cfg->tls_client_ca_file;
+  return i == 0   ? t->cfg->tls_cert_file
+         : i == 1 ? t->cfg->tls_key_file
+                  : t->cfg->tls_client_ca_file;
 }
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees); NULL on

@@ -25,12 +25,13 @@
 #include "event_decode.h"
 #include "log.h"
 #include "metrics.h"
+#include "strbuf.h"
 #include "xalloc.h"
 
 #define MAX_PARTITIONS 1024
-#define BATCH_READ 1024
-#define REPLAY_BATCH 200000 /* events per publish while replaying */
-#define REFRESH_MS 5000
+#define BATCH_READ     1024
+#define REPLAY_BATCH   200000 /* events per publish while replaying */
+#define REFRESH_MS     5000
 
 struct part {
   int32_t id;
@@ -77,7 +78,8 @@ static int passthrough(rd_kafka_conf_t *conf, char **env, char *err, size_t cap)
   for (char **e = env; e && *e; e++) {
     if (strncmp(*e, "KAFKA_", 6) != 0) continue;
     bool skip = false;
-    for (size_t i = 0; i < 3; i++) skip |= strncmp(*e, own[i], strlen(own[i])) == 0;
+    for (size_t i = 0; i < 3; i++)
+      skip |= strncmp(*e, own[i], strlen(own[i])) == 0;
     const char *eq = strchr(*e, '=');
     if (skip || eq == NULL || eq - *e - 6 <= 0 || eq - *e - 6 > 200) continue;
     char prop[256];
@@ -114,15 +116,27 @@ static int set_all(rd_kafka_conf_t *conf, const char *const *kv, char *err, size
   return 0;
 }
 
-struct consumer *consumer_new(const struct config *cfg, struct metrics *m, char **env,
-                              char *err, size_t cap) {
+struct consumer *consumer_new(const struct config *cfg, struct metrics *m, char **env, char *err,
+                              size_t cap) {
   char group[128], host[64] = "host";
   gethostname(host, sizeof host - 1);
   snprintf(group, sizeof group, "catalogd-%s-%d", host, (int)getpid());
-  const char *const kv[] = {"group.id", group, "enable.auto.commit", "false",
-                            "enable.auto.offset.store", "false", "auto.offset.reset", "error",
-                            "enable.partition.eof", "true", "fetch.wait.max.ms", "10",
-                            "fetch.error.backoff.ms", "100", "queued.max.messages.kbytes", "65536",
+  const char *const kv[] = {"group.id",
+                            group,
+                            "enable.auto.commit",
+                            "false",
+                            "enable.auto.offset.store",
+                            "false",
+                            "auto.offset.reset",
+                            "error",
+                            "enable.partition.eof",
+                            "true",
+                            "fetch.wait.max.ms",
+                            "10",
+                            "fetch.error.backoff.ms",
+                            "100",
+                            "queued.max.messages.kbytes",
+                            "65536",
                             NULL};
   struct consumer *c = xcalloc(1, sizeof *c);
   c->cfg = cfg, c->m = m;
@@ -195,8 +209,12 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
                                          timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
       continue; /* next refresh will retry */
     pthread_mutex_lock(&c->mu);
-    c->parts[c->nparts++] = (struct part){.id = ids[i], .start = start < 0 ? start : hi,
-                                          .next = -1, .hw0 = hi, .hw = hi, .caught = hi <= lo};
+    c->parts[c->nparts++] = (struct part){.id = ids[i],
+                                          .start = start < 0 ? start : hi,
+                                          .next = -1,
+                                          .hw0 = hi,
+                                          .hw = hi,
+                                          .caught = hi <= lo};
     pthread_mutex_unlock(&c->mu);
     added++;
   }
@@ -228,8 +246,7 @@ static void assign_from(struct consumer *c, int from) {
     rd_kafka_error_destroy(e);
   }
   rd_kafka_topic_partition_list_destroy(l);
-  log_info("kafka partitions assigned", LF_I("count", c->nparts - from),
-           LF_I("total", c->nparts));
+  log_info("kafka partitions assigned", LF_I("count", c->nparts - from), LF_I("total", c->nparts));
 }
 
 /* ---- Applying events ---- */
@@ -288,8 +305,8 @@ static void publish(struct consumer *c, struct batch *b) {
   metrics_add(c->m, MC_SNAPSHOTS_PUBLISHED, 1);
   metrics_add(c->m, MC_PUBLISH_NS_TOTAL, ns);
   metrics_observe_publish(c->m, ns);
-  log_debug("snapshot published", LF_S("source", "kafka"), LF_I("version", v),
-            LF_I("events", b->n), LF_D("publish_ms", (double)ns / 1e6));
+  log_debug("snapshot published", LF_S("source", "kafka"), LF_I("version", v), LF_I("events", b->n),
+            LF_D("publish_ms", (double)ns / 1e6));
   *b = (struct batch){0};
 }
 
@@ -333,7 +350,8 @@ static void handle(struct consumer *c, struct store *st, struct batch *b,
 static bool all_caught(struct consumer *c) {
   bool all = c->nparts > 0;
   pthread_mutex_lock(&c->mu);
-  for (int i = 0; i < c->nparts; i++) all &= c->parts[i].caught;
+  for (int i = 0; i < c->nparts; i++)
+    all &= c->parts[i].caught;
   pthread_mutex_unlock(&c->mu);
   return all;
 }
@@ -347,7 +365,8 @@ static void refresh(struct consumer *c) {
   for (int i = 0; i < c->nparts; i++) {
     int64_t lo, hi;
     if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->kafka_topic, c->parts[i].id, &lo, &hi) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0)
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        hi >= 0)
       c->parts[i].hw = hi;
   }
   pthread_mutex_unlock(&c->mu);
@@ -400,46 +419,44 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
     if (c->dlq) rd_kafka_poll(c->dlq, 0);
   }
   if (b.t != NULL) {
-    if (catching) store_abort(b.t); /* never publish half a replay */
-    else publish(c, &b);
+    if (catching)
+      store_abort(b.t); /* never publish half a replay */
+    else
+      publish(c, &b);
   }
 }
 
 /* ---- Observability ---- */
 
 char *consumer_render_metrics(struct consumer *c) {
-  size_t cap = 512 + (size_t)c->nparts * 160, len = 0;
-  char *out = xmalloc(cap);
+  struct strbuf sb = {0};
   pthread_mutex_lock(&c->mu);
-  len += (size_t)snprintf(out + len, cap - len,
-                          "# HELP catalogd_consumer_lag_messages Messages not yet applied, by "
-                          "partition.\n# TYPE catalogd_consumer_lag_messages gauge\n");
+  sb_printf(&sb, "# HELP catalogd_consumer_lag_messages Messages not yet applied, by "
+                 "partition.\n# TYPE catalogd_consumer_lag_messages gauge\n");
   for (int i = 0; i < c->nparts; i++) {
     const struct part *p = &c->parts[i];
     int64_t lag = p->next < 0 ? (p->caught ? 0 : p->hw0) : p->hw - p->next;
-    len += (size_t)snprintf(out + len, cap - len,
-                            "catalogd_consumer_lag_messages{partition=\"%d\"} %lld\n", p->id,
-                            (long long)(lag < 0 ? 0 : lag));
+    sb_printf(&sb, "catalogd_consumer_lag_messages{partition=\"%d\"} %lld\n", p->id,
+              (long long)(lag < 0 ? 0 : lag));
   }
   double age = c->last_event_ns ? (double)(wall_ns() - c->last_event_ns) / 1e9 : -1;
-  len += (size_t)snprintf(out + len, cap - len,
-                          "# HELP catalogd_last_event_age_seconds Time since the last applied "
-                          "event (-1: none yet).\n# TYPE catalogd_last_event_age_seconds gauge\n"
-                          "catalogd_last_event_age_seconds %.3f\n",
-                          age);
+  sb_printf(&sb,
+            "# HELP catalogd_last_event_age_seconds Time since the last applied "
+            "event (-1: none yet).\n# TYPE catalogd_last_event_age_seconds gauge\n"
+            "catalogd_last_event_age_seconds %.3f\n",
+            age);
   pthread_mutex_unlock(&c->mu);
-  return out;
+  return sb_take(&sb);
 }
 
 char *consumer_offsets_json(struct consumer *c) {
-  size_t cap = 16 + (size_t)c->nparts * 64, len = 0;
-  char *out = xmalloc(cap);
+  struct strbuf sb = {0};
   pthread_mutex_lock(&c->mu);
-  len += (size_t)snprintf(out + len, cap - len, "[");
+  sb_printf(&sb, "[");
   for (int i = 0; i < c->nparts; i++)
-    len += (size_t)snprintf(out + len, cap - len, "%s{\"partition\":%d,\"next_offset\":%lld}",
-                            i ? "," : "", c->parts[i].id, (long long)c->parts[i].next);
-  snprintf(out + len, cap - len, "]");
+    sb_printf(&sb, "%s{\"partition\":%d,\"next_offset\":%lld}", i ? "," : "", c->parts[i].id,
+              (long long)c->parts[i].next);
+  sb_printf(&sb, "]");
   pthread_mutex_unlock(&c->mu);
-  return out;
+  return sb_take(&sb);
 }

@@ -21,8 +21,8 @@ struct metrics;
 /* Creates the consumer (no network yet). KAFKA_<PROPERTY> variables in env
  * (NULL-terminated "K=V" list) are passed to librdkafka as <property>.
  * Returns NULL with a message in err on a bad configuration. */
-struct consumer *consumer_new(const struct config *cfg, struct metrics *m, char **env,
-                              char *err, size_t cap);
+struct consumer *consumer_new(const struct config *cfg, struct metrics *m, char **env, char *err,
+                              size_t cap);
 
 /* Records every partition's high watermark as the start offsets (the warm
  * load's hand-off point: call before the PostgreSQL transaction starts).

@@ -33,7 +33,8 @@ static char unescape(const char *s, const char *end, size_t *used) {
   default:
     if (*s >= '0' && *s <= '7') {
       int v = 0, k = 0;
-      while (k < 3 && s + k < end && s[k] >= '0' && s[k] <= '7') v = v * 8 + (s[k++] - '0');
+      while (k < 3 && s + k < end && s[k] >= '0' && s[k] <= '7')
+        v = v * 8 + (s[k++] - '0');
       *used = (size_t)k;
       return (char)v;
     }
@@ -112,8 +113,11 @@ int copy_bool(const char *s, bool def, bool *out) {
     *out = def;
     return 0;
   }
-  if (strcmp(s, "t") == 0 || strcmp(s, "true") == 0) *out = true;
-  else if (strcmp(s, "f") == 0 || strcmp(s, "false") == 0) *out = false;
-  else return -1;
+  if (strcmp(s, "t") == 0 || strcmp(s, "true") == 0)
+    *out = true;
+  else if (strcmp(s, "f") == 0 || strcmp(s, "false") == 0)
+    *out = false;
+  else
+    return -1;
   return 0;
 }

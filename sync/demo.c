@@ -10,7 +10,7 @@
 #include <assert.h>
 #include <stdio.h>
 
-#define NPRODUCTS 12
+#define NPRODUCTS            12
 #define VARIANTS_PER_PRODUCT 3
 
 static void demo_id(char out[37], unsigned kind, unsigned n) {
@@ -38,8 +38,12 @@ static size_t demo_named(struct sink *t, const char *org) {
   for (unsigned i = 0; i < 3; i++) {
     demo_id(id, 0xb0, i + 1);
     snprintf(slug, sizeof slug, "brand-%u", i + 1);
-    struct named_fields f = {.id = id, .org = org, .name = brands[i], .slug = slug,
-                             .description = "Demo brand", .version = 1};
+    struct named_fields f = {.id = id,
+                             .org = org,
+                             .name = brands[i],
+                             .slug = slug,
+                             .description = "Demo brand",
+                             .version = 1};
     n += put(t, &model_named_new(CAT_BRAND, &f, &why)->h);
   }
   for (unsigned i = 0; i < 4; i++) {
@@ -67,22 +71,37 @@ static size_t demo_variants(struct sink *t, const char *org, unsigned p, const c
     snprintf(sku, sizeof sku, "SKU-%03u-%c", p + 1, 'A' + k);
     snprintf(url, sizeof url, "https://img.example/v/%u.jpg", v);
     struct image_fields im = {.id = imid, .url = url, .alt = sku, .position = 0};
-    struct variant_fields f = {
-        .id = id, .org = org, .product_id = pid, .sku = sku, .barcode = "7501234567890",
-        .status = k == 2 && p % 4 == 3 ? "inactive" : "active", .warehouse_id = "WH-1",
-        .sale_price = 10.0 + p + k * 0.5, .cost_price = 6.0 + p, .tax = 16, .weight = 0.5,
-        .length = 10, .width = 5, .height = 2, .stock_total = 100, .stock_available = 90,
-        .stock_reserved = 10, .min_stock = 5, .max_stock = 200, .track_inventory = true,
-        .version = 1, .images = &im, .n_images = 1};
+    struct variant_fields f = {.id = id,
+                               .org = org,
+                               .product_id = pid,
+                               .sku = sku,
+                               .barcode = "7501234567890",
+                               .status = k == 2 && p % 4 == 3 ? "inactive" : "active",
+                               .warehouse_id = "WH-1",
+                               .sale_price = 10.0 + p + k * 0.5,
+                               .cost_price = 6.0 + p,
+                               .tax = 16,
+                               .weight = 0.5,
+                               .length = 10,
+                               .width = 5,
+                               .height = 2,
+                               .stock_total = 100,
+                               .stock_available = 90,
+                               .stock_reserved = 10,
+                               .min_stock = 5,
+                               .max_stock = 200,
+                               .track_inventory = true,
+                               .version = 1,
+                               .images = &im,
+                               .n_images = 1};
     n += put(t, &model_variant_new(&f, &why)->h);
   }
   return n;
 }
 
 static size_t demo_products(struct sink *t, const char *org, unsigned base, unsigned count) {
-  static const char *status[] = {"activa", "activa", "activa", "activa", "activa",
-                                 "activa", "activa", "activa", "activa", "activa",
-                                 "inactiva", "borrador"};
+  static const char *status[] = {"activa", "activa", "activa", "activa", "activa",   "activa",
+                                 "activa", "activa", "activa", "activa", "inactiva", "borrador"};
   char pid[37], brand[37], title[64], sku[32], t0[37], t1[37], c0[37], i0[37], i1[37];
   const char *why;
   size_t n = 0;
@@ -99,12 +118,24 @@ static size_t demo_products(struct sink *t, const char *org, unsigned base, unsi
     struct image_fields ims[2] = {{i1, "https://img.example/p/back.jpg", "back", 2},
                                   {i0, "https://img.example/p/front.jpg", "front", 1}};
     const char *tags[2] = {t0, t1}, *cols[1] = {c0};
-    struct product_fields f = {
-        .id = pid, .org = org, .local_id = sku, .title = title, .sku = sku,
-        .description = "A product of the demo catalog", .status = status[p % NPRODUCTS],
-        .product_type = "physical", .unit_of_measure = "unidad", .alert_stock = 5,
-        .brand_id = p % 5 == 4 ? NULL : brand, .version = 1, .images = ims, .n_images = 2,
-        .tag_ids = tags, .n_tags = 2, .collection_ids = cols, .n_collections = 1};
+    struct product_fields f = {.id = pid,
+                               .org = org,
+                               .local_id = sku,
+                               .title = title,
+                               .sku = sku,
+                               .description = "A product of the demo catalog",
+                               .status = status[p % NPRODUCTS],
+                               .product_type = "physical",
+                               .unit_of_measure = "unidad",
+                               .alert_stock = 5,
+                               .brand_id = p % 5 == 4 ? NULL : brand,
+                               .version = 1,
+                               .images = ims,
+                               .n_images = 2,
+                               .tag_ids = tags,
+                               .n_tags = 2,
+                               .collection_ids = cols,
+                               .n_collections = 1};
     n += put(t, &model_product_new(&f, &why)->h);
     n += demo_variants(t, org, p, pid);
   }

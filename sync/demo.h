@@ -12,7 +12,7 @@
 #include "model.h"
 
 /* The id of the demo's first (active, sellable) variant, and its tenant. */
-#define DEMO_ORG "demo-org"
+#define DEMO_ORG        "demo-org"
 #define DEMO_VARIANT_ID "d2000000-0000-4000-8000-000000000001"
 #define DEMO_PRODUCT_ID "d1000000-0000-4000-8000-000000000001"
 

@@ -109,9 +109,12 @@ static const char *j_str(json_t *o, const char *k, int *bad) {
 
 static int j_bool(json_t *o, const char *k, bool def, bool *out) {
   json_t *v = json_object_get(o, k);
-  if (v == NULL || json_is_null(v)) *out = def;
-  else if (json_is_boolean(v)) *out = json_is_true(v);
-  else return -1;
+  if (v == NULL || json_is_null(v))
+    *out = def;
+  else if (json_is_boolean(v))
+    *out = json_is_true(v);
+  else
+    return -1;
   return 0;
 }
 
@@ -171,8 +174,10 @@ static struct cat_hdr *decode_variant(json_t *d, const struct event *ev, const c
   bad |= j_images(d, &ims, &f.n_images);
   f.images = ims;
   struct cat_variant *v = NULL;
-  if (bad) *why = "variant data has a missing or mistyped field";
-  else v = model_variant_new(&f, why);
+  if (bad)
+    *why = "variant data has a missing or mistyped field";
+  else
+    v = model_variant_new(&f, why);
   free(ims);
   return v ? &v->h : NULL;
 }
@@ -192,11 +197,14 @@ static struct cat_hdr *decode_product(json_t *d, const struct event *ev, const c
   if (f.unit_of_measure == NULL) f.unit_of_measure = "unidad";
   bad |= j_i32(d, "alert_stock", 0, &f.alert_stock);
   bad |= j_images(d, &ims, &f.n_images);
-  bad |= j_ids(d, "tag_ids", &tags, &f.n_tags) || j_ids(d, "collection_ids", &cols, &f.n_collections);
+  bad |=
+      j_ids(d, "tag_ids", &tags, &f.n_tags) || j_ids(d, "collection_ids", &cols, &f.n_collections);
   f.images = ims, f.tag_ids = tags, f.collection_ids = cols;
   struct cat_product *p = NULL;
-  if (bad) *why = "product data has a missing or mistyped field";
-  else p = model_product_new(&f, why);
+  if (bad)
+    *why = "product data has a missing or mistyped field";
+  else
+    p = model_product_new(&f, why);
   free(ims);
   free(tags);
   free(cols);
@@ -229,10 +237,14 @@ static const char *check_envelope(json_t *root, struct event *ev) {
   if (type == NULL || org == NULL || eid == NULL || bad) return "envelope field missing";
   const char *dot = strchr(type, '.');
   enum cat_kind kind;
-  if (dot == NULL || kind_parse(type, (size_t)(dot - type), &kind) != 0) return "unknown event_type";
-  if (strcmp(dot + 1, "upserted") == 0) ev->op = EVENT_UPSERT;
-  else if (strcmp(dot + 1, "deleted") == 0) ev->op = EVENT_DELETE;
-  else return "unknown event_type";
+  if (dot == NULL || kind_parse(type, (size_t)(dot - type), &kind) != 0)
+    return "unknown event_type";
+  if (strcmp(dot + 1, "upserted") == 0)
+    ev->op = EVENT_UPSERT;
+  else if (strcmp(dot + 1, "deleted") == 0)
+    ev->op = EVENT_DELETE;
+  else
+    return "unknown event_type";
   if (kind != ev->kind) return "event_type does not match the key";
   if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
@@ -263,13 +275,18 @@ int event_decode(const char *key, size_t keylen, const char *value, size_t value
     const char *dorg = json_string_value(json_object_get(d, "organization_id"));
     const char *did = json_string_value(json_object_get(d, "id"));
     uint8_t x[16];
-    if (!json_is_object(d)) *why = "upsert without a data object";
-    else if (dorg != NULL && strcmp(dorg, ev->org) != 0) *why = "data organization_id differs";
+    if (!json_is_object(d))
+      *why = "upsert without a data object";
+    else if (dorg != NULL && strcmp(dorg, ev->org) != 0)
+      *why = "data organization_id differs";
     else if (did != NULL && (uuid_parse(did, strlen(did), x) != 0 || memcmp(x, ev->id, 16) != 0))
       *why = "data id differs from entity_id";
-    else if (ev->kind == CAT_VARIANT) ev->record = decode_variant(d, ev, idt, why);
-    else if (ev->kind == CAT_PRODUCT) ev->record = decode_product(d, ev, idt, why);
-    else ev->record = decode_named(d, ev, idt, why);
+    else if (ev->kind == CAT_VARIANT)
+      ev->record = decode_variant(d, ev, idt, why);
+    else if (ev->kind == CAT_PRODUCT)
+      ev->record = decode_product(d, ev, idt, why);
+    else
+      ev->record = decode_named(d, ev, idt, why);
     if (ev->record == NULL && *why == NULL) *why = "data rejected";
   }
   json_decref(root);

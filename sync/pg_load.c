@@ -22,7 +22,7 @@
 #include "log.h"
 #include "xalloc.h"
 
-#define MAX_FIELDS 32
+#define MAX_FIELDS    32
 #define LOG_FIRST_BAD 5
 
 struct pgload {
@@ -91,8 +91,10 @@ static void side_free_all(struct side **tab) {
       free((char *)s->images[i].url);
       free((char *)s->images[i].alt);
     }
-    for (size_t i = 0; i < s->ntags; i++) free(s->tags[i]);
-    for (size_t i = 0; i < s->ncols; i++) free(s->cols[i]);
+    for (size_t i = 0; i < s->ntags; i++)
+      free(s->tags[i]);
+    for (size_t i = 0; i < s->ncols; i++)
+      free(s->cols[i]);
     free(s->images);
     free(s->tags);
     free(s->cols);
@@ -118,7 +120,8 @@ static struct side *side_get(struct side **tab, const char *id_text) {
 static struct side *side_find(struct side *tab, const char *id_text) {
   uint8_t id[16];
   struct side *s = NULL;
-  if (id_text != NULL && uuid_parse(id_text, strlen(id_text), id) == 0) HASH_FIND(hh, tab, id, 16, s);
+  if (id_text != NULL && uuid_parse(id_text, strlen(id_text), id) == 0)
+    HASH_FIND(hh, tab, id, 16, s);
   return s;
 }
 
@@ -168,8 +171,10 @@ static int link_row(struct load *L, char **f, int nf, const char **why, int tags
     *why = "bad link row";
     return -1;
   }
-  if (tags) push_str(&s->tags, &s->ntags, &s->captags, f[1]);
-  else push_str(&s->cols, &s->ncols, &s->capcols, f[1]);
+  if (tags)
+    push_str(&s->tags, &s->ntags, &s->captags, f[1]);
+  else
+    push_str(&s->cols, &s->ncols, &s->capcols, f[1]);
   return 0;
 }
 
@@ -190,8 +195,8 @@ static int put_record(struct load *L, struct cat_hdr *h) {
 
 /* id, organization_id, name, slug|NULL, description|NULL, version */
 static int named_row(struct load *L, enum cat_kind kind, char **f, int nf, const char **why) {
-  struct named_fields nfld = {.id = f[0], .org = f[1], .name = f[2], .slug = f[3],
-                              .description = f[4]};
+  struct named_fields nfld = {
+      .id = f[0], .org = f[1], .name = f[2], .slug = f[3], .description = f[4]};
   if (nf != 6 || copy_i64(f[5], 1, &nfld.version) != 0) {
     *why = "bad row";
     return -1;
@@ -213,9 +218,17 @@ static int collection_row(struct load *L, char **f, int nf, const char **why) {
 /* id, organization_id, local_id, title, sku, barcode, description, status,
  * product_type, unit_of_measure, alert_stock, brand_id, version */
 static int product_row(struct load *L, char **f, int nf, const char **why) {
-  struct product_fields p = {.id = f[0], .org = f[1], .local_id = f[2], .title = f[3],
-                             .sku = f[4], .barcode = f[5], .description = f[6], .status = f[7],
-                             .product_type = f[8], .unit_of_measure = f[9], .brand_id = f[11]};
+  struct product_fields p = {.id = f[0],
+                             .org = f[1],
+                             .local_id = f[2],
+                             .title = f[3],
+                             .sku = f[4],
+                             .barcode = f[5],
+                             .description = f[6],
+                             .status = f[7],
+                             .product_type = f[8],
+                             .unit_of_measure = f[9],
+                             .brand_id = f[11]};
   if (nf != 13 || copy_i32(f[10], 0, &p.alert_stock) != 0 || copy_i64(f[12], 1, &p.version) != 0) {
     *why = "bad product row";
     return -1;
@@ -235,18 +248,24 @@ static int product_row(struct load *L, char **f, int nf, const char **why) {
  * stock_total, stock_available, stock_reserved, warehouse_id, vendor,
  * track_inventory, default_min_stock, default_max_stock, version */
 static int variant_row(struct load *L, char **f, int nf, const char **why) {
-  struct variant_fields v = {.id = f[0], .org = f[1], .product_id = f[2], .sku = f[3],
-                             .barcode = f[4], .status = f[5], .lot_number = f[13],
-                             .warehouse_id = f[17], .vendor = f[18]};
+  struct variant_fields v = {.id = f[0],
+                             .org = f[1],
+                             .product_id = f[2],
+                             .sku = f[3],
+                             .barcode = f[4],
+                             .status = f[5],
+                             .lot_number = f[13],
+                             .warehouse_id = f[17],
+                             .vendor = f[18]};
   *why = "bad variant row";
   if (nf != 23 || f[6] == NULL) return -1;
   if (copy_f64(f[6], 0, &v.sale_price) || copy_f64(f[7], 0, &v.cost_price) ||
-      copy_f64(f[8], 0, &v.tax) || copy_f64(f[9], 0, &v.weight) ||
-      copy_f64(f[10], 0, &v.length) || copy_f64(f[11], 0, &v.width) ||
-      copy_f64(f[12], 0, &v.height) || copy_i32(f[14], 0, &v.stock_total) ||
-      copy_i32(f[15], 0, &v.stock_available) || copy_i32(f[16], 0, &v.stock_reserved) ||
-      copy_bool(f[19], true, &v.track_inventory) || copy_i32(f[20], 0, &v.min_stock) ||
-      copy_i32(f[21], 0, &v.max_stock) || copy_i64(f[22], 1, &v.version))
+      copy_f64(f[8], 0, &v.tax) || copy_f64(f[9], 0, &v.weight) || copy_f64(f[10], 0, &v.length) ||
+      copy_f64(f[11], 0, &v.width) || copy_f64(f[12], 0, &v.height) ||
+      copy_i32(f[14], 0, &v.stock_total) || copy_i32(f[15], 0, &v.stock_available) ||
+      copy_i32(f[16], 0, &v.stock_reserved) || copy_bool(f[19], true, &v.track_inventory) ||
+      copy_i32(f[20], 0, &v.min_stock) || copy_i32(f[21], 0, &v.max_stock) ||
+      copy_i64(f[22], 1, &v.version))
     return -1;
   struct side *s = side_find(L->variant_side, f[0]);
   if (s != NULL) v.images = s->images, v.n_images = s->nimages;
@@ -327,7 +346,8 @@ static int copy_table(struct pgload *p, struct load *L, const struct table *tb) 
   PGresult *r = PQgetResult(L->conn);
   int ok = n == -1 && PQresultStatus(r) == PGRES_COMMAND_OK;
   PQclear(r);
-  while ((r = PQgetResult(L->conn)) != NULL) PQclear(r);
+  while ((r = PQgetResult(L->conn)) != NULL)
+    PQclear(r);
   if (atomic_load(&p->interrupted)) return -ECANCELED;
   if (!ok) {
     log_error("COPY failed", LF_S("table", tb->name), LF_S("error", PQerrorMessage(L->conn)));
@@ -335,8 +355,8 @@ static int copy_table(struct pgload *p, struct load *L, const struct table *tb) 
   }
   double dt = now_s() - t0;
   size_t rows = L->rows - before;
-  log_info("table loaded", LF_S("table", tb->name), LF_I("rows", rows),
-           LF_D("seconds", dt), LF_D("rows_per_s", dt > 0 ? (double)rows / dt : 0));
+  log_info("table loaded", LF_S("table", tb->name), LF_I("rows", rows), LF_D("seconds", dt),
+           LF_D("rows_per_s", dt > 0 ? (double)rows / dt : 0));
   return 0;
 }
 

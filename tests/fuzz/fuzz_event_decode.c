@@ -32,17 +32,18 @@
 #include "event_encode.h"
 #include "store.h"
 
-#define CHECK(cond, ...)                                                        \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      fprintf(stderr, "fuzz_event_decode: check failed: %s: ", #cond);         \
-      fprintf(stderr, __VA_ARGS__);                                             \
-      fputc('\n', stderr);                                                      \
-      abort();                                                                  \
-    }                                                                           \
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "fuzz_event_decode: check failed: %s: ", #cond);                             \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fputc('\n', stderr);                                                                         \
+      abort();                                                                                     \
+    }                                                                                              \
   } while (0)
 
 static struct store *g_store;
+static int g_verbose; /* FUZZ_VERBOSE=1: print each input's outcome */
 
 /* A small base snapshot: ids of the seed corpus (org_a), so that fuzzed
  * events hit existing entries (stale versions, replaced variants moving
@@ -50,9 +51,13 @@ static struct store *g_store;
 static void build_base(void) {
   const char *why;
   struct store_txn *t = store_begin(g_store);
-  struct variant_fields v = {.id = "dddddddd-0000-0000-0000-000000000a11", .org = "org_a",
-                             .product_id = "aaaaaaaa-0000-0000-0000-0000000000a1", .sku = "S1",
-                             .status = "active", .warehouse_id = "WH", .version = 5,
+  struct variant_fields v = {.id = "dddddddd-0000-0000-0000-000000000a11",
+                             .org = "org_a",
+                             .product_id = "aaaaaaaa-0000-0000-0000-0000000000a1",
+                             .sku = "S1",
+                             .status = "active",
+                             .warehouse_id = "WH",
+                             .version = 5,
                              .sale_price = 1.5};
   struct cat_variant *cv = model_variant_new(&v, &why);
   CHECK(cv != NULL, "%s", why);
@@ -61,13 +66,20 @@ static void build_base(void) {
   cv = model_variant_new(&v, &why);
   CHECK(cv != NULL, "%s", why);
   store_put(t, &cv->h);
-  struct product_fields p = {.id = "aaaaaaaa-0000-0000-0000-0000000000a1", .org = "org_a",
-                             .title = "T", .sku = "P", .status = "activa", .version = 3};
+  struct product_fields p = {.id = "aaaaaaaa-0000-0000-0000-0000000000a1",
+                             .org = "org_a",
+                             .title = "T",
+                             .sku = "P",
+                             .status = "activa",
+                             .version = 3};
   struct cat_product *cp = model_product_new(&p, &why);
   CHECK(cp != NULL, "%s", why);
   store_put(t, &cp->h);
-  struct named_fields b = {.id = "bbbbbbbb-0000-0000-0000-0000000000a1", .org = "org_a",
-                           .name = "Acme", .slug = "acme", .version = 2};
+  struct named_fields b = {.id = "bbbbbbbb-0000-0000-0000-0000000000a1",
+                           .org = "org_a",
+                           .name = "Acme",
+                           .slug = "acme",
+                           .version = 2};
   struct cat_named *cn = model_named_new(CAT_BRAND, &b, &why);
   CHECK(cn != NULL, "%s", why);
   store_put(t, &cn->h);
@@ -83,6 +95,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   store_reader_register(); /* the writer registers, as sync.c does */
   g_store = store_new();
   build_base();
+  g_verbose = getenv("FUZZ_VERBOSE") != NULL;
   return 0;
 }
 
@@ -103,8 +116,7 @@ static int same_key(const struct cat_hdr *h, const struct event *ev) {
 static void check_accepted(const struct event *ev, const char *why) {
   CHECK(why == NULL, "accepted with a reason: %s", why);
   CHECK(ev->kind_known && ev->kind < CAT_PRODUCT_VARIANTS, "kind %d", (int)ev->kind);
-  CHECK(ev->org[0] != '\0' && strlen(ev->org) <= CAT_ORG_MAX, "org length %zu",
-        strlen(ev->org));
+  CHECK(ev->org[0] != '\0' && strlen(ev->org) <= CAT_ORG_MAX, "org length %zu", strlen(ev->org));
   if (ev->op == EVENT_DELETE) {
     CHECK(ev->record == NULL, "delete with a record");
     CHECK(ev->version >= 0, "delete version %lld", (long long)ev->version);
@@ -138,8 +150,7 @@ static void round_trip(const struct cat_hdr *rec) {
         "round trip changed kind/key/version\nkey: %s\nvalue: %s", key, val);
   CHECK(event_encode(h2, &key2, &val2) == 0, "second event_encode failed");
   CHECK(strcmp(key, key2) == 0, "keys differ: %s / %s", key, key2);
-  CHECK(strcmp(val, val2) == 0, "encode(decode(encode(r))) != encode(r)\n1: %s\n2: %s", val,
-        val2);
+  CHECK(strcmp(val, val2) == 0, "encode(decode(encode(r))) != encode(r)\n1: %s\n2: %s", val, val2);
   model_free(ev2.record);
   free(key), free(val), free(key2), free(val2);
 }
@@ -151,6 +162,7 @@ static void apply(struct event *ev) {
                ? store_put(t, ev->record) /* takes ownership */
                : store_delete(t, ev->kind, ev->id, ev->org, strlen(ev->org), ev->version);
   CHECK(rc == STORE_APPLIED || rc == STORE_STALE, "store rc %d", rc);
+  if (g_verbose) fprintf(stderr, "fuzz_event_decode: store %s\n", rc ? "stale" : "applied");
   if (rc == STORE_APPLIED) {
     const struct cat_hdr *h = store_txn_get(t, ev->kind, ev->id, ev->org, strlen(ev->org));
     CHECK(h != NULL, "applied change not visible in its transaction");
@@ -173,6 +185,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct event ev;
   const char *why = NULL;
   int rc = event_decode(key, key ? keylen : 0, val, val ? vallen : 0, &ev, &why);
+  if (g_verbose)
+    fprintf(stderr, "fuzz_event_decode: rc=%d op=%d kind=%d version=%lld why=%s\n", rc, (int)ev.op,
+            (int)ev.kind, (long long)ev.version, why ? why : "-");
   if (rc != 0) {
     CHECK(why != NULL, "rejected without a reason (rc %d)", rc);
     CHECK(ev.record == NULL, "rejected but a record was built");

@@ -112,8 +112,12 @@ class ObservabilityTest(unittest.TestCase):
                             kafka.variant('org_obs', '22222222-0000-4000-8000-0000000000f0', pid, 1),
                             kafka.variant('org_obs', '22222222-0000-4000-8000-0000000000f1', pid, 1)])
         key = ('catalogd_events_total', '{type="variant",result="applied"}')
-        harness.wait_until(lambda: scrape(self.srv).get(key, 0) >= before.get(key, 0) + 2, 15,
-                           what='events counted')
+        ver = ('catalogd_snapshot_version', '')
+        # Events are counted as applied into the open batch; its snapshot is published
+        # up to SYNC_MAX_BATCH_MS later: wait for both.
+        harness.wait_until(lambda: (lambda s: s.get(key, 0) >= before.get(key, 0) + 2
+                                    and s[ver] > before[ver])(scrape(self.srv)), 15,
+                           what='events counted and published')
         after = scrape(self.srv)
         self.assertGreater(after[('catalogd_snapshot_version', '')],
                            before[('catalogd_snapshot_version', '')])

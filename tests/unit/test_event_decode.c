@@ -68,8 +68,7 @@ static void tombstone_and_deleted(void **state) {
   assert_int_equal(ev.op, EVENT_DELETE);
   assert_int_equal(ev.version, 9);
   /* The key's id is matched case-insensitively. */
-  assert_int_equal(decode("org_1/variant/9B2F0C1E-AAAA-4BBB-8CCC-0123456789AB", del, &ev, &why),
-                   0);
+  assert_int_equal(decode("org_1/variant/9B2F0C1E-AAAA-4BBB-8CCC-0123456789AB", del, &ev, &why), 0);
 }
 
 static void rejects_bad_events(void **state) {
@@ -91,10 +90,14 @@ static void rejects_bad_events(void **state) {
        "variant data has a missing or mistyped field"},
       {KEY, variant_json(",\"organization_id\":\"org_2\"", "1"), "data organization_id differs"},
       {KEY, variant_json("", "\"abc\""), "variant data has a missing or mistyped field"},
-      {KEY, "{\"event_type\":\"variant.exploded\",\"organization_id\":\"org_1\",\"entity_id\":\"" VID
-            "\",\"version\":1}", "unknown event_type"},
-      {KEY, "{\"event_type\":\"variant.upserted\",\"organization_id\":\"org_1\",\"entity_id\":\"" VID
-            "\"}", "version missing"},
+      {KEY,
+       "{\"event_type\":\"variant.exploded\",\"organization_id\":\"org_1\",\"entity_id\":\"" VID
+       "\",\"version\":1}",
+       "unknown event_type"},
+      {KEY,
+       "{\"event_type\":\"variant.upserted\",\"organization_id\":\"org_1\",\"entity_id\":\"" VID
+       "\"}",
+       "version missing"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_int_not_equal(decode(bad[i].key, bad[i].value, &ev, &why), 0);

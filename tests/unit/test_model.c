@@ -23,9 +23,13 @@ static void uuid_accepts_any_case(void **state) {
 static void uuid_rejects_non_uuids(void **state) {
   (void)state;
   uint8_t a[16];
-  const char *bad[] = {"", "x", "9b2f0c1e-aaaa-4bbb-8ccc-0123456789a",
-                       "9b2f0c1e-aaaa-4bbb-8ccc-0123456789abc", "9b2f0c1eaaaa-4bbb-8ccc-0123456789ab-",
-                       "9b2f0c1e-aaaa-4bbb-8ccc_0123456789ab", "gb2f0c1e-aaaa-4bbb-8ccc-0123456789ab",
+  const char *bad[] = {"",
+                       "x",
+                       "9b2f0c1e-aaaa-4bbb-8ccc-0123456789a",
+                       "9b2f0c1e-aaaa-4bbb-8ccc-0123456789abc",
+                       "9b2f0c1eaaaa-4bbb-8ccc-0123456789ab-",
+                       "9b2f0c1e-aaaa-4bbb-8ccc_0123456789ab",
+                       "gb2f0c1e-aaaa-4bbb-8ccc-0123456789ab",
                        "9b2f0c1e-aaaa-4bbb-8ccc-0123456789a\xff"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(uuid_parse(bad[i], strlen(bad[i]), a), -1);
@@ -38,9 +42,16 @@ static void variant_fields_and_defaults(void **state) {
   struct image_fields ims[3] = {{tid(0xe2, 3, i3), "u3", NULL, 2},
                                 {tid(0xe2, 2, i2), "u2", "alt", 1},
                                 {tid(0xe2, 1, i1), "u1", NULL, 1}};
-  struct variant_fields f = {.id = tid(0xd2, 1, id), .org = "org_a", .product_id = tid(0xd1, 1, pid),
-                             .sku = "S1", .status = "active", .warehouse_id = "W", .sale_price = 29.99,
-                             .version = 7, .images = ims, .n_images = 3};
+  struct variant_fields f = {.id = tid(0xd2, 1, id),
+                             .org = "org_a",
+                             .product_id = tid(0xd1, 1, pid),
+                             .sku = "S1",
+                             .status = "active",
+                             .warehouse_id = "W",
+                             .sale_price = 29.99,
+                             .version = 7,
+                             .images = ims,
+                             .n_images = 3};
   struct cat_variant *v = model_variant_new(&f, &why);
   assert_non_null(v);
   assert_string_equal(v->h.org, "org_a");
@@ -63,8 +74,12 @@ static void variant_rejections(void **state) {
   (void)state;
   char id[37], pid[37], longorg[300];
   const char *why = NULL;
-  struct variant_fields f = {.id = "nope", .org = "o", .product_id = tid(0xd1, 1, pid),
-                             .sku = "S", .status = "active", .warehouse_id = "W"};
+  struct variant_fields f = {.id = "nope",
+                             .org = "o",
+                             .product_id = tid(0xd1, 1, pid),
+                             .sku = "S",
+                             .status = "active",
+                             .warehouse_id = "W"};
   assert_null(model_variant_new(&f, &why));
   assert_string_equal(why, "id is not a UUID");
   f.id = tid(0xd2, 1, id);
@@ -92,9 +107,16 @@ static void product_with_links(void **state) {
   char id[37], b[37], t1[37], c1[37];
   const char *why = NULL;
   const char *tags[] = {tid(0xc0, 1, t1)}, *cols[] = {tid(0xc1, 1, c1)}, *badtags[] = {"x"};
-  struct product_fields f = {.id = tid(0xd1, 1, id), .org = "org_a", .title = "T", .sku = "P",
-                             .status = "activa", .brand_id = tid(0xb0, 1, b), .tag_ids = tags,
-                             .n_tags = 1, .collection_ids = cols, .n_collections = 1};
+  struct product_fields f = {.id = tid(0xd1, 1, id),
+                             .org = "org_a",
+                             .title = "T",
+                             .sku = "P",
+                             .status = "activa",
+                             .brand_id = tid(0xb0, 1, b),
+                             .tag_ids = tags,
+                             .n_tags = 1,
+                             .collection_ids = cols,
+                             .n_collections = 1};
   struct cat_product *p = model_product_new(&f, &why);
   assert_non_null(p);
   assert_true(p->active && p->has_brand);
@@ -115,7 +137,7 @@ static void product_with_links(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(uuid_accepts_any_case),      cmocka_unit_test(uuid_rejects_non_uuids),
+      cmocka_unit_test(uuid_accepts_any_case),       cmocka_unit_test(uuid_rejects_non_uuids),
       cmocka_unit_test(variant_fields_and_defaults), cmocka_unit_test(variant_rejections),
       cmocka_unit_test(product_with_links),
   };

@@ -109,7 +109,8 @@ static void product_variant_index(void **state) {
   struct store *st = *state;
   uint8_t id[16];
   struct store_txn *t = store_begin(st);
-  for (unsigned v = 1; v <= 40; v++) store_put(t, mk_variant("o", v, 1, 1, "active"));
+  for (unsigned v = 1; v <= 40; v++)
+    store_put(t, mk_variant("o", v, 1, 1, "active"));
   store_put(t, mk_variant("other", 41, 1, 1, "active"));
   store_commit(t);
   assert_int_equal(variants_of(st, "o", 1), 40);
@@ -133,7 +134,8 @@ static void abort_discards_everything(void **state) {
   store_put(t, mk_variant("o", 1, 1, 1, "active"));
   store_commit(t);
   t = store_begin(st);
-  for (unsigned v = 2; v < 500; v++) store_put(t, mk_variant("o", v, 1, 1, "active"));
+  for (unsigned v = 2; v < 500; v++)
+    store_put(t, mk_variant("o", v, 1, 1, "active"));
   store_put(t, mk_variant("o", 1, 1, 2, "inactive"));
   store_abort(t);
   assert_int_equal(snap_version(store_current(st)), 1);
@@ -145,7 +147,8 @@ static void abort_discards_everything(void **state) {
 static void many_records_survive_many_publishes(void **state) {
   struct store *st = *state;
   struct store_txn *t = store_begin(st);
-  for (unsigned v = 1; v <= 20000; v++) store_put(t, mk_variant("o", v, v % 100, 1, "active"));
+  for (unsigned v = 1; v <= 20000; v++)
+    store_put(t, mk_variant("o", v, v % 100, 1, "active"));
   store_commit(t);
   for (int round = 2; round <= 30; round++) {
     t = store_begin(st);
@@ -153,7 +156,8 @@ static void many_records_survive_many_publishes(void **state) {
     store_commit(t);
   }
   assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 20000);
-  for (unsigned v = 1; v <= 20000; v++) assert_non_null(get_variant(st, "o", v));
+  for (unsigned v = 1; v <= 20000; v++)
+    assert_non_null(get_variant(st, "o", v));
   assert_false(get_variant(st, "o", 14)->active);
   assert_true(get_variant(st, "o", 15)->active);
 }
@@ -195,13 +199,16 @@ static void readers_never_see_half_a_batch(void **state) {
   for (int64_t ver = 1; ver <= 300; ver++) {
     struct store_txn *t = store_begin(r.st);
     store_put(t, mk_product("o", 1, ver, "activa"));
-    for (unsigned v = 1; v <= NVAR; v++) store_put(t, mk_variant("o", v, 1, ver, "active"));
+    for (unsigned v = 1; v <= NVAR; v++)
+      store_put(t, mk_variant("o", v, 1, ver, "active"));
     store_commit(t);
     if (ver == 1)
-      for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, reader, &r);
+      for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, reader, &r);
   }
   atomic_store(&r.done, true);
-  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < 2; i++)
+    pthread_join(th[i], NULL);
   store_reader_unregister();
   assert_true(atomic_load(&r.checks) > 0);
   assert_int_equal(atomic_load(&r.torn), 0);

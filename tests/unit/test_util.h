@@ -16,9 +16,13 @@ static inline struct cat_hdr *mk_variant(const char *org, unsigned n, unsigned p
                                          int64_t version, const char *status) {
   char id[37], pid[37];
   const char *why;
-  struct variant_fields f = {.id = tid(0xd2, n, id), .org = org,
-                             .product_id = tid(0xd1, product, pid), .sku = "SKU",
-                             .status = status, .warehouse_id = "WH", .version = version,
+  struct variant_fields f = {.id = tid(0xd2, n, id),
+                             .org = org,
+                             .product_id = tid(0xd1, product, pid),
+                             .sku = "SKU",
+                             .status = status,
+                             .warehouse_id = "WH",
+                             .version = version,
                              .sale_price = 9.99};
   struct cat_variant *v = model_variant_new(&f, &why);
   return v ? &v->h : NULL;
@@ -28,8 +32,12 @@ static inline struct cat_hdr *mk_product(const char *org, unsigned n, int64_t ve
                                          const char *status) {
   char id[37];
   const char *why;
-  struct product_fields f = {.id = tid(0xd1, n, id), .org = org, .title = "T", .sku = "P",
-                             .status = status, .version = version};
+  struct product_fields f = {.id = tid(0xd1, n, id),
+                             .org = org,
+                             .title = "T",
+                             .sku = "P",
+                             .status = status,
+                             .version = version};
   struct cat_product *p = model_product_new(&f, &why);
   return p ? &p->h : NULL;
 }
