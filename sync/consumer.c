@@ -397,6 +397,10 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
       replayed += msgs[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR;
       handle(c, st, &b, msgs[i]);
       rd_kafka_message_destroy(msgs[i]);
+      /* A batch closes exactly at SYNC_MAX_BATCH_EVENTS (not at the end of
+       * whatever librdkafka handed over), so batch boundaries are exact. */
+      if (!catching && b.t != NULL && b.n >= (size_t)c->cfg->sync_max_batch_events)
+        publish(c, &b);
     }
     if (catching) {
       if (all_caught(c)) {
@@ -408,8 +412,7 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
         catching = false;
         if (on_ready) on_ready(arg);
       }
-    } else if (b.t != NULL && (b.n >= (size_t)c->cfg->sync_max_batch_events ||
-                               mono_ms() - b.opened_ms >= c->cfg->sync_max_batch_ms)) {
+    } else if (b.t != NULL && mono_ms() - b.opened_ms >= c->cfg->sync_max_batch_ms) {
       publish(c, &b);
     }
     if (mono_ms() >= next_refresh) {

@@ -76,6 +76,11 @@ class KafkaMock:
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except Exception:
+                pass
         harness._unregister(self)
 
     def _cleanup(self):
