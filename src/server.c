@@ -153,34 +153,33 @@ static void unary_request(struct worker *w, int mi) {
   if (e != GRPC_CALL_OK) ucall_free(c);
 }
 
-/* Logs a rejected request, at most once a second per worker. */
+/* Logs a rejected request, at most once a second per worker (abuse must
+ * not turn into a log flood); every one is counted. */
 static void log_rejected(struct worker *w, const char *path, int code, const char *details) {
   metrics_add(w->srv->metrics, MC_BAD_REQUESTS, 1);
-  static _Thread_local time_t last;
-  static _Thread_local long suppressed;
   time_t now = time(NULL);
-  if (now == last) {
-    suppressed++;
+  if (now == w->reject_last) {
+    w->reject_suppressed++;
     return;
   }
   log_warn("request rejected", LF_S("method", path), LF_I("code", code),
-           LF_S("details", details ? details : ""), LF_I("suppressed", suppressed));
-  last = now, suppressed = 0;
+           LF_S("details", details ? details : ""), LF_I("suppressed", w->reject_suppressed));
+  w->reject_last = now, w->reject_suppressed = 0;
 }
 
-/* Per-thread xorshift for access-log sampling: no shared state, no lock. */
-static bool sample(double rate) {
-  static _Thread_local uint64_t x;
+/* Worker-local xorshift for access-log sampling: no shared state, no lock. */
+static bool sample(struct worker *w, double rate) {
   if (rate <= 0) return false;
   if (rate >= 1) return true;
-  if (x == 0) x = (uint64_t)(uintptr_t)&x | 1;
+  uint64_t x = w->rng ? w->rng : (uint64_t)(uintptr_t)w | 1;
   x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+  w->rng = x;
   return (double)(x >> 11) / 9007199254740992.0 < rate;
 }
 
 /* One access-log line (sampled by ACCESS_LOG_SAMPLE). */
 static void access_log(struct ucall *c, const char *org, uint64_t ns) {
-  if (!sample(c->w->srv->cfg->access_log_sample)) return;
+  if (!sample(c->w, c->w->srv->cfg->access_log_sample)) return;
   log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", c->code), LF_I("us", ns / 1000),
            LF_S("organization_id", org ? org : ""), LF_S("snapshot_version", c->version));
 }

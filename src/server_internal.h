@@ -10,6 +10,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "arena.h"
 #include "config.h"
@@ -35,6 +37,11 @@ struct worker {
   atomic_long *outstanding;
   /* Set when shutdown begins: stop posting new call requests. */
   atomic_bool *stopping;
+  /* Worker-local state for logging: rejected-request rate limit, and the
+   * access-log sampler's xorshift state. */
+  time_t reject_last;
+  long reject_suppressed;
+  uint64_t rng;
 };
 
 /* Context handed to stream handlers by the server (see stream.h). */
