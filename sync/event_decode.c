@@ -32,18 +32,20 @@ static int kind_parse(const char *s, size_t n, enum cat_kind *out) {
   return -1;
 }
 
-/* "<org>/<type>/<uuid>": org is everything before the first '/', the id
- * everything after the last one. */
+/* Position of the last '/' in [key, end), or NULL. */
+static const char *last_slash(const char *key, const char *end) {
+  for (const char *p = end; p > key; p--)
+    if (p[-1] == '/') return p - 1;
+  return NULL;
+}
+
+/* "<org>/<type>/<uuid>", parsed from the right: the type and the id never
+ * contain '/', an organization id may (the schema does not forbid it). */
 static const char *parse_key(const char *key, size_t n, struct event *ev) {
   if (key == NULL) return "message has no key";
-  const char *s1 = memchr(key, '/', n);
-  const char *s2 = NULL;
-  for (const char *p = key + n; p > key; p--)
-    if (p[-1] == '/') {
-      s2 = p - 1;
-      break;
-    }
-  if (s1 == NULL || s2 == s1) return "key is not <org>/<type>/<id>";
+  const char *s2 = last_slash(key, key + n);
+  const char *s1 = s2 ? last_slash(key, s2) : NULL;
+  if (s1 == NULL) return "key is not <org>/<type>/<id>";
   size_t orglen = (size_t)(s1 - key);
   if (orglen == 0 || orglen > CAT_ORG_MAX) return "key organization is empty or too long";
   memcpy(ev->org, key, orglen);

@@ -110,6 +110,19 @@ static void rejects_bad_events(void **state) {
   assert_int_not_equal(event_decode(nulkey, sizeof nulkey - 1, NULL, 0, &ev, &why), 0);
 }
 
+/* Found by fuzzing: an organization id may contain '/' (PostgreSQL accepts
+ * it), so the key is parsed from the right. */
+static void organization_with_slash(void **state) {
+  (void)state;
+  struct event ev;
+  const char *why;
+  const char *del = "{\"event_type\":\"variant.deleted\",\"organization_id\":\"acme/eu\","
+                    "\"entity_id\":\"" VID "\",\"version\":2,\"data\":null}";
+  assert_int_equal(decode("acme/eu/variant/" VID, del, &ev, &why), 0);
+  assert_string_equal(ev.org, "acme/eu");
+  assert_int_equal(ev.kind, CAT_VARIANT);
+}
+
 static void encode_then_decode_round_trips(void **state) {
   (void)state;
   struct event ev, ev2;
@@ -134,6 +147,7 @@ int main(void) {
       cmocka_unit_test(upsert_with_decimal_string_or_number),
       cmocka_unit_test(tombstone_and_deleted),
       cmocka_unit_test(rejects_bad_events),
+      cmocka_unit_test(organization_with_slash),
       cmocka_unit_test(encode_then_decode_round_trips),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
