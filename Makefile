@@ -5,7 +5,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_FLAGS ?= --output-on-failure --timeout 600
 
-.PHONY: all deps deps-build build run test test-asan test-tsan bench bench-full fmt lint clean
+.PHONY: all deps deps-build build run test test-asan test-tsan test-fuzz soak bench bench-full fmt lint clean
 
 all: build
 
@@ -41,6 +41,13 @@ test-tsan: deps
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  ctest $(CTEST_FLAGS) -j2 -L concurrency
 
+# libFuzzer targets (clang, ASan+UBSan, coverage on the library too): the
+# regressions, then each target for a bounded time (tests/fuzz/run.sh).
+test-fuzz: deps
+	$(MAKE) build BUILD=build-fuzz CMAKE_FLAGS="-DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DCATALOGD_FUZZ=ON -DCATALOGD_SANITIZE=address -DCMAKE_C_FLAGS=-O1\ -fsanitize=fuzzer-no-link"
+	cd build-fuzz && ctest $(CTEST_FLAGS) -L fuzz
+
 bench: build
 	@if [ -x bench/run.sh ]; then bench/run.sh short; else echo "bench: not built yet (issue 5)"; exit 1; fi
 
@@ -55,4 +62,4 @@ lint: $(BUILD)/CMakeCache.txt
 	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'src/*.c' 'sync/*.c')
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

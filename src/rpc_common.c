@@ -56,8 +56,14 @@ int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *r
     case 0:
       if (varint(&p, end, &n) != 0) return 0;
       break;
-    case 1: p += 8; break;
-    case 5: p += 4; break;
+    case 1:
+      if (end - p < 8) return 0;
+      p += 8;
+      break;
+    case 5:
+      if (end - p < 4) return 0;
+      p += 4;
+      break;
     case 2:
       if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
       if (memchr(p, 0, n) != NULL) {

@@ -133,7 +133,12 @@ static void push_str(char ***v, size_t *n, size_t *cap, const char *s) {
   (*v)[(*n)++] = dup_or_null(s);
 }
 
-/* ---- Row handlers, one per COPY ---- */
+/* ---- Row handlers, one per COPY; copy_table checks the column count ---- */
+
+/* A row version: present and >= 1, as change events require too. */
+static int copy_version(const char *s, int64_t *out) {
+  return s != NULL && copy_i64(s, 0, out) == 0 && *out >= 1 ? 0 : -1;
+}
 
 /* parent_id, id, url, alt, position */
 static int image_row(struct side **tab, char **f, int nf, const char **why) {
@@ -197,7 +202,7 @@ static int put_record(struct load *L, struct cat_hdr *h) {
 static int named_row(struct load *L, enum cat_kind kind, char **f, int nf, const char **why) {
   struct named_fields nfld = {
       .id = f[0], .org = f[1], .name = f[2], .slug = f[3], .description = f[4]};
-  if (nf != 6 || copy_i64(f[5], 1, &nfld.version) != 0) {
+  if (nf != 6 || copy_version(f[5], &nfld.version) != 0) {
     *why = "bad row";
     return -1;
   }
@@ -229,7 +234,7 @@ static int product_row(struct load *L, char **f, int nf, const char **why) {
                              .product_type = f[8],
                              .unit_of_measure = f[9],
                              .brand_id = f[11]};
-  if (nf != 13 || copy_i32(f[10], 0, &p.alert_stock) != 0 || copy_i64(f[12], 1, &p.version) != 0) {
+  if (nf != 13 || copy_i32(f[10], 0, &p.alert_stock) != 0 || copy_version(f[12], &p.version) != 0) {
     *why = "bad product row";
     return -1;
   }
@@ -265,7 +270,7 @@ static int variant_row(struct load *L, char **f, int nf, const char **why) {
       copy_i32(f[14], 0, &v.stock_total) || copy_i32(f[15], 0, &v.stock_available) ||
       copy_i32(f[16], 0, &v.stock_reserved) || copy_bool(f[19], true, &v.track_inventory) ||
       copy_i32(f[20], 0, &v.min_stock) || copy_i32(f[21], 0, &v.max_stock) ||
-      copy_i64(f[22], 1, &v.version))
+      copy_version(f[22], &v.version))
     return -1;
   struct side *s = side_find(L->variant_side, f[0]);
   if (s != NULL) v.images = s->images, v.n_images = s->nimages;
@@ -279,31 +284,32 @@ struct table {
   const char *name;
   const char *query;
   row_fn row;
+  int nfields; /* rows with another count never reach row() */
 };
 
 static const struct table tables[] = {
     {"brands", "SELECT id, organization_id, name, slug, description, version FROM brands",
-     brand_row},
-    {"tags", "SELECT id, organization_id, name, NULL, NULL, version FROM tags", tag_row},
+     brand_row, 6},
+    {"tags", "SELECT id, organization_id, name, NULL, NULL, version FROM tags", tag_row, 6},
     {"collections", "SELECT id, organization_id, name, slug, NULL, version FROM collections",
-     collection_row},
+     collection_row, 6},
     {"product_images", "SELECT product_id, id, url, alt, position FROM product_images",
-     product_image_row},
-    {"product_tags", "SELECT product_id, tag_id FROM product_tags", product_tag_row},
+     product_image_row, 5},
+    {"product_tags", "SELECT product_id, tag_id FROM product_tags", product_tag_row, 2},
     {"product_collections", "SELECT product_id, collection_id FROM product_collections",
-     product_collection_row},
+     product_collection_row, 2},
     {"products",
      "SELECT id, organization_id, local_id, title, sku, barcode, description, status, "
      "product_type, unit_of_measure, alert_stock, brand_id, version FROM products",
-     product_row},
+     product_row, 13},
     {"variant_images", "SELECT variant_id, id, url, alt, position FROM variant_images",
-     variant_image_row},
+     variant_image_row, 5},
     {"variants",
      "SELECT id, organization_id, product_id, sku, barcode, status, sale_price, cost_price, "
      "tax, weight, dim_length, dim_width, dim_height, lot_number, stock_total, "
      "stock_available, stock_reserved, warehouse_id, vendor, track_inventory, "
      "default_min_stock, default_max_stock, version FROM variants",
-     variant_row},
+     variant_row, 23},
 };
 
 static double now_s(void) {
@@ -338,7 +344,10 @@ static int copy_table(struct pgload *p, struct load *L, const struct table *tb) 
   while ((n = PQgetCopyData(L->conn, &buf, 0)) > 0) {
     const char *why = "bad row";
     int nf = copy_split(buf, (size_t)n, fields, MAX_FIELDS);
-    if (nf < 0 || tb->row(L, fields, nf, &why) != 0) bad_row(L, why);
+    if (nf != tb->nfields)
+      bad_row(L, "wrong number of columns");
+    else if (tb->row(L, fields, nf, &why) != 0)
+      bad_row(L, why);
     L->rows++;
     PQfreemem(buf);
     if (atomic_load(&p->interrupted)) break;
