@@ -22,6 +22,7 @@ struct config {
   int max_recv_bytes;
   int max_concurrent_streams;
   int shutdown_grace_s;
+  int shutdown_drain_ms;
   int max_batch_ids;
   /* TLS (empty = plaintext) */
   char tls_cert_file[512], tls_key_file[512], tls_client_ca_file[512];

@@ -77,6 +77,10 @@ void metrics_observe_publish(struct metrics *m, uint64_t ns);
 /* Sum over shards of requests for (method, code). */
 uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int code);
 
+/* All RPCs finished so far, and RPCs in flight now (sums over shards). */
+uint64_t metrics_rpc_total(struct metrics *m);
+int64_t metrics_rpc_in_flight(struct metrics *m);
+
 /* Renders the Prometheus text exposition into a malloc'd string (caller
  * frees); extra (may be NULL) is appended verbatim. */
 char *metrics_render(struct metrics *m, const char *extra);

@@ -51,7 +51,11 @@ static char *gauges(struct admin *a) {
   store_read_lock();
   const struct snapshot *s = store_current(a->d.store);
   uint64_t version = s ? snap_version(s) : 0;
-  double age = s ? (double)(time(NULL)) - (double)snap_built_ns(s) / 1e9 : -1;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now); /* same clock and resolution as built_ns */
+  double age = s ? (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)snap_built_ns(s) / 1e9
+                 : -1;
+  if (age < 0 && s) age = 0;
   size_t counts[5] = {0};
   for (int k = 0; s && k < 5; k++)
     counts[k] = snap_count(s, (enum cat_kind)k);

@@ -125,6 +125,20 @@ uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int co
   return n;
 }
 
+uint64_t metrics_rpc_total(struct metrics *m) {
+  uint64_t n = 0;
+  for (int k = 0; k < MM_COUNT; k++)
+    for (int c = 0; c < METRICS_CODES; c++) n += metrics_rpc_count(m, k, c);
+  return n;
+}
+
+int64_t metrics_rpc_in_flight(struct metrics *m) {
+  int64_t n = 0;
+  for (int i = 0; i < m->nshards; i++)
+    n += atomic_load_explicit(&m->shards[i].in_flight, memory_order_relaxed);
+  return n;
+}
+
 static void render_requests(struct metrics *m, struct strbuf *b) {
   sb_printf(b, "# HELP catalogd_rpc_requests_total RPCs finished, by method and gRPC code.\n"
                "# TYPE catalogd_rpc_requests_total counter\n");
@@ -165,9 +179,7 @@ char *metrics_render(struct metrics *m, const char *extra) {
   struct strbuf b = {0};
   render_requests(m, &b);
   render_histogram(m, &b);
-  int64_t inflight = 0;
-  for (int i = 0; i < m->nshards; i++)
-    inflight += atomic_load_explicit(&m->shards[i].in_flight, memory_order_relaxed);
+  int64_t inflight = metrics_rpc_in_flight(m);
   sb_printf(&b,
             "# HELP catalogd_rpc_in_flight RPCs being handled now.\n"
             "# TYPE catalogd_rpc_in_flight gauge\ncatalogd_rpc_in_flight %lld\n",

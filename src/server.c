@@ -466,9 +466,39 @@ static gpr_timespec in_ms(long ms) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keeps serving (already NOT_SERVING) until calls stop arriving: no call
+ * finished for QUIET_MS and none in flight, or SHUTDOWN_DRAIN_MS (at most the
+ * grace period) passed. The core's shutdown cancels calls that arrived but
+ * were not yet matched to a posted request, so stopping at once would fail
+ * calls clients sent before the signal. */
+#define QUIET_MS 200
+static void drain(struct server *s) {
+  int64_t budget = s->cfg->shutdown_drain_ms, t0 = mono_ms(), quiet_since = t0;
+  if (budget > s->cfg->shutdown_grace_s * 1000L) budget = s->cfg->shutdown_grace_s * 1000L;
+  uint64_t last = metrics_rpc_total(s->metrics);
+  while (mono_ms() - t0 < budget) {
+    usleep(20000);
+    uint64_t n = metrics_rpc_total(s->metrics);
+    if (n != last || metrics_rpc_in_flight(s->metrics) > 0) {
+      last = n;
+      quiet_since = mono_ms();
+    } else if (mono_ms() - quiet_since >= QUIET_MS) {
+      break;
+    }
+  }
+  log_info("drained", LF_I("ms", mono_ms() - t0));
+}
+
 void server_stop(struct server *s) {
   health_set_serving(s->health, false);
   health_close_watchers(s->health);
+  drain(s);
   atomic_store(&s->stopping, true);
   grpc_server_shutdown_and_notify(s->srv, s->shutdown_cq, s);
   if (!await_shutdown(s, in_ms(s->cfg->shutdown_grace_s * 1000L))) {

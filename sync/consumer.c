@@ -249,6 +249,72 @@ static void assign_from(struct consumer *c, int from) {
   log_info("kafka partitions assigned", LF_I("count", c->nparts - from), LF_I("total", c->nparts));
 }
 
+/* ---- Deletes below the hand-off point (warm mode) ---- */
+
+/* (Un)assigns every partition that has history below its start offset,
+ * reading from the beginning. Returns how many. */
+static int assign_history(struct consumer *c, bool assign) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(c->nparts);
+  for (int i = 0; i < c->nparts; i++)
+    if (c->parts[i].start > 0)
+      rd_kafka_topic_partition_list_add(l, c->cfg->kafka_topic, c->parts[i].id)->offset =
+          RD_KAFKA_OFFSET_BEGINNING;
+  int n = l->cnt;
+  rd_kafka_error_t *e = n == 0   ? NULL
+                        : assign ? rd_kafka_incremental_assign(c->rk, l)
+                                 : rd_kafka_incremental_unassign(c->rk, l);
+  if (e) {
+    log_error("kafka (un)assign failed", LF_S("error", rd_kafka_error_string(e)));
+    rd_kafka_error_destroy(e);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  return n;
+}
+
+/* Applies one message below the hand-off point: only versioned deletes
+ * count (upserts there are older than the loaded rows; a versionless Kafka
+ * tombstone could delete a row re-created since). Returns 1 if applied. */
+static int apply_history(struct store_txn *t, const rd_kafka_message_t *msg) {
+  struct event ev;
+  const char *why;
+  if (event_decode(msg->key, msg->key ? msg->key_len : 0, msg->payload, msg->payload ? msg->len : 0,
+                   &ev, &why) != 0)
+    return 0;
+  model_free(ev.record);
+  if (ev.op != EVENT_DELETE || ev.version <= 0) return 0;
+  return store_delete(t, ev.kind, ev.id, ev.org, strlen(ev.org), ev.version) == STORE_APPLIED;
+}
+
+int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *stop) {
+  int64_t t0 = mono_ms();
+  size_t seen = 0, applied = 0;
+  int pending = assign_history(c, true);
+  bool done[MAX_PARTITIONS] = {false};
+  for (int i = 0; i < c->nparts; i++)
+    done[i] = c->parts[i].start <= 0;
+  rd_kafka_message_t *msgs[BATCH_READ];
+  while (pending > 0 && !atomic_load(stop)) {
+    ssize_t n = rd_kafka_consume_batch_queue(c->queue, 100, msgs, BATCH_READ);
+    for (ssize_t k = 0; k < n; k++) {
+      const rd_kafka_message_t *m = msgs[k];
+      struct part *p = find_part(c, m->partition);
+      int i = p ? (int)(p - c->parts) : -1;
+      bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+      if (i >= 0 && !done[i] && m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->offset < p->start) {
+        seen++;
+        applied += (size_t)apply_history(t, m);
+      }
+      if (i >= 0 && !done[i] && (eof || m->offset + 1 >= p->start)) done[i] = true, pending--;
+      rd_kafka_message_destroy(msgs[k]);
+    }
+  }
+  assign_history(c, false);
+  if (atomic_load(stop)) return -ECANCELED;
+  log_info("history below the hand-off read for deletes", LF_I("messages", seen),
+           LF_I("deletes_applied", applied), LF_D("seconds", (double)(mono_ms() - t0) / 1e3));
+  return 0;
+}
+
 /* ---- Applying events ---- */
 
 struct batch {
@@ -399,8 +465,7 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
       rd_kafka_message_destroy(msgs[i]);
       /* A batch closes exactly at SYNC_MAX_BATCH_EVENTS (not at the end of
        * whatever librdkafka handed over), so batch boundaries are exact. */
-      if (!catching && b.t != NULL && b.n >= (size_t)c->cfg->sync_max_batch_events)
-        publish(c, &b);
+      if (!catching && b.t != NULL && b.n >= (size_t)c->cfg->sync_max_batch_events) publish(c, &b);
     }
     if (catching) {
       if (all_caught(c)) {

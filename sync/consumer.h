@@ -29,6 +29,13 @@ struct consumer *consumer_new(const struct config *cfg, struct metrics *m, char 
  * Returns 0, or -ETIMEDOUT/-EIO if the broker cannot be reached in time. */
 int consumer_mark_start(struct consumer *c, int timeout_ms);
 
+/* Warm mode, before the loaded snapshot is published: reads the topic from
+ * the beginning up to the start offsets and applies the versioned deletes
+ * found there to t. PostgreSQL has no row for a deleted entity, so without
+ * this a late re-send of an older upsert could resurrect it (events.md:
+ * deletes leave a version marker). Returns 0 or -ECANCELED. */
+int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *stop);
+
 /* Consumes until *stop. replay: start every partition at the beginning, keep
  * one transaction until the high watermarks seen at start are reached,
  * publish, then call on_ready. Otherwise start at the marked offsets and

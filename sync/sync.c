@@ -82,6 +82,7 @@ static int load_postgres(struct sync *s) {
     metrics_add(s->d.metrics, MC_PG_ATTEMPTS, 1);
     log_info("warm load starting", LF_I("attempt", attempt));
     int rc = pgload_run(s->pg, t, &st);
+    if (rc == 0 && s->consumer) rc = consumer_load_deletes(s->consumer, t, &s->stop);
     if (rc == 0) {
       metrics_add(s->d.metrics, MC_PG_ROWS, st.rows);
       metrics_add(s->d.metrics, MC_PG_ROWS_SKIPPED, st.skipped);
