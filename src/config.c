@@ -74,6 +74,9 @@ static int load_grpc(struct config *c, char *err, size_t cap) {
   rc = rc
            ?: env_int("GRPC_MAX_CONCURRENT_STREAMS", 1000, 1, 1 << 20, &c->max_concurrent_streams,
                       err, cap);
+  int mib = 256;
+  rc = rc ?: env_int("GRPC_MAX_PENDING_REPLY_MB", 256, 1, 1 << 20, &mib, err, cap);
+  c->max_pending_reply_bytes = (long)mib << 20;
   rc = rc ?: env_int("SHUTDOWN_GRACE_SECONDS", 10, 0, 3600, &c->shutdown_grace_s, err, cap);
   rc = rc ?: env_int("SHUTDOWN_DRAIN_MS", 2000, 0, 600000, &c->shutdown_drain_ms, err, cap);
   rc = rc ?: env_int("MAX_BATCH_IDS", 1000, 1, 100000, &c->max_batch_ids, err, cap);

@@ -95,6 +95,7 @@ struct ucall {
   grpc_metadata trailer;
   char version[24];
   int cancelled, code;
+  size_t reply_size; /* counted in w->reply_bytes until the reply batch ends */
   struct timespec t0;
 };
 
@@ -130,6 +131,7 @@ static void unary_new(struct tag *t, bool ok);
 static void unary_done(struct tag *t, bool ok);
 
 static void ucall_free(struct ucall *c) {
+  c->w->reply_bytes -= c->reply_size;
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
@@ -206,9 +208,15 @@ static const char *unary_handle(struct ucall *c) {
     ctx.snap = snap;
     m->fn(&ctx, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), &res);
   }
+  size_t size = res.code == GRPC_STATUS_OK ? protobuf_c_message_get_packed_size(res.reply) : 0;
+  if (size > 0 && c->w->reply_bytes + size > c->w->reply_budget)
+    rpc_fail(&ctx, &res, GRPC_STATUS_RESOURCE_EXHAUSTED,
+             "too many unread replies pending on this server; retry later");
   if (res.code == GRPC_STATUS_OK) {
     assert(res.reply != NULL);
-    grpc_slice out = grpc_slice_malloc(protobuf_c_message_get_packed_size(res.reply));
+    c->reply_size = size;
+    c->w->reply_bytes += size;
+    grpc_slice out = grpc_slice_malloc(size);
     protobuf_c_message_pack(res.reply, GRPC_SLICE_START_PTR(out));
     c->reply = grpc_raw_byte_buffer_create(&out, 1);
     grpc_slice_unref(out);
@@ -434,6 +442,8 @@ int server_start(const struct server_deps *d, struct server **out) {
     struct worker *w = &s->workers[i];
     *w = (struct worker){.srv = s,
                          .idx = i,
+                         .reply_budget =
+                             (size_t)s->cfg->max_pending_reply_bytes / (size_t)s->nworkers,
                          .metrics = metrics_shard(s->metrics, i),
                          .outstanding = &s->outstanding,
                          .stopping = &s->stopping};

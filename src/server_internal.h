@@ -39,6 +39,9 @@ struct worker {
   atomic_bool *stopping;
   /* Worker-local state for logging: rejected-request rate limit, and the
    * access-log sampler's xorshift state. */
+  /* Bytes of packed replies handed to the core and not yet sent: bounds the
+   * memory clients that never read can pin (see unary_handle). */
+  size_t reply_bytes, reply_budget;
   time_t reject_last;
   long reject_suppressed;
   uint64_t rng;
