@@ -20,6 +20,7 @@ struct config {
   int workers;
   bool reflection;
   int max_recv_bytes;
+  long max_pending_reply_bytes;
   int max_concurrent_streams;
   int shutdown_grace_s;
   int shutdown_drain_ms;
