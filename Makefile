@@ -32,8 +32,9 @@ test: deps
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
 	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCATALOGD_SANITIZE=address"
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS) -j2 -LE nosan
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ABUSE_MAX_RSS_MB=3072 ABUSE_PROGRESS_TIMEOUT_S=60 ctest $(CTEST_FLAGS) -j2 -LE nosan
 
 # The concurrency tests under ThreadSanitizer.
 test-tsan: deps
@@ -53,6 +54,10 @@ bench: build
 
 bench-full: build
 	bench/run.sh full
+
+# 30 minutes (SOAK_MINUTES) at 70% of max load with 500 events/s (not in CI).
+soak: build
+	/usr/bin/python3 bench/soak.py --build $(BUILD)
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')

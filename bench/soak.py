@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""Soak (issue 6.9, not in CI): SOAK_MINUTES (default 30) at 70% of ValidateVariant's
+closed-loop maximum, a mixed workload in open loop, while the change feed applies
+SOAK_EVENTS_PER_S (default 500) events/s. Samples RSS and snapshot count every 30 s and
+passes when the client saw no error, RSS after warm-up stays within 5%, and snapshots keep
+being published (reclamation keeps up). Writes bench/results/soak.json.
+
+Reuses bench/bench.py (catalog generator, PostgreSQL, catalog-bench) and the test tools.
+Run: make soak   (or: /usr/bin/python3 bench/soak.py --build build)
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'integration'))
+
+import bench  # noqa: E402
+
+
+def metrics(srv):
+    return bench.scrape(srv)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--build', default=os.path.join(bench.REPO, 'build'))
+    ap.add_argument('--profile', default='short', choices=sorted(bench.PROFILES))
+    args = ap.parse_args()
+    args.workdir = None
+    minutes = float(os.environ.get('SOAK_MINUTES', '30'))
+    eps = int(os.environ.get('SOAK_EVENTS_PER_S', '500'))
+    import harness
+    import kafka
+    b = bench.Bench(args)
+    b.generate()
+    b.start_pg()
+    mock = kafka.KafkaMock(partitions=4)
+    srv = b.start_catalogd('catalogd', {'DATABASE_URL': b.pg.url(),
+                                        'KAFKA_BOOTSTRAP_SERVERS': mock.bootstrap})
+    top = b.run_bench('soak-max', srv.target, 'validate', duration=10, warmup=2)
+    rate = 0.7 * top['throughput_rps']
+    with open(os.path.join(b.data, 'updates.tsv')) as f:
+        updates = [line.rstrip('\n').split('\t', 1) for line in f if '\t' in line]
+    stop = threading.Event()
+    produced = [0]
+    feed = subprocess.Popen([b.bin['produce'], '--bootstrap', mock.bootstrap, '--topic',
+                             'catalog.changes', '--timeout-ms', '10000'],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+    def pace():  # cycles the update events with ever higher versions, so each applies
+        t0, i, bump = time.monotonic(), 0, 1000
+        while not stop.is_set():
+            due = int((time.monotonic() - t0) * eps)
+            while i < due:
+                key, val = updates[i % len(updates)]
+                ev = json.loads(val)
+                ev['version'] += bump * (1 + i // len(updates))
+                feed.stdin.write(key + '\t' + json.dumps(ev, separators=(',', ':')) + '\n')
+                i += 1
+            feed.stdin.flush()
+            produced[0] = i
+            time.sleep(0.01)
+
+    samples, t_end = [], time.monotonic() + minutes * 60
+    feeder = threading.Thread(target=pace, daemon=True)
+    feeder.start()
+    load = subprocess.Popen([b.bin['bench'], '--target', srv.target, '--samples', b.samples,
+                             '--method', 'mix', '--rate', '%.0f' % rate, '--duration',
+                             str(int(minutes * 60)), '--warmup', '5', '--json',
+                             os.path.join(b.work, 'soak-load.json'), '--label', 'soak'])
+    try:
+        while time.monotonic() < t_end:
+            m = metrics(srv)
+            samples.append({'t': round(minutes * 60 - (t_end - time.monotonic())),
+                            'rss': m.get('process_resident_memory_bytes', 0),
+                            'snapshots': m.get('catalogd_snapshots_published_total', 0),
+                            'version': m.get('catalogd_snapshot_version', 0)})
+            print('soak', samples[-1], flush=True)
+            time.sleep(min(30, max(1, t_end - time.monotonic())))
+        load.wait(120)
+    finally:
+        stop.set()
+        feeder.join(5)
+        feed.stdin.close()
+        feed.wait(30)
+        if load.poll() is None:
+            load.kill()
+    with open(os.path.join(b.work, 'soak-load.json')) as f:
+        res = json.load(f)
+    warm = [s for s in samples if s['t'] >= min(300, minutes * 60 / 3)] or samples
+    rss = [s['rss'] for s in warm]
+    drift = (max(rss) - min(rss)) / max(min(rss), 1)
+    snaps = [s['snapshots'] for s in samples]
+    out = {'minutes': minutes, 'events_per_s': eps, 'rate': round(rate),
+           'requests': res.get('requests'), 'errors': res.get('errors'),
+           'latency_us': res.get('latency_us'), 'rss_drift': round(drift, 4),
+           'rss_peak_mb': round(max(s['rss'] for s in samples) / 1e6, 1),
+           'snapshots': snaps[-1], 'events_produced': produced[0], 'samples': samples}
+    out['pass'] = (out['errors'] == 0 and drift <= 0.05 and snaps[-1] > snaps[0])
+    with open(os.path.join(bench.REPO, 'bench', 'results', 'soak.json'), 'w') as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps({k: v for k, v in out.items() if k != 'samples'}, indent=1))
+    srv.stop()
+    mock.stop()
+    b.pg.stop()
+    harness._cleanup_all()
+    sys.exit(0 if out['pass'] else 1)
+
+
+if __name__ == '__main__':
+    main()
