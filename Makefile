@@ -50,9 +50,11 @@ test-fuzz: deps
 	cd build-fuzz && ctest $(CTEST_FLAGS) -L fuzz
 
 bench: build
-	@if [ -x bench/run.sh ]; then bench/run.sh short; else echo "bench: not built yet (issue 5)"; exit 1; fi
+	scripts/install-deps.sh bench
+	bench/run.sh short
 
 bench-full: build
+	scripts/install-deps.sh bench
 	bench/run.sh full
 
 # 30 minutes (SOAK_MINUTES) at 70% of max load with 500 events/s (not in CI).

@@ -3,19 +3,22 @@
 # Idempotent: packages already present are skipped, so a second run is a
 # no-op that never touches the network.
 #
-# Usage: scripts/install-deps.sh [build|test|all]   (default: all)
+# Usage: scripts/install-deps.sh [build|test|bench|all]   (default: all)
 set -eu
 
 build_pkgs="build-essential cmake pkg-config libgrpc-dev protobuf-compiler
   protobuf-c-compiler libprotobuf-c-dev uthash-dev libpq-dev liburcu-dev
-  librdkafka-dev libjansson-dev libmicrohttpd-dev"
-test_pkgs="libcmocka-dev postgresql python3 python3-grpcio python3-protobuf
+  librdkafka-dev libjansson-dev libmicrohttpd-dev libcmocka-dev"
+test_pkgs="postgresql python3 python3-grpcio python3-protobuf
   python3-grpc-tools python3-yaml kcat clang libclang-rt-14-dev openssl unzip"
+
+bench_pkgs="nghttp2-client gnuplot-nox python3-asyncpg linux-perf valgrind"
 
 case "${1:-all}" in
   build) want="$build_pkgs" ;;
   test|all) want="$build_pkgs $test_pkgs" ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  bench) want="$build_pkgs $test_pkgs $bench_pkgs" ;;
+  *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
 esac
 
 missing=""
@@ -28,7 +31,7 @@ done
 # npm (for the helm and buf test clients) may come with a non-Debian nodejs;
 # only ask apt for it when there is no npm command at all.
 case "${1:-all}" in
-  test|all) command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm" ;;
+  test|all|bench) command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm" ;;
 esac
 
 if [ -z "$missing" ]; then
