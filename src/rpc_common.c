@@ -115,9 +115,11 @@ uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids,
   }
   uint8_t(*v)[16] = arena_alloc(ctx->arena, (n ? n : 1) * 16);
   for (size_t i = 0; i < n; i++) {
-    char field[48];
+    if (ids[i][0] != '\0' && uuid_parse(ids[i], strlen(ids[i]), v[i]) == 0) continue;
+    char field[48]; /* the error path only: name the offending element */
     snprintf(field, sizeof field, "variant_ids[%zu]", i);
-    if (rpc_parse_id(ctx, out, field, ids[i], v[i]) != 0) return NULL;
+    rpc_parse_id(ctx, out, field, ids[i], v[i]);
+    return NULL;
   }
   return v;
 }

@@ -159,7 +159,9 @@ static void shard_free(struct shard *sh, uint64_t owner_gen, int all) {
   HASH_CLEAR(hh, tmp); /* frees the table only; slots keep their links */
   for (struct slot *s = first; s != NULL; s = next) {
     next = s->hh.next;
-    if (all || s->val->gen == owner_gen) model_free(s->val);
+    /* owner_gen 0 (a retired shard): its records live on; don't touch them
+     * (reading their gen would be a cache miss per record for nothing). */
+    if (all || (owner_gen != 0 && s->val->gen == owner_gen)) model_free(s->val);
     free(s);
   }
   free(sh);

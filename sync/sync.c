@@ -16,6 +16,7 @@
 #include "sync.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -91,6 +92,7 @@ static int load_postgres(struct sync *s) {
                LF_D("seconds", st.seconds),
                LF_D("rows_per_s", st.seconds > 0 ? (double)st.rows / st.seconds : 0));
       publish(s, t, "postgres");
+      malloc_trim(0); /* the load's side tables and COPY buffers are gone: give it back */
       return 0;
     }
     store_abort(t); /* a partial load is never published */
