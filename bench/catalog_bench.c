@@ -5,12 +5,12 @@
  *   catalog-bench --target HOST:PORT --samples samples.tsv [options]
  *
  * Closed loop (default): every connection keeps --inflight calls in flight;
- * a completion immediately starts the next call. Open loop (--rate R): calls
- * are started on a fixed schedule (R per second in total, spread over the
- * threads), whatever the server does; a call's latency is measured from its
- * *intended* start time, so a client or server that falls behind shows up as
- * latency instead of silently lowering the offered load (no coordinated
- * omission).
+ * a completion immediately starts the next call. Open loop (--rate R): one pacer
+ * thread starts R calls per second at fixed intervals (clock_nanosleep), round
+ * robin over the client threads, whatever the server does; a call's latency is
+ * measured from its *intended* start time, so a client or server that falls
+ * behind shows up as latency instead of silently lowering the offered load (no
+ * coordinated omission).
  *
  * Requests are packed once, before the run, into a pool per method (random
  * samples of one organization each); the hot loop only creates calls.
@@ -42,8 +42,8 @@
 /* ---- Histogram ---- */
 
 #define SUB_BITS 7
-#define SUB (1u << SUB_BITS)
-#define MAX_EXP 40 /* 2^40 us: far beyond any deadline */
+#define SUB      (1u << SUB_BITS)
+#define MAX_EXP  40 /* 2^40 us: far beyond any deadline */
 #define NBUCKETS (SUB + (MAX_EXP - SUB_BITS + 1) * SUB)
 
 struct hist {
@@ -76,7 +76,8 @@ static void hist_add(struct hist *h, uint64_t us) {
 
 static void hist_merge(struct hist *into, const struct hist *h) {
   if (h->n == 0) return;
-  for (unsigned i = 0; i < NBUCKETS; i++) into->count[i] += h->count[i];
+  for (unsigned i = 0; i < NBUCKETS; i++)
+    into->count[i] += h->count[i];
   if (into->n == 0 || h->min_us < into->min_us) into->min_us = h->min_us;
   if (h->max_us > into->max_us) into->max_us = h->max_us;
   into->n += h->n, into->sum_us += h->sum_us;
@@ -101,7 +102,7 @@ static uint64_t hist_pct(const struct hist *h, double q) {
 enum { M_VALIDATE, M_PRODUCT, M_VARIANTS, M_VBATCH, NMETHODS };
 static const char *const method_key[NMETHODS] = {"validate", "product", "variants", "vbatch"};
 static const char *const method_name[NMETHODS] = {"ValidateVariant", "GetProductDetails",
-                                                   "GetVariantsBatch", "ValidateVariantsBatch"};
+                                                  "GetVariantsBatch", "ValidateVariantsBatch"};
 static const char *const method_path[NMETHODS] = {
     "/catalog.CatalogService/ValidateVariant", "/catalog.CatalogService/GetProductDetails",
     "/catalog.CatalogService/GetVariantsBatch", "/catalog.CatalogService/ValidateVariantsBatch"};
@@ -138,8 +139,14 @@ struct opts {
   unsigned seed;
 };
 
-static struct opts O = {.method = M_VALIDATE, .batch = 100, .connections = 4, .inflight = 16,
-                        .duration = 10, .warmup = 2, .deadline_ms = 10000, .drain = 5,
+static struct opts O = {.method = M_VALIDATE,
+                        .batch = 100,
+                        .connections = 4,
+                        .inflight = 16,
+                        .duration = 10,
+                        .warmup = 2,
+                        .deadline_ms = 10000,
+                        .drain = 5,
                         .seed = 42};
 static struct sample *S;
 static int NS;
@@ -182,7 +189,8 @@ static void load_samples(const char *path) {
   if (NS == 0) die("%s: no samples", path);
   for (int i = 0; i < NS; i++) {
     int o = 0;
-    while (o < NORGS && strcmp(ORGS[o].org, S[i].org) != 0) o++;
+    while (o < NORGS && strcmp(ORGS[o].org, S[i].org) != 0)
+      o++;
     if (o == NORGS) {
       ORGS = realloc(ORGS, sizeof *ORGS * (size_t)(NORGS + 1));
       memset(&ORGS[o], 0, sizeof ORGS[o]);
@@ -190,7 +198,8 @@ static void load_samples(const char *path) {
       NORGS++;
     }
     struct org_samples *g = &ORGS[o];
-    if (g->n == g->cap) g->idx = realloc(g->idx, sizeof *g->idx * (size_t)(g->cap = g->cap ? 2 * g->cap : 256));
+    if (g->n == g->cap)
+      g->idx = realloc(g->idx, sizeof *g->idx * (size_t)(g->cap = g->cap ? 2 * g->cap : 256));
     g->idx[g->n++] = i;
   }
 }
@@ -215,7 +224,8 @@ static void build_pool(int m, uint64_t *rng) {
     const struct sample *s = &S[g->idx[xs_next(rng) % (uint64_t)g->n]];
     if (O.fixed) { /* the first hit of the file, for comparisons with h2load */
       int k = 0;
-      while (k < NS - 1 && S[k].cls != C_HIT) k++;
+      while (k < NS - 1 && S[k].cls != C_HIT)
+        k++;
       s = &S[k];
     }
     r->nids = per, r->cls = s->cls;
@@ -278,30 +288,36 @@ struct call {
   grpc_slice details;
 };
 
+/* A client thread: one completion queue, its connections, its results. In the
+ * open loop the pacer thread starts the calls and the client thread only
+ * completes them; `mu` guards the call bookkeeping they share. */
 struct thr {
   int idx;
   pthread_t th;
   grpc_completion_queue *cq;
   struct conn *conns;
-  int nconns, rr;
+  int nconns;
   uint64_t rng;
-  struct call *free_list, *live;
-  long outstanding;
-  /* results */
+  pthread_mutex_t mu;
+  struct call *free_list, *live; /* under mu */
+  long outstanding;              /* under mu */
+  /* results (written by the client thread only) */
   struct hist h[NMETHODS + 1]; /* per method, then all */
   uint64_t ok, err, status[17], ids_ok;
-  uint64_t checked, mismatch, late_sends;
-  int64_t max_send_lag_ns;
+  uint64_t checked, mismatch, unfinished;
 };
 
 static int64_t T_START, T_MEASURE, T_END;
-static atomic_int ready_threads, go;
+static atomic_int ready_threads, go, pacer_done;
+static uint64_t P_LATE;   /* pacer: sends more than 1 ms after their intended time */
+static int64_t P_MAX_LAG; /* pacer: worst send lag */
 
-static int pick_method(struct thr *t) {
+static int pick_method(uint64_t *rng) {
   if (O.method >= 0) return O.method;
   int tot = 0;
-  for (int m = 0; m < NMETHODS; m++) tot += O.weights[m];
-  int x = (int)(xs_next(&t->rng) % (uint64_t)tot);
+  for (int m = 0; m < NMETHODS; m++)
+    tot += O.weights[m];
+  int x = (int)(xs_next(rng) % (uint64_t)tot);
   for (int m = 0; m < NMETHODS; m++) {
     if (x < O.weights[m]) return m;
     x -= O.weights[m];
@@ -309,28 +325,33 @@ static int pick_method(struct thr *t) {
   return M_VALIDATE;
 }
 
-static struct call *call_get(struct thr *t) {
-  struct call *c = t->free_list;
-  if (c) t->free_list = c->next_free;
-  else c = calloc(1, sizeof *c);
-  c->t = t;
-  return c;
+static long outstanding(struct thr *t) {
+  pthread_mutex_lock(&t->mu);
+  long n = t->outstanding;
+  pthread_mutex_unlock(&t->mu);
+  return n;
 }
 
-static void start_call(struct thr *t, int conn, int64_t intended) {
-  struct call *c = call_get(t);
-  int m = pick_method(t);
+/* Starts one call on thread t's queue; intended = its scheduled time (0: now). */
+static void start_call(struct thr *t, int conn, int64_t intended, uint64_t *rng) {
+  pthread_mutex_lock(&t->mu);
+  struct call *c = t->free_list;
+  if (c) t->free_list = c->next_free;
+  pthread_mutex_unlock(&t->mu);
+  if (c == NULL) c = calloc(1, sizeof *c);
+  c->t = t;
+  int m = pick_method(rng);
   const struct pool *p = &POOL[m];
   c->conn = conn, c->method = m;
-  c->req = &p->r[p->n == 1 ? 0 : (int)(xs_next(&t->rng) % (uint64_t)p->n)];
+  c->req = &p->r[p->n == 1 ? 0 : (int)(xs_next(rng) % (uint64_t)p->n)];
   c->t_sent = now_ns();
   c->t_intended = intended ? intended : c->t_sent;
   grpc_metadata_array_init(&c->imd);
   grpc_metadata_array_init(&c->tmd);
   c->resp = NULL;
   c->details = grpc_empty_slice();
-  gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                 gpr_time_from_millis(O.deadline_ms, GPR_TIMESPAN));
+  gpr_timespec dl =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(O.deadline_ms, GPR_TIMESPAN));
   c->call = grpc_channel_create_registered_call(t->conns[conn].ch, NULL, GRPC_PROPAGATE_DEFAULTS,
                                                 t->cq, t->conns[conn].reg[m], dl, NULL);
   grpc_slice payload = c->req->payload;
@@ -349,12 +370,15 @@ static void start_call(struct thr *t, int conn, int64_t intended) {
   ops[5].data.recv_status_on_client.trailing_metadata = &c->tmd;
   ops[5].data.recv_status_on_client.status = &c->status;
   ops[5].data.recv_status_on_client.status_details = &c->details;
-  grpc_call_error e = grpc_call_start_batch(c->call, ops, 6, c, NULL);
-  if (e != GRPC_CALL_OK) die("grpc_call_start_batch: %d", e);
+  /* Registered before the batch starts: its completion may come at once. */
+  pthread_mutex_lock(&t->mu);
   t->outstanding++;
   c->prev_live = NULL, c->next_live = t->live;
   if (t->live) t->live->prev_live = c;
   t->live = c;
+  pthread_mutex_unlock(&t->mu);
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, 6, c, NULL);
+  if (e != GRPC_CALL_OK) die("grpc_call_start_batch: %d", e);
 }
 
 /* Unpacks a reply and counts how many of its ids were found. */
@@ -375,7 +399,8 @@ static int found_in_reply(int m, const uint8_t *p, size_t n) {
         catalog__validate_variants_batch_response__unpack(NULL, n, p);
     if (r) {
       found = 0;
-      for (size_t i = 0; i < r->n_validations; i++) found += r->validations[i]->exists;
+      for (size_t i = 0; i < r->n_validations; i++)
+        found += r->validations[i]->exists;
       catalog__validate_variants_batch_response__free_unpacked(r, NULL);
     }
   }
@@ -399,13 +424,13 @@ static void check_reply(struct thr *t, struct call *c) {
     t->mismatch++;
 }
 
-static void finish_call(struct thr *t, struct call *c, int64_t now) {
-  t->outstanding--;
-  if (c->prev_live) c->prev_live->next_live = c->next_live;
-  else t->live = c->next_live;
-  if (c->next_live) c->next_live->prev_live = c->prev_live;
-  if (c->t_intended >= T_MEASURE && now <= T_END + (int64_t)(O.drain * 1e9)) {
-    if (c->status == GRPC_STATUS_OK) {
+/* Calls intended inside the measured window all count: a reply that did not come
+ * back before the drain ended is an error (unfinished), never silently dropped. */
+static void finish_call(struct thr *t, struct call *c, int64_t now, bool unfinished) {
+  if (c->t_intended >= T_MEASURE && c->t_intended < T_END) {
+    if (unfinished) {
+      t->err++, t->unfinished++;
+    } else if (c->status == GRPC_STATUS_OK) {
       uint64_t us = (uint64_t)(now - c->t_intended) / 1000;
       hist_add(&t->h[c->method], us);
       hist_add(&t->h[NMETHODS], us);
@@ -415,7 +440,7 @@ static void finish_call(struct thr *t, struct call *c, int64_t now) {
     } else {
       t->err++;
     }
-    t->status[c->status >= 0 && c->status <= 16 ? c->status : 2]++;
+    if (!unfinished) t->status[c->status >= 0 && c->status <= 16 ? c->status : 2]++;
   }
   if (c->resp) grpc_byte_buffer_destroy(c->resp);
   grpc_byte_buffer_destroy(c->send);
@@ -423,12 +448,21 @@ static void finish_call(struct thr *t, struct call *c, int64_t now) {
   grpc_metadata_array_destroy(&c->tmd);
   grpc_slice_unref(c->details);
   grpc_call_unref(c->call);
+  pthread_mutex_lock(&t->mu);
+  t->outstanding--;
+  if (c->prev_live)
+    c->prev_live->next_live = c->next_live;
+  else
+    t->live = c->next_live;
+  if (c->next_live) c->next_live->prev_live = c->prev_live;
   c->next_free = t->free_list;
   t->free_list = c;
+  pthread_mutex_unlock(&t->mu);
 }
 
 static gpr_timespec abs_mono(int64_t ns) {
-  gpr_timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = (int32_t)(ns % 1000000000),
+  gpr_timespec ts = {.tv_sec = ns / 1000000000,
+                     .tv_nsec = (int32_t)(ns % 1000000000),
                      .clock_type = GPR_CLOCK_MONOTONIC};
   return ts;
 }
@@ -447,67 +481,95 @@ static void wait_ready(struct thr *t) {
   }
 }
 
+static void sleep_until(int64_t ns) {
+  struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+}
+
+/* Open loop: one pacer starts every call at its scheduled time (clock_nanosleep,
+ * not a completion-queue deadline: those are rounded up to milliseconds), round
+ * robin over the client threads and their connections. A call that cannot be
+ * started on time (pacer late, or 20000 calls outstanding on a thread) is started
+ * as soon as possible and keeps its intended time. */
+static void *pacer_main(void *arg) {
+  struct thr *ts = arg;
+  uint64_t rng = 0x2545f4914f6cdd1dULL ^ O.seed;
+  while (!atomic_load(&go))
+    usleep(200);
+  const long cap = 20000;
+  int64_t k = 0, next = T_START;
+  while (next < T_END) {
+    int64_t now = now_ns();
+    if (next > now) {
+      sleep_until(next);
+      continue;
+    }
+    struct thr *t = &ts[k % O.threads];
+    if (outstanding(t) >= cap) {
+      usleep(50);
+      continue;
+    }
+    int64_t lag = now - next;
+    if (lag > P_MAX_LAG) P_MAX_LAG = lag;
+    if (lag > 1000000) P_LATE++;
+    start_call(t, (int)((k / O.threads) % t->nconns), next, &rng);
+    k++;
+    next = T_START + (int64_t)((double)k * 1e9 / O.rate);
+  }
+  atomic_store(&pacer_done, 1);
+  return NULL;
+}
+
 static void *thread_main(void *arg) {
   struct thr *t = arg;
   wait_ready(t);
   atomic_fetch_add(&ready_threads, 1);
-  while (!atomic_load(&go)) usleep(200);
-  int64_t begin = T_START;
+  while (!atomic_load(&go))
+    usleep(200);
   bool open = O.rate > 0;
-  double per_thread = open ? O.rate / O.threads : 0;
-  /* Threads' schedules are interleaved: together they send evenly. */
-  double phase = open ? (double)t->idx / O.threads : 0;
-  int64_t k = 0, next = begin + (open ? (int64_t)(phase * 1e9 / per_thread) : 0);
-  long cap = 20000;
   if (!open)
     for (int i = 0; i < t->nconns; i++)
-      for (int j = 0; j < O.inflight; j++) start_call(t, i, 0);
+      for (int j = 0; j < O.inflight; j++)
+        start_call(t, i, 0, &t->rng);
   int64_t drain_until = T_END + (int64_t)(O.drain * 1e9);
   for (;;) {
     int64_t now = now_ns();
-    if (open && now < T_END) {
-      while (next <= now && next < T_END && t->outstanding < cap) {
-        int64_t lag = now - next;
-        if (lag > t->max_send_lag_ns) t->max_send_lag_ns = lag;
-        if (lag > 1000000) t->late_sends++;
-        start_call(t, t->rr, next);
-        t->rr = (t->rr + 1) % t->nconns;
-        k++;
-        next = begin + (int64_t)(((double)k + phase) * 1e9 / per_thread);
-        now = now_ns();
-      }
-    }
-    if (now >= T_END && t->outstanding == 0) break;
+    bool sending = open ? !atomic_load(&pacer_done) : now < T_END;
+    if (!sending && outstanding(t) == 0) break;
     if (now >= drain_until) break;
-    int64_t wake = now >= T_END ? drain_until : open ? (next < T_END ? next : T_END) : T_END;
+    int64_t wake = now + 50000000; /* re-check the end conditions at least every 50 ms */
+    if (wake > drain_until) wake = drain_until;
     grpc_event ev = grpc_completion_queue_next(t->cq, abs_mono(wake), NULL);
     if (ev.type != GRPC_OP_COMPLETE) continue;
     struct call *c = ev.tag;
     if (c == NULL) continue; /* a connectivity watch */
     int64_t done = now_ns();
-    finish_call(t, c, done);
-    if (!open && done < T_END) start_call(t, c->conn, 0);
+    int conn = c->conn;
+    finish_call(t, c, done, false);
+    if (!open && done < T_END) start_call(t, conn, 0, &t->rng);
   }
-  /* Calls still out after the drain: cancel, and count them as errors. */
-  for (struct call *c = t->live; c; c = c->next_live) grpc_call_cancel(c->call, NULL);
-  while (t->outstanding > 0) {
+  /* Calls still out after the drain: cancel them; they count as errors. */
+  pthread_mutex_lock(&t->mu);
+  for (struct call *c = t->live; c; c = c->next_live)
+    grpc_call_cancel(c->call, NULL);
+  pthread_mutex_unlock(&t->mu);
+  while (outstanding(t) > 0) {
     grpc_event ev = grpc_completion_queue_next(t->cq, abs_mono(now_ns() + 2000000000LL), NULL);
     if (ev.type != GRPC_OP_COMPLETE) break;
-    if (ev.tag) {
-      struct call *c = ev.tag;
-      if (c->status == GRPC_STATUS_OK) c->status = GRPC_STATUS_DEADLINE_EXCEEDED;
-      finish_call(t, c, now_ns());
-    }
+    if (ev.tag) finish_call(t, ev.tag, now_ns(), true);
   }
-  for (int i = 0; i < t->nconns; i++) grpc_channel_destroy(t->conns[i].ch);
+  for (int i = 0; i < t->nconns; i++)
+    grpc_channel_destroy(t->conns[i].ch);
   return NULL;
 }
 
 /* ---- Output ---- */
 
 static void json_lat(FILE *f, const struct hist *h) {
-  fprintf(f, "{\"min\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
-             ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "}",
+  fprintf(f,
+          "{\"min\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
+          ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "}",
           h->min_us, h->n ? (double)h->sum_us / (double)h->n : 0.0, hist_pct(h, 0.5),
           hist_pct(h, 0.9), hist_pct(h, 0.99), hist_pct(h, 0.999), h->max_us);
 }
@@ -515,39 +577,45 @@ static void json_lat(FILE *f, const struct hist *h) {
 static void report(struct thr *ts, double cpu_s) {
   struct hist *all = calloc(NMETHODS + 1, sizeof *all);
   uint64_t ok = 0, err = 0, ids = 0, status[17] = {0}, checked = 0, mismatch = 0, late = 0;
-  int64_t lag = 0;
+  uint64_t unfinished = 0;
+  int64_t lag = P_MAX_LAG;
+  late = P_LATE;
   for (int i = 0; i < O.threads; i++) {
-    for (int m = 0; m <= NMETHODS; m++) hist_merge(&all[m], &ts[i].h[m]);
+    for (int m = 0; m <= NMETHODS; m++)
+      hist_merge(&all[m], &ts[i].h[m]);
     ok += ts[i].ok, err += ts[i].err, ids += ts[i].ids_ok;
-    checked += ts[i].checked, mismatch += ts[i].mismatch, late += ts[i].late_sends;
-    if (ts[i].max_send_lag_ns > lag) lag = ts[i].max_send_lag_ns;
-    for (int s = 0; s < 17; s++) status[s] += ts[i].status[s];
+    checked += ts[i].checked, mismatch += ts[i].mismatch;
+    unfinished += ts[i].unfinished;
+    for (int s = 0; s < 17; s++)
+      status[s] += ts[i].status[s];
   }
   double secs = (double)(T_END - T_MEASURE) / 1e9;
   const struct hist *h = &all[NMETHODS];
   fprintf(stderr,
           "%-28s %-6s c=%d m=%d rate=%.0f: %10.0f req/s  p50 %6" PRIu64 "  p90 %6" PRIu64
-          "  p99 %6" PRIu64 "  p99.9 %6" PRIu64 "  max %7" PRIu64 " us  ok %" PRIu64
-          " err %" PRIu64 "%s\n",
-          O.label ? O.label : "", O.rate > 0 ? "open" : "closed", O.connections, O.inflight,
-          O.rate, (double)ok / secs, hist_pct(h, .5), hist_pct(h, .9), hist_pct(h, .99),
-          hist_pct(h, .999), h->max_us, ok, err, mismatch ? "  CHECK MISMATCHES" : "");
+          "  p99 %6" PRIu64 "  p99.9 %6" PRIu64 "  max %7" PRIu64 " us  ok %" PRIu64 " err %" PRIu64
+          "%s\n",
+          O.label ? O.label : "", O.rate > 0 ? "open" : "closed", O.connections, O.inflight, O.rate,
+          (double)ok / secs, hist_pct(h, .5), hist_pct(h, .9), hist_pct(h, .99), hist_pct(h, .999),
+          h->max_us, ok, err, mismatch ? "  CHECK MISMATCHES" : "");
   FILE *f = stdout;
   if (O.json && strcmp(O.json, "-") != 0 && (f = fopen(O.json, "w")) == NULL)
     die("%s: %s", O.json, strerror(errno));
-  fprintf(f, "{\"tool\":\"catalog-bench\",\"label\":\"%s\",\"target\":\"%s\",\"method\":\"%s\","
-             "\"batch\":%d,\"mode\":\"%s\",\"connections\":%d,\"inflight\":%d,\"threads\":%d,"
-             "\"rate_target\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
+  fprintf(f,
+          "{\"tool\":\"catalog-bench\",\"label\":\"%s\",\"target\":\"%s\",\"method\":\"%s\","
+          "\"batch\":%d,\"mode\":\"%s\",\"connections\":%d,\"inflight\":%d,\"threads\":%d,"
+          "\"rate_target\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
           O.label ? O.label : "", O.target, O.method >= 0 ? method_key[O.method] : "mix",
           O.method == M_VARIANTS || O.method == M_VBATCH || O.method < 0 ? O.batch : 1,
           O.rate > 0 ? "open" : "closed", O.connections, O.rate > 0 ? 0 : O.inflight, O.threads,
           O.rate, secs, O.warmup);
-  fprintf(f, "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"throughput_rps\":%.1f,"
-             "\"ids_per_s\":%.1f,\"client_cpu_s\":%.3f,\"late_sends\":%" PRIu64
-             ",\"max_send_lag_us\":%" PRId64 ",\"checked\":%" PRIu64 ",\"check_mismatch\":%" PRIu64
-             ",\"status\":{",
+  fprintf(f,
+          "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"throughput_rps\":%.1f,"
+          "\"ids_per_s\":%.1f,\"client_cpu_s\":%.3f,\"late_sends\":%" PRIu64
+          ",\"max_send_lag_us\":%" PRId64 ",\"checked\":%" PRIu64 ",\"check_mismatch\":%" PRIu64
+          ",\"unfinished\":%" PRIu64 ",\"status\":{",
           ok, err, (double)ok / secs, (double)ids / secs, cpu_s, late, lag / 1000, checked,
-          mismatch);
+          mismatch, unfinished);
   int first = 1;
   for (int s = 0; s < 17; s++)
     if (status[s]) fprintf(f, "%s\"%d\":%" PRIu64, first ? "" : ",", s, status[s]), first = 0;
@@ -602,7 +670,8 @@ static void parse_mix(const char *s) {
     if (!colon) usage();
     *colon = '\0';
     int m = 0;
-    while (m < NMETHODS && strcmp(method_key[m], tok) != 0) m++;
+    while (m < NMETHODS && strcmp(method_key[m], tok) != 0)
+      m++;
     if (m == NMETHODS) usage();
     O.weights[m] = atoi(colon + 1);
   }
@@ -612,33 +681,56 @@ static void parse(int argc, char **argv) {
   parse_mix("validate:70,product:10,variants:10,vbatch:10");
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "--check")) { O.check = 1; continue; }
-    if (!strcmp(a, "--fixed")) { O.fixed = 1; continue; }
+    if (!strcmp(a, "--check")) {
+      O.check = 1;
+      continue;
+    }
+    if (!strcmp(a, "--fixed")) {
+      O.fixed = 1;
+      continue;
+    }
     if (i + 1 >= argc) usage();
     const char *v = argv[++i];
-    if (!strcmp(a, "--target")) O.target = v;
-    else if (!strcmp(a, "--samples")) O.samples = v;
-    else if (!strcmp(a, "--json")) O.json = v;
-    else if (!strcmp(a, "--label")) O.label = v;
-    else if (!strcmp(a, "--dump-request")) O.dump = v;
-    else if (!strcmp(a, "--mix")) parse_mix(v);
-    else if (!strcmp(a, "--batch")) O.batch = atoi(v);
-    else if (!strcmp(a, "--connections")) O.connections = atoi(v);
-    else if (!strcmp(a, "--inflight")) O.inflight = atoi(v);
-    else if (!strcmp(a, "--threads")) O.threads = atoi(v);
-    else if (!strcmp(a, "--rate")) O.rate = atof(v);
-    else if (!strcmp(a, "--duration")) O.duration = atof(v);
-    else if (!strcmp(a, "--warmup")) O.warmup = atof(v);
-    else if (!strcmp(a, "--drain")) O.drain = atof(v);
-    else if (!strcmp(a, "--deadline-ms")) O.deadline_ms = atoi(v);
-    else if (!strcmp(a, "--seed")) O.seed = (unsigned)atoi(v);
+    if (!strcmp(a, "--target"))
+      O.target = v;
+    else if (!strcmp(a, "--samples"))
+      O.samples = v;
+    else if (!strcmp(a, "--json"))
+      O.json = v;
+    else if (!strcmp(a, "--label"))
+      O.label = v;
+    else if (!strcmp(a, "--dump-request"))
+      O.dump = v;
+    else if (!strcmp(a, "--mix"))
+      parse_mix(v);
+    else if (!strcmp(a, "--batch"))
+      O.batch = atoi(v);
+    else if (!strcmp(a, "--connections"))
+      O.connections = atoi(v);
+    else if (!strcmp(a, "--inflight"))
+      O.inflight = atoi(v);
+    else if (!strcmp(a, "--threads"))
+      O.threads = atoi(v);
+    else if (!strcmp(a, "--rate"))
+      O.rate = atof(v);
+    else if (!strcmp(a, "--duration"))
+      O.duration = atof(v);
+    else if (!strcmp(a, "--warmup"))
+      O.warmup = atof(v);
+    else if (!strcmp(a, "--drain"))
+      O.drain = atof(v);
+    else if (!strcmp(a, "--deadline-ms"))
+      O.deadline_ms = atoi(v);
+    else if (!strcmp(a, "--seed"))
+      O.seed = (unsigned)atoi(v);
     else if (!strcmp(a, "--method")) {
       O.method = -2;
       for (int m = 0; m < NMETHODS; m++)
         if (!strcmp(v, method_key[m])) O.method = m;
       if (!strcmp(v, "mix")) O.method = -1;
       if (O.method == -2) usage();
-    } else usage();
+    } else
+      usage();
   }
   if (!O.samples || (!O.target && !O.dump)) usage();
   if (O.batch < 1 || O.connections < 1 || O.inflight < 1 || O.duration <= 0 || O.warmup < 0)
@@ -677,7 +769,8 @@ int main(int argc, char **argv) {
   grpc_arg args[3] = {
       {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
       {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_HTTP_PROXY, .value.integer = 0},
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+      {.type = GRPC_ARG_INTEGER,
+       .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
        .value.integer = 64 << 20}};
   grpc_channel_args chargs = {.num_args = 3, .args = args};
   for (int i = 0; i < O.threads; i++) {
@@ -697,18 +790,27 @@ int main(int argc, char **argv) {
   struct rusage ru0, ru1;
   getrusage(RUSAGE_SELF, &ru0);
   /* The clock starts once every thread has its connections ready. */
-  for (int i = 0; i < O.threads; i++) pthread_create(&ts[i].th, NULL, thread_main, &ts[i]);
-  while (atomic_load(&ready_threads) < O.threads) usleep(1000); /* bounded: wait_ready dies */
+  for (int i = 0; i < O.threads; i++) {
+    pthread_mutex_init(&ts[i].mu, NULL);
+    pthread_create(&ts[i].th, NULL, thread_main, &ts[i]);
+  }
+  pthread_t pacer;
+  if (O.rate > 0) pthread_create(&pacer, NULL, pacer_main, ts);
+  while (atomic_load(&ready_threads) < O.threads)
+    usleep(1000); /* bounded: wait_ready dies */
   T_START = now_ns() + 1000000;
   T_MEASURE = T_START + (int64_t)(O.warmup * 1e9);
   T_END = T_MEASURE + (int64_t)(O.duration * 1e9);
   atomic_store(&go, 1);
-  for (int i = 0; i < O.threads; i++) pthread_join(ts[i].th, NULL);
+  if (O.rate > 0) pthread_join(pacer, NULL);
+  for (int i = 0; i < O.threads; i++)
+    pthread_join(ts[i].th, NULL);
   getrusage(RUSAGE_SELF, &ru1);
   double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec -
                         ru0.ru_stime.tv_sec) +
                (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
-                        ru0.ru_stime.tv_usec) / 1e6;
+                        ru0.ru_stime.tv_usec) /
+                   1e6;
   report(ts, cpu);
   for (int i = 0; i < O.threads; i++) {
     struct call *c = ts[i].free_list;
@@ -722,6 +824,7 @@ int main(int argc, char **argv) {
            GRPC_QUEUE_SHUTDOWN) {
     }
     grpc_completion_queue_destroy(ts[i].cq);
+    pthread_mutex_destroy(&ts[i].mu);
     free(ts[i].conns);
   }
   free(ts);

@@ -37,7 +37,7 @@
 #include "catalog.pb-c.h"
 
 #define PREPOSTED 16
-#define PATH "/catalog.CatalogService/ValidateVariant"
+#define PATH      "/catalog.CatalogService/ValidateVariant"
 
 static grpc_server *srv;
 static void *method;
@@ -63,8 +63,8 @@ static void request(grpc_completion_queue *cq) {
   c->details = grpc_empty_slice();
   grpc_metadata_array_init(&c->md);
   atomic_fetch_add(&live_calls, 1);
-  if (grpc_server_request_registered_call(srv, method, &c->call, &c->deadline, &c->md,
-                                          &c->payload, cq, cq, c) != GRPC_CALL_OK) {
+  if (grpc_server_request_registered_call(srv, method, &c->call, &c->deadline, &c->md, &c->payload,
+                                          cq, cq, c) != GRPC_CALL_OK) {
     grpc_metadata_array_destroy(&c->md);
     atomic_fetch_sub(&live_calls, 1);
     free(c);
@@ -110,14 +110,17 @@ static void on_new(struct call *c) {
 
 static void *worker(void *arg) {
   grpc_completion_queue *cq = arg;
-  for (int i = 0; i < PREPOSTED; i++) request(cq);
+  for (int i = 0; i < PREPOSTED; i++)
+    request(cq);
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
     struct call *c = ev.tag;
-    if (c->stage == 0 && ev.success) on_new(c);
-    else call_free(c);
+    if (c->stage == 0 && ev.success)
+      on_new(c);
+    else
+      call_free(c);
   }
   return NULL;
 }
@@ -153,12 +156,14 @@ int main(void) {
   if (nworkers < 1 || nworkers > 256) nworkers = 2;
   grpc_arg args[3] = {
       {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+      {.type = GRPC_ARG_INTEGER,
+       .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
        .value.integer = 4 << 20},
       {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = 1000}};
   grpc_channel_args ch = {.num_args = 3, .args = args};
   srv = grpc_server_create(&ch, NULL);
-  method = grpc_server_register_method(srv, PATH, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  method =
+      grpc_server_register_method(srv, PATH, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   grpc_completion_queue **cqs = calloc((size_t)nworkers, sizeof *cqs);
   for (int i = 0; i < nworkers; i++) {
     cqs[i] = grpc_completion_queue_create_for_next(NULL);
@@ -178,19 +183,22 @@ int main(void) {
   }
   grpc_server_start(srv);
   pthread_t *th = calloc((size_t)nworkers, sizeof *th);
-  for (int i = 0; i < nworkers; i++) pthread_create(&th[i], NULL, worker, cqs[i]);
+  for (int i = 0; i < nworkers; i++)
+    pthread_create(&th[i], NULL, worker, cqs[i]);
   printf("LISTENING %d\n", port);
   fflush(stdout);
   int sig;
   sigwait(&set, &sig);
   atomic_store(&stopping, true);
   grpc_server_shutdown_and_notify(srv, shutdown_cq, srv);
-  gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(2, GPR_TIMESPAN));
+  gpr_timespec grace =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(2, GPR_TIMESPAN));
   if (grpc_completion_queue_pluck(shutdown_cq, srv, grace, NULL).type != GRPC_OP_COMPLETE) {
     grpc_server_cancel_all_calls(srv);
     grpc_completion_queue_pluck(shutdown_cq, srv, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   }
-  for (int i = 0; i < 5000 && atomic_load(&live_calls) > 0; i++) usleep(1000);
+  for (int i = 0; i < 5000 && atomic_load(&live_calls) > 0; i++)
+    usleep(1000);
   for (int i = 0; i < nworkers; i++) {
     grpc_completion_queue_shutdown(cqs[i]);
     pthread_join(th[i], NULL);
