@@ -39,6 +39,7 @@ struct part {
   int64_t next;  /* next offset to read (-1 unknown) */
   int64_t hw0;   /* high watermark seen at start (replay catch-up target) */
   int64_t hw;    /* last known high watermark (lag) */
+  int64_t published; /* next offset covered by the published snapshot (-1 none) */
   bool caught;
 };
 
@@ -211,6 +212,7 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
     pthread_mutex_lock(&c->mu);
     c->parts[c->nparts++] = (struct part){.id = ids[i],
                                           .start = start < 0 ? start : hi,
+                                          .published = start < 0 ? -1 : hi,
                                           .next = -1,
                                           .hw0 = hi,
                                           .hw = hi,
@@ -367,6 +369,11 @@ static void apply(struct consumer *c, struct store *st, struct batch *b,
 static void publish(struct consumer *c, struct batch *b) {
   int64_t t0 = wall_ns();
   uint64_t v = store_commit(b->t);
+  /* Offsets reported with the digest are those the published state covers. */
+  pthread_mutex_lock(&c->mu);
+  for (int i = 0; i < c->nparts; i++)
+    if (c->parts[i].next >= 0) c->parts[i].published = c->parts[i].next;
+  pthread_mutex_unlock(&c->mu);
   uint64_t ns = (uint64_t)(wall_ns() - t0);
   metrics_add(c->m, MC_SNAPSHOTS_PUBLISHED, 1);
   metrics_add(c->m, MC_PUBLISH_NS_TOTAL, ns);
@@ -523,7 +530,7 @@ char *consumer_offsets_json(struct consumer *c) {
   sb_printf(&sb, "[");
   for (int i = 0; i < c->nparts; i++)
     sb_printf(&sb, "%s{\"partition\":%d,\"next_offset\":%lld}", i ? "," : "", c->parts[i].id,
-              (long long)c->parts[i].next);
+              (long long)c->parts[i].published);
   sb_printf(&sb, "]");
   pthread_mutex_unlock(&c->mu);
   return sb_take(&sb);

@@ -47,7 +47,8 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
  * (malloc'd, caller frees); NULL if nothing yet. */
 char *consumer_render_metrics(struct consumer *c);
 
-/* JSON array of {"partition":p,"next_offset":o} (malloc'd, caller frees). */
+/* JSON array of {"partition":p,"next_offset":o}: the offsets the published
+ * snapshot covers (malloc'd, caller frees). */
 char *consumer_offsets_json(struct consumer *c);
 
 /* NULL is a no-op. */
