@@ -47,10 +47,7 @@ void metrics_in_flight(struct metrics_shard *s, int delta);
 
 /* Process-wide gauges and counters, named in metrics.c's table. */
 enum metrics_counter {
-  MC_EVENTS_APPLIED = 0,
-  MC_EVENTS_STALE,
-  MC_EVENTS_REJECTED,
-  MC_SNAPSHOTS_PUBLISHED,
+  MC_SNAPSHOTS_PUBLISHED = 0,
   MC_PUBLISH_NS_TOTAL,
   MC_PG_ROWS,
   MC_PG_ROWS_SKIPPED,
@@ -69,7 +66,6 @@ enum { METRICS_EVENT_APPLIED = 0, METRICS_EVENT_STALE, METRICS_EVENT_REJECTED };
 /* Counts one change event of entity kind (enum cat_kind, or -1 if unknown)
  * with result METRICS_EVENT_*. @locality any thread. */
 void metrics_event(struct metrics *m, int kind, int result);
-uint64_t metrics_events(struct metrics *m, int kind, int result);
 
 /* Records one snapshot publish duration. @locality the writer thread. */
 void metrics_observe_publish(struct metrics *m, uint64_t ns);

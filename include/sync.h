@@ -38,10 +38,6 @@ char *sync_metrics_text(struct sync *s);
  * frees. @locality any thread. */
 char *sync_offsets_json(struct sync *s);
 
-/* The Kafka bootstrap in use ("" without Kafka; the embedded broker's in
- * demo mode). */
-const char *sync_kafka_bootstrap(const struct sync *s);
-
 /* Frees a stopped sync. NULL is a no-op. */
 void sync_destroy(struct sync *s);
 

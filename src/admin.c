@@ -53,8 +53,8 @@ static char *gauges(struct admin *a) {
   uint64_t version = s ? snap_version(s) : 0;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now); /* same clock and resolution as built_ns */
-  double age = s ? (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)snap_built_ns(s) / 1e9
-                 : -1;
+  double age =
+      s ? (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)snap_built_ns(s) / 1e9 : -1;
   if (age < 0 && s) age = 0;
   size_t counts[5] = {0};
   for (int k = 0; s && k < 5; k++)

@@ -96,13 +96,6 @@ void health_close_watchers(struct health *h) {
   pthread_mutex_unlock(&h->mu);
 }
 
-int health_watchers(struct health *h) {
-  pthread_mutex_lock(&h->mu);
-  int n = h->nwatchers;
-  pthread_mutex_unlock(&h->mu);
-  return n;
-}
-
 void health_check(struct rpc_ctx *ctx, const uint8_t *req, size_t len, struct rpc_result *out) {
   Grpc__Health__V1__HealthCheckRequest *rq =
       grpc__health__v1__health_check_request__unpack(&ctx->arena->pb, len, req);

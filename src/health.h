@@ -30,9 +30,6 @@ bool health_is_serving(struct health *h);
  * calls arriving later are ended at once. For shutdown. */
 void health_close_watchers(struct health *h);
 
-/* Number of open Watch streams. */
-int health_watchers(struct health *h);
-
 /* Check: unary handler. Unknown service -> NOT_FOUND. */
 void health_check(struct rpc_ctx *ctx, const uint8_t *req, size_t len, struct rpc_result *out);
 

@@ -55,11 +55,6 @@ void metrics_event(struct metrics *m, int kind, int result) {
   atomic_fetch_add_explicit(&m->events[kind][result], 1, memory_order_relaxed);
 }
 
-uint64_t metrics_events(struct metrics *m, int kind, int result) {
-  if (kind < 0 || kind >= EVENT_KINDS - 1) kind = EVENT_KINDS - 1;
-  return atomic_load_explicit(&m->events[kind][result], memory_order_relaxed);
-}
-
 struct metrics *metrics_new(int nshards) {
   struct metrics *m = xcalloc(1, sizeof *m);
   m->nshards = nshards;
@@ -128,7 +123,8 @@ uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int co
 uint64_t metrics_rpc_total(struct metrics *m) {
   uint64_t n = 0;
   for (int k = 0; k < MM_COUNT; k++)
-    for (int c = 0; c < METRICS_CODES; c++) n += metrics_rpc_count(m, k, c);
+    for (int c = 0; c < METRICS_CODES; c++)
+      n += metrics_rpc_count(m, k, c);
   return n;
 }
 

@@ -142,8 +142,6 @@ void reflection_destroy(struct reflection *r) {
   free(r);
 }
 
-size_t reflection_files(const struct reflection *r) { return r->nfiles; }
-
 /* ---- The stream ---- */
 
 typedef Grpc__Reflection__V1__ServerReflectionResponse Response;

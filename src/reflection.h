@@ -17,9 +17,6 @@ struct reflection;
 struct reflection *reflection_new(void);
 void reflection_destroy(struct reflection *r);
 
-/* Number of files and symbols indexed (for tests and logs). */
-size_t reflection_files(const struct reflection *r);
-
 /* ServerReflectionInfo: stream handler (ctx->reflection must be set). */
 extern const struct stream_ops reflection_ops;
 

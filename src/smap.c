@@ -30,7 +30,6 @@ struct shard {
 struct smap {
   unsigned bits;
   uint64_t gen;
-  size_t size;
   struct shard **shards; /* 2^bits entries; NULL = empty shard */
 };
 
@@ -87,8 +86,6 @@ struct smap *smap_fork(const struct smap *base, uint64_t gen) {
 
 uint64_t smap_gen(const struct smap *m) { return m->gen; }
 
-size_t smap_size(const struct smap *m) { return m->size; }
-
 static void slot_add(struct shard *sh, struct cat_hdr *val, uint32_t hash) {
   struct slot *s = xmalloc(sizeof *s);
   s->val = val;
@@ -124,7 +121,6 @@ void smap_put(struct smap *m, struct cat_hdr *rec, uint32_t hash, struct cat_hdr
     return;
   }
   slot_add(sh, rec, hash);
-  m->size++;
 }
 
 void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, struct cat_hdr **old,
@@ -138,7 +134,6 @@ void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, str
   *old = s->val;
   HASH_DELETE(hh, sh->head, s);
   free(s);
-  m->size--;
 }
 
 void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void *), void *arg) {

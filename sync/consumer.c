@@ -35,10 +35,10 @@
 
 struct part {
   int32_t id;
-  int64_t start; /* offset to start from (or RD_KAFKA_OFFSET_BEGINNING) */
-  int64_t next;  /* next offset to read (-1 unknown) */
-  int64_t hw0;   /* high watermark seen at start (replay catch-up target) */
-  int64_t hw;    /* last known high watermark (lag) */
+  int64_t start;     /* offset to start from (or RD_KAFKA_OFFSET_BEGINNING) */
+  int64_t next;      /* next offset to read (-1 unknown) */
+  int64_t hw0;       /* high watermark seen at start (replay catch-up target) */
+  int64_t hw;        /* last known high watermark (lag) */
   int64_t published; /* next offset covered by the published snapshot (-1 none) */
   bool caught;
 };

@@ -191,8 +191,6 @@ char *sync_offsets_json(struct sync *s) {
   return s->consumer ? consumer_offsets_json(s->consumer) : NULL;
 }
 
-const char *sync_kafka_bootstrap(const struct sync *s) { return s->cfg.kafka_bootstrap; }
-
 void sync_destroy(struct sync *s) {
   if (s == NULL) return;
   consumer_destroy(s->consumer);
