@@ -47,9 +47,7 @@ void metrics_in_flight(struct metrics_shard *s, int delta);
 
 /* Process-wide gauges and counters, named in metrics.c's table. */
 enum metrics_counter {
-  MC_SNAPSHOTS_PUBLISHED = 0,
-  MC_PUBLISH_NS_TOTAL,
-  MC_PG_ROWS,
+  MC_PG_ROWS = 0,
   MC_PG_ROWS_SKIPPED,
   MC_PG_LOAD_NS,
   MC_PG_ATTEMPTS,
@@ -67,8 +65,12 @@ enum { METRICS_EVENT_APPLIED = 0, METRICS_EVENT_STALE, METRICS_EVENT_REJECTED };
  * with result METRICS_EVENT_*. @locality any thread. */
 void metrics_event(struct metrics *m, int kind, int result);
 
-/* Records one snapshot publish duration. @locality the writer thread. */
+/* Records one snapshot publish and its duration (the histogram's count is
+ * the number of publishes). @locality the writer thread. */
 void metrics_observe_publish(struct metrics *m, uint64_t ns);
+
+/* Snapshots published so far. */
+uint64_t metrics_publishes(struct metrics *m);
 
 /* Sum over shards of requests for (method, code). */
 uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int code);

@@ -88,7 +88,7 @@ static char *gauges(struct admin *a) {
       "# TYPE catalogd_bad_requests_total counter\ncatalogd_bad_requests_total %llu\n"
       "# HELP process_resident_memory_bytes Resident set size.\n"
       "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
-      (unsigned long long)metrics_get(m, MC_SNAPSHOTS_PUBLISHED),
+      (unsigned long long)metrics_publishes(m),
       (unsigned long long)metrics_get(m, MC_PG_ROWS),
       (unsigned long long)metrics_get(m, MC_PG_ROWS_SKIPPED),
       (double)metrics_get(m, MC_PG_LOAD_NS) / 1e9,

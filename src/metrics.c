@@ -99,6 +99,12 @@ void metrics_observe_publish(struct metrics *m, uint64_t ns) {
   atomic_fetch_add_explicit(&m->publish_sum_ns, ns, memory_order_relaxed);
 }
 
+uint64_t metrics_publishes(struct metrics *m) {
+  uint64_t n = 0;
+  for (int k = 0; k < METRICS_BUCKETS; k++) n += atomic_load(&m->publish_bucket[k]);
+  return n;
+}
+
 void metrics_in_flight(struct metrics_shard *s, int delta) {
   atomic_store_explicit(&s->in_flight,
                         atomic_load_explicit(&s->in_flight, memory_order_relaxed) + delta,

@@ -375,8 +375,6 @@ static void publish(struct consumer *c, struct batch *b) {
     if (c->parts[i].next >= 0) c->parts[i].published = c->parts[i].next;
   pthread_mutex_unlock(&c->mu);
   uint64_t ns = (uint64_t)(wall_ns() - t0);
-  metrics_add(c->m, MC_SNAPSHOTS_PUBLISHED, 1);
-  metrics_add(c->m, MC_PUBLISH_NS_TOTAL, ns);
   metrics_observe_publish(c->m, ns);
   log_debug("snapshot published", LF_S("source", "kafka"), LF_I("version", v), LF_I("events", b->n),
             LF_D("publish_ms", (double)ns / 1e6));

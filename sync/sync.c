@@ -67,8 +67,6 @@ static void publish(struct sync *s, struct store_txn *t, const char *source) {
   uint64_t v = store_commit(t);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   uint64_t ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
-  metrics_add(s->d.metrics, MC_SNAPSHOTS_PUBLISHED, 1);
-  metrics_add(s->d.metrics, MC_PUBLISH_NS_TOTAL, ns);
   metrics_observe_publish(s->d.metrics, ns);
   log_info("snapshot published", LF_S("source", source), LF_I("version", v),
            LF_I("changes", changes), LF_D("publish_ms", (double)ns / 1e6));
