@@ -235,9 +235,9 @@ class Bench:
                            text=True, timeout=600)
         if r.returncode == 0:
             self.R['scenarios']['smap_lookup'] = json.loads(r.stdout)
-            log('smap lookup at %d entries: uthash %s ns, flat %s ns' % (
-                self.p['variants'], self.R['scenarios']['smap_lookup']['uthash_ns'],
-                self.R['scenarios']['smap_lookup']['flat_ns']))
+            sl = self.R['scenarios']['smap_lookup']
+            log('smap at %d entries: lookup %s ns (uthash per shard: %s ns); fork + 1 put %s ns'
+                % (self.p['variants'], sl['smap_ns'], sl['uthash_ns'], sl['fork_put_ns']))
 
     # ---------------------------------------------------------------- servers
     def start_catalogd(self, name, env):

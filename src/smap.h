@@ -2,8 +2,9 @@
  * smap.h - a sharded, copy-on-write hash map of catalog records (internal to
  * the store).
  *
- * A map is an array of 2^bits shards; a shard is a uthash table of slots
- * pointing at records. Readers only ever see published maps, which are never
+ * A map is an array of 2^bits shards; a shard is one contiguous
+ * open-addressing table (linear probing) of {hash, record pointer} entries.
+ * Readers only ever see published maps, which are never
  * modified. A writer forks a map (copying only the shard pointer array), and
  * the first write to a shard in that fork copies that shard alone; later
  * writes in the same fork change the copy in place. So publishing a change to
@@ -32,12 +33,12 @@ struct smap;
 struct retire {
   struct retire_item {
     void *p;
-    int type; /* RETIRE_SHARD, RETIRE_REC, RETIRE_MAP */
+    int type; /* RETIRE_SHARD, RETIRE_REC */
   } * items;
   size_t n, cap;
 };
 
-enum { RETIRE_SHARD = 1, RETIRE_REC, RETIRE_MAP };
+enum { RETIRE_SHARD = 1, RETIRE_REC };
 
 /* Hash of a record key; also picks the shard (top bits). */
 uint32_t smap_hash(const uint8_t *key, size_t len);
