@@ -43,18 +43,20 @@ struct cat_hdr {
   int64_t version;    /* the row's version column; 0 for derived records */
   uint64_t gen;       /* store generation that built it (writer only) */
   const char *org;    /* NUL-terminated, inside key */
-  const char *id_str; /* canonical lower-case UUID text */
 };
 
+/* Ids are kept binary only (the key's first 16 bytes for a record):
+ * replies format them with uuid_format() when they are built, which costs
+ * less than the 45 bytes per id that text would add to every record. */
 struct cat_image {
-  const char *id_str, *url, *alt;
+  uint8_t id[16];
   int32_t position;
+  const char *url, *alt;
 };
 
 struct cat_variant {
   struct cat_hdr h;
   uint8_t product_id[16];
-  const char *product_id_str;
   const char *sku, *barcode, *warehouse_id, *lot_number, *vendor;
   double sale_price, cost_price, tax, weight, length, width, height;
   int32_t stock_total, stock_available, stock_reserved, min_stock, max_stock;

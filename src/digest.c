@@ -49,7 +49,9 @@ static void mix_ids(struct canon *c, const uint8_t (*ids)[16], uint32_t n) {
 static void mix_images(struct canon *c, const struct cat_image *im, uint32_t n) {
   MIX(c, n);
   for (uint32_t i = 0; i < n; i++) {
-    mix_str(c, im[i].id_str), mix_str(c, im[i].url), mix_str(c, im[i].alt);
+    char idt[UUID_STR_LEN + 1];
+    uuid_format(im[i].id, idt);
+    mix_str(c, idt), mix_str(c, im[i].url), mix_str(c, im[i].alt);
     MIX(c, im[i].position);
   }
 }

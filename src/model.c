@@ -82,22 +82,19 @@ size_t model_key(uint8_t *buf, const uint8_t id[16], const char *org, size_t org
   return 16 + orglen;
 }
 
-/* Lays out the header's key, org and id text. */
+/* Lays out the header's key and org. */
 static void pk_hdr(struct packer *p, struct cat_hdr *h, enum cat_kind kind, const uint8_t id[16],
                    const char *org, size_t orglen, int64_t version) {
   uint8_t *key = pk_reserve(p, 16 + orglen + 1, 1);
-  char *idt = pk_reserve(p, UUID_STR_LEN + 1, 1);
   if (p->base == NULL) return;
   memcpy(key, id, 16);
   memcpy(key + 16, org, orglen);
   key[16 + orglen] = '\0';
-  uuid_format(id, idt);
   *h = (struct cat_hdr){.key = key,
                         .keylen = (uint32_t)(16 + orglen),
                         .kind = (uint8_t)kind,
                         .version = version,
-                        .org = (const char *)key + 16,
-                        .id_str = idt};
+                        .org = (const char *)key + 16};
 }
 
 static int image_cmp(const void *a, const void *b) {
@@ -135,17 +132,13 @@ static const struct cat_image *pk_images(struct packer *p, const struct image_fi
                                          size_t n) {
   struct cat_image *out = pk_reserve(p, n * sizeof *out, _Alignof(struct cat_image));
   for (size_t i = 0; i < n; i++) {
-    char idt[UUID_STR_LEN + 1];
-    uint8_t id[16];
-    int rc = uuid_parse_cstr(v[i]->id, id);
-    assert(rc == 0);
+    struct cat_image im = {
+        .url = pk_str(p, v[i]->url), .alt = pk_str(p, v[i]->alt), .position = v[i]->position};
+    if (out == NULL) continue;
+    int rc = uuid_parse_cstr(v[i]->id, im.id);
+    assert(rc == 0); /* images_sorted() checked it */
     (void)rc;
-    uuid_format(id, idt);
-    struct cat_image im = {.id_str = pk_str(p, idt),
-                           .url = pk_str(p, v[i]->url),
-                           .alt = pk_str(p, v[i]->alt),
-                           .position = v[i]->position};
-    if (out) out[i] = im;
+    out[i] = im;
   }
   return out;
 }
@@ -169,12 +162,9 @@ static const char *check_variant(const struct variant_fields *f, uint8_t id[16],
 static void pk_variant(struct packer *p, struct cat_variant *v, const struct variant_fields *f,
                        const uint8_t id[16], const uint8_t pid[16],
                        const struct image_fields **ims) {
-  char pidt[UUID_STR_LEN + 1];
   struct cat_variant r = {0};
-  uuid_format(pid, pidt);
   r.images = pk_images(p, ims, f->n_images);
   pk_hdr(p, &r.h, CAT_VARIANT, id, f->org, strlen(f->org), f->version);
-  r.product_id_str = pk_str(p, pidt);
   r.sku = pk_str(p, f->sku);
   r.barcode = pk_str(p, f->barcode);
   r.warehouse_id = pk_str(p, f->warehouse_id);

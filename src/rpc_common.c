@@ -134,13 +134,19 @@ bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v)
   return p != NULL && p->active;
 }
 
+char *rpc_uuid(struct arena *a, const uint8_t id[16]) {
+  char *s = arena_alloc(a, UUID_STR_LEN + 1);
+  uuid_format(id, s);
+  return s;
+}
+
 Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v) {
   Catalog__Variant *m = arena_alloc(a, sizeof *m);
   Catalog__Dimensions *d = arena_alloc(a, sizeof *d);
   *m = (Catalog__Variant)CATALOG__VARIANT__INIT;
   *d = (Catalog__Dimensions)CATALOG__DIMENSIONS__INIT;
   d->length = v->length, d->width = v->width, d->height = v->height;
-  m->variant_id = S(v->h.id_str), m->product_id = S(v->product_id_str);
+  m->variant_id = rpc_uuid(a, v->h.key), m->product_id = rpc_uuid(a, v->product_id);
   m->sku = S(v->sku), m->barcode = S(v->barcode);
   m->sale_price = v->sale_price, m->cost_price = v->cost_price;
   m->tax = v->tax, m->weight = v->weight, m->dimensions = d;
@@ -156,7 +162,7 @@ Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v) 
     const struct cat_image *im = &v->images[i];
     Catalog__VariantImage *x = arena_alloc(a, sizeof *x);
     *x = (Catalog__VariantImage)CATALOG__VARIANT_IMAGE__INIT;
-    x->image_id = S(im->id_str), x->url = S(im->url), x->alt = S(im->alt);
+    x->image_id = rpc_uuid(a, im->id), x->url = S(im->url), x->alt = S(im->alt);
     x->position = im->position;
     m->images[i] = x;
   }

@@ -17,6 +17,9 @@
  * exists (same tenant) AND product status 'activa'. */
 bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v);
 
+/* The canonical text of id, in the arena (records keep ids binary). */
+char *rpc_uuid(struct arena *a, const uint8_t id[16]);
+
 /* A Variant message (with dimensions and images) for v, in the arena. */
 Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v);
 

@@ -53,7 +53,7 @@ static void add_tags_collections(struct rpc_ctx *ctx, const struct cat_product *
   for (size_t i = 0; i < n; i++) {
     Catalog__Tag *t = arena_alloc(ctx->arena, sizeof *t);
     *t = (Catalog__Tag)CATALOG__TAG__INIT;
-    t->tag_id = S(v[i]->h.id_str), t->name = S(v[i]->name);
+    t->tag_id = rpc_uuid(ctx->arena, v[i]->h.key), t->name = S(v[i]->name);
     m->tags[m->n_tags++] = t;
   }
   n = resolve_named(ctx, p, CAT_COLLECTION, p->collection_ids, p->n_collections, &v);
@@ -61,7 +61,8 @@ static void add_tags_collections(struct rpc_ctx *ctx, const struct cat_product *
   for (size_t i = 0; i < n; i++) {
     Catalog__Collection *c = arena_alloc(ctx->arena, sizeof *c);
     *c = (Catalog__Collection)CATALOG__COLLECTION__INIT;
-    c->collection_id = S(v[i]->h.id_str), c->name = S(v[i]->name), c->slug = S(v[i]->slug);
+    c->collection_id = rpc_uuid(ctx->arena, v[i]->h.key), c->name = S(v[i]->name),
+    c->slug = S(v[i]->slug);
     m->collections[m->n_collections++] = c;
   }
 }
@@ -73,7 +74,7 @@ static void add_brand(struct rpc_ctx *ctx, const struct cat_product *p, Catalog_
   if (b == NULL) return; /* brand deleted or not yet seen: absent */
   Catalog__Brand *x = arena_alloc(ctx->arena, sizeof *x);
   *x = (Catalog__Brand)CATALOG__BRAND__INIT;
-  x->brand_id = S(b->h.id_str), x->name = S(b->name), x->slug = S(b->slug);
+  x->brand_id = rpc_uuid(ctx->arena, b->h.key), x->name = S(b->name), x->slug = S(b->slug);
   x->description = S(b->description);
   m->brand = x;
 }
@@ -83,7 +84,7 @@ static void add_images(struct rpc_ctx *ctx, const struct cat_product *p, Catalog
   for (uint32_t i = 0; i < p->n_images; i++) {
     Catalog__ProductImage *x = arena_alloc(ctx->arena, sizeof *x);
     *x = (Catalog__ProductImage)CATALOG__PRODUCT_IMAGE__INIT;
-    x->image_id = S(p->images[i].id_str), x->url = S(p->images[i].url);
+    x->image_id = rpc_uuid(ctx->arena, p->images[i].id), x->url = S(p->images[i].url);
     x->alt = S(p->images[i].alt), x->position = p->images[i].position;
     m->images[i] = x;
   }
@@ -111,7 +112,7 @@ static Catalog__Product *product_msg(struct rpc_ctx *ctx, const struct cat_produ
                                      bool variants) {
   Catalog__Product *m = arena_alloc(ctx->arena, sizeof *m);
   *m = (Catalog__Product)CATALOG__PRODUCT__INIT;
-  m->product_id = S(p->h.id_str), m->organization_id = S(p->h.org);
+  m->product_id = rpc_uuid(ctx->arena, p->h.key), m->organization_id = S(p->h.org);
   m->local_id = S(p->local_id), m->title = S(p->title), m->sku = S(p->sku);
   m->barcode = S(p->barcode), m->description = S(p->description), m->status = S(p->status);
   m->product_type = S(p->product_type), m->unit_of_measure = S(p->unit_of_measure);

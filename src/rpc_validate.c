@@ -37,7 +37,7 @@ void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
   } else {
     r->exists = 1;
     r->is_active = rpc_variant_sellable(ctx->snap, v);
-    r->product_id = S(v->product_id_str);
+    r->product_id = rpc_uuid(ctx->arena, v->product_id);
     r->sku = S(v->sku), r->barcode = S(v->barcode), r->warehouse_id = S(v->warehouse_id);
     r->track_inventory = v->track_inventory;
     r->default_min_stock = v->min_stock, r->default_max_stock = v->max_stock;

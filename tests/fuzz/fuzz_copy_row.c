@@ -142,7 +142,7 @@ static bool rec_utf8(const struct cat_hdr *h) {
 
 static void same_images(const struct cat_image *a, const struct cat_image *b, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) {
-    SAME_S(&a[i], &b[i], id_str);
+    SAME_N(&a[i], &b[i], id);
     SAME_S(&a[i], &b[i], url);
     SAME_S(&a[i], &b[i], alt);
     SAME_N(&a[i], &b[i], position);
@@ -159,7 +159,6 @@ static void same_record(const struct cat_hdr *a, const struct cat_hdr *b) {
   if (a->kind == CAT_VARIANT) {
     const struct cat_variant *x = (const void *)a, *y = (const void *)b;
     SAME_N(x, y, product_id);
-    SAME_S(x, y, product_id_str);
     SAME_S(x, y, sku);
     SAME_S(x, y, barcode);
     SAME_S(x, y, warehouse_id);

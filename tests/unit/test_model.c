@@ -56,7 +56,9 @@ static void variant_fields_and_defaults(void **state) {
   assert_non_null(v);
   assert_string_equal(v->h.org, "org_a");
   assert_int_equal(v->h.keylen, 16 + 5);
-  assert_string_equal(v->h.id_str, id);
+  char text[UUID_STR_LEN + 1];
+  uuid_format(v->h.key, text);
+  assert_string_equal(text, id);
   assert_string_equal(v->barcode, ""); /* NULL column -> "" */
   assert_true(v->active);
   assert_true(v->sale_price == 29.99);
