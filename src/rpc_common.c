@@ -134,6 +134,26 @@ bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v)
   return p != NULL && p->active;
 }
 
+void rpc_sellable_many(struct rpc_ctx *ctx, const struct cat_variant *const *v, size_t n,
+                       bool *sellable) {
+  /* Only active variants need their product: look those up together. */
+  size_t *at = arena_alloc(ctx->arena, (n + 1) * sizeof *at), k = 0;
+  uint8_t(*pids)[16] = arena_alloc(ctx->arena, (n + 1) * 16);
+  const struct cat_hdr **p = arena_alloc(ctx->arena, (n + 1) * sizeof *p);
+  const char *org = NULL;
+  for (size_t i = 0; i < n; i++) {
+    sellable[i] = false;
+    if (v[i] == NULL || !v[i]->active) continue;
+    org = v[i]->h.org; /* one organization per call */
+    memcpy(pids[k], v[i]->product_id, 16);
+    at[k++] = i;
+  }
+  if (k == 0) return;
+  snap_get_many(ctx->snap, CAT_PRODUCT, (const uint8_t(*)[16])pids, k, org, strlen(org), p);
+  for (size_t j = 0; j < k; j++)
+    sellable[at[j]] = p[j] != NULL && ((const struct cat_product *)p[j])->active;
+}
+
 char *rpc_uuid(struct arena *a, const uint8_t id[16]) {
   char *s = arena_alloc(a, UUID_STR_LEN + 1);
   uuid_format(id, s);

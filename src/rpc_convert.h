@@ -13,9 +13,16 @@
 #include "catalog.pb-c.h"
 #include "store.h"
 
+struct rpc_ctx;
+
 /* The original service's rule: variant status 'active' AND its product
  * exists (same tenant) AND product status 'activa'. */
 bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v);
+
+/* sellable[i] = rpc_variant_sellable(ctx->snap, v[i]) (false for NULL),
+ * with the product lookups overlapped. */
+void rpc_sellable_many(struct rpc_ctx *ctx, const struct cat_variant *const *v, size_t n,
+                       bool *sellable);
 
 /* The canonical text of id, in the arena (records keep ids binary). */
 char *rpc_uuid(struct arena *a, const uint8_t id[16]);

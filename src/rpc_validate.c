@@ -47,16 +47,16 @@ void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
   out->reply = &r->base;
 }
 
-/* One validation entry for the id the client sent as `sent`. */
-static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const uint8_t id[16], char *sent,
-                                              const char *org, size_t orglen) {
+/* One validation entry for the id the client sent as `sent`, which names
+ * variant v (NULL: unknown) whose sellability is `sellable`. */
+static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const struct cat_variant *v,
+                                              bool sellable, char *sent) {
   Catalog__VariantValidation *x = arena_alloc(ctx->arena, sizeof *x);
   *x = (Catalog__VariantValidation)CATALOG__VARIANT_VALIDATION__INIT;
   x->variant_id = sent;
-  const struct cat_variant *v = snap_variant(ctx->snap, id, org, orglen);
   if (v != NULL) {
     x->exists = 1;
-    x->is_active = rpc_variant_sellable(ctx->snap, v);
+    x->is_active = sellable;
     x->sku = S(v->sku), x->barcode = S(v->barcode), x->warehouse_id = S(v->warehouse_id);
     x->track_inventory = v->track_inventory;
     x->default_min_stock = v->min_stock, x->default_max_stock = v->max_stock;
@@ -78,13 +78,18 @@ void rpc_validate_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t
   if (rpc_check_org(ctx, out, rq->organization_id) != 0) return;
   uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, rq->n_variant_ids);
   if (ids == NULL) return;
-  size_t orglen = strlen(rq->organization_id);
+  size_t n = rq->n_variant_ids, orglen = strlen(rq->organization_id);
+  const struct cat_variant **v = arena_alloc(ctx->arena, (n + 1) * sizeof *v);
+  bool *sellable = arena_alloc(ctx->arena, n + 1);
+  snap_get_many(ctx->snap, CAT_VARIANT, (const uint8_t(*)[16])ids, n, rq->organization_id, orglen,
+                (const struct cat_hdr **)v);
+  rpc_sellable_many(ctx, v, n, sellable);
   Catalog__ValidateVariantsBatchResponse *r = arena_alloc(ctx->arena, sizeof *r);
   *r = (Catalog__ValidateVariantsBatchResponse)CATALOG__VALIDATE_VARIANTS_BATCH_RESPONSE__INIT;
-  r->validations = arena_alloc(ctx->arena, (rq->n_variant_ids + 1) * sizeof *r->validations);
-  for (size_t i = 0; i < rq->n_variant_ids; i++)
-    r->validations[i] = validation(ctx, ids[i], rq->variant_ids[i], rq->organization_id, orglen);
-  r->n_validations = rq->n_variant_ids;
+  r->validations = arena_alloc(ctx->arena, (n + 1) * sizeof *r->validations);
+  for (size_t i = 0; i < n; i++)
+    r->validations[i] = validation(ctx, v[i], sellable[i], rq->variant_ids[i]);
+  r->n_validations = n;
   r->success = 1;
   r->message = arena_printf(ctx->arena, "Validated %zu variants", rq->n_variant_ids);
   out->reply = &r->base;

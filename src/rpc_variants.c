@@ -58,8 +58,11 @@ void rpc_get_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
   r->not_found_ids = arena_alloc(ctx->arena, (n + 1) * sizeof *r->not_found_ids);
   struct ptrset seen;
   ptrset_init(&seen, ctx->arena, n);
+  const struct cat_hdr **found = arena_alloc(ctx->arena, (n + 1) * sizeof *found);
+  snap_get_many(ctx->snap, CAT_VARIANT, (const uint8_t(*)[16])ids, n, rq->organization_id, orglen,
+                found);
   for (size_t i = 0; i < n; i++) {
-    const struct cat_variant *v = snap_variant(ctx->snap, ids[i], rq->organization_id, orglen);
+    const struct cat_variant *v = (const struct cat_variant *)found[i];
     if (v == NULL)
       r->not_found_ids[r->n_not_found_ids++] = rq->variant_ids[i];
     else if (ptrset_add(&seen, v))

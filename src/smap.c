@@ -89,6 +89,29 @@ struct cat_hdr *smap_get(const struct smap *m, const uint8_t *key, size_t len, u
   return sh ? sh->e[shard_probe(sh, key, len, hash)].val : NULL;
 }
 
+/* The entry where key's probe starts (the one at its home), or NULL if its
+ * shard is empty. */
+static const struct ent *home_of(const struct smap *m, uint32_t hash) {
+  const struct shard *sh = m->shards[shard_of(m, hash)];
+  return sh ? &sh->e[hash & sh->mask] : NULL;
+}
+
+void smap_get_many(const struct smap *m, size_t n, const uint8_t *const keys[],
+                   const uint32_t lens[], const uint32_t hashes[], struct cat_hdr *out[]) {
+  assert(n <= SMAP_GET_MANY_MAX);
+  const struct ent *home[SMAP_GET_MANY_MAX];
+  for (size_t i = 0; i < n; i++) /* shard headers (their masks) */
+    __builtin_prefetch(m->shards[shard_of(m, hashes[i])]);
+  for (size_t i = 0; i < n; i++) /* the home entries */
+    if ((home[i] = home_of(m, hashes[i])) != NULL) __builtin_prefetch(home[i]);
+  for (size_t i = 0; i < n; i++) /* the record a home entry points at */
+    if (home[i] != NULL && home[i]->val != NULL) __builtin_prefetch(home[i]->val);
+  for (size_t i = 0; i < n; i++) /* its key bytes */
+    if (home[i] != NULL && home[i]->val != NULL) __builtin_prefetch(home[i]->val->key);
+  for (size_t i = 0; i < n; i++)
+    out[i] = smap_get(m, keys[i], lens[i], hashes[i]);
+}
+
 struct smap *smap_fork(const struct smap *base, uint64_t gen) {
   assert(gen > base->gen);
   struct smap *m = xmalloc(sizeof *m);

@@ -49,6 +49,13 @@ struct smap *smap_new(unsigned bits, uint64_t gen);
 /* Reader: the record stored under key, tombstones included; NULL if none. */
 struct cat_hdr *smap_get(const struct smap *m, const uint8_t *key, size_t len, uint32_t hash);
 
+/* Reader: out[i] = smap_get(m, keys[i], lens[i], hashes[i]) for i < n
+ * (n <= SMAP_GET_MANY_MAX), with the cache misses of the n lookups
+ * overlapped: each stage prefetches what the next needs for every key. */
+#define SMAP_GET_MANY_MAX 16
+void smap_get_many(const struct smap *m, size_t n, const uint8_t *const keys[],
+                   const uint32_t lens[], const uint32_t hashes[], struct cat_hdr *out[]);
+
 /* Writer: a fork of base owned by gen (base unchanged). NULL on ENOMEM. */
 struct smap *smap_fork(const struct smap *base, uint64_t gen);
 

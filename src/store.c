@@ -91,6 +91,29 @@ const struct cat_hdr *snap_get(const struct snapshot *s, enum cat_kind kind, con
   return h && !h->deleted ? h : NULL;
 }
 
+void snap_get_many(const struct snapshot *s, enum cat_kind kind, const uint8_t (*ids)[16], size_t n,
+                   const char *org, size_t orglen, const struct cat_hdr **out) {
+  uint8_t keys[SMAP_GET_MANY_MAX][16 + CAT_ORG_MAX];
+  const uint8_t *kp[SMAP_GET_MANY_MAX];
+  uint32_t lens[SMAP_GET_MANY_MAX], hashes[SMAP_GET_MANY_MAX];
+  struct cat_hdr *got[SMAP_GET_MANY_MAX];
+  if (orglen == 0 || orglen > CAT_ORG_MAX) {
+    memset(out, 0, n * sizeof *out);
+    return;
+  }
+  for (size_t at = 0; at < n; at += SMAP_GET_MANY_MAX) {
+    size_t g = n - at < SMAP_GET_MANY_MAX ? n - at : SMAP_GET_MANY_MAX;
+    for (size_t i = 0; i < g; i++) {
+      lens[i] = (uint32_t)model_key(keys[i], ids[at + i], org, orglen);
+      kp[i] = keys[i];
+      hashes[i] = smap_hash(keys[i], lens[i]);
+    }
+    smap_get_many(s->maps[kind], g, kp, lens, hashes, got);
+    for (size_t i = 0; i < g; i++)
+      out[at + i] = got[i] && !got[i]->deleted ? got[i] : NULL;
+  }
+}
+
 uint64_t snap_version(const struct snapshot *s) { return s->version; }
 int64_t snap_built_ns(const struct snapshot *s) { return s->built_ns; }
 size_t snap_count(const struct snapshot *s, enum cat_kind kind) { return s->live[kind]; }

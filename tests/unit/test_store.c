@@ -98,6 +98,37 @@ static void deletes_leave_a_version_marker(void **state) {
   assert_null(get_variant(st, "o", 1));
 }
 
+/* The batched lookup answers exactly as one lookup per id: for more ids
+ * than one group, with ids absent, deleted, repeated, and of another org. */
+static void many_lookups_answer_as_single_ones(void **state) {
+  struct store *st = *state;
+  struct store_txn *t = store_begin(st);
+  for (unsigned v = 1; v <= 60; v += 2) /* odd ids exist in "o" */
+    store_put(t, mk_variant("o", v, v, 1, "active"));
+  store_put(t, mk_variant("other", 2, 2, 1, "active"));
+  store_commit(t);
+  t = store_begin(st);
+  uint8_t id[16];
+  store_delete(t, CAT_VARIANT, bid(0xd2, 7, id), "o", 1, 2);
+  store_commit(t);
+  enum { N = 70 };
+  uint8_t ids[N][16];
+  for (unsigned i = 0; i < N; i++)
+    bid(0xd2, i < 64 ? i : 5, ids[i]); /* 64..69 repeat id 5 */
+  const struct cat_hdr *got[N];
+  const struct snapshot *s = store_current(st);
+  snap_get_many(s, CAT_VARIANT, (const uint8_t(*)[16])ids, N, "o", 1, got);
+  size_t found = 0;
+  for (unsigned i = 0; i < N; i++) {
+    assert_ptr_equal(got[i], snap_get(s, CAT_VARIANT, ids[i], "o", 1));
+    found += got[i] != NULL;
+  }
+  assert_int_equal(found, 29 + 6); /* 30 odd ids below 60, minus 7, plus 6 repeats */
+  snap_get_many(s, CAT_VARIANT, (const uint8_t(*)[16])ids, N, "", 0, got);
+  for (unsigned i = 0; i < N; i++)
+    assert_null(got[i]);
+}
+
 static uint32_t variants_of(struct store *st, const char *org, unsigned product) {
   uint8_t pid[16];
   const struct cat_idlist *l = (const struct cat_idlist *)snap_get(
@@ -222,6 +253,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(stale_and_duplicate_versions, setup, teardown),
       cmocka_unit_test_setup_teardown(deletes_leave_a_version_marker, setup, teardown),
       cmocka_unit_test_setup_teardown(product_variant_index, setup, teardown),
+      cmocka_unit_test_setup_teardown(many_lookups_answer_as_single_ones, setup, teardown),
       cmocka_unit_test_setup_teardown(abort_discards_everything, setup, teardown),
       cmocka_unit_test_setup_teardown(many_records_survive_many_publishes, setup, teardown),
       cmocka_unit_test_setup_teardown(readers_never_see_half_a_batch, setup, teardown),
