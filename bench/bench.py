@@ -236,8 +236,9 @@ class Bench:
         if r.returncode == 0:
             self.R['scenarios']['smap_lookup'] = json.loads(r.stdout)
             sl = self.R['scenarios']['smap_lookup']
-            log('smap at %d entries: lookup %s ns (uthash per shard: %s ns); fork + 1 put %s ns'
-                % (self.p['variants'], sl['smap_ns'], sl['uthash_ns'], sl['fork_put_ns']))
+            log('smap at %d entries: lookup %s ns, batched %s ns (uthash per shard: %s ns); '
+                'fork + 1 put %s ns' % (self.p['variants'], sl['smap_ns'], sl['many_ns'],
+                                        sl['uthash_ns'], sl['fork_put_ns']))
 
     # ---------------------------------------------------------------- servers
     def start_catalogd(self, name, env):
