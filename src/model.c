@@ -36,28 +36,29 @@ static const char *pk_str(struct packer *p, const char *s) {
   return at;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = (char)(c | 0x20);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
+/* Nibble value of c, or 0x100 if c is not a hex digit (branch-free). */
+static inline unsigned hex_nibble(unsigned char c) {
+  unsigned d = (unsigned)c - '0', l = (unsigned)(c | 0x20) - 'a';
+  return d < 10 ? d : l < 6 ? l + 10 : 0x100;
 }
 
+/* Where each of the 16 bytes' two hex digits start in the canonical text. */
+static const uint8_t uuid_pos[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+
+/* Fixed positions and no early exit rather than a scan: batch RPCs parse up
+ * to thousands of ids per call, and the branchy version was 14 % of
+ * ValidateVariantsBatch(1000)'s CPU. */
 int uuid_parse(const char *s, size_t len, uint8_t out[16]) {
   if (s == NULL || len != UUID_STR_LEN) return -1;
-  size_t o = 0;
-  for (size_t i = 0; i < UUID_STR_LEN;) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i++] != '-') return -1;
-      continue;
-    }
-    int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-    if (hi < 0 || lo < 0) return -1;
-    out[o++] = (uint8_t)(hi << 4 | lo);
-    i += 2;
+  if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return -1;
+  unsigned bad = 0;
+  for (int i = 0; i < 16; i++) {
+    unsigned hi = hex_nibble((unsigned char)s[uuid_pos[i]]);
+    unsigned lo = hex_nibble((unsigned char)s[uuid_pos[i] + 1]);
+    bad |= hi | lo;
+    out[i] = (uint8_t)(hi << 4 | lo);
   }
-  assert(o == 16);
-  return 0;
+  return bad & 0x100 ? -1 : 0;
 }
 
 void uuid_format(const uint8_t id[16], char out[UUID_STR_LEN + 1]) {

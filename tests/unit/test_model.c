@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "model.h"
@@ -33,6 +34,15 @@ static void uuid_rejects_non_uuids(void **state) {
                        "9b2f0c1e-aaaa-4bbb-8ccc-0123456789a\xff"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(uuid_parse(bad[i], strlen(bad[i]), a), -1);
+  /* Every byte value in a digit position (first and last): only hex digits. */
+  char s[] = "9b2f0c1e-aaaa-4bbb-8ccc-0123456789ab";
+  for (int c = 0; c < 256; c++) {
+    int want = isxdigit(c) ? 0 : -1;
+    s[0] = (char)c, s[35] = 'b';
+    assert_int_equal(uuid_parse(s, 36, a), want);
+    s[0] = '9', s[35] = (char)c;
+    assert_int_equal(uuid_parse(s, 36, a), want);
+  }
 }
 
 static void variant_fields_and_defaults(void **state) {
