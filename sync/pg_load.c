@@ -2,28 +2,38 @@
  * pg_load.c - warm load from PostgreSQL by COPY (see pg_load.h).
  *
  * One connection can run one COPY at a time, so child rows (images, tag and
- * collection links) are read first into temporary side tables keyed by
- * their parent's id; each product or variant row then takes its children
- * from there and becomes one complete record. Tables are read in dependency
- * order only for that reason: the store resolves relations at read time.
+ * collection links) are read first, raw, into the child index (children.h,
+ * which says why not joins or merged streams); each product or variant row
+ * then takes its children from there and becomes one complete record.
+ * Tables are read in dependency order only for that reason: the store
+ * resolves relations at read time.
  */
 #include "pg_load.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <uthash.h>
 
+#include "children.h"
 #include "copy_text.h"
 #include "log.h"
 #include "xalloc.h"
 
 #define MAX_FIELDS    32
 #define LOG_FIRST_BAD 5
+
+/* The load builds about a GB of records on this thread, whose malloc arena
+ * (not the main one) grows by mprotect()ing one more page at a time: 171k
+ * mprotect calls at 1M variants. With a top pad as large as an arena heap
+ * (64 MiB) each new heap is made writable whole when it is created: 16k
+ * calls. Set for the load only, then back to glibc's documented default. */
+#define LOAD_TOP_PAD  (64 << 20)
+#define GLIBC_TOP_PAD (128 * 1024)
 
 struct pgload {
   char *url;
@@ -32,20 +42,10 @@ struct pgload {
   atomic_bool interrupted;
 };
 
-/* Children of one parent row, with owned strings. */
-struct side {
-  uint8_t id[16];
-  struct image_fields *images;
-  size_t nimages, capimages;
-  char **tags, **cols;
-  size_t ntags, ncols, captags, capcols;
-  UT_hash_handle hh;
-};
-
 struct load {
   PGconn *conn;
   struct store_txn *t;
-  struct side *product_side, *variant_side;
+  struct children *product_kids, *variant_kids; /* children of the parents to come */
   size_t rows, skipped;
   const char *table;
 };
@@ -75,64 +75,6 @@ void pgload_interrupt(struct pgload *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
-static char *dup_or_null(const char *s) {
-  if (s == NULL) return NULL;
-  char *d = xmalloc(strlen(s) + 1);
-  strcpy(d, s);
-  return d;
-}
-
-static void side_free_all(struct side **tab) {
-  struct side *s, *tmp;
-  HASH_ITER(hh, *tab, s, tmp) {
-    HASH_DEL(*tab, s);
-    for (size_t i = 0; i < s->nimages; i++) {
-      free((char *)s->images[i].id);
-      free((char *)s->images[i].url);
-      free((char *)s->images[i].alt);
-    }
-    for (size_t i = 0; i < s->ntags; i++)
-      free(s->tags[i]);
-    for (size_t i = 0; i < s->ncols; i++)
-      free(s->cols[i]);
-    free(s->images);
-    free(s->tags);
-    free(s->cols);
-    free(s);
-  }
-}
-
-/* The side entry for parent id (text), created on first use; NULL if the
- * id is not a UUID. */
-static struct side *side_get(struct side **tab, const char *id_text) {
-  uint8_t id[16];
-  struct side *s;
-  if (id_text == NULL || uuid_parse(id_text, strlen(id_text), id) != 0) return NULL;
-  HASH_FIND(hh, *tab, id, 16, s);
-  if (s == NULL) {
-    s = xcalloc(1, sizeof *s);
-    memcpy(s->id, id, 16);
-    HASH_ADD(hh, *tab, id, 16, s);
-  }
-  return s;
-}
-
-static struct side *side_find(struct side *tab, const char *id_text) {
-  uint8_t id[16];
-  struct side *s = NULL;
-  if (id_text != NULL && uuid_parse(id_text, strlen(id_text), id) == 0)
-    HASH_FIND(hh, tab, id, 16, s);
-  return s;
-}
-
-static void push_str(char ***v, size_t *n, size_t *cap, const char *s) {
-  if (*n == *cap) {
-    *cap = *cap ? 2 * *cap : 4;
-    *v = xrealloc(*v, *cap * sizeof **v);
-  }
-  (*v)[(*n)++] = dup_or_null(s);
-}
-
 /* ---- Row handlers, one per COPY; copy_table checks the column count ---- */
 
 /* A row version: present and >= 1, as change events require too. */
@@ -140,55 +82,44 @@ static int copy_version(const char *s, int64_t *out) {
   return s != NULL && copy_i64(s, 0, out) == 0 && *out >= 1 ? 0 : -1;
 }
 
-/* parent_id, id, url, alt, position */
-static int image_row(struct side **tab, char **f, int nf, const char **why) {
-  int32_t pos;
-  struct side *s;
-  if (nf != 5 || copy_i32(f[4], 0, &pos) != 0 || f[1] == NULL || f[2] == NULL) {
+/* parent_id, id, url, alt, position (a kept row: the strings stay) */
+static int image_row(struct children *kids, char **f, int nf, const char **why) {
+  struct image_fields im;
+  if (nf != 5 || copy_i32(f[4], 0, &im.position) != 0 || f[1] == NULL || f[2] == NULL) {
     *why = "bad image row";
     return -1;
   }
-  if ((s = side_get(tab, f[0])) == NULL) {
+  im.id = f[1], im.url = f[2], im.alt = f[3];
+  if (children_add(kids, CHILDREN_IMAGES, f[0], &im, NULL) != 0) {
     *why = "image parent id is not a UUID";
     return -1;
   }
-  if (s->nimages == s->capimages) {
-    s->capimages = s->capimages ? 2 * s->capimages : 2;
-    s->images = xrealloc(s->images, s->capimages * sizeof *s->images);
-  }
-  s->images[s->nimages++] = (struct image_fields){
-      .id = dup_or_null(f[1]), .url = dup_or_null(f[2]), .alt = dup_or_null(f[3]), .position = pos};
   return 0;
 }
 
 static int product_image_row(struct load *L, char **f, int nf, const char **why) {
-  return image_row(&L->product_side, f, nf, why);
+  return image_row(L->product_kids, f, nf, why);
 }
 
 static int variant_image_row(struct load *L, char **f, int nf, const char **why) {
-  return image_row(&L->variant_side, f, nf, why);
+  return image_row(L->variant_kids, f, nf, why);
 }
 
-/* product_id, tag_id  /  product_id, collection_id */
-static int link_row(struct load *L, char **f, int nf, const char **why, int tags) {
-  struct side *s = nf == 2 && f[1] != NULL ? side_get(&L->product_side, f[0]) : NULL;
-  if (s == NULL) {
+/* product_id, tag_id  /  product_id, collection_id (a kept row) */
+static int link_row(struct load *L, char **f, int nf, const char **why, enum children_kind kind) {
+  if (nf != 2 || f[1] == NULL || children_add(L->product_kids, kind, f[0], NULL, f[1]) != 0) {
     *why = "bad link row";
     return -1;
   }
-  if (tags)
-    push_str(&s->tags, &s->ntags, &s->captags, f[1]);
-  else
-    push_str(&s->cols, &s->ncols, &s->capcols, f[1]);
   return 0;
 }
 
 static int product_tag_row(struct load *L, char **f, int nf, const char **why) {
-  return link_row(L, f, nf, why, 1);
+  return link_row(L, f, nf, why, CHILDREN_TAGS);
 }
 
 static int product_collection_row(struct load *L, char **f, int nf, const char **why) {
-  return link_row(L, f, nf, why, 0);
+  return link_row(L, f, nf, why, CHILDREN_COLLECTIONS);
 }
 
 /* Puts a built record; NULL means the builder refused it (and set why). */
@@ -238,12 +169,11 @@ static int product_row(struct load *L, char **f, int nf, const char **why) {
     *why = "bad product row";
     return -1;
   }
-  struct side *s = side_find(L->product_side, f[0]);
-  if (s != NULL) {
-    p.images = s->images, p.n_images = s->nimages;
-    p.tag_ids = (const char *const *)s->tags, p.n_tags = s->ntags;
-    p.collection_ids = (const char *const *)s->cols, p.n_collections = s->ncols;
-  }
+  struct children_of ch;
+  children_get(L->product_kids, f[0], &ch);
+  p.images = ch.images, p.n_images = ch.n_images;
+  p.tag_ids = ch.ids[CHILDREN_TAGS], p.n_tags = ch.n_ids[CHILDREN_TAGS];
+  p.collection_ids = ch.ids[CHILDREN_COLLECTIONS], p.n_collections = ch.n_ids[CHILDREN_COLLECTIONS];
   struct cat_product *r = model_product_new(&p, why);
   return put_record(L, r ? &r->h : NULL);
 }
@@ -272,8 +202,9 @@ static int variant_row(struct load *L, char **f, int nf, const char **why) {
       copy_i32(f[20], 0, &v.min_stock) || copy_i32(f[21], 0, &v.max_stock) ||
       copy_version(f[22], &v.version))
     return -1;
-  struct side *s = side_find(L->variant_side, f[0]);
-  if (s != NULL) v.images = s->images, v.n_images = s->nimages;
+  struct children_of ch;
+  children_get(L->variant_kids, f[0], &ch);
+  v.images = ch.images, v.n_images = ch.n_images;
   struct cat_variant *r = model_variant_new(&v, why);
   return put_record(L, r ? &r->h : NULL);
 }
@@ -285,31 +216,34 @@ struct table {
   const char *query;
   row_fn row;
   int nfields; /* rows with another count never reach row() */
+  enum { KEEP_NONE, KEEP_PRODUCT, KEEP_VARIANT } keep; /* child rows: split in that index */
 };
 
 static const struct table tables[] = {
     {"brands", "SELECT id, organization_id, name, slug, description, version FROM brands",
-     brand_row, 6},
-    {"tags", "SELECT id, organization_id, name, NULL, NULL, version FROM tags", tag_row, 6},
+     brand_row, 6, KEEP_NONE},
+    {"tags", "SELECT id, organization_id, name, NULL, NULL, version FROM tags", tag_row, 6,
+     KEEP_NONE},
     {"collections", "SELECT id, organization_id, name, slug, NULL, version FROM collections",
-     collection_row, 6},
+     collection_row, 6, KEEP_NONE},
     {"product_images", "SELECT product_id, id, url, alt, position FROM product_images",
-     product_image_row, 5},
-    {"product_tags", "SELECT product_id, tag_id FROM product_tags", product_tag_row, 2},
+     product_image_row, 5, KEEP_PRODUCT},
+    {"product_tags", "SELECT product_id, tag_id FROM product_tags", product_tag_row, 2,
+     KEEP_PRODUCT},
     {"product_collections", "SELECT product_id, collection_id FROM product_collections",
-     product_collection_row, 2},
+     product_collection_row, 2, KEEP_PRODUCT},
     {"products",
      "SELECT id, organization_id, local_id, title, sku, barcode, description, status, "
      "product_type, unit_of_measure, alert_stock, brand_id, version FROM products",
-     product_row, 13},
+     product_row, 13, KEEP_NONE},
     {"variant_images", "SELECT variant_id, id, url, alt, position FROM variant_images",
-     variant_image_row, 5},
+     variant_image_row, 5, KEEP_VARIANT},
     {"variants",
      "SELECT id, organization_id, product_id, sku, barcode, status, sale_price, cost_price, "
      "tax, weight, dim_length, dim_width, dim_height, lot_number, stock_total, "
      "stock_available, stock_reserved, warehouse_id, vendor, track_inventory, "
      "default_min_stock, default_max_stock, version FROM variants",
-     variant_row, 23},
+     variant_row, 23, KEEP_NONE},
 };
 
 static double now_s(void) {
@@ -332,9 +266,26 @@ static void bad_row(struct load *L, const char *why) {
              LF_I("row", (long long)L->rows));
 }
 
-/* Runs one COPY and feeds each row to tb->row. */
+/* Splits one COPY row of tb (buf, n bytes, as PQgetCopyData returns it;
+ * the caller frees buf after) and feeds it to tb->row; counts it, and
+ * counts and logs it if it is bad. A child row is split in its index's copy,
+ * where its fields stay for the parents to come. */
+static void load_row(struct load *L, const struct table *tb, char *buf, size_t n) {
+  char *fields[MAX_FIELDS];
+  const char *why = "bad row";
+  if (tb->keep != KEEP_NONE)
+    buf = children_keep(tb->keep == KEEP_PRODUCT ? L->product_kids : L->variant_kids, buf, n);
+  int nf = copy_split(buf, n, fields, MAX_FIELDS);
+  if (nf != tb->nfields)
+    bad_row(L, "wrong number of columns");
+  else if (tb->row(L, fields, nf, &why) != 0)
+    bad_row(L, why);
+  L->rows++;
+}
+
+/* Runs one COPY and feeds each row to load_row(). */
 static int copy_table(struct pgload *p, struct load *L, const struct table *tb) {
-  char sql[1024], *fields[MAX_FIELDS], *buf = NULL;
+  char sql[1024], *buf = NULL;
   snprintf(sql, sizeof sql, "COPY (%s) TO STDOUT", tb->query);
   if (exec_ok(L->conn, sql, PGRES_COPY_OUT) != 0) return -EIO;
   double t0 = now_s();
@@ -342,13 +293,7 @@ static int copy_table(struct pgload *p, struct load *L, const struct table *tb) 
   int n;
   L->table = tb->name;
   while ((n = PQgetCopyData(L->conn, &buf, 0)) > 0) {
-    const char *why = "bad row";
-    int nf = copy_split(buf, (size_t)n, fields, MAX_FIELDS);
-    if (nf != tb->nfields)
-      bad_row(L, "wrong number of columns");
-    else if (tb->row(L, fields, nf, &why) != 0)
-      bad_row(L, why);
-    L->rows++;
+    load_row(L, tb, buf, (size_t)n);
     PQfreemem(buf);
     if (atomic_load(&p->interrupted)) break;
   }
@@ -398,16 +343,20 @@ int pgload_run(struct pgload *p, struct store_txn *t, struct pgload_stats *st) {
   double t0 = now_s();
   if (atomic_load(&p->interrupted)) return -ECANCELED;
   if ((L.conn = connect_db(p)) == NULL) return -ECONNREFUSED;
+  mallopt(M_TOP_PAD, LOAD_TOP_PAD);
+  L.product_kids = children_new();
+  L.variant_kids = children_new();
   rc = exec_ok(L.conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
   for (size_t i = 0; rc == 0 && i < sizeof tables / sizeof tables[0]; i++) {
     rc = copy_table(p, &L, &tables[i]);
     /* Products have taken their children: drop them before the variants. */
-    if (tables[i].row == product_row) side_free_all(&L.product_side);
+    if (tables[i].row == product_row) children_clear(L.product_kids);
   }
   if (rc == 0) rc = exec_ok(L.conn, "COMMIT", PGRES_COMMAND_OK);
   if (rc != 0 && atomic_load(&p->interrupted)) rc = -ECANCELED;
-  side_free_all(&L.product_side);
-  side_free_all(&L.variant_side);
+  children_free(L.product_kids);
+  children_free(L.variant_kids);
+  mallopt(M_TOP_PAD, GLIBC_TOP_PAD);
   disconnect_db(p, L.conn);
   *st = (struct pgload_stats){.rows = L.rows, .skipped = L.skipped, .seconds = now_s() - t0};
   return rc;

@@ -90,7 +90,7 @@ static int load_postgres(struct sync *s) {
                LF_D("seconds", st.seconds),
                LF_D("rows_per_s", st.seconds > 0 ? (double)st.rows / st.seconds : 0));
       publish(s, t, "postgres");
-      malloc_trim(0); /* the load's side tables and COPY buffers are gone: give it back */
+      malloc_trim(0); /* the load's row buffers and builder scratch are free: give them back */
       return 0;
     }
     store_abort(t); /* a partial load is never published */

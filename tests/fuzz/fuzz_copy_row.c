@@ -7,18 +7,27 @@
  * (its four public functions renamed so they can never clash with the copy
  * in catalogd_core); no PostgreSQL connection is made. Everything below
  * copy_table() runs exactly as in a load: copy_split() on a buffer with one
- * writable byte after the row (libpq's NUL), the table's row handler, the
- * side tables of images/tags/collections, model_*_new(), store_put().
+ * writable byte after the row (libpq's NUL) or, for child tables, on its
+ * copy kept in the child index (sync/children.c), the table's row handler,
+ * the index of images/tags/collections, model_*_new(), store_put().
  *
  * Input: rows separated by '\n'. The first byte of a row picks the table,
  * the rest (with its '\n', as PQgetCopyData returns it) is the COPY row:
  *   b brands  t tags  c collections  I product_images  T product_tags
  *   C product_collections  p products  i variant_images  v variants
+ *   X (the rest ignored) clear both child indexes, as the load does after
+ *     the products
  * (any other byte: byte % 9, in that order). Each row is freed after use
  * and the field array keeps the previous row's (dangling) pointers, as in
  * copy_table(), so a handler reading a field it did not get is caught.
- * Every field is also fed to the four value parsers. At the end the side
- * tables are freed and the store transaction is aborted: no leak allowed.
+ * Every field is also fed to the four value parsers. At the end the child
+ * indexes are freed and the store transaction is aborted: no leak allowed.
+ *
+ * Child index check: every child the handlers accept is also recorded in a
+ * plain list; before each product or variant row whose id is UUID text,
+ * children_get() must give exactly the list's children of that parent
+ * (ids equal ignoring case), each kind in the order added, and the very
+ * strings the handler was given.
  * (The transaction sits on an empty published snapshot rather than on a
  * never-published store, as the first warm load does; the row path is the
  * same, only the maps are forked instead of created.)
@@ -49,6 +58,7 @@ static int cross_path_put(struct store_txn *t, struct cat_hdr *rec);
 
 #include <math.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "event_decode.h"
 #include "event_encode.h"
@@ -250,44 +260,126 @@ static void parse_values(const char *s) {
   (void)copy_bool(s, true, &b);
 }
 
+/* ---- Child index check: the index against a plain list ---- */
+
+struct kid_rec {
+  bool product;
+  enum children_kind kind;
+  const char *parent; /* in a kept row, like the strings below */
+  struct image_fields im;
+};
+
+static struct kid_rec *g_kids;
+static size_t g_nkids, g_capkids;
+
+/* Records the child a handler just accepted (fields f of table tb). */
+static void kid_record(const struct table *tb, char **f) {
+  if (g_nkids == g_capkids) {
+    g_capkids = g_capkids ? 2 * g_capkids : 64;
+    g_kids = realloc(g_kids, g_capkids * sizeof *g_kids);
+    if (g_kids == NULL) abort();
+  }
+  struct kid_rec k = {.product = tb->keep == KEEP_PRODUCT, .parent = f[0]};
+  if (tb->row == product_image_row || tb->row == variant_image_row) {
+    k.kind = CHILDREN_IMAGES;
+    k.im = (struct image_fields){.id = f[1], .url = f[2], .alt = f[3]};
+    CHECK(copy_i32(f[4], 0, &k.im.position) == 0, "an accepted image has a bad position");
+  } else {
+    k.kind = tb->row == product_tag_row ? CHILDREN_TAGS : CHILDREN_COLLECTIONS;
+    k.im.id = f[1];
+  }
+  g_kids[g_nkids++] = k;
+}
+
+/* The index's children of parent id (UUID text) must be the list's. */
+static void kids_check(struct children *kids, bool product, const char *id) {
+  struct children_of got;
+  size_t at[CHILDREN_KINDS] = {0};
+  children_get(kids, id, &got);
+  for (size_t i = 0; i < g_nkids; i++) {
+    const struct kid_rec *k = &g_kids[i];
+    if (k->product != product || strncasecmp(k->parent, id, UUID_STR_LEN) != 0) continue;
+    size_t j = at[k->kind]++;
+    if (k->kind == CHILDREN_IMAGES) {
+      CHECK(j < got.n_images, "image %zu of %s missing", j, id);
+      const struct image_fields *g = &got.images[j];
+      CHECK(g->id == k->im.id && g->url == k->im.url && g->alt == k->im.alt &&
+                g->position == k->im.position,
+            "image %zu of %s differs", j, id);
+    } else {
+      CHECK(j < got.n_ids[k->kind], "link %zu of %s missing", j, id);
+      CHECK(got.ids[k->kind][j] == k->im.id, "link %zu of %s differs", j, id);
+    }
+  }
+  CHECK(at[CHILDREN_IMAGES] == got.n_images && at[CHILDREN_TAGS] == got.n_ids[CHILDREN_TAGS] &&
+            at[CHILDREN_COLLECTIONS] == got.n_ids[CHILDREN_COLLECTIONS],
+        "the index gives %s children the list does not have", id);
+}
+
+/* Runs the index check for a parent row (product or variant) about to be
+ * handled, if its id is a UUID (others get no children from either). */
+static void parent_check(struct load *L, const struct table *tb, char **f, int nf) {
+  uint8_t bin[16];
+  bool product = tb->row == product_row;
+  if ((!product && tb->row != variant_row) || nf < 1 || f[0] == NULL ||
+      uuid_parse(f[0], strlen(f[0]), bin) != 0)
+    return;
+  kids_check(product ? L->product_kids : L->variant_kids, product, f[0]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct load L = {.t = store_begin(g_store)};
   char *fields[MAX_FIELDS] = {0};
   const uint8_t *p = data, *end = data + size;
   L.table = "fuzz";
+  L.product_kids = children_new();
+  L.variant_kids = children_new();
+  g_nkids = 0;
   while (p < end) {
     const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
     const uint8_t *stop = nl ? nl + 1 : end; /* the row keeps its newline */
+    if (*p == 'X') {
+      children_clear(L.product_kids);
+      children_clear(L.variant_kids);
+      g_nkids = 0;
+      p = stop;
+      continue;
+    }
     const struct table *tb = &tables[table_of(*p)];
     size_t len = (size_t)(stop - p - 1);
     char *buf = malloc(len + 1); /* row + libpq's terminating NUL, nothing more */
     if (buf == NULL) abort();
     memcpy(buf, p + 1, len);
     buf[len] = '\0';
-    int nf = copy_split(buf, len, fields, MAX_FIELDS);
+    char *row = buf; /* as load_row(): a child row is split in its index's copy */
+    if (tb->keep != KEEP_NONE)
+      row = children_keep(tb->keep == KEEP_PRODUCT ? L.product_kids : L.variant_kids, buf, len);
+    int nf = copy_split(row, len, fields, MAX_FIELDS);
     if (nf > MAX_FIELDS) abort();
     if (nf >= 0) {
       if (nf == 0) abort(); /* a row always has at least one field */
       for (int i = 0; i < nf; i++) {
-        if (fields[i] != NULL && (fields[i] < buf || fields[i] > buf + len)) abort();
+        if (fields[i] != NULL && (fields[i] < row || fields[i] > row + len)) abort();
         parse_values(fields[i]);
       }
       const char *why = NULL;
+      parent_check(&L, tb, fields, nf);
       int rc = tb->row(&L, fields, nf, &why);
       if (rc != 0 && why == NULL) abort(); /* a rejected row must say why */
+      if (rc == 0 && tb->keep != KEEP_NONE) kid_record(tb, fields);
       if (g_verbose)
         fprintf(stderr, "fuzz_copy_row: %s nf=%d -> %s\n", tb->name, nf, rc ? why : "ok");
     } else if (g_verbose) {
       fprintf(stderr, "fuzz_copy_row: %s: more than %d fields\n", tb->name, MAX_FIELDS);
     }
     L.rows++;
-    free(buf); /* PQfreemem: fields[] now dangles, as in copy_table() */
+    free(buf); /* PQfreemem: fields[] now dangles (but for kept rows), as in copy_table() */
     p = stop;
   }
   if (g_verbose)
     fprintf(stderr, "fuzz_copy_row: %zu rows, %zu changes\n", L.rows, store_txn_changes(L.t));
-  side_free_all(&L.product_side);
-  side_free_all(&L.variant_side);
+  children_free(L.product_kids);
+  children_free(L.variant_kids);
   store_abort(L.t);
   return 0;
 }
