@@ -36,27 +36,29 @@ static const char *pk_str(struct packer *p, const char *s) {
   return at;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = (char)(c | 0x20);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
+/* Hex digit values plus one, so that 0 marks a non-digit. A table instead
+ * of range tests: UUID digits are random, and branching on "digit or
+ * letter" mispredicted about every other character (uuid_parse was a
+ * quarter of event decoding and 8 % of the warm load). */
+static const uint8_t hex1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
 
 int uuid_parse(const char *s, size_t len, uint8_t out[16]) {
+  static const uint8_t at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+  uint8_t id[16];
+  unsigned bad = 0;
   if (s == NULL || len != UUID_STR_LEN) return -1;
-  size_t o = 0;
-  for (size_t i = 0; i < UUID_STR_LEN;) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i++] != '-') return -1;
-      continue;
-    }
-    int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-    if (hi < 0 || lo < 0) return -1;
-    out[o++] = (uint8_t)(hi << 4 | lo);
-    i += 2;
+  if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return -1;
+  for (int i = 0; i < 16; i++) {
+    unsigned hi = hex1[(unsigned char)s[at[i]]], lo = hex1[(unsigned char)s[at[i] + 1]];
+    bad |= (hi == 0) | (lo == 0);
+    id[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
   }
-  assert(o == 16);
+  if (bad) return -1;
+  memcpy(out, id, 16);
   return 0;
 }
 
