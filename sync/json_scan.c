@@ -135,10 +135,23 @@ static size_t unescape(const unsigned char *p, const unsigned char *end, char **
   return 1;
 }
 
+/* True if none of the 8 bytes at p is a control character, '"', '\\' or
+ * a non-ASCII byte (the classic "has a byte less than n" bit tricks). */
+static bool plain8(const unsigned char *p) {
+  const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+  uint64_t w, q, b;
+  memcpy(&w, p, 8);
+  q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+  return (((w - ones * 0x20) | (q - ones) | (b - ones) | w) & high) == 0;
+}
+
 /* End of the run of plain characters (printable ASCII but '"' and '\\',
- * or well-formed UTF-8) from p; stops at anything else. */
+ * or well-formed UTF-8) from p; stops at anything else. Eight bytes at a
+ * time while they are all plain ASCII, the usual case. */
 static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
   while (p < end) {
+    while (end - p >= 8 && plain8(p))
+      p += 8;
     unsigned c = *p;
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
       p++;
@@ -176,7 +189,9 @@ static int scan_string(struct jscan *s, char *dst, size_t *len, bool *escaped) {
 }
 
 /* Reads a key: its bytes stay in the input unless it has escapes, then
- * they are decoded into (and kept in) the scratch area. */
+ * they are decoded into (and kept in) the scratch area. (Decoding every key
+ * as it is scanned, used or not, measured no slower than scanning twice
+ * the keys that turn out to have escapes.) */
 static int read_key(struct jscan *s, struct jscan_key *k) {
   char *dst = s->str + s->str_used;
   bool escaped;

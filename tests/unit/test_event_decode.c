@@ -218,6 +218,31 @@ static void string_escapes_are_decoded(void **state) {
   model_free(&v->h);
 }
 
+/* Strings are scanned 8 bytes at a time while they are plain ASCII: a
+ * byte that ends the run must be found at any offset, and the bytes next
+ * to the forbidden ranges are plain. */
+static void long_strings_every_offset(void **state) {
+  (void)state;
+  static const char ok_bytes[] = {' ', '!', '#', '[', ']', '~', 0x7f};
+  static const char *const bad_bytes[] = {"\x01", "\x1f", "\t", "\x80", "\xff", "\\x"};
+  char str[40], member[96];
+  for (size_t at = 0; at < 32; at++) {
+    for (size_t i = 0; i < sizeof ok_bytes; i++) {
+      memset(str, 'a', 32), str[32] = '\0', str[at] = ok_bytes[i];
+      snprintf(member, sizeof member, ",\"vendor\":\"%s\"", str);
+      struct cat_variant *v = accept(variant_with("", member));
+      assert_string_equal(v->vendor, str);
+      model_free(&v->h);
+    }
+    for (size_t i = 0; i < sizeof bad_bytes / sizeof bad_bytes[0]; i++) {
+      size_t n = strlen(bad_bytes[i]);
+      memset(str, 'a', sizeof str), memcpy(str + at, bad_bytes[i], n), str[31 + n] = '\0';
+      snprintf(member, sizeof member, ",\"vendor\":\"%s\"", str);
+      reject(variant_with("", member), NOT_JSON);
+    }
+  }
+}
+
 static void escaped_keys_are_the_same_keys(void **state) {
   (void)state;
   /* "v\u0065ndor" is "vendor"; as a second "vendor" it is a duplicate. */
@@ -610,6 +635,7 @@ int main(void) {
       cmocka_unit_test(organization_with_slash),
       cmocka_unit_test(encode_then_decode_round_trips),
       cmocka_unit_test(string_escapes_are_decoded),
+      cmocka_unit_test(long_strings_every_offset),
       cmocka_unit_test(escaped_keys_are_the_same_keys),
       cmocka_unit_test(invalid_strings_are_not_json),
       cmocka_unit_test(duplicate_keys_are_not_json),
