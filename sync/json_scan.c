@@ -152,6 +152,7 @@ static const unsigned char *plain_run(const unsigned char *p, const unsigned cha
   while (p < end) {
     while (end - p >= 8 && plain8(p))
       p += 8;
+    if (p == end) break; /* an unterminated string, plain to the last byte */
     unsigned c = *p;
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
       p++;
