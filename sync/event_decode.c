@@ -83,7 +83,7 @@ struct name {
   size_t len;
 };
 #define NAME(x)                                                                                    \
-  { x, sizeof x - 1 }
+  { (x), sizeof(x) - 1 }
 
 enum env_key { ENV_EVENT_TYPE, ENV_ORG, ENV_ENTITY_ID, ENV_EVENT_ID, ENV_VERSION, ENV_DATA, ENV_N };
 static const struct name env_names[ENV_N] = {

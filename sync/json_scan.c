@@ -167,8 +167,9 @@ static const unsigned char *plain_run(const unsigned char *p, const unsigned cha
 
 /* Scans the string whose opening quote is at the cursor, writing its
  * decoded bytes to dst unless dst is NULL (validation only). On success
- * the cursor is past the closing quote, *len is the decoded length (when
- * dst) and *escaped whether any escape occurred. Returns 0 or -EINVAL. */
+ * the cursor is past the closing quote, *len is the decoded length (0
+ * without dst) and *escaped whether any escape occurred. Returns 0 or
+ * -EINVAL. */
 static int scan_string(struct jscan *s, char *dst, size_t *len, bool *escaped) {
   const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
   char *d = dst;
@@ -185,7 +186,7 @@ static int scan_string(struct jscan *s, char *dst, size_t *len, bool *escaped) {
     *escaped = true;
   }
   s->p = (const char *)p + 1;
-  if (dst) *len = (size_t)(d - dst);
+  *len = dst ? (size_t)(d - dst) : 0;
   return 0;
 }
 
