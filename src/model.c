@@ -36,29 +36,30 @@ static const char *pk_str(struct packer *p, const char *s) {
   return at;
 }
 
-/* Nibble value of c, or 0x100 if c is not a hex digit (branch-free). */
-static inline unsigned hex_nibble(unsigned char c) {
-  unsigned d = (unsigned)c - '0', l = (unsigned)(c | 0x20) - 'a';
-  return d < 10 ? d : l < 6 ? l + 10 : 0x100;
-}
+/* Hex digit values plus one, so that 0 marks a non-digit. A table instead
+ * of range tests: UUID digits are random, and branching on "digit or
+ * letter" mispredicted about every other character (uuid_parse was a
+ * quarter of event decoding and 8 % of the warm load). */
+static const uint8_t hex1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
 
-/* Where each of the 16 bytes' two hex digits start in the canonical text. */
-static const uint8_t uuid_pos[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
-
-/* Fixed positions and no early exit rather than a scan: batch RPCs parse up
- * to thousands of ids per call, and the branchy version was 14 % of
- * ValidateVariantsBatch(1000)'s CPU. */
 int uuid_parse(const char *s, size_t len, uint8_t out[16]) {
+  static const uint8_t at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+  uint8_t id[16];
+  unsigned bad = 0;
   if (s == NULL || len != UUID_STR_LEN) return -1;
   if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return -1;
-  unsigned bad = 0;
   for (int i = 0; i < 16; i++) {
-    unsigned hi = hex_nibble((unsigned char)s[uuid_pos[i]]);
-    unsigned lo = hex_nibble((unsigned char)s[uuid_pos[i] + 1]);
-    bad |= hi | lo;
-    out[i] = (uint8_t)(hi << 4 | lo);
+    unsigned hi = hex1[(unsigned char)s[at[i]]], lo = hex1[(unsigned char)s[at[i] + 1]];
+    bad |= (hi == 0) | (lo == 0);
+    id[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
   }
-  return bad & 0x100 ? -1 : 0;
+  if (bad) return -1;
+  memcpy(out, id, 16);
+  return 0;
 }
 
 void uuid_format(const uint8_t id[16], char out[UUID_STR_LEN + 1]) {

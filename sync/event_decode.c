@@ -1,18 +1,37 @@
 /*
- * event_decode.c - JSON change events to records, with jansson.
+ * event_decode.c - JSON change events to records, in one pass over the
+ * message.
  *
  * The key and the envelope must agree (organization, entity type and id):
  * a mismatch means a producer bug, and applying it could write one tenant's
  * data under another's key. Numeric columns may be JSON numbers or decimal
  * strings; absent nullable columns take the schema's defaults.
+ *
+ * How: json_scan.c walks the value once. The envelope's, data's and the
+ * images' known keys are read into slots (struct jscan_value, one per key of
+ * the schema), list elements straight into the image_fields / id arrays the
+ * builders take, and every other key is validated and skipped. Only then
+ * are the rules applied to the slots, in the order the jansson decoder
+ * applied them to its DOM, so a rejected message gets the same reason as
+ * before (any JSON error first, then the envelope, then data). All memory is
+ * one scratch area sized from the message length: on the stack for usual
+ * events, one malloc for large ones. tests/oracle keeps the jansson decoder;
+ * the unit tests and the fuzz target require both to agree.
  */
 #include "event_decode.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
+#include <stdalign.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "json_scan.h"
+
+/* Messages up to about 2 KiB are decoded without any allocation. */
+#define SCRATCH_LOCAL 32768
 
 static const char *const kind_names[] = {
     [CAT_VARIANT] = "variant", [CAT_PRODUCT] = "product",       [CAT_BRAND] = "brand",
@@ -57,168 +76,389 @@ static const char *parse_key(const char *key, size_t n, struct event *ev) {
   return NULL;
 }
 
-/* Number or decimal string; absent or null -> def. */
-static int j_num(json_t *o, const char *k, double def, double *out) {
-  json_t *v = json_object_get(o, k);
-  if (v == NULL || json_is_null(v)) {
-    *out = def;
-    return 0;
-  }
-  if (json_is_number(v)) {
-    *out = json_number_value(v);
-    return 0;
-  }
-  if (json_is_string(v)) {
-    char *e;
-    const char *s = json_string_value(v);
-    *out = strtod(s, &e);
-    return (e == s || *e || !isfinite(*out)) ? -1 : 0;
-  }
+/* ---- The schema: known keys of each object ---- */
+
+struct name {
+  const char *s;
+  size_t len;
+};
+#define NAME(x)                                                                                    \
+  { (x), sizeof(x) - 1 }
+
+enum env_key { ENV_EVENT_TYPE, ENV_ORG, ENV_ENTITY_ID, ENV_EVENT_ID, ENV_VERSION, ENV_DATA, ENV_N };
+static const struct name env_names[ENV_N] = {
+    [ENV_EVENT_TYPE] = NAME("event_type"), [ENV_ORG] = NAME("organization_id"),
+    [ENV_ENTITY_ID] = NAME("entity_id"),   [ENV_EVENT_ID] = NAME("event_id"),
+    [ENV_VERSION] = NAME("version"),       [ENV_DATA] = NAME("data"),
+};
+
+/* Every kind's data columns in one set: a column another kind has is read
+ * and then ignored, as the jansson decoder never looked it up. */
+enum data_key {
+  D_ID,
+  D_ORG,
+  D_PRODUCT_ID,
+  D_SKU,
+  D_BARCODE,
+  D_STATUS,
+  D_LOT_NUMBER,
+  D_WAREHOUSE_ID,
+  D_VENDOR,
+  D_SALE_PRICE,
+  D_COST_PRICE,
+  D_TAX,
+  D_WEIGHT,
+  D_DIM_LENGTH,
+  D_DIM_WIDTH,
+  D_DIM_HEIGHT,
+  D_STOCK_TOTAL,
+  D_STOCK_AVAILABLE,
+  D_STOCK_RESERVED,
+  D_TRACK_INVENTORY,
+  D_MIN_STOCK,
+  D_MAX_STOCK,
+  D_IMAGES,
+  D_LOCAL_ID,
+  D_TITLE,
+  D_DESCRIPTION,
+  D_PRODUCT_TYPE,
+  D_UNIT_OF_MEASURE,
+  D_BRAND_ID,
+  D_ALERT_STOCK,
+  D_TAG_IDS,
+  D_COLLECTION_IDS,
+  D_NAME,
+  D_SLUG,
+  D_N
+};
+static const struct name data_names[D_N] = {
+    [D_ID] = NAME("id"),
+    [D_ORG] = NAME("organization_id"),
+    [D_PRODUCT_ID] = NAME("product_id"),
+    [D_SKU] = NAME("sku"),
+    [D_BARCODE] = NAME("barcode"),
+    [D_STATUS] = NAME("status"),
+    [D_LOT_NUMBER] = NAME("lot_number"),
+    [D_WAREHOUSE_ID] = NAME("warehouse_id"),
+    [D_VENDOR] = NAME("vendor"),
+    [D_SALE_PRICE] = NAME("sale_price"),
+    [D_COST_PRICE] = NAME("cost_price"),
+    [D_TAX] = NAME("tax"),
+    [D_WEIGHT] = NAME("weight"),
+    [D_DIM_LENGTH] = NAME("dim_length"),
+    [D_DIM_WIDTH] = NAME("dim_width"),
+    [D_DIM_HEIGHT] = NAME("dim_height"),
+    [D_STOCK_TOTAL] = NAME("stock_total"),
+    [D_STOCK_AVAILABLE] = NAME("stock_available"),
+    [D_STOCK_RESERVED] = NAME("stock_reserved"),
+    [D_TRACK_INVENTORY] = NAME("track_inventory"),
+    [D_MIN_STOCK] = NAME("default_min_stock"),
+    [D_MAX_STOCK] = NAME("default_max_stock"),
+    [D_IMAGES] = NAME("images"),
+    [D_LOCAL_ID] = NAME("local_id"),
+    [D_TITLE] = NAME("title"),
+    [D_DESCRIPTION] = NAME("description"),
+    [D_PRODUCT_TYPE] = NAME("product_type"),
+    [D_UNIT_OF_MEASURE] = NAME("unit_of_measure"),
+    [D_BRAND_ID] = NAME("brand_id"),
+    [D_ALERT_STOCK] = NAME("alert_stock"),
+    [D_TAG_IDS] = NAME("tag_ids"),
+    [D_COLLECTION_IDS] = NAME("collection_ids"),
+    [D_NAME] = NAME("name"),
+    [D_SLUG] = NAME("slug"),
+};
+_Static_assert(D_N <= 64, "data keys are tracked in a 64-bit mask");
+
+enum image_key { IM_ID, IM_URL, IM_ALT, IM_POSITION, IM_N };
+static const struct name image_names[IM_N] = {[IM_ID] = NAME("id"),
+                                              [IM_URL] = NAME("url"),
+                                              [IM_ALT] = NAME("alt"),
+                                              [IM_POSITION] = NAME("position")};
+
+/* A list the data object may hold, as the builders take it. */
+struct list {
+  void *v;  /* image_fields[] or const char *[], in the scratch area */
+  size_t n; /* elements stored */
+  bool bad; /* an element was of the wrong type */
+};
+
+/* What the scan found; slots of keys never seen stay JSCAN_ABSENT. */
+struct msg {
+  bool is_object; /* the value is an object (else an array) */
+  struct jscan_value env[ENV_N];
+  struct jscan_value data[D_N]; /* filled only if env[ENV_DATA] is an object */
+  struct list images, tags, collections;
+};
+
+struct dec {
+  struct jscan s;
+  char *items; /* list elements, bump-allocated; one list grows at a time */
+  size_t items_used, items_cap;
+  struct msg m;
+};
+
+/* Index of key k in names[0, n), or -1. A linear scan: tables are short
+ * and the length and first byte rule out nearly all before memcmp. */
+static int key_index(const struct name *names, int n, const struct jscan_key *k) {
+  for (int i = 0; i < n; i++)
+    if (names[i].len == k->len && names[i].s[0] == k->p[0] && memcmp(names[i].s, k->p, k->len) == 0)
+      return i;
   return -1;
 }
 
-static int j_i32(json_t *o, const char *k, int32_t def, int32_t *out) {
+/* Room for one more element of size bytes of the list being built, or
+ * NULL (cannot happen with items_cap from scratch_layout()). */
+static void *item_push(struct dec *d, size_t size) {
+  assert(d->items_used + size <= d->items_cap);
+  if (d->items_used + size > d->items_cap) return NULL;
+  void *p = d->items + d->items_used;
+  d->items_used += size;
+  return p;
+}
+
+/* ---- Typed reads of the slots (the jansson decoder's rules: j_str, ...) ---- */
+
+/* String or NULL (absent, null); a non-string sets *bad. */
+static const char *v_str(const struct jscan_value *v, int *bad) {
+  if (v->type == JSCAN_ABSENT || v->type == JSCAN_NULL) return NULL;
+  if (v->type != JSCAN_STRING) *bad = 1;
+  return v->type == JSCAN_STRING ? v->s : NULL;
+}
+
+/* Number or decimal string; absent or null -> def. */
+static int v_num(const struct jscan_value *v, double def, double *out) {
+  char *e;
+  switch (v->type) {
+  case JSCAN_ABSENT:
+  case JSCAN_NULL: *out = def; return 0;
+  case JSCAN_INT: *out = (double)v->i; return 0;
+  case JSCAN_REAL: *out = v->d; return 0;
+  case JSCAN_STRING:
+    *out = jscan_strtod(v->s, v->len, &e);
+    return (e == v->s || *e || !isfinite(*out)) ? -1 : 0;
+  default: return -1;
+  }
+}
+
+static int v_i32(const struct jscan_value *v, int32_t def, int32_t *out) {
   double d;
-  if (j_num(o, k, def, &d) != 0 || d != floor(d) || d < INT32_MIN || d > INT32_MAX) return -1;
+  if (v_num(v, def, &d) != 0 || d != floor(d) || d < INT32_MIN || d > INT32_MAX) return -1;
   *out = (int32_t)d;
   return 0;
 }
 
-static int j_i64(json_t *o, const char *k, int64_t *out) {
-  json_t *v = json_object_get(o, k);
-  if (json_is_integer(v)) {
-    *out = json_integer_value(v);
+/* A JSON integer (not a real) or a decimal string; absent is an error. */
+static int v_i64(const struct jscan_value *v, int64_t *out) {
+  if (v->type == JSCAN_INT) {
+    *out = v->i;
     return 0;
   }
-  if (json_is_string(v)) {
-    char *e;
-    const char *s = json_string_value(v);
-    long long x = strtoll(s, &e, 10);
-    if (e == s || *e) return -1;
-    *out = x;
-    return 0;
-  }
-  return -1;
+  if (v->type != JSCAN_STRING) return -1;
+  char *e;
+  long long x = strtoll(v->s, &e, 10);
+  if (e == v->s || *e) return -1;
+  *out = x;
+  return 0;
 }
 
-/* String or NULL (absent, null); a non-string is an error (*bad = 1). */
-static const char *j_str(json_t *o, const char *k, int *bad) {
-  json_t *v = json_object_get(o, k);
-  if (v == NULL || json_is_null(v)) return NULL;
-  if (!json_is_string(v)) *bad = 1;
-  return json_string_value(v);
-}
-
-static int j_bool(json_t *o, const char *k, bool def, bool *out) {
-  json_t *v = json_object_get(o, k);
-  if (v == NULL || json_is_null(v))
+static int v_bool(const struct jscan_value *v, bool def, bool *out) {
+  if (v->type == JSCAN_ABSENT || v->type == JSCAN_NULL)
     *out = def;
-  else if (json_is_boolean(v))
-    *out = json_is_true(v);
+  else if (v->type == JSCAN_TRUE || v->type == JSCAN_FALSE)
+    *out = v->type == JSCAN_TRUE;
   else
     return -1;
   return 0;
 }
 
-/* images: [{id, url, alt, position}] into a malloc'd array (caller frees). */
-static int j_images(json_t *o, struct image_fields **out, size_t *n) {
-  json_t *a = json_object_get(o, "images");
+/* A list slot: absent or null is empty, an array is l, anything else (or
+ * an array with a mistyped element) is an error. */
+static int v_list(const struct jscan_value *v, const struct list *l, const void **out, size_t *n) {
   *out = NULL, *n = 0;
-  if (a == NULL || json_is_null(a)) return 0;
-  if (!json_is_array(a)) return -1;
-  *out = calloc(json_array_size(a) + 1, sizeof **out);
-  if (*out == NULL) return -1;
-  int bad = 0;
-  for (size_t i = 0; i < json_array_size(a); i++) {
-    json_t *im = json_array_get(a, i);
-    struct image_fields *f = &(*out)[(*n)++];
-    f->id = j_str(im, "id", &bad), f->url = j_str(im, "url", &bad), f->alt = j_str(im, "alt", &bad);
-    if (!json_is_object(im) || j_i32(im, "position", 0, &f->position) != 0) bad = 1;
-  }
-  return bad ? -1 : 0;
+  if (v->type == JSCAN_ABSENT || v->type == JSCAN_NULL) return 0;
+  if (v->type != JSCAN_ARRAY) return -1;
+  *out = l->v, *n = l->n;
+  return l->bad ? -1 : 0;
 }
 
-/* [uuid strings] into a malloc'd array of pointers (caller frees). */
-static int j_ids(json_t *o, const char *k, const char ***out, size_t *n) {
-  json_t *a = json_object_get(o, k);
-  *out = NULL, *n = 0;
-  if (a == NULL || json_is_null(a)) return 0;
-  if (!json_is_array(a)) return -1;
-  *out = calloc(json_array_size(a) + 1, sizeof **out);
-  if (*out == NULL) return -1;
-  for (size_t i = 0; i < json_array_size(a); i++) {
-    const char *s = json_string_value(json_array_get(a, i));
-    if (s == NULL) return -1;
-    (*out)[(*n)++] = s;
+/* ---- Scanning ---- */
+
+/* Reads the value of known key i of an object into slots[i] (or further,
+ * for the keys with a structure); 0 or -EINVAL. */
+typedef int (*member_fn)(struct dec *d, int i, struct jscan_value *slots);
+
+/* Scans the object at the cursor: known keys (names) through read, the
+ * others skipped. A known key seen twice is refused here, the others when
+ * the object closes (jansson refused both). Returns 0 or -EINVAL. */
+static int scan_object(struct dec *d, const struct name *names, int n, struct jscan_value *slots,
+                       member_fn read) {
+  struct jscan_obj o;
+  struct jscan_key k;
+  uint64_t seen = 0;
+  int rc;
+  if (jscan_object_begin(&d->s, &o) < 0) return -EINVAL;
+  while ((rc = jscan_object_next(&d->s, &o, &k)) == 1) {
+    int i = key_index(names, n, &k);
+    if (i < 0)
+      rc = jscan_object_unknown(&d->s, &k) < 0 ? -EINVAL : jscan_skip(&d->s);
+    else if (seen & (1ULL << i))
+      rc = -EINVAL;
+    else
+      seen |= 1ULL << i, rc = read(d, i, slots);
+    if (rc < 0) return -EINVAL;
   }
+  return rc;
+}
+
+/* member_fn for keys whose value is read as it is. */
+static int read_plain(struct dec *d, int i, struct jscan_value *slots) {
+  return jscan_value(&d->s, &slots[i]);
+}
+
+/* One element of images: an object is read into the next image_fields,
+ * anything else skipped; a wrong type (of the element or of one of its
+ * fields) marks l bad, as the jansson decoder refused it. */
+static int scan_image(struct dec *d, struct list *l) {
+  struct jscan_value im[IM_N] = {0};
+  int bad = 0;
+  if (jscan_peek(&d->s) != '{') {
+    l->bad = true;
+    return jscan_skip(&d->s);
+  }
+  struct image_fields *f = item_push(d, sizeof *f);
+  if (f == NULL || scan_object(d, image_names, IM_N, im, read_plain) < 0) return -EINVAL;
+  l->n++;
+  *f = (struct image_fields){0};
+  f->id = v_str(&im[IM_ID], &bad), f->url = v_str(&im[IM_URL], &bad);
+  f->alt = v_str(&im[IM_ALT], &bad);
+  if (bad || v_i32(&im[IM_POSITION], 0, &f->position) != 0) l->bad = true;
   return 0;
 }
 
-static struct cat_hdr *decode_variant(json_t *d, const struct event *ev, const char *id,
+/* One element of tag_ids or collection_ids: a string is appended to l,
+ * anything else marks l bad. */
+static int scan_id(struct dec *d, struct list *l) {
+  struct jscan_value v;
+  if (jscan_value(&d->s, &v) < 0) return -EINVAL;
+  if (v.type != JSCAN_STRING) {
+    l->bad = true;
+    return 0;
+  }
+  const char **slot = item_push(d, sizeof *slot);
+  if (slot == NULL) return -EINVAL;
+  *slot = v.s, l->n++;
+  return 0;
+}
+
+/* Scans the array at the cursor into l (image objects if images, else id
+ * strings). Elements are contiguous: nothing else is pushed meanwhile. */
+static int scan_list(struct dec *d, struct list *l, bool images) {
+  struct jscan_arr a;
+  int rc;
+  l->v = d->items + d->items_used;
+  if (jscan_array_begin(&d->s, &a) < 0) return -EINVAL;
+  while ((rc = jscan_array_next(&d->s, &a)) == 1)
+    if ((images ? scan_image(d, l) : scan_id(d, l)) < 0) return -EINVAL;
+  return rc;
+}
+
+/* member_fn of data: images, tag_ids and collection_ids arrays are read
+ * element by element into their lists; a value of another type, and every
+ * other key, into its slot. */
+static int read_data_member(struct dec *d, int i, struct jscan_value *slots) {
+  struct list *l = i == D_IMAGES           ? &d->m.images
+                   : i == D_TAG_IDS        ? &d->m.tags
+                   : i == D_COLLECTION_IDS ? &d->m.collections
+                                           : NULL;
+  if (l == NULL || jscan_peek(&d->s) != '[') return jscan_value(&d->s, &slots[i]);
+  slots[i].type = JSCAN_ARRAY;
+  return scan_list(d, l, i == D_IMAGES);
+}
+
+/* member_fn of the envelope: a data object is scanned into d->m.data. */
+static int read_env_member(struct dec *d, int i, struct jscan_value *slots) {
+  if (i != ENV_DATA || jscan_peek(&d->s) != '{') return jscan_value(&d->s, &slots[i]);
+  slots[i].type = JSCAN_OBJECT;
+  return scan_object(d, data_names, D_N, d->m.data, read_data_member);
+}
+
+/* Scans the whole value into d->m. Like jansson without JSON_DECODE_ANY,
+ * the top level must be an object or an array. Returns 0 or -EINVAL. */
+static int scan_value(struct dec *d) {
+  char c = jscan_peek(&d->s);
+  if (c == '[') return jscan_skip(&d->s) < 0 ? -EINVAL : jscan_end(&d->s);
+  if (c != '{') return -EINVAL;
+  d->m.is_object = true;
+  if (scan_object(d, env_names, ENV_N, d->m.env, read_env_member) < 0) return -EINVAL;
+  return jscan_end(&d->s);
+}
+
+/* ---- Records ---- */
+
+/* decode_variant, decode_product, decode_named: build the record from the
+ * data slots (id is the key's id as text). Return it (owned by the caller)
+ * or NULL with *why set: a mistyped field, or what the builder refused. */
+static struct cat_hdr *decode_variant(const struct msg *m, const struct event *ev, const char *id,
                                       const char **why) {
+  const struct jscan_value *d = m->data;
+  const void *ims = NULL;
   int bad = 0;
-  struct image_fields *ims = NULL;
   struct variant_fields f = {.id = id, .org = ev->org, .version = ev->version};
-  f.product_id = j_str(d, "product_id", &bad), f.sku = j_str(d, "sku", &bad);
-  f.barcode = j_str(d, "barcode", &bad), f.status = j_str(d, "status", &bad);
-  f.lot_number = j_str(d, "lot_number", &bad), f.warehouse_id = j_str(d, "warehouse_id", &bad);
-  f.vendor = j_str(d, "vendor", &bad);
-  bad |= j_num(d, "sale_price", NAN, &f.sale_price) || isnan(f.sale_price);
-  bad |= j_num(d, "cost_price", 0, &f.cost_price) || j_num(d, "tax", 0, &f.tax);
-  bad |= j_num(d, "weight", 0, &f.weight) || j_num(d, "dim_length", 0, &f.length);
-  bad |= j_num(d, "dim_width", 0, &f.width) || j_num(d, "dim_height", 0, &f.height);
-  bad |= j_i32(d, "stock_total", 0, &f.stock_total) ||
-         j_i32(d, "stock_available", 0, &f.stock_available) ||
-         j_i32(d, "stock_reserved", 0, &f.stock_reserved);
-  bad |= j_bool(d, "track_inventory", true, &f.track_inventory);
-  bad |= j_i32(d, "default_min_stock", 0, &f.min_stock) ||
-         j_i32(d, "default_max_stock", 0, &f.max_stock);
-  bad |= j_images(d, &ims, &f.n_images);
+  f.product_id = v_str(&d[D_PRODUCT_ID], &bad), f.sku = v_str(&d[D_SKU], &bad);
+  f.barcode = v_str(&d[D_BARCODE], &bad), f.status = v_str(&d[D_STATUS], &bad);
+  f.lot_number = v_str(&d[D_LOT_NUMBER], &bad), f.warehouse_id = v_str(&d[D_WAREHOUSE_ID], &bad);
+  f.vendor = v_str(&d[D_VENDOR], &bad);
+  bad |= v_num(&d[D_SALE_PRICE], NAN, &f.sale_price) || isnan(f.sale_price);
+  bad |= v_num(&d[D_COST_PRICE], 0, &f.cost_price) || v_num(&d[D_TAX], 0, &f.tax);
+  bad |= v_num(&d[D_WEIGHT], 0, &f.weight) || v_num(&d[D_DIM_LENGTH], 0, &f.length);
+  bad |= v_num(&d[D_DIM_WIDTH], 0, &f.width) || v_num(&d[D_DIM_HEIGHT], 0, &f.height);
+  bad |= v_i32(&d[D_STOCK_TOTAL], 0, &f.stock_total) ||
+         v_i32(&d[D_STOCK_AVAILABLE], 0, &f.stock_available) ||
+         v_i32(&d[D_STOCK_RESERVED], 0, &f.stock_reserved);
+  bad |= v_bool(&d[D_TRACK_INVENTORY], true, &f.track_inventory);
+  bad |= v_i32(&d[D_MIN_STOCK], 0, &f.min_stock) || v_i32(&d[D_MAX_STOCK], 0, &f.max_stock);
+  bad |= v_list(&d[D_IMAGES], &m->images, &ims, &f.n_images);
   f.images = ims;
-  struct cat_variant *v = NULL;
-  if (bad)
+  if (bad) {
     *why = "variant data has a missing or mistyped field";
-  else
-    v = model_variant_new(&f, why);
-  free(ims);
+    return NULL;
+  }
+  struct cat_variant *v = model_variant_new(&f, why);
   return v ? &v->h : NULL;
 }
 
-static struct cat_hdr *decode_product(json_t *d, const struct event *ev, const char *id,
+static struct cat_hdr *decode_product(const struct msg *m, const struct event *ev, const char *id,
                                       const char **why) {
+  const struct jscan_value *d = m->data;
+  const void *ims = NULL, *tags = NULL, *cols = NULL; /* set unless an earlier || failed */
   int bad = 0;
-  struct image_fields *ims = NULL;
-  const char **tags = NULL, **cols = NULL;
   struct product_fields f = {.id = id, .org = ev->org, .version = ev->version};
-  f.local_id = j_str(d, "local_id", &bad), f.title = j_str(d, "title", &bad);
-  f.sku = j_str(d, "sku", &bad), f.barcode = j_str(d, "barcode", &bad);
-  f.description = j_str(d, "description", &bad), f.status = j_str(d, "status", &bad);
-  f.product_type = j_str(d, "product_type", &bad);
-  f.unit_of_measure = j_str(d, "unit_of_measure", &bad);
-  f.brand_id = j_str(d, "brand_id", &bad);
+  f.local_id = v_str(&d[D_LOCAL_ID], &bad), f.title = v_str(&d[D_TITLE], &bad);
+  f.sku = v_str(&d[D_SKU], &bad), f.barcode = v_str(&d[D_BARCODE], &bad);
+  f.description = v_str(&d[D_DESCRIPTION], &bad), f.status = v_str(&d[D_STATUS], &bad);
+  f.product_type = v_str(&d[D_PRODUCT_TYPE], &bad);
+  f.unit_of_measure = v_str(&d[D_UNIT_OF_MEASURE], &bad);
+  f.brand_id = v_str(&d[D_BRAND_ID], &bad);
   if (f.unit_of_measure == NULL) f.unit_of_measure = "unidad";
-  bad |= j_i32(d, "alert_stock", 0, &f.alert_stock);
-  bad |= j_images(d, &ims, &f.n_images);
-  bad |=
-      j_ids(d, "tag_ids", &tags, &f.n_tags) || j_ids(d, "collection_ids", &cols, &f.n_collections);
+  bad |= v_i32(&d[D_ALERT_STOCK], 0, &f.alert_stock);
+  bad |= v_list(&d[D_IMAGES], &m->images, &ims, &f.n_images);
+  bad |= v_list(&d[D_TAG_IDS], &m->tags, &tags, &f.n_tags) ||
+         v_list(&d[D_COLLECTION_IDS], &m->collections, &cols, &f.n_collections);
   f.images = ims, f.tag_ids = tags, f.collection_ids = cols;
-  struct cat_product *p = NULL;
-  if (bad)
+  if (bad) {
     *why = "product data has a missing or mistyped field";
-  else
-    p = model_product_new(&f, why);
-  free(ims);
-  free(tags);
-  free(cols);
+    return NULL;
+  }
+  struct cat_product *p = model_product_new(&f, why);
   return p ? &p->h : NULL;
 }
 
-static struct cat_hdr *decode_named(json_t *d, const struct event *ev, const char *id,
+static struct cat_hdr *decode_named(const struct msg *m, const struct event *ev, const char *id,
                                     const char **why) {
   int bad = 0;
   struct named_fields f = {.id = id, .org = ev->org, .version = ev->version};
-  f.name = j_str(d, "name", &bad), f.slug = j_str(d, "slug", &bad);
-  f.description = j_str(d, "description", &bad);
+  f.name = v_str(&m->data[D_NAME], &bad), f.slug = v_str(&m->data[D_SLUG], &bad);
+  f.description = v_str(&m->data[D_DESCRIPTION], &bad);
   if (bad) {
     *why = "data has a mistyped field";
     return NULL;
@@ -228,14 +468,14 @@ static struct cat_hdr *decode_named(json_t *d, const struct event *ev, const cha
 }
 
 /* Checks the envelope against the key; fills op and version. */
-static const char *check_envelope(json_t *root, struct event *ev) {
+static const char *check_envelope(const struct msg *m, struct event *ev) {
   int bad = 0;
-  const char *type = j_str(root, "event_type", &bad);
-  const char *org = j_str(root, "organization_id", &bad);
-  const char *eid = j_str(root, "entity_id", &bad);
-  const char *evid = j_str(root, "event_id", &bad);
+  const char *type = v_str(&m->env[ENV_EVENT_TYPE], &bad);
+  const char *org = v_str(&m->env[ENV_ORG], &bad);
+  const char *eid = v_str(&m->env[ENV_ENTITY_ID], &bad);
+  const char *evid = v_str(&m->env[ENV_EVENT_ID], &bad);
   uint8_t id[16];
-  if (!json_is_object(root)) return "value is not a JSON object";
+  if (!m->is_object) return "value is not a JSON object";
   if (type == NULL || org == NULL || eid == NULL || bad) return "envelope field missing";
   const char *dot = strchr(type, '.');
   enum cat_kind kind;
@@ -251,46 +491,81 @@ static const char *check_envelope(json_t *root, struct event *ev) {
   if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
-  if (j_i64(root, "version", &ev->version) != 0 || ev->version <= 0) return "version missing";
+  if (v_i64(&m->env[ENV_VERSION], &ev->version) != 0 || ev->version <= 0) return "version missing";
   if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
   return NULL;
 }
 
+/* Builds the upsert's record from data; returns NULL or the reason. */
+static const char *decode_upsert(const struct msg *m, struct event *ev) {
+  const char *why = NULL, *dorg, *did;
+  char idt[UUID_STR_LEN + 1];
+  uint8_t x[16];
+  int ignored = 0;
+  uuid_format(ev->id, idt);
+  dorg = v_str(&m->data[D_ORG], &ignored); /* only a string is compared */
+  did = v_str(&m->data[D_ID], &ignored);
+  if (m->env[ENV_DATA].type != JSCAN_OBJECT)
+    why = "upsert without a data object";
+  else if (dorg != NULL && strcmp(dorg, ev->org) != 0)
+    why = "data organization_id differs";
+  else if (did != NULL && (uuid_parse(did, strlen(did), x) != 0 || memcmp(x, ev->id, 16) != 0))
+    why = "data id differs from entity_id";
+  else if (ev->kind == CAT_VARIANT)
+    ev->record = decode_variant(m, ev, idt, &why);
+  else if (ev->kind == CAT_PRODUCT)
+    ev->record = decode_product(m, ev, idt, &why);
+  else
+    ev->record = decode_named(m, ev, idt, &why);
+  if (ev->record == NULL && why == NULL) why = "data rejected";
+  return why;
+}
+
+/* ---- Entry point ---- */
+
+/* Carves the scratch area for a value of len bytes: key stack, list
+ * elements (at most one per 3 bytes: "{}," or "\"\","), strings. Returns
+ * its total size, or 0 if len is absurdly large. */
+static size_t scratch_layout(size_t len, size_t *keys_cap, size_t *items_cap, size_t *str_cap) {
+  if (len > SIZE_MAX / 64) return 0;
+  *keys_cap = jscan_keys_cap(len);
+  *items_cap = (len / 3 + 2) * sizeof(struct image_fields);
+  *str_cap = jscan_str_cap(len);
+  return *keys_cap * sizeof(struct jscan_key) + *items_cap + *str_cap;
+}
+
+/* Scans value into d using scratch (size from scratch_layout). */
+static int scan(struct dec *d, const char *value, size_t len, char *scratch) {
+  size_t keys_cap, items_cap, str_cap;
+  scratch_layout(len, &keys_cap, &items_cap, &str_cap);
+  struct jscan_key *keys = (struct jscan_key *)(void *)scratch;
+  d->items = scratch + keys_cap * sizeof *keys, d->items_cap = items_cap;
+  jscan_init(&d->s, value, len, d->items + items_cap, str_cap, keys, keys_cap);
+  return scan_value(d);
+}
+
 int event_decode(const char *key, size_t keylen, const char *value, size_t valuelen,
                  struct event *ev, const char **why) {
+  alignas(max_align_t) char local[SCRATCH_LOCAL];
+  size_t keys_cap, items_cap, str_cap;
+  char *scratch = local;
+  struct dec d = {0};
   memset(ev, 0, sizeof *ev);
   if ((*why = parse_key(key, keylen, ev)) != NULL) return -EINVAL;
   if (value == NULL) { /* Kafka tombstone: delete what the key names */
     ev->op = EVENT_DELETE;
     return 0;
   }
-  json_error_t jerr;
-  json_t *root = json_loadb(value, valuelen, JSON_REJECT_DUPLICATES, &jerr);
-  if (root == NULL) {
-    *why = "value is not valid JSON";
+  size_t need = scratch_layout(valuelen, &keys_cap, &items_cap, &str_cap);
+  if (need == 0 || need > sizeof local) scratch = need ? malloc(need) : NULL;
+  if (scratch == NULL) {
+    *why = "value too large to decode";
     return -EINVAL;
   }
-  if ((*why = check_envelope(root, ev)) == NULL && ev->op == EVENT_UPSERT) {
-    json_t *d = json_object_get(root, "data");
-    char idt[UUID_STR_LEN + 1];
-    uuid_format(ev->id, idt);
-    const char *dorg = json_string_value(json_object_get(d, "organization_id"));
-    const char *did = json_string_value(json_object_get(d, "id"));
-    uint8_t x[16];
-    if (!json_is_object(d))
-      *why = "upsert without a data object";
-    else if (dorg != NULL && strcmp(dorg, ev->org) != 0)
-      *why = "data organization_id differs";
-    else if (did != NULL && (uuid_parse(did, strlen(did), x) != 0 || memcmp(x, ev->id, 16) != 0))
-      *why = "data id differs from entity_id";
-    else if (ev->kind == CAT_VARIANT)
-      ev->record = decode_variant(d, ev, idt, why);
-    else if (ev->kind == CAT_PRODUCT)
-      ev->record = decode_product(d, ev, idt, why);
-    else
-      ev->record = decode_named(d, ev, idt, why);
-    if (ev->record == NULL && *why == NULL) *why = "data rejected";
-  }
-  json_decref(root);
+  if (scan(&d, value, valuelen, scratch) < 0)
+    *why = "value is not valid JSON";
+  else if ((*why = check_envelope(&d.m, ev)) == NULL && ev->op == EVENT_UPSERT)
+    *why = decode_upsert(&d.m, ev);
+  if (scratch != local) free(scratch);
   return *why == NULL ? 0 : -EINVAL;
 }

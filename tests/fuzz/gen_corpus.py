@@ -26,13 +26,14 @@ def write(target, name, data):
 
 
 # ---------------------------------------------------------------- events
-def event(etype, org, eid, version, data, mode="V", key=None):
+def event(etype, org, eid, version, data, mode="V", key=None, ascii=False, extra=None):
     kind = etype.split(".")[0]
     key = key if key is not None else "%s/%s/%s" % (org, kind, eid)
     env = {"event_id": "%s-%s-%s" % (kind, eid, version), "event_type": etype,
            "organization_id": org, "entity_id": eid, "version": version,
            "occurred_at": "2026-01-01T00:00:00Z", "data": data}
-    return mode + key + "\n" + json.dumps(env, separators=(",", ":"), ensure_ascii=False)
+    env.update(extra or {})
+    return mode + key + "\n" + json.dumps(env, separators=(",", ":"), ensure_ascii=ascii)
 
 
 def gen_events():
@@ -57,6 +58,15 @@ def gen_events():
     moved = dict(minimal, product_id=uid("aaaaaaaa", "a2"), status="active")
     write(t, "variant_upsert_moves_product",
           event("variant.upserted", "org_a", uid("dddddddd", "a12"), "2", moved))
+    # The scanner's paths (sync/json_scan.c): \u escapes (ensure_ascii, so an
+    # astral character becomes a surrogate pair), short escapes, and unknown
+    # members of every shape in the envelope, data and an image.
+    odd = dict(minimal, vendor="Caf\u00e9 \"Sur\"\\/\n\t\U0001F600", lot_number="\u20ac",
+               extra={"a": [1, {"b": [True, False, None, -1.5e-3]}], "c": {}},
+               images=[{"id": uid("ffffffff", "a1201"), "url": "u", "x": [[]], "position": 0}])
+    write(t, "variant_upsert_escapes_unknown",
+          event("variant.upserted", "org_a", uid("dddddddd", "a12"), 3, odd, ascii=True,
+                extra={"meta": {"trace": [0, 1e300, "x"], "n": None}}))
     product = {"id": a1, "organization_id": "org_a", "local_id": "A-001",
                "title": "Taladro Percutor 750W", "sku": "TAL-750", "barcode": None,
                "description": "Taladro percutor con malet\u00edn", "status": "activa",

@@ -45,6 +45,40 @@ static void uuid_rejects_non_uuids(void **state) {
   }
 }
 
+/* Every hex position, every byte: exactly 0-9, a-f and A-F parse, to the
+ * right nibble; anything else (the neighbours of those ranges included) is
+ * refused wherever it stands, and a refused id leaves out untouched. */
+static void uuid_every_digit_and_byte(void **state) {
+  (void)state;
+  const char *base = "00000000-0000-0000-0000-000000000000";
+  char s[37];
+  uint8_t out[16], keep[16];
+  for (size_t pos = 0; pos < 36; pos++) {
+    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) continue;
+    size_t digit = pos - (pos > 8) - (pos > 13) - (pos > 18) - (pos > 23);
+    for (int c = 0; c < 256; c++) {
+      memcpy(s, base, 37);
+      s[pos] = (char)c;
+      memset(out, 0x5a, 16), memset(keep, 0x5a, 16);
+      int v = c >= '0' && c <= '9'   ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                     : -1;
+      int rc = uuid_parse(s, 36, out);
+      if (v < 0) {
+        assert_int_equal(rc, -1);
+        assert_memory_equal(out, keep, 16);
+        continue;
+      }
+      assert_int_equal(rc, 0);
+      for (size_t i = 0; i < 16; i++) {
+        int want = i == digit / 2 ? v << (digit % 2 ? 0 : 4) : 0;
+        assert_int_equal(out[i], want);
+      }
+    }
+  }
+}
+
 static void variant_fields_and_defaults(void **state) {
   (void)state;
   char id[37], pid[37], i1[37], i2[37], i3[37];
@@ -151,7 +185,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(uuid_accepts_any_case),       cmocka_unit_test(uuid_rejects_non_uuids),
       cmocka_unit_test(variant_fields_and_defaults), cmocka_unit_test(variant_rejections),
-      cmocka_unit_test(product_with_links),
+      cmocka_unit_test(product_with_links),          cmocka_unit_test(uuid_every_digit_and_byte),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
