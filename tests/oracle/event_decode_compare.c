@@ -30,7 +30,7 @@ static const char *diff(const char *what, const char *a, const char *b) {
 
 static const char *same_images(const struct cat_image *a, const struct cat_image *b, uint32_t n) {
   for (uint32_t i = 0; i < n; i++) {
-    SAME_STR(&a[i], &b[i], id_str);
+    SAME_BITS(&a[i], &b[i], id);
     SAME_STR(&a[i], &b[i], url);
     SAME_STR(&a[i], &b[i], alt);
     SAME_BITS(&a[i], &b[i], position);
@@ -40,7 +40,6 @@ static const char *same_images(const struct cat_image *a, const struct cat_image
 
 static const char *same_variant(const struct cat_variant *x, const struct cat_variant *y) {
   SAME_BITS(x, y, product_id);
-  SAME_STR(x, y, product_id_str);
   SAME_STR(x, y, sku);
   SAME_STR(x, y, barcode);
   SAME_STR(x, y, warehouse_id);
@@ -101,7 +100,6 @@ static const char *same_record(const struct cat_hdr *a, const struct cat_hdr *b)
       a->keylen != b->keylen || memcmp(a->key, b->key, a->keylen) != 0)
     return diff("record header", "differs", "");
   SAME_STR(a, b, org);
-  SAME_STR(a, b, id_str);
   if (a->kind == CAT_VARIANT) return same_variant((const void *)a, (const void *)b);
   if (a->kind == CAT_PRODUCT) return same_product((const void *)a, (const void *)b);
   return same_named((const void *)a, (const void *)b);
