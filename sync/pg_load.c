@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <libpq-fe.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -26,14 +25,6 @@
 
 #define MAX_FIELDS    32
 #define LOG_FIRST_BAD 5
-
-/* The load builds about a GB of records on this thread, whose malloc arena
- * (not the main one) grows by mprotect()ing one more page at a time: 171k
- * mprotect calls at 1M variants. With a top pad as large as an arena heap
- * (64 MiB) each new heap is made writable whole when it is created: 16k
- * calls. Set for the load only, then back to glibc's documented default. */
-#define LOAD_TOP_PAD  (64 << 20)
-#define GLIBC_TOP_PAD (128 * 1024)
 
 struct pgload {
   char *url;
@@ -343,7 +334,6 @@ int pgload_run(struct pgload *p, struct store_txn *t, struct pgload_stats *st) {
   double t0 = now_s();
   if (atomic_load(&p->interrupted)) return -ECANCELED;
   if ((L.conn = connect_db(p)) == NULL) return -ECONNREFUSED;
-  mallopt(M_TOP_PAD, LOAD_TOP_PAD);
   L.product_kids = children_new();
   L.variant_kids = children_new();
   rc = exec_ok(L.conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK);
@@ -356,7 +346,6 @@ int pgload_run(struct pgload *p, struct store_txn *t, struct pgload_stats *st) {
   if (rc != 0 && atomic_load(&p->interrupted)) rc = -ECANCELED;
   children_free(L.product_kids);
   children_free(L.variant_kids);
-  mallopt(M_TOP_PAD, GLIBC_TOP_PAD);
   disconnect_db(p, L.conn);
   *st = (struct pgload_stats){.rows = L.rows, .skipped = L.skipped, .seconds = now_s() - t0};
   return rc;
