@@ -51,6 +51,36 @@ def catalog_calls(stub):
 
 
 # ---------------------------------------------------------------------------
+class HeapHugePagesTest(unittest.TestCase):
+    """catalogd re-executes itself once with glibc.malloc.hugetlb=1 (huge pages for the
+    snapshot's heap), keeps the operator's other tunables, and leaves an explicit choice alone."""
+
+    def started(self, env):
+        """The server's initial environment as raw bytes. (glibc splits GLIBC_TUNABLES in
+        place while parsing it, so its ':' separators read back as NULs.)"""
+        srv = harness.Catalogd(env)
+        self.addCleanup(srv.stop)
+        srv.wait_serving()
+        with open('/proc/%d/environ' % srv.pid, 'rb') as f:
+            return srv, f.read().split(b'\0')
+
+    def test_adds_the_tunable_and_serves_under_the_same_pid(self):
+        srv, environ = self.started({})
+        self.assertIn(b'GLIBC_TUNABLES=glibc.malloc.hugetlb=1', environ)
+        self.assertEqual(srv.health_check(), SERVING)
+
+    def test_keeps_other_tunables(self):
+        _, environ = self.started({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=4'})
+        at = environ.index(b'GLIBC_TUNABLES=glibc.malloc.arena_max=4')
+        self.assertEqual(environ[at + 1], b'glibc.malloc.hugetlb=1')
+
+    def test_an_explicit_choice_is_left_alone(self):
+        _, environ = self.started({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'})
+        self.assertIn(b'GLIBC_TUNABLES=glibc.malloc.hugetlb=0', environ)
+        self.assertNotIn(b'glibc.malloc.hugetlb=1', b'\0'.join(environ))
+
+
+# ---------------------------------------------------------------------------
 class StartBeforePostgresTest(unittest.TestCase):
     """(a) catalogd starts while PostgreSQL is down, retries, and serves once it is up."""
 
