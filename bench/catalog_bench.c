@@ -310,6 +310,7 @@ struct thr {
 static int64_t T_START, T_MEASURE, T_END;
 static atomic_int ready_threads, go, pacer_done;
 static uint64_t P_LATE;   /* pacer: sends more than 1 ms after their intended time */
+static uint64_t P_UNSENT; /* pacer: measured calls never started (client behind at drain end) */
 static int64_t P_MAX_LAG; /* pacer: worst send lag */
 
 static int pick_method(uint64_t *rng) {
@@ -498,9 +499,18 @@ static void *pacer_main(void *arg) {
   while (!atomic_load(&go))
     usleep(200);
   const long cap = 20000;
+  const int64_t give_up = T_END + (int64_t)(O.drain * 1e9);
   int64_t k = 0, next = T_START;
   while (next < T_END) {
     int64_t now = now_ns();
+    /* A client that fell behind stops with the drain like the client threads
+     * (which no longer reap: waiting for room would never end); the measured
+     * calls it never started are errors, not silently dropped. */
+    if (now >= give_up) {
+      for (; next < T_END; next = T_START + (int64_t)((double)++k * 1e9 / O.rate))
+        P_UNSENT += next >= T_MEASURE;
+      break;
+    }
     if (next > now) {
       sleep_until(next);
       continue;
@@ -576,8 +586,8 @@ static void json_lat(FILE *f, const struct hist *h) {
 
 static void report(struct thr *ts, double cpu_s) {
   struct hist *all = calloc(NMETHODS + 1, sizeof *all);
-  uint64_t ok = 0, err = 0, ids = 0, status[17] = {0}, checked = 0, mismatch = 0, late = 0;
-  uint64_t unfinished = 0;
+  uint64_t ok = 0, ids = 0, status[17] = {0}, checked = 0, mismatch = 0, late = 0;
+  uint64_t unfinished = P_UNSENT, err = P_UNSENT;
   int64_t lag = P_MAX_LAG;
   late = P_LATE;
   for (int i = 0; i < O.threads; i++) {
