@@ -107,6 +107,9 @@ class ReplayAndTail(unittest.TestCase):
                             kafka.variant(ORG, vid, P1, 3, sku='V3-DUP')], partition=1)
         eventually(lambda: metric(self.srv, 'catalogd_events_total{type="variant",'
                                   'result="stale"}') >= stale0 + 2, what='stale counted')
+        # Events are counted as they are applied to the open batch; the batch is
+        # published up to SYNC_MAX_BATCH_MS later (asserting at once was a race).
+        eventually(lambda: validate(self.srv, vid).exists, what='batch published')
         self.assertEqual(validate(self.srv, vid).sku, 'V3')
 
     def test_variant_before_its_product_then_status_flips(self):
