@@ -136,6 +136,7 @@ struct opts {
   int weights[NMETHODS];
   int batch, connections, inflight, threads, check, fixed, deadline_ms;
   double duration, warmup, rate, drain;
+  int64_t tick_ns; /* open loop: start due calls in groups on this grid (0: each on time) */
   unsigned seed;
 };
 
@@ -309,7 +310,7 @@ struct thr {
 
 static int64_t T_START, T_MEASURE, T_END;
 static atomic_int ready_threads, go, pacer_done;
-static uint64_t P_LATE;   /* pacer: sends more than 1 ms after their intended time */
+static uint64_t P_LATE;   /* pacer: sends more than 1 ms after their intended time (or tick) */
 static uint64_t P_UNSENT; /* pacer: measured calls never started (client behind at drain end) */
 static int64_t P_MAX_LAG; /* pacer: worst send lag */
 
@@ -488,6 +489,15 @@ static void sleep_until(int64_t ns) {
   }
 }
 
+/* When the pacer wakes for a call due at `next`: at once, or on the --tick-us grid
+ * (the first grid point at or after it), so that the calls due within one tick
+ * leave together, each keeping its own intended time: the latency counts the wait. */
+static int64_t wake_time(int64_t next) {
+  if (O.tick_ns == 0) return next;
+  int64_t into = (next - T_START) % O.tick_ns;
+  return into ? next + O.tick_ns - into : next;
+}
+
 /* Open loop: one pacer starts every call at its scheduled time (clock_nanosleep,
  * not a completion-queue deadline: those are rounded up to milliseconds), round
  * robin over the client threads and their connections. A call that cannot be
@@ -512,7 +522,7 @@ static void *pacer_main(void *arg) {
       break;
     }
     if (next > now) {
-      sleep_until(next);
+      sleep_until(wake_time(next));
       continue;
     }
     struct thr *t = &ts[k % O.threads];
@@ -520,7 +530,7 @@ static void *pacer_main(void *arg) {
       usleep(50);
       continue;
     }
-    int64_t lag = now - next;
+    int64_t lag = now - wake_time(next); /* lateness of the pacer, not of the grid */
     if (lag > P_MAX_LAG) P_MAX_LAG = lag;
     if (lag > 1000000) P_LATE++;
     start_call(t, (int)((k / O.threads) % t->nconns), next, &rng);
@@ -657,6 +667,8 @@ static void usage(void) {
           "  --connections C    HTTP/2 connections (default 4)\n"
           "  --inflight M       calls in flight per connection, closed loop (default 16)\n"
           "  --rate R           open loop: R calls/s in total (latency from intended send)\n"
+          "  --tick-us U        open loop: wake every U us and start the calls due by then\n"
+          "                     (fewer, fuller writes: cheaper for the client; adds < U us)\n"
           "  --threads T        client threads, each with its own completion queue\n"
           "                     (default min(C, CPUs))\n"
           "  --duration S --warmup S   measured and discarded seconds (default 10, 2)\n"
@@ -731,6 +743,8 @@ static void parse(int argc, char **argv) {
       O.drain = atof(v);
     else if (!strcmp(a, "--deadline-ms"))
       O.deadline_ms = atoi(v);
+    else if (!strcmp(a, "--tick-us"))
+      O.tick_ns = (int64_t)atoi(v) * 1000;
     else if (!strcmp(a, "--seed"))
       O.seed = (unsigned)atoi(v);
     else if (!strcmp(a, "--method")) {
