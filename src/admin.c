@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "digest.h"
 #include "health.h"
 #include "log.h"
@@ -51,10 +52,8 @@ static char *gauges(struct admin *a) {
   store_read_lock();
   const struct snapshot *s = store_current(a->d.store);
   uint64_t version = s ? snap_version(s) : 0;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now); /* same clock and resolution as built_ns */
-  double age =
-      s ? (double)now.tv_sec + (double)now.tv_nsec / 1e9 - (double)snap_built_ns(s) / 1e9 : -1;
+  /* built_ns is wall time (it is also reported as a timestamp) */
+  double age = s ? (double)(clock_wall_ns() - (int64_t)snap_built_ns(s)) / 1e9 : -1;
   if (age < 0 && s) age = 0;
   size_t counts[5] = {0};
   for (int k = 0; s && k < 5; k++)
@@ -88,8 +87,7 @@ static char *gauges(struct admin *a) {
       "# TYPE catalogd_bad_requests_total counter\ncatalogd_bad_requests_total %llu\n"
       "# HELP process_resident_memory_bytes Resident set size.\n"
       "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
-      (unsigned long long)metrics_publishes(m),
-      (unsigned long long)metrics_get(m, MC_PG_ROWS),
+      (unsigned long long)metrics_publishes(m), (unsigned long long)metrics_get(m, MC_PG_ROWS),
       (unsigned long long)metrics_get(m, MC_PG_ROWS_SKIPPED),
       (double)metrics_get(m, MC_PG_LOAD_NS) / 1e9,
       (unsigned long long)metrics_get(m, MC_PG_ATTEMPTS),

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "config.h"
 #include "demo.h"
 #include "digest.h"
@@ -28,11 +29,7 @@
 #include "store.h"
 #include "sync.h"
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double mono_s(void) { return (double)clock_mono_ns() / CLOCK_NS_PER_S; }
 
 /* The gRPC core's own messages, as JSON lines like ours. */
 static void grpc_log_json(gpr_log_func_args *a) {

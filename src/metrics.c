@@ -101,7 +101,8 @@ void metrics_observe_publish(struct metrics *m, uint64_t ns) {
 
 uint64_t metrics_publishes(struct metrics *m) {
   uint64_t n = 0;
-  for (int k = 0; k < METRICS_BUCKETS; k++) n += atomic_load(&m->publish_bucket[k]);
+  for (int k = 0; k < METRICS_BUCKETS; k++)
+    n += atomic_load(&m->publish_bucket[k]);
   return n;
 }
 

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "health.h"
 #include "log.h"
 #include "reflection.h"
@@ -96,7 +97,7 @@ struct ucall {
   char version[24];
   int cancelled, code;
   size_t reply_size; /* counted in w->reply_bytes until the reply batch ends */
-  struct timespec t0;
+  int64_t t0;        /* clock_mono_ns() when the call arrived */
 };
 
 /* A call to a method nobody registered: answered UNIMPLEMENTED. */
@@ -108,14 +109,10 @@ struct gcall {
   grpc_metadata_array md;
   grpc_slice msg;
   int cancelled;
-  struct timespec t0;
+  int64_t t0;
 };
 
-static uint64_t elapsed_ns(const struct timespec *t0) {
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000000LL + (t1.tv_nsec - t0->tv_nsec));
-}
+static uint64_t elapsed_ns(int64_t t0) { return (uint64_t)(clock_mono_ns() - t0); }
 
 struct rpc_ctx server__ctx(struct worker *w) {
   return (struct rpc_ctx){.arena = &w->arena,
@@ -268,11 +265,11 @@ static void unary_new(struct tag *t, bool ok) {
     ucall_free(c);
     return;
   }
-  clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  c->t0 = clock_mono_ns();
   if (!atomic_load(c->w->stopping)) unary_request(c->w, c->mi);
   metrics_in_flight(c->w->metrics, +1);
   const char *org = unary_handle(c);
-  uint64_t ns = elapsed_ns(&c->t0);
+  uint64_t ns = elapsed_ns(c->t0);
   metrics_rpc_done(c->w->metrics, methods[c->mi].mm, c->code, ns);
   access_log(c, org, ns);
   unary_send(c);
@@ -318,7 +315,7 @@ static void generic_new(struct tag *t, bool ok) {
     gcall_free(c);
     return;
   }
-  clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  c->t0 = clock_mono_ns();
   if (!atomic_load(c->w->stopping)) generic_request(c->w);
   char *path = grpc_slice_to_c_string(c->details.method);
   char msg[300];
@@ -340,7 +337,7 @@ static void generic_new(struct tag *t, bool ok) {
 static void generic_done(struct tag *t, bool ok) {
   struct gcall *c = container_of(t, struct gcall, t_done);
   (void)ok;
-  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, GRPC_STATUS_UNIMPLEMENTED, elapsed_ns(&c->t0));
+  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, GRPC_STATUS_UNIMPLEMENTED, elapsed_ns(c->t0));
   gcall_free(c);
 }
 
@@ -476,12 +473,6 @@ static gpr_timespec in_ms(long ms) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Keeps serving (already NOT_SERVING) until calls stop arriving: no call
  * finished for QUIET_MS and none in flight, or SHUTDOWN_DRAIN_MS (at most the
  * grace period) passed. The core's shutdown cancels calls that arrived but
@@ -489,20 +480,20 @@ static int64_t mono_ms(void) {
  * calls clients sent before the signal. */
 #define QUIET_MS 200
 static void drain(struct server *s) {
-  int64_t budget = s->cfg->shutdown_drain_ms, t0 = mono_ms(), quiet_since = t0;
+  int64_t budget = s->cfg->shutdown_drain_ms, t0 = clock_mono_ms(), quiet_since = t0;
   if (budget > s->cfg->shutdown_grace_s * 1000L) budget = s->cfg->shutdown_grace_s * 1000L;
   uint64_t last = metrics_rpc_total(s->metrics);
-  while (mono_ms() - t0 < budget) {
+  while (clock_mono_ms() - t0 < budget) {
     usleep(20000);
     uint64_t n = metrics_rpc_total(s->metrics);
     if (n != last || metrics_rpc_in_flight(s->metrics) > 0) {
       last = n;
-      quiet_since = mono_ms();
-    } else if (mono_ms() - quiet_since >= QUIET_MS) {
+      quiet_since = clock_mono_ms();
+    } else if (clock_mono_ms() - quiet_since >= QUIET_MS) {
       break;
     }
   }
-  log_info("drained", LF_I("ms", mono_ms() - t0));
+  log_info("drained", LF_I("ms", clock_mono_ms() - t0));
 }
 
 void server_stop(struct server *s) {

@@ -157,14 +157,15 @@ static struct shard *shard_copy(const struct shard *old, uint32_t cap, uint64_t 
   return sh;
 }
 
-/* Returns shard i of m as a private (gen-owned) shard with room for one more
- * entry: a shared shard is copied and retired, a full private one grown (and
- * freed at once: no reader has seen it). */
-static struct shard *shard_writable(struct smap *m, size_t i, struct retire *r) {
+/* Returns shard i of m as a private (gen-owned) shard with room for `room`
+ * (0 or 1) more entries: a shared shard is copied and retired, a full private
+ * one grown (and freed at once: no reader has seen it). With room 0 the shard
+ * keeps its capacity, so entry indexes found in the old shard stay valid. */
+static struct shard *shard_writable(struct smap *m, size_t i, uint32_t room, struct retire *r) {
   struct shard *old = m->shards[i];
   if (old == NULL) return m->shards[i] = shard_alloc(SHARD_MIN_CAP, m->gen);
   uint32_t cap = old->mask + 1;
-  int full = (old->count + 1) * 4 > cap * 3;
+  int full = room && (old->count + room) * 4 > cap * 3;
   if (old->gen == m->gen && !full) return old;
   struct shard *sh = shard_copy(old, full ? 2 * cap : cap, m->gen);
   if (old->gen == m->gen)
@@ -176,7 +177,7 @@ static struct shard *shard_writable(struct smap *m, size_t i, struct retire *r) 
 
 void smap_put(struct smap *m, struct cat_hdr *rec, uint32_t hash, struct cat_hdr **old,
               struct retire *r) {
-  struct shard *sh = shard_writable(m, shard_of(m, hash), r);
+  struct shard *sh = shard_writable(m, shard_of(m, hash), 1, r);
   struct ent *e = &sh->e[shard_probe(sh, rec->key, rec->keylen, hash)];
   *old = e->val;
   if (e->val == NULL) sh->count++;
@@ -200,11 +201,15 @@ static void shard_remove(struct shard *sh, uint32_t i) {
 
 void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, struct cat_hdr **old,
               struct retire *r) {
+  /* Probed once, in the shard as readers see it: a missing key copies
+   * nothing, and the private copy (same capacity) has the entry at i too. */
+  size_t si = shard_of(m, hash);
   *old = NULL;
-  if (smap_get(m, key, len, hash) == NULL) return;
-  struct shard *sh = shard_writable(m, shard_of(m, hash), r);
-  uint32_t i = shard_probe(sh, key, len, hash);
-  assert(sh->e[i].val != NULL);
+  if (m->shards[si] == NULL) return;
+  uint32_t i = shard_probe(m->shards[si], key, len, hash);
+  if (m->shards[si]->e[i].val == NULL) return;
+  struct shard *sh = shard_writable(m, si, 0, r);
+  assert(sh->e[i].hash == hash && sh->e[i].val->keylen == len);
   *old = sh->e[i].val;
   shard_remove(sh, i);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "smap.h"
 #include "xalloc.h"
 
@@ -45,12 +46,6 @@ struct store_txn {
   size_t changes;
   struct retire retired;
 };
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 struct store *store_new(void) {
   return xcalloc(1, sizeof(struct store));
@@ -324,7 +319,7 @@ uint64_t store_commit(struct store_txn *t) {
   struct snapshot *next = xmalloc(sizeof *next);
   *next = t->next;
   next->version = base ? base->version + 1 : 1;
-  next->built_ns = now_ns();
+  next->built_ns = clock_wall_ns();
   PUBLISH(&st->current, next);
   synchronize_rcu();
   TSAN_GRACE_DONE();

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "server_internal.h"
 #include "xalloc.h"
@@ -42,7 +43,7 @@ struct stream {
   int cancelled;
   grpc_slice details;
   void *user;
-  struct timespec t0;
+  int64_t t0; /* clock_mono_ns() when the call arrived */
 };
 
 static void on_new(struct tag *t, bool ok);
@@ -127,7 +128,7 @@ static void on_new(struct tag *t, bool ok) {
     stream_free(s);
     return;
   }
-  clock_gettime(CLOCK_MONOTONIC, &s->t0);
+  s->t0 = clock_mono_ns();
   if (!atomic_load(s->w->stopping)) stream_request(s->w, s->server, s->handle, s->ops, s->mm);
   metrics_in_flight(s->w->metrics, +1);
   grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
@@ -220,16 +221,14 @@ static void on_status(struct tag *t, bool ok) {
 
 static void on_close(struct tag *t, bool ok) {
   struct stream *s = ((struct stream_tag *)t)->s;
-  struct timespec t1;
+  int64_t t1 = clock_mono_ns();
   (void)ok;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
   s->ops->on_closed(s);
   pthread_mutex_lock(&s->mu);
   int code = s->finished && !s->cancelled ? (int)s->code : GRPC_STATUS_CANCELLED;
   s->finished = true; /* no more sends after the call is over */
   pthread_mutex_unlock(&s->mu);
-  uint64_t ns =
-      (uint64_t)((t1.tv_sec - s->t0.tv_sec) * 1000000000LL + (t1.tv_nsec - s->t0.tv_nsec));
+  uint64_t ns = (uint64_t)(t1 - s->t0);
   metrics_rpc_done(s->w->metrics, s->mm, code, ns);
   metrics_in_flight(s->w->metrics, -1);
   stream_unref(s);

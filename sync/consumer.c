@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "event_decode.h"
 #include "log.h"
 #include "metrics.h"
@@ -55,18 +56,6 @@ struct consumer {
   bool marked;
   uint64_t rejected_logged;
 };
-
-static int64_t wall_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
   (void)rk;
@@ -224,9 +213,9 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
 }
 
 int consumer_mark_start(struct consumer *c, int timeout_ms) {
-  int64_t deadline = mono_ms() + timeout_ms;
+  int64_t deadline = clock_mono_ms() + timeout_ms;
   while (discover(c, 0 /* = at the high watermark */, 2000) >= 0 && c->nparts == 0) {
-    if (mono_ms() > deadline) return -ETIMEDOUT;
+    if (clock_mono_ms() > deadline) return -ETIMEDOUT;
     usleep(200000);
   }
   c->marked = true;
@@ -288,7 +277,7 @@ static int apply_history(struct store_txn *t, const rd_kafka_message_t *msg) {
 }
 
 int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *stop) {
-  int64_t t0 = mono_ms();
+  int64_t t0 = clock_mono_ms();
   size_t seen = 0, applied = 0;
   int pending = assign_history(c, true);
   bool done[MAX_PARTITIONS] = {false};
@@ -313,7 +302,7 @@ int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *
   assign_history(c, false);
   if (atomic_load(stop)) return -ECANCELED;
   log_info("history below the hand-off read for deletes", LF_I("messages", seen),
-           LF_I("deletes_applied", applied), LF_D("seconds", (double)(mono_ms() - t0) / 1e3));
+           LF_I("deletes_applied", applied), LF_D("seconds", (double)(clock_mono_ms() - t0) / 1e3));
   return 0;
 }
 
@@ -354,7 +343,7 @@ static void apply(struct consumer *c, struct store *st, struct batch *b,
   }
   if (b->t == NULL) {
     b->t = store_begin(st);
-    b->opened_ms = mono_ms();
+    b->opened_ms = clock_mono_ms();
   }
   int rc = ev.op == EVENT_UPSERT
                ? store_put(b->t, ev.record)
@@ -362,19 +351,19 @@ static void apply(struct consumer *c, struct store *st, struct batch *b,
   metrics_event(c->m, ev.kind, rc == STORE_APPLIED ? METRICS_EVENT_APPLIED : METRICS_EVENT_STALE);
   b->n++;
   pthread_mutex_lock(&c->mu);
-  c->last_event_ns = wall_ns();
+  c->last_event_ns = clock_wall_ns();
   pthread_mutex_unlock(&c->mu);
 }
 
 static void publish(struct consumer *c, struct batch *b) {
-  int64_t t0 = wall_ns();
+  int64_t t0 = clock_mono_ns();
   uint64_t v = store_commit(b->t);
   /* Offsets reported with the digest are those the published state covers. */
   pthread_mutex_lock(&c->mu);
   for (int i = 0; i < c->nparts; i++)
     if (c->parts[i].next >= 0) c->parts[i].published = c->parts[i].next;
   pthread_mutex_unlock(&c->mu);
-  uint64_t ns = (uint64_t)(wall_ns() - t0);
+  uint64_t ns = (uint64_t)(clock_mono_ns() - t0);
   metrics_observe_publish(c->m, ns);
   log_debug("snapshot published", LF_S("source", "kafka"), LF_I("version", v), LF_I("events", b->n),
             LF_D("publish_ms", (double)ns / 1e6));
@@ -457,7 +446,7 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
   rd_kafka_message_t *msgs[BATCH_READ];
   struct batch b = {0};
   bool catching = replay;
-  int64_t t_start = mono_ms(), next_refresh = mono_ms() + REFRESH_MS;
+  int64_t t_start = clock_mono_ms(), next_refresh = clock_mono_ms() + REFRESH_MS;
   size_t replayed = 0;
   if (replay ? start_replay(c, stop) != 0 : (!c->marked && consumer_mark_start(c, 30000) != 0))
     return;
@@ -475,19 +464,19 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
     if (catching) {
       if (all_caught(c)) {
         if (b.t == NULL) b.t = store_begin(st); /* an empty topic still publishes */
-        double s = (double)(mono_ms() - t_start) / 1e3;
+        double s = (double)(clock_mono_ms() - t_start) / 1e3;
         publish(c, &b);
         log_info("replay caught up", LF_I("messages", replayed), LF_D("seconds", s),
                  LF_D("events_per_s", s > 0 ? (double)replayed / s : 0));
         catching = false;
         if (on_ready) on_ready(arg);
       }
-    } else if (b.t != NULL && mono_ms() - b.opened_ms >= c->cfg->sync_max_batch_ms) {
+    } else if (b.t != NULL && clock_mono_ms() - b.opened_ms >= c->cfg->sync_max_batch_ms) {
       publish(c, &b);
     }
-    if (mono_ms() >= next_refresh) {
+    if (clock_mono_ms() >= next_refresh) {
       refresh(c);
-      next_refresh = mono_ms() + REFRESH_MS;
+      next_refresh = clock_mono_ms() + REFRESH_MS;
     }
     if (c->dlq) rd_kafka_poll(c->dlq, 0);
   }
@@ -512,7 +501,7 @@ char *consumer_render_metrics(struct consumer *c) {
     sb_printf(&sb, "catalogd_consumer_lag_messages{partition=\"%d\"} %lld\n", p->id,
               (long long)(lag < 0 ? 0 : lag));
   }
-  double age = c->last_event_ns ? (double)(wall_ns() - c->last_event_ns) / 1e9 : -1;
+  double age = c->last_event_ns ? (double)(clock_wall_ns() - c->last_event_ns) / 1e9 : -1;
   sb_printf(&sb,
             "# HELP catalogd_last_event_age_seconds Time since the last applied "
             "event (-1: none yet).\n# TYPE catalogd_last_event_age_seconds gauge\n"

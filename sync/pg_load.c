@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "children.h"
+#include "clock.h"
 #include "copy_text.h"
 #include "log.h"
 #include "xalloc.h"
@@ -237,11 +238,7 @@ static const struct table tables[] = {
      variant_row, 23, KEEP_NONE},
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)clock_mono_ns() / CLOCK_NS_PER_S; }
 
 static int exec_ok(PGconn *c, const char *sql, ExecStatusType want) {
   PGresult *r = PQexec(c, sql);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "consumer.h"
 #include "demo_broker.h"
 #include "log.h"
@@ -82,12 +83,10 @@ static void replay_ready(void *arg) {
 }
 
 static void publish(struct sync *s, struct store_txn *t, const char *source) {
-  struct timespec t0, t1;
   size_t changes = store_txn_changes(t);
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int64_t t0 = clock_mono_ns();
   uint64_t v = store_commit(t);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  uint64_t ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+  uint64_t ns = (uint64_t)(clock_mono_ns() - t0);
   metrics_observe_publish(s->d.metrics, ns);
   log_info("snapshot published", LF_S("source", source), LF_I("version", v),
            LF_I("changes", changes), LF_D("publish_ms", (double)ns / 1e6));
