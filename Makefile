@@ -37,13 +37,12 @@ test-asan: deps
 	  ABUSE_MAX_RSS_MB=3072 ABUSE_PROGRESS_TIMEOUT_S=60 FAULTS_GRACE_S=40 ctest $(CTEST_FLAGS) -j2 -LE nosan
 
 # The concurrency tests under ThreadSanitizer: the store's readers and writer,
-# and the instrumented server under the torn-read test. The gRPC core, abseil
-# and librdkafka are not instrumented: what their own code does through libc
-# (memmove, epoll_wait) is not ours to judge (ignore_noninstrumented_modules);
-# librdkafka's C11 locks are made visible (src/tsan_c11_threads.c).
+# and the instrumented server under the torn-read test. The uninstrumented
+# gRPC core, abseil and librdkafka: see tests/tsan/tsan.supp and
+# tests/tsan/c11_threads.c.
 test-tsan: deps
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCATALOGD_SANITIZE=thread"
-	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan/tsan.supp" \
 	  ctest $(CTEST_FLAGS) -j2 -L concurrency
 
 # libFuzzer targets (clang, ASan+UBSan, coverage on the library too): the

@@ -624,11 +624,11 @@ static void report(struct thr *ts, double cpu_s) {
   fprintf(f,
           "{\"tool\":\"catalog-bench\",\"label\":\"%s\",\"target\":\"%s\",\"method\":\"%s\","
           "\"batch\":%d,\"mode\":\"%s\",\"connections\":%d,\"inflight\":%d,\"threads\":%d,"
-          "\"rate_target\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
+          "\"rate_target\":%.1f,\"tick_us\":%lld,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
           O.label ? O.label : "", O.target, O.method >= 0 ? method_key[O.method] : "mix",
           O.method == M_VARIANTS || O.method == M_VBATCH || O.method < 0 ? O.batch : 1,
           O.rate > 0 ? "open" : "closed", O.connections, O.rate > 0 ? 0 : O.inflight, O.threads,
-          O.rate, secs, O.warmup);
+          O.rate, (long long)(O.tick_ns / 1000), secs, O.warmup);
   fprintf(f,
           "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"throughput_rps\":%.1f,"
           "\"ids_per_s\":%.1f,\"client_cpu_s\":%.3f,\"late_sends\":%" PRIu64
@@ -760,6 +760,7 @@ static void parse(int argc, char **argv) {
   if (O.batch < 1 || O.connections < 1 || O.inflight < 1 || O.duration <= 0 || O.warmup < 0)
     usage();
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (O.tick_ns < 0 || (O.tick_ns > 0 && O.rate <= 0)) usage(); /* a grid paces an open loop */
   if (O.threads <= 0) O.threads = O.connections < cpus ? O.connections : (int)cpus;
   if (O.threads > O.connections) O.threads = O.connections;
 }

@@ -1,6 +1,7 @@
 /*
- * tsan_c11_threads.c - C11 threads routed through pthreads, for the TSan build
- * only (CMake links it into catalogd when CATALOGD_SANITIZE=thread).
+ * c11_threads.c - C11 threads routed through pthreads, for the TSan build
+ * only (CMake links it into catalogd and the Kafka test tools when
+ * CATALOGD_SANITIZE=thread; it lives with the tests, outside src/'s glob).
  *
  * librdkafka creates its threads and takes its locks with C11 thrd_create,
  * mtx_lock and cnd_wait. glibc implements those by calling its pthread
@@ -58,6 +59,13 @@ int thrd_join(thrd_t thr, int *res) {
 }
 
 int thrd_detach(thrd_t thr) { return c11_code(pthread_detach((pthread_t)thr)); }
+
+/* librdkafka's global init runs once this way; glibc's __pthread_once is not
+ * seen either. once_flag and pthread_once_t are both one int in glibc. */
+void call_once(once_flag *flag, void (*fn)(void)) {
+  _Static_assert(sizeof(once_flag) == sizeof(pthread_once_t), "once_flag layout");
+  pthread_once((pthread_once_t *)flag, fn);
+}
 
 int mtx_init(mtx_t *m, int type) {
   pthread_mutexattr_t a;
