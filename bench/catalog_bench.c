@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "catalog.pb-c.h"
+#include "clock.h"
 
 /* ---- Histogram ---- */
 
@@ -264,12 +265,6 @@ static void build_pool(int m, uint64_t *rng) {
 
 /* ---- Calls ---- */
 
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 struct conn {
   grpc_channel *ch;
   void *reg[NMETHODS];
@@ -346,7 +341,7 @@ static void start_call(struct thr *t, int conn, int64_t intended, uint64_t *rng)
   const struct pool *p = &POOL[m];
   c->conn = conn, c->method = m;
   c->req = &p->r[p->n == 1 ? 0 : (int)(xs_next(rng) % (uint64_t)p->n)];
-  c->t_sent = now_ns();
+  c->t_sent = clock_mono_ns();
   c->t_intended = intended ? intended : c->t_sent;
   grpc_metadata_array_init(&c->imd);
   grpc_metadata_array_init(&c->tmd);
@@ -472,11 +467,13 @@ static gpr_timespec abs_mono(int64_t ns) {
 static void wait_ready(struct thr *t) {
   for (int i = 0; i < t->nconns; i++) {
     grpc_channel *ch = t->conns[i].ch;
-    int64_t until = now_ns() + 10 * 1000000000LL;
+    int64_t until = clock_mono_ns() + 10 * 1000000000LL;
     grpc_connectivity_state st;
     while ((st = grpc_channel_check_connectivity_state(ch, 1)) != GRPC_CHANNEL_READY) {
-      if (now_ns() > until) die("connection %d of thread %d not ready after 10 s", i, t->idx);
-      grpc_channel_watch_connectivity_state(ch, st, abs_mono(now_ns() + 100000000), t->cq, NULL);
+      if (clock_mono_ns() > until)
+        die("connection %d of thread %d not ready after 10 s", i, t->idx);
+      grpc_channel_watch_connectivity_state(ch, st, abs_mono(clock_mono_ns() + 100000000), t->cq,
+                                            NULL);
       grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
       (void)ev;
     }
@@ -512,7 +509,7 @@ static void *pacer_main(void *arg) {
   const int64_t give_up = T_END + (int64_t)(O.drain * 1e9);
   int64_t k = 0, next = T_START;
   while (next < T_END) {
-    int64_t now = now_ns();
+    int64_t now = clock_mono_ns();
     /* A client that fell behind stops with the drain like the client threads
      * (which no longer reap: waiting for room would never end); the measured
      * calls it never started are errors, not silently dropped. */
@@ -554,7 +551,7 @@ static void *thread_main(void *arg) {
         start_call(t, i, 0, &t->rng);
   int64_t drain_until = T_END + (int64_t)(O.drain * 1e9);
   for (;;) {
-    int64_t now = now_ns();
+    int64_t now = clock_mono_ns();
     bool sending = open ? !atomic_load(&pacer_done) : now < T_END;
     if (!sending && outstanding(t) == 0) break;
     if (now >= drain_until) break;
@@ -564,7 +561,7 @@ static void *thread_main(void *arg) {
     if (ev.type != GRPC_OP_COMPLETE) continue;
     struct call *c = ev.tag;
     if (c == NULL) continue; /* a connectivity watch */
-    int64_t done = now_ns();
+    int64_t done = clock_mono_ns();
     int conn = c->conn;
     finish_call(t, c, done, false);
     if (!open && done < T_END) start_call(t, conn, 0, &t->rng);
@@ -575,9 +572,10 @@ static void *thread_main(void *arg) {
     grpc_call_cancel(c->call, NULL);
   pthread_mutex_unlock(&t->mu);
   while (outstanding(t) > 0) {
-    grpc_event ev = grpc_completion_queue_next(t->cq, abs_mono(now_ns() + 2000000000LL), NULL);
+    grpc_event ev =
+        grpc_completion_queue_next(t->cq, abs_mono(clock_mono_ns() + 2000000000LL), NULL);
     if (ev.type != GRPC_OP_COMPLETE) break;
-    if (ev.tag) finish_call(t, ev.tag, now_ns(), true);
+    if (ev.tag) finish_call(t, ev.tag, clock_mono_ns(), true);
   }
   for (int i = 0; i < t->nconns; i++)
     grpc_channel_destroy(t->conns[i].ch);
@@ -823,7 +821,7 @@ int main(int argc, char **argv) {
   if (O.rate > 0) pthread_create(&pacer, NULL, pacer_main, ts);
   while (atomic_load(&ready_threads) < O.threads)
     usleep(1000); /* bounded: wait_ready dies */
-  T_START = now_ns() + 1000000;
+  T_START = clock_mono_ns() + 1000000;
   T_MEASURE = T_START + (int64_t)(O.warmup * 1e9);
   T_END = T_MEASURE + (int64_t)(O.duration * 1e9);
   atomic_store(&go, 1);

@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "event_decode.h"
 #include "event_decode_oracle.h"
 
@@ -27,12 +27,6 @@ struct msg {
 };
 
 typedef int (*decode_fn)(const char *, size_t, const char *, size_t, struct event *, const char **);
-
-static double now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
 
 /* Reads the whole file; NULL on error. The caller frees it. */
 static char *slurp(const char *path, size_t *len) {
@@ -72,13 +66,13 @@ static size_t split(char *buf, size_t len, struct msg **out) {
 static double round_ns(decode_fn fn, const struct msg *m, size_t n, size_t *rejected) {
   struct event ev;
   const char *why;
-  double t0 = now_ns();
+  double t0 = (double)clock_mono_ns();
   *rejected = 0;
   for (size_t i = 0; i < n; i++) {
     if (fn(m[i].key, m[i].keylen, m[i].value, m[i].valuelen, &ev, &why) != 0) ++*rejected;
     model_free(ev.record);
   }
-  return now_ns() - t0;
+  return (double)clock_mono_ns() - t0;
 }
 
 /* Both decoders agree on every message; returns the first that differs. */

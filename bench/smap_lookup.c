@@ -20,12 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #undef uthash_fatal
 #define uthash_fatal(msg) abort()
 #include <uthash.h>
 
+#include "clock.h"
 #include "smap.h"
 
 #define SHARD_BITS 12 /* as src/store.c uses for variants */
@@ -37,12 +37,6 @@ static uint64_t rs = 88172645463325252ULL;
 static uint64_t rnd(void) {
   rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
   return rs;
-}
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 struct uslot {
@@ -68,19 +62,19 @@ static struct cat_hdr **make_records(int n) {
 }
 
 static double time_smap(struct smap *m, struct cat_hdr **hs, int n, size_t *found) {
-  double t0 = now();
+  double t0 = clock_mono_s();
   for (int i = 0; i < LOOKUPS; i++) {
     const struct cat_hdr *h = hs[rnd() % (uint64_t)n];
     *found += smap_get(m, h->key, KEYLEN, smap_hash(h->key, KEYLEN)) != NULL;
   }
-  return (now() - t0) * 1e9 / LOOKUPS;
+  return (clock_mono_s() - t0) * 1e9 / LOOKUPS;
 }
 
 static double time_many(struct smap *m, struct cat_hdr **hs, int n, size_t *found) {
   const uint8_t *keys[SMAP_GET_MANY_MAX];
   uint32_t lens[SMAP_GET_MANY_MAX], hashes[SMAP_GET_MANY_MAX];
   struct cat_hdr *out[SMAP_GET_MANY_MAX];
-  double t0 = now();
+  double t0 = clock_mono_s();
   for (int i = 0; i < LOOKUPS; i += SMAP_GET_MANY_MAX) {
     for (int j = 0; j < SMAP_GET_MANY_MAX; j++) {
       const struct cat_hdr *h = hs[rnd() % (uint64_t)n];
@@ -90,7 +84,7 @@ static double time_many(struct smap *m, struct cat_hdr **hs, int n, size_t *foun
     for (int j = 0; j < SMAP_GET_MANY_MAX; j++)
       *found += out[j] != NULL;
   }
-  return (now() - t0) * 1e9 / LOOKUPS;
+  return (clock_mono_s() - t0) * 1e9 / LOOKUPS;
 }
 
 static double time_uthash(struct cat_hdr **hs, int n, size_t *found) {
@@ -101,7 +95,7 @@ static double time_uthash(struct cat_hdr **hs, int n, size_t *found) {
     s->val = hs[i];
     HASH_ADD_KEYPTR_BYHASHVALUE(hh, tab[hv >> (32 - SHARD_BITS)], hs[i]->key, KEYLEN, hv, s);
   }
-  double t0 = now();
+  double t0 = clock_mono_s();
   for (int i = 0; i < LOOKUPS; i++) {
     const struct cat_hdr *h = hs[rnd() % (uint64_t)n];
     uint32_t hv = smap_hash(h->key, KEYLEN);
@@ -109,7 +103,7 @@ static double time_uthash(struct cat_hdr **hs, int n, size_t *found) {
     HASH_FIND_BYHASHVALUE(hh, tab[hv >> (32 - SHARD_BITS)], h->key, KEYLEN, hv, s);
     *found += s != NULL;
   }
-  double ns = (now() - t0) * 1e9 / LOOKUPS;
+  double ns = (clock_mono_s() - t0) * 1e9 / LOOKUPS;
   for (int i = 0; i < 1 << SHARD_BITS; i++) {
     struct uslot *s, *tmp;
     HASH_ITER(hh, tab[i], s, tmp) {
@@ -124,7 +118,7 @@ static double time_uthash(struct cat_hdr **hs, int n, size_t *found) {
 /* Re-puts existing records (no record is freed: *old is the same record). */
 static double time_fork_put(struct smap **m, struct cat_hdr **hs, int n) {
   struct retire r = {0};
-  double t0 = now();
+  double t0 = clock_mono_s();
   for (uint64_t gen = 2; gen < 2 + PUBLISHES; gen++) {
     struct smap *next = smap_fork(*m, gen);
     struct cat_hdr *h = hs[rnd() % (uint64_t)n], *old;
@@ -134,7 +128,7 @@ static double time_fork_put(struct smap **m, struct cat_hdr **hs, int n) {
     *m = next;
   }
   free(r.items);
-  return (now() - t0) * 1e9 / PUBLISHES;
+  return (clock_mono_s() - t0) * 1e9 / PUBLISHES;
 }
 
 int main(int argc, char **argv) {

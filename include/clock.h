@@ -29,4 +29,7 @@ static inline int64_t clock_wall_ns(void) { return clock__ns(CLOCK_REALTIME); }
 /* Milliseconds on CLOCK_MONOTONIC. */
 static inline int64_t clock_mono_ms(void) { return clock_mono_ns() / CLOCK_NS_PER_MS; }
 
+/* Seconds on CLOCK_MONOTONIC, for durations that are logged as seconds. */
+static inline double clock_mono_s(void) { return (double)clock_mono_ns() / CLOCK_NS_PER_S; }
+
 #endif

@@ -15,7 +15,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "admin.h"
 #include "clock.h"
@@ -28,8 +27,6 @@
 #include "server.h"
 #include "store.h"
 #include "sync.h"
-
-static double mono_s(void) { return (double)clock_mono_ns() / CLOCK_NS_PER_S; }
 
 /* The gRPC core's own messages, as JSON lines like ours. */
 static void grpc_log_json(gpr_log_func_args *a) {
@@ -49,7 +46,7 @@ struct ready_ctx {
 static void on_ready(void *arg) {
   struct ready_ctx *r = arg;
   health_set_serving(r->health, true);
-  log_info("startup phase done", LF_S("phase", "ready"), LF_D("seconds", mono_s() - r->t0));
+  log_info("startup phase done", LF_S("phase", "ready"), LF_D("seconds", clock_mono_s() - r->t0));
   log_info("serving", );
 }
 
@@ -151,7 +148,7 @@ static int app_start(struct app *a) {
     return 1;
   }
   log_start(&a->cfg, server_port(a->srv));
-  log_info("startup phase done", LF_S("phase", "grpc"), LF_D("seconds", mono_s() - a->t0));
+  log_info("startup phase done", LF_S("phase", "grpc"), LF_D("seconds", clock_mono_s() - a->t0));
   a->ready = (struct ready_ctx){.health = a->health, .t0 = a->t0};
   struct sync_deps yd = {.cfg = &a->cfg,
                          .store = a->store,
@@ -200,7 +197,7 @@ static void heap_hugepages(char **argv) {
 
 int main(int argc, char **argv) {
   heap_hugepages(argv);
-  struct app a = {.t0 = mono_s()};
+  struct app a = {.t0 = clock_mono_s()};
   char err[512];
   int sig = 0, rc;
   bool digest_mode = argc == 2 && strcmp(argv[1], "--digest") == 0;

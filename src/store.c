@@ -13,7 +13,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 #include "clock.h"
 #include "smap.h"

@@ -13,7 +13,6 @@
 #include <grpc/support/time.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "clock.h"
 #include "log.h"

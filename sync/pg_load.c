@@ -16,7 +16,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "children.h"
 #include "clock.h"
@@ -238,8 +237,6 @@ static const struct table tables[] = {
      variant_row, 23, KEEP_NONE},
 };
 
-static double now_s(void) { return (double)clock_mono_ns() / CLOCK_NS_PER_S; }
-
 static int exec_ok(PGconn *c, const char *sql, ExecStatusType want) {
   PGresult *r = PQexec(c, sql);
   int ok = PQresultStatus(r) == want;
@@ -276,7 +273,7 @@ static int copy_table(struct pgload *p, struct load *L, const struct table *tb) 
   char sql[1024], *buf = NULL;
   snprintf(sql, sizeof sql, "COPY (%s) TO STDOUT", tb->query);
   if (exec_ok(L->conn, sql, PGRES_COPY_OUT) != 0) return -EIO;
-  double t0 = now_s();
+  double t0 = clock_mono_s();
   size_t before = L->rows;
   int n;
   L->table = tb->name;
@@ -295,7 +292,7 @@ static int copy_table(struct pgload *p, struct load *L, const struct table *tb) 
     log_error("COPY failed", LF_S("table", tb->name), LF_S("error", PQerrorMessage(L->conn)));
     return -EIO;
   }
-  double dt = now_s() - t0;
+  double dt = clock_mono_s() - t0;
   size_t rows = L->rows - before;
   log_info("table loaded", LF_S("table", tb->name), LF_I("rows", rows), LF_D("seconds", dt),
            LF_D("rows_per_s", dt > 0 ? (double)rows / dt : 0));
@@ -328,7 +325,7 @@ static void disconnect_db(struct pgload *p, PGconn *c) {
 int pgload_run(struct pgload *p, struct store_txn *t, struct pgload_stats *st) {
   struct load L = {.t = t};
   int rc = 0;
-  double t0 = now_s();
+  double t0 = clock_mono_s();
   if (atomic_load(&p->interrupted)) return -ECANCELED;
   if ((L.conn = connect_db(p)) == NULL) return -ECONNREFUSED;
   L.product_kids = children_new();
@@ -344,6 +341,6 @@ int pgload_run(struct pgload *p, struct store_txn *t, struct pgload_stats *st) {
   children_free(L.product_kids);
   children_free(L.variant_kids);
   disconnect_db(p, L.conn);
-  *st = (struct pgload_stats){.rows = L.rows, .skipped = L.skipped, .seconds = now_s() - t0};
+  *st = (struct pgload_stats){.rows = L.rows, .skipped = L.skipped, .seconds = clock_mono_s() - t0};
   return rc;
 }
