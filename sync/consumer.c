@@ -51,7 +51,8 @@ struct consumer {
   pthread_mutex_t mu; /* guards parts, nparts, last_event_ns for the admin thread */
   struct part parts[MAX_PARTITIONS];
   int nparts;
-  int64_t last_event_ns; /* wall clock of the last applied event */
+  int64_t last_event_ns; /* wall clock of the last applied event (stamped once per poll) */
+  uint64_t applied;      /* events applied so far (consumer thread only) */
   bool marked;
   uint64_t rejected_logged;
 };
@@ -276,7 +277,7 @@ static int apply_history(struct store_txn *t, const rd_kafka_message_t *msg) {
 }
 
 int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *stop) {
-  int64_t t0 = clock_mono_ms();
+  double t0 = clock_mono_s();
   size_t seen = 0, applied = 0;
   int pending = assign_history(c, true);
   bool done[MAX_PARTITIONS] = {false};
@@ -301,7 +302,7 @@ int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *
   assign_history(c, false);
   if (atomic_load(stop)) return -ECANCELED;
   log_info("history below the hand-off read for deletes", LF_I("messages", seen),
-           LF_I("deletes_applied", applied), LF_D("seconds", (double)(clock_mono_ms() - t0) / 1e3));
+           LF_I("deletes_applied", applied), LF_D("seconds", clock_mono_s() - t0));
   return 0;
 }
 
@@ -349,8 +350,15 @@ static void apply(struct consumer *c, struct store *st, struct batch *b,
                : store_delete(b->t, ev.kind, ev.id, ev.org, strlen(ev.org), ev.version);
   metrics_event(c->m, ev.kind, rc == STORE_APPLIED ? METRICS_EVENT_APPLIED : METRICS_EVENT_STALE);
   b->n++;
+  c->applied++;
+}
+
+/* Stamps the time of the last applied event for the admin thread: once per
+ * poll, not per event (a lock and a clock read per event on the replay path). */
+static void stamp_applied(struct consumer *c) {
+  int64_t now = clock_wall_ns();
   pthread_mutex_lock(&c->mu);
-  c->last_event_ns = clock_wall_ns();
+  c->last_event_ns = now;
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -445,13 +453,14 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
   rd_kafka_message_t *msgs[BATCH_READ];
   struct batch b = {0};
   bool catching = replay;
-  int64_t t_start = clock_mono_ms(), next_refresh = clock_mono_ms() + REFRESH_MS;
+  int64_t t_start = clock_mono_ms(), next_refresh = t_start + REFRESH_MS;
   size_t replayed = 0;
   if (replay ? start_replay(c, stop) != 0 : (!c->marked && consumer_mark_start(c, 30000) != 0))
     return;
   assign_from(c, 0);
   while (!atomic_load(stop)) {
     ssize_t n = rd_kafka_consume_batch_queue(c->queue, 5, msgs, BATCH_READ);
+    uint64_t applied = c->applied;
     for (ssize_t i = 0; i < n; i++) {
       replayed += msgs[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR;
       handle(c, st, &b, msgs[i]);
@@ -460,22 +469,24 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
        * whatever librdkafka handed over), so batch boundaries are exact. */
       if (!catching && b.t != NULL && b.n >= (size_t)c->cfg->sync_max_batch_events) publish(c, &b);
     }
+    if (c->applied != applied) stamp_applied(c);
+    int64_t now = clock_mono_ms();
     if (catching) {
       if (all_caught(c)) {
         if (b.t == NULL) b.t = store_begin(st); /* an empty topic still publishes */
-        double s = (double)(clock_mono_ms() - t_start) / 1e3;
+        double s = (double)(now - t_start) / 1e3;
         publish(c, &b);
         log_info("replay caught up", LF_I("messages", replayed), LF_D("seconds", s),
                  LF_D("events_per_s", s > 0 ? (double)replayed / s : 0));
         catching = false;
         if (on_ready) on_ready(arg);
       }
-    } else if (b.t != NULL && clock_mono_ms() - b.opened_ms >= c->cfg->sync_max_batch_ms) {
+    } else if (b.t != NULL && now - b.opened_ms >= c->cfg->sync_max_batch_ms) {
       publish(c, &b);
     }
-    if (clock_mono_ms() >= next_refresh) {
+    if (now >= next_refresh) {
       refresh(c);
-      next_refresh = clock_mono_ms() + REFRESH_MS;
+      next_refresh = now + REFRESH_MS;
     }
     if (c->dlq) rd_kafka_poll(c->dlq, 0);
   }
