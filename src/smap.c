@@ -214,6 +214,13 @@ void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, str
   shard_remove(sh, i);
 }
 
+size_t smap_slots(const struct smap *m) {
+  size_t n = (size_t)1 << m->bits, slots = 0;
+  for (size_t i = 0; i < n; i++)
+    if (m->shards[i] != NULL) slots += m->shards[i]->mask + 1;
+  return slots;
+}
+
 void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void *), void *arg) {
   size_t n = (size_t)1 << m->bits;
   for (size_t i = 0; i < n; i++) {

@@ -73,6 +73,10 @@ void smap_put(struct smap *m, struct cat_hdr *rec, uint32_t hash, struct cat_hdr
 void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, struct cat_hdr **old,
               struct retire *r);
 
+/* Entry slots allocated over all shards (capacity, not count): what the map
+ * costs beyond its records. Reader or writer. */
+size_t smap_slots(const struct smap *m);
+
 /* Calls fn on every record, in no particular order. Reader or writer. */
 void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void *), void *arg);
 

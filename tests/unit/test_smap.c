@@ -35,12 +35,35 @@ static struct cat_hdr *rec(unsigned n, uint64_t gen, int64_t version) {
   return h;
 }
 
-static int64_t lookup(const struct smap *m, unsigned n) {
-  uint8_t key[17] = {0};
+/* The map key of rec(n, ...): its 16-byte id, then the org. */
+#define KEYLEN 17
+static void key_of(uint8_t key[KEYLEN], unsigned n) {
+  memset(key, 0, KEYLEN);
   memcpy(key, &n, sizeof n);
   key[16] = 'o';
-  const struct cat_hdr *h = smap_get(m, key, sizeof key, smap_hash(key, sizeof key));
+}
+
+static int64_t lookup(const struct smap *m, unsigned n) {
+  uint8_t key[KEYLEN];
+  key_of(key, n);
+  const struct cat_hdr *h = smap_get(m, key, KEYLEN, smap_hash(key, KEYLEN));
   return h ? h->version : 0;
+}
+
+/* Removes key n from m; returns the record it held (NULL if none). */
+static struct cat_hdr *del(struct smap *m, unsigned n, struct retire *r) {
+  uint8_t key[KEYLEN];
+  struct cat_hdr *old;
+  key_of(key, n);
+  smap_del(m, key, KEYLEN, smap_hash(key, KEYLEN), &old, r);
+  return old;
+}
+
+/* Stores h in m; returns the record it replaced (NULL if none). */
+static struct cat_hdr *put(struct smap *m, struct cat_hdr *h, struct retire *r) {
+  struct cat_hdr *old;
+  smap_put(m, h, smap_hash(h->key, h->keylen), &old, r);
+  return old;
 }
 
 static size_t counted;
@@ -66,17 +89,14 @@ static void assert_matches(const struct smap *m, const int64_t *model) {
 static void round_ops(struct smap *m, uint64_t gen, int64_t *model, struct retire *r) {
   for (int i = 0; i < OPS; i++) {
     unsigned n = rnd() % NKEYS;
-    struct cat_hdr *old = NULL;
+    struct cat_hdr *old;
     if (rnd() % 3 == 0) {
-      uint8_t key[17] = {0};
-      memcpy(key, &n, sizeof n);
-      key[16] = 'o';
-      smap_del(m, key, sizeof key, smap_hash(key, sizeof key), &old, r);
+      old = del(m, n, r);
       assert_int_equal(old ? old->version : 0, model[n]);
       model[n] = 0;
     } else {
       struct cat_hdr *h = rec(n, gen, (int64_t)gen * 1000 + i + 1);
-      smap_put(m, h, smap_hash(h->key, h->keylen), &old, r);
+      old = put(m, h, r);
       assert_int_equal(old ? old->version : 0, model[n]);
       model[n] = h->version;
     }
@@ -128,10 +148,39 @@ static void destroying_a_fork_keeps_the_base(void **state) {
   smap_destroy(m, 1);
 }
 
+/* A delete never grows a shard: one shard filled to its load limit (6 of 8
+ * slots), then a key deleted in a fork (shard shared, so copied) and another
+ * in the same fork (shard now private). Deletes used to ask for room for one
+ * more entry and doubled a full shard. */
+static void a_delete_never_grows_a_shard(void **state) {
+  (void)state;
+  struct retire r = {0};
+  struct smap *m = smap_new(0, 1);
+  for (unsigned n = 0; n < 6; n++)
+    assert_null(put(m, rec(n, 1, 1), &r));
+  assert_int_equal(smap_slots(m), 8);
+  struct smap *f = smap_fork(m, 2);
+  for (unsigned n = 0; n < 2; n++) {
+    struct cat_hdr *old = del(f, n, &r);
+    assert_non_null(old);
+    retire_add(&r, old, RETIRE_REC); /* m's record, as a commit would retire it */
+    assert_int_equal(smap_slots(f), 8);
+    assert_int_equal(lookup(f, n), 0);
+    assert_int_equal(lookup(m, n), 1); /* the published map is untouched */
+  }
+  for (unsigned n = 2; n < 6; n++)
+    assert_int_equal(lookup(f, n), 1);
+  smap_free_shell(m); /* f took over every shard m had; m's old one is in r */
+  retire_free(&r);
+  free(r.items);
+  smap_destroy(f, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(forks_match_the_model_and_never_change_the_base),
       cmocka_unit_test(destroying_a_fork_keeps_the_base),
+      cmocka_unit_test(a_delete_never_grows_a_shard),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
