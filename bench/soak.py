@@ -41,10 +41,6 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def metrics(srv):
-    return bench.scrape(srv)
-
-
 def applied(m):
     """Change events the server applied so far (every soak event has a newer version)."""
     return int(sum(v for k, v in m.items()
@@ -113,7 +109,7 @@ def main():
                              os.path.join(b.work, 'soak-load.json'), '--label', 'soak'])
     try:
         while time.monotonic() < t_end:
-            m = metrics(srv)
+            m = bench.scrape(srv)
             samples.append({'t': round(minutes * 60 - (t_end - time.monotonic())),
                             'rss': m.get('process_resident_memory_bytes', 0),
                             'snapshots': m.get('catalogd_snapshots_published_total', 0),
@@ -133,7 +129,7 @@ def main():
     # Publication (and with it reclamation: each commit frees what the one before
     # replaced after a grace period) kept up if every event produced got applied.
     for _ in range(20):
-        behind = produced[0] - applied(metrics(srv))
+        behind = produced[0] - applied(bench.scrape(srv))
         if behind <= 0:
             break
         time.sleep(0.5)

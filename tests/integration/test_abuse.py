@@ -118,9 +118,6 @@ class GoodClient:
         s = sorted(self.lat)
         return 1000 * s[min(len(s) - 1, int(len(s) * q))] if s else float('nan')
 
-    def p99_ms(self):
-        return self.pct_ms(0.99)
-
     def stop(self):
         self._stop.set()
         self._th.join(20)
@@ -165,7 +162,7 @@ class AbuseTest(unittest.TestCase):
                         % (self.rss.peak / 1e6, MAX_RSS / 1e6, what))
         ru.note('%s: ok; RSS peak so far %.0f MB, good client %d calls, p50 %.2f ms, '
                 'p99 %.1f ms, max %.0f ms' % (what, self.rss.peak / 1e6, self.good.calls,
-                                              self.good.pct_ms(0.5), self.good.p99_ms(),
+                                              self.good.pct_ms(0.5), self.good.pct_ms(0.99),
                                               self.good.max_ms()))
 
     # ------------------------------------------------------------------
@@ -416,7 +413,7 @@ class AbuseTest(unittest.TestCase):
         ru.note('well-behaved client: %d calls, %d bad, p50 %.2f ms, p99 %.1f ms, max %.0f ms; '
                 'RSS peak %.0f MB (/metrics peak %.0f MB); %.0fs of abuse'
                 % (self.good.calls, len(self.good.bad), self.good.pct_ms(0.5),
-                   self.good.p99_ms(), self.good.max_ms(),
+                   self.good.pct_ms(0.99), self.good.max_ms(),
                    rss_peak / 1e6, self.rss.peak_metrics / 1e6, time.monotonic() - self.t0))
         self.assertTrue(self.srv.alive(), self.srv.tail())
         for ch, _ in self.watches:
