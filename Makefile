@@ -21,9 +21,11 @@ $(BUILD)/CMakeCache.txt:
 build: deps-build $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Serves the embedded demo catalog (or DATABASE_URL / KAFKA_* if set).
+# Serves the embedded demo catalog, or DATABASE_URL / KAFKA_* if set (the
+# binary itself never falls back to the demo: SYNC_MODE=demo asks for it).
 run: build
-	GRPC_REFLECTION=$${GRPC_REFLECTION:-true} $(BUILD)/catalogd
+	@if [ -z "$$SYNC_MODE$$DATABASE_URL$$KAFKA_BOOTSTRAP_SERVERS" ]; then export SYNC_MODE=demo; fi; \
+	GRPC_REFLECTION=$${GRPC_REFLECTION:-true} exec $(BUILD)/catalogd
 
 test: deps
 	$(MAKE) build

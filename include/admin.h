@@ -1,6 +1,7 @@
 /*
  * admin.h - the admin HTTP listener (ADMIN_PORT): /metrics (Prometheus
- * text), /healthz (live), /readyz (serving), /digest (state digest JSON).
+ * text), /healthz (live), /readyz (serving, with the conditions as JSON),
+ * /digest (state digest JSON).
  *
  * It runs its own thread, an RCU reader, separate from the gRPC workers so
  * a slow scrape never delays an RPC.
@@ -15,13 +16,15 @@ struct store;
 struct metrics;
 struct health;
 struct sync;
+struct conditions;
 
 struct admin_deps {
   const struct config *cfg;
   struct store *store;
   struct metrics *metrics;
   struct health *health;
-  struct sync *sync; /* may be NULL until started; read each request */
+  struct conditions *conditions; /* shown in /readyz and /metrics */
+  struct sync *sync;             /* may be NULL until started; read each request */
 };
 
 /* Starts listening on cfg->admin_port (0: no admin listener, *out = NULL).

@@ -15,7 +15,7 @@ enum sync_mode { SYNC_DEMO = 0, SYNC_WARM, SYNC_REPLAY };
 
 struct config {
   /* gRPC */
-  char listen_addr[128];
+  char listen_addr[128]; /* as given, an IPv6 literal in brackets ("[::1]") */
   int grpc_port;
   int workers;
   bool reflection;
@@ -28,14 +28,20 @@ struct config {
   /* TLS (empty = plaintext) */
   char tls_cert_file[512], tls_key_file[512], tls_client_ca_file[512];
   /* Admin HTTP */
+  char admin_listen_addr[128]; /* an IPv4 or IPv6 literal, no brackets */
   int admin_port;
   /* Logs */
   int log_level;
   double access_log_sample;
   /* Sources */
   enum sync_mode sync_mode;
+  bool sync_mode_explicit; /* SYNC_MODE was set (the demo is opt-in) */
   char database_url[2048];
   int pg_retry_max_s;
+  int pg_stall_timeout_s;       /* no COPY bytes for this long: abandon the load */
+  int pg_permanent_attempts;    /* exit after this many attempts failing permanently */
+  bool replay_allow_incomplete; /* publish a replay of a truncated topic anyway */
+  bool replay_allow_empty;      /* an empty topic is an expected empty catalog */
   char kafka_bootstrap[1024];
   char kafka_topic[256];
   char kafka_dlq_topic[256];

@@ -12,13 +12,20 @@
 struct sync;
 struct store;
 struct metrics;
+struct conditions;
 
 struct sync_deps {
   const struct config *cfg;
   struct store *store;
   struct metrics *metrics;
+  struct conditions *conditions; /* what the writer reports to operators */
   /* Called on the sync thread once the first snapshot is published. */
   void (*on_ready)(void *arg);
+  /* Called on the sync thread when it cannot go on (e.g. a permanent
+   * PostgreSQL error after the configured attempts, a missing topic in
+   * replay mode): the application exits with exit_code after logging why.
+   * The sync thread then waits to be stopped. */
+  void (*on_fatal)(void *arg, int exit_code);
   void *arg;
 };
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "conditions.h"
 #include "digest.h"
 #include "health.h"
 #include "log.h"
@@ -98,12 +99,14 @@ static char *render_metrics(struct admin *a) {
   char *g = gauges(a);
   struct sync *sy = atomic_load(&a->sync);
   char *k = sy ? sync_metrics_text(sy) : NULL;
-  size_t n = strlen(g) + (k ? strlen(k) : 0) + 1;
+  char *cs = conditions_metrics(a->d.conditions);
+  size_t n = strlen(g) + (k ? strlen(k) : 0) + strlen(cs) + 1;
   char *extra = xmalloc(n);
-  snprintf(extra, n, "%s%s", g, k ? k : "");
+  snprintf(extra, n, "%s%s%s", g, k ? k : "", cs);
   char *out = metrics_render(a->d.metrics, extra);
   free(g);
   free(k);
+  free(cs);
   free(extra);
   return out;
 }
@@ -132,6 +135,18 @@ static char *render_digest(struct admin *a, unsigned *status) {
   free(offs);
   free(extra);
   return out;
+}
+
+/* /readyz's body: {"status":"serving"|"not serving","conditions":[...]}.
+ * The status is the probe's answer; the conditions say what an operator
+ * should know either way (e.g. a stalled partition while still serving). */
+static char *render_ready(struct admin *a, bool serving) {
+  char *cs = conditions_json(a->d.conditions);
+  struct strbuf sb = {0};
+  sb_printf(&sb, "{\"status\":\"%s\",\"conditions\":%s}\n", serving ? "serving" : "not serving",
+            cs);
+  free(cs);
+  return sb_take(&sb);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body,
@@ -163,8 +178,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (strcmp(url, "/healthz") == 0) return reply(c, status, text("ok\n"), "text/plain");
   if (strcmp(url, "/readyz") == 0) {
     bool ok = health_is_serving(a->d.health);
-    return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                 text(ok ? "serving\n" : "not serving\n"), "text/plain");
+    return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, render_ready(a, ok),
+                 "application/json");
   }
   if (strcmp(url, "/digest") == 0) {
     char *body = render_digest(a, &status);

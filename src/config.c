@@ -59,12 +59,39 @@ static int env_str(const char *name, const char *def, char *out, size_t outcap, 
   return 0;
 }
 
+/* Accepts "::1" and "[::1]" alike: IPv6 literals are stored bracketed
+ * for gRPC's "host:port" (plain for admin, which binds a sockaddr). */
+static int listen_addr(const char *name, char *out, size_t outcap, bool bracket, char *err,
+                       size_t cap) {
+  char raw[128];
+  size_t n = strlen(out);
+  if (n >= 2 && out[0] == '[' && out[n - 1] == ']') {
+    memcpy(raw, out + 1, n - 2);
+    raw[n - 2] = '\0';
+  } else {
+    strcpy(raw, out);
+  }
+  if (raw[0] == '\0' || strchr(raw, '[') || strchr(raw, ']') || strlen(raw) + 3 > outcap) {
+    snprintf(err, cap, "%s=%s: expected an address such as 0.0.0.0, ::, 127.0.0.1 or [::1]", name,
+             out);
+    return -EINVAL;
+  }
+  if (bracket && strchr(raw, ':'))
+    snprintf(out, outcap, "[%s]", raw);
+  else
+    snprintf(out, outcap, "%s", raw);
+  return 0;
+}
+
 static int load_grpc(struct config *c, char *err, size_t cap) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int rc = 0;
   rc = rc
            ?: env_str("GRPC_LISTEN_ADDRESS", "0.0.0.0", c->listen_addr, sizeof c->listen_addr, err,
                       cap);
+  rc = rc
+           ?: listen_addr("GRPC_LISTEN_ADDRESS", c->listen_addr, sizeof c->listen_addr, true, err,
+                          cap);
   rc = rc ?: env_int("GRPC_PORT", 50052, 0, 65535, &c->grpc_port, err, cap);
   rc = rc ?: env_int("GRPC_MAX_WORKERS", cpus > 0 ? (int)cpus : 2, 1, 256, &c->workers, err, cap);
   rc = rc ?: env_bool("GRPC_REFLECTION", false, &c->reflection, err, cap);
@@ -95,6 +122,12 @@ static int load_grpc(struct config *c, char *err, size_t cap) {
 static int load_ops(struct config *c, char *err, size_t cap) {
   char level[16], sample[32];
   int rc = env_int("ADMIN_PORT", 9090, 0, 65535, &c->admin_port, err, cap);
+  rc = rc
+           ?: env_str("ADMIN_LISTEN_ADDRESS", "0.0.0.0", c->admin_listen_addr,
+                      sizeof c->admin_listen_addr, err, cap);
+  rc = rc
+           ?: listen_addr("ADMIN_LISTEN_ADDRESS", c->admin_listen_addr, sizeof c->admin_listen_addr,
+                          false, err, cap);
   rc = rc ?: env_str("LOG_LEVEL", "info", level, sizeof level, err, cap);
   if (rc == 0 && (c->log_level = log_level_parse(level)) < 0) {
     snprintf(err, cap, "LOG_LEVEL=%s: expected debug, info, warn or error", level);
@@ -104,7 +137,9 @@ static int load_ops(struct config *c, char *err, size_t cap) {
   if (rc == 0) {
     char *end;
     c->access_log_sample = strtod(sample, &end);
-    if (*end != '\0' || c->access_log_sample < 0 || c->access_log_sample > 1) {
+    /* written so that NaN fails too */
+    if (sample[0] == '\0' || *end != '\0' ||
+        !(c->access_log_sample >= 0 && c->access_log_sample <= 1)) {
       snprintf(err, cap, "ACCESS_LOG_SAMPLE=%s: expected a number in [0, 1]", sample);
       rc = -EINVAL;
     }
@@ -116,6 +151,12 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   char mode[16];
   int rc = env_str("DATABASE_URL", "", c->database_url, sizeof c->database_url, err, cap);
   rc = rc ?: env_int("PG_RETRY_MAX_SECONDS", 30, 1, 3600, &c->pg_retry_max_s, err, cap);
+  rc = rc ?: env_int("PG_STALL_TIMEOUT_SECONDS", 30, 1, 3600, &c->pg_stall_timeout_s, err, cap);
+  rc = rc
+           ?: env_int("PG_PERMANENT_ERROR_ATTEMPTS", 5, 1, 1000000, &c->pg_permanent_attempts, err,
+                      cap);
+  rc = rc ?: env_bool("REPLAY_ALLOW_INCOMPLETE", false, &c->replay_allow_incomplete, err, cap);
+  rc = rc ?: env_bool("REPLAY_ALLOW_EMPTY", false, &c->replay_allow_empty, err, cap);
   rc = rc
            ?: env_str("KAFKA_BOOTSTRAP_SERVERS", "", c->kafka_bootstrap, sizeof c->kafka_bootstrap,
                       err, cap);
@@ -129,8 +170,22 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   rc = rc ?: env_int("SYNC_MAX_BATCH_MS", 5, 0, 60000, &c->sync_max_batch_ms, err, cap);
   rc = rc ?: env_str("SYNC_MODE", "", mode, sizeof mode, err, cap);
   if (rc != 0) return rc;
+  if (c->kafka_topic[0] == '\0') {
+    snprintf(err, cap, "KAFKA_TOPIC is empty: name the change topic (default catalog.changes)");
+    return -EINVAL;
+  }
+  c->sync_mode_explicit = mode[0] != '\0';
+  if (mode[0] == '\0' && !c->database_url[0] && !c->kafka_bootstrap[0]) {
+    /* Never fake data to real callers: e.g. a Secret that failed to mount
+     * leaves DATABASE_URL empty. The demo must be asked for. */
+    snprintf(err, cap,
+             "no catalog source configured: set DATABASE_URL (warm load from PostgreSQL), "
+             "KAFKA_BOOTSTRAP_SERVERS (replay the change topic), or SYNC_MODE=demo for the "
+             "built-in demo catalog");
+    return -EINVAL;
+  }
   if (mode[0] == '\0')
-    c->sync_mode = c->database_url[0] ? SYNC_WARM : c->kafka_bootstrap[0] ? SYNC_REPLAY : SYNC_DEMO;
+    c->sync_mode = c->database_url[0] ? SYNC_WARM : SYNC_REPLAY;
   else if (!strcasecmp(mode, "warm"))
     c->sync_mode = SYNC_WARM;
   else if (!strcasecmp(mode, "replay"))

@@ -7,6 +7,7 @@
  * sigwait(): no async-signal-safety concerns anywhere else.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 
 #include "admin.h"
 #include "clock.h"
+#include "conditions.h"
 #include "config.h"
 #include "demo.h"
 #include "digest.h"
@@ -41,6 +43,7 @@ static void grpc_log_json(gpr_log_func_args *a) {
 struct ready_ctx {
   struct health *health;
   double t0;
+  _Atomic int fatal_code; /* set by on_fatal before it raises SIGUSR2 */
 };
 
 static void on_ready(void *arg) {
@@ -48,6 +51,14 @@ static void on_ready(void *arg) {
   health_set_serving(r->health, true);
   log_info("startup phase done", LF_S("phase", "ready"), LF_D("seconds", clock_mono_s() - r->t0));
   log_info("serving", );
+}
+
+/* The writer cannot go on: main's sigwait() takes SIGUSR2 and shuts down
+ * with this exit code (the writer has logged why). */
+static void on_fatal(void *arg, int exit_code) {
+  struct ready_ctx *r = arg;
+  atomic_store(&r->fatal_code, exit_code);
+  kill(getpid(), SIGUSR2);
 }
 
 static void usage(void) {
@@ -65,11 +76,17 @@ static void on_digest_ready(void *arg) {
 }
 
 static int run_digest(const struct config *cfg, struct store *store, struct metrics *metrics,
-                      sigset_t *sigs) {
+                      struct conditions *conds, sigset_t *sigs) {
   struct sync *sy = NULL;
+  struct ready_ctx fatal = {.health = NULL};
   int sig = 0;
-  struct sync_deps yd = {
-      .cfg = cfg, .store = store, .metrics = metrics, .on_ready = on_digest_ready, .arg = NULL};
+  struct sync_deps yd = {.cfg = cfg,
+                         .store = store,
+                         .metrics = metrics,
+                         .conditions = conds,
+                         .on_ready = on_digest_ready,
+                         .on_fatal = on_fatal,
+                         .arg = &fatal};
   if (sync_start(&yd, &sy) != 0) return 1;
   sigwait(sigs, &sig);
   if (sig == SIGUSR1) {
@@ -91,6 +108,7 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
   }
   sync_stop(sy);
   sync_destroy(sy);
+  if (sig == SIGUSR2) return atomic_load(&fatal.fatal_code);
   return sig == SIGUSR1 ? 0 : 1;
 }
 
@@ -119,6 +137,7 @@ struct app {
   struct store *store;
   struct metrics *metrics;
   struct health *health;
+  struct conditions *conditions;
   struct admin *admin;
   struct server *srv;
   struct sync *sy;
@@ -131,14 +150,18 @@ static void block_signals(sigset_t *sigs) {
   sigaddset(sigs, SIGTERM);
   sigaddset(sigs, SIGINT);
   sigaddset(sigs, SIGUSR1);
+  sigaddset(sigs, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 }
 
 /* Starts admin, gRPC and sync. Returns 0 or 1 (logged). */
 static int app_start(struct app *a) {
-  struct admin_deps ad = {
-      .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};
+  struct admin_deps ad = {.cfg = &a->cfg,
+                          .store = a->store,
+                          .metrics = a->metrics,
+                          .health = a->health,
+                          .conditions = a->conditions};
   if (admin_start(&ad, &a->admin) != 0) return 1;
   struct server_deps sd = {
       .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};
@@ -149,11 +172,14 @@ static int app_start(struct app *a) {
   }
   log_start(&a->cfg, server_port(a->srv));
   log_info("startup phase done", LF_S("phase", "grpc"), LF_D("seconds", clock_mono_s() - a->t0));
-  a->ready = (struct ready_ctx){.health = a->health, .t0 = a->t0};
+  a->ready.health = a->health;
+  a->ready.t0 = a->t0;
   struct sync_deps yd = {.cfg = &a->cfg,
                          .store = a->store,
                          .metrics = a->metrics,
+                         .conditions = a->conditions,
                          .on_ready = on_ready,
+                         .on_fatal = on_fatal,
                          .arg = &a->ready};
   if ((rc = sync_start(&yd, &a->sy)) != 0) {
     log_error("cannot start the sync thread", LF_S("error", strerror(-rc)));
@@ -174,6 +200,7 @@ static void app_stop(struct app *a) {
   store_destroy(a->store);
   health_destroy(a->health);
   metrics_destroy(a->metrics);
+  conditions_destroy(a->conditions);
 }
 
 /*
@@ -217,13 +244,18 @@ int main(int argc, char **argv) {
   a.store = store_new();
   a.metrics = metrics_new(a.cfg.workers);
   a.health = health_new();
+  a.conditions = conditions_new();
   if (digest_mode) {
-    rc = run_digest(&a.cfg, a.store, a.metrics, &a.sigs);
+    rc = run_digest(&a.cfg, a.store, a.metrics, a.conditions, &a.sigs);
   } else if ((rc = app_start(&a)) == 0) {
     do
       sigwait(&a.sigs, &sig);
     while (sig == SIGUSR1);
-    log_info("shutting down", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+    if (sig == SIGUSR2) rc = atomic_load(&a.ready.fatal_code);
+    log_info("shutting down",
+             LF_S("signal", sig == SIGTERM  ? "SIGTERM"
+                            : sig == SIGINT ? "SIGINT"
+                                            : "none (fatal)"),
              LF_I("grace_seconds", a.cfg.shutdown_grace_s));
   }
   app_stop(&a);

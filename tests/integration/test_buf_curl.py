@@ -32,7 +32,7 @@ class BufCurlTest(unittest.TestCase):
     def setUpClass(cls):
         if not ensure_buf():
             raise unittest.SkipTest('buf (npm @bufbuild/buf) could not be installed')
-        cls.srv = harness.Catalogd({'GRPC_REFLECTION': 'true'})  # the demo catalog
+        cls.srv = harness.Catalogd({'GRPC_REFLECTION': 'true', 'SYNC_MODE': 'demo'})
         cls.srv.wait_serving(30)
 
     @classmethod

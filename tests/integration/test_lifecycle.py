@@ -58,7 +58,7 @@ class HeapHugePagesTest(unittest.TestCase):
     def started(self, env):
         """The server's initial environment as raw bytes. (glibc splits GLIBC_TUNABLES in
         place while parsing it, so its ':' separators read back as NULs.)"""
-        srv = harness.Catalogd(env)
+        srv = harness.Catalogd(dict(env, SYNC_MODE='demo'))
         self.addCleanup(srv.stop)
         srv.wait_serving()
         with open('/proc/%d/environ' % srv.pid, 'rb') as f:

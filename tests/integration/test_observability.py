@@ -3,6 +3,7 @@
 (counters, consistent histograms, lag), /healthz and /readyz, JSON logs with start-up
 phases and a sampled access log, and no secret (database or Kafka password) in any output.
 """
+import json
 import re
 import unittest
 import urllib.error
@@ -132,7 +133,9 @@ class ObservabilityTest(unittest.TestCase):
 
     def test_liveness_and_readiness(self):
         self.assertEqual(get(self.srv, '/healthz')[0], 200)
-        self.assertEqual(get(self.srv, '/readyz'), (200, 'serving\n'))
+        status, body = get(self.srv, '/readyz')
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)['status'], 'serving')
         self.assertEqual(get(self.srv, '/nope')[0], 404)
 
     def test_logs_are_json_with_phases_access_log_and_no_secret(self):

@@ -83,7 +83,7 @@ class TlsTest(unittest.TestCase):
         shutil.copy(self.path('server1.crt'), os.path.join(live, 'tls.crt'))
         shutil.copy(self.path('server1.key'), os.path.join(live, 'tls.key'))
         env = {'GRPC_TLS_CERT_FILE': os.path.join(live, 'tls.crt'),
-               'GRPC_TLS_KEY_FILE': os.path.join(live, 'tls.key')}
+               'GRPC_TLS_KEY_FILE': os.path.join(live, 'tls.key'), 'SYNC_MODE': 'demo'}
         if mutual:
             env['GRPC_TLS_CLIENT_CA_FILE'] = self.path('ca1.crt')
         srv = harness.Catalogd(env, start=True)
@@ -142,7 +142,7 @@ class TlsTest(unittest.TestCase):
             self.assertEqual(srv.stop(), 0)
 
     def test_unreadable_certificate_is_a_startup_error(self):
-        srv = harness.Catalogd({'GRPC_TLS_CERT_FILE': self.path('nope.crt'),
+        srv = harness.Catalogd({'SYNC_MODE': 'demo', 'GRPC_TLS_CERT_FILE': self.path('nope.crt'),
                                 'GRPC_TLS_KEY_FILE': self.path('nope.key')})
         self.assertNotEqual(srv.wait_exit(10), 0)
 
