@@ -100,4 +100,3 @@ void log_emit(enum log_level level, const char *msg, const struct logf *fields, 
     w = write(STDOUT_FILENO, l.buf, l.len);
   while (w < 0 && errno == EINTR);
 }
-
