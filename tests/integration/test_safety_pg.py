@@ -156,7 +156,7 @@ class BigLoadTest(unittest.TestCase):
         stalled = eventually(lambda: logs_with(srv, 'postgres stopped sending; abandoning the '
                                                     'connection'), 15, 'the stall detected')
         t_stall = time.monotonic()
-        self.assertGreaterEqual(t_stall - t_freeze, 1.5)
+        self.assertGreaterEqual(t_stall - t_freeze, 1.0, 'not before the timeout')
         self.assertIn(stalled[0].get('table'), ('variant_images', 'variants'))
         eventually(lambda: logs_with(srv, 'warm load failed; will retry'), 10, 'a retry')
         # While still frozen, the next attempts cannot even connect: they time out too.
@@ -214,12 +214,13 @@ class BigLoadTest(unittest.TestCase):
         self.assertEqual(p['level'], 'info')
         self.assertIn(p['table'], ('variant_images', 'variants'))
         self.assertGreater(p['rows_per_s'], 0)
-        self.assertEqual(p['estimated_rows'], 2 * BIG_N + 1)
+        # reltuples after VACUUM ANALYZE: exact or close to it.
+        self.assertAlmostEqual(p['estimated_rows'], 2 * BIG_N + 1, delta=0.05 * BIG_N)
         self.assertGreater(p['ratio'], 0)
         self.assertLess(p['ratio'], 1)
         self.assertGreaterEqual(p['eta_seconds'], 0)
         n_before = len(logs_with(srv, 'warm load progress'))
-        time.sleep(2.5)
+        time.sleep(3.5)
         self.assertGreaterEqual(len(logs_with(srv, 'warm load progress')) - n_before, 2,
                                 'a line every second, even while no row arrives')
         samples = ru.metrics(srv)
