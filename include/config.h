@@ -40,6 +40,7 @@ struct config {
   int pg_retry_max_s;
   int pg_stall_timeout_s;       /* no COPY bytes for this long: abandon the load */
   int pg_permanent_attempts;    /* exit after this many attempts failing permanently */
+  int pg_progress_interval_s;   /* "warm load progress" log period */
   bool replay_allow_incomplete; /* publish a replay of a truncated topic anyway */
   bool replay_allow_empty;      /* an empty topic is an expected empty catalog */
   char kafka_bootstrap[1024];

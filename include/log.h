@@ -4,7 +4,7 @@
  * Every line carries "ts" (RFC 3339, UTC, milliseconds), "level" and "msg",
  * then the caller's fields in order. Fields are typed so that numbers stay
  * numbers for the log pipeline. Secrets must never be passed as fields: use
- * log_redact_url() on connection strings first.
+ * pg_redact_conninfo() (pg_redact.h) on connection strings first.
  *
  * @locality any thread; each line is written with one write(2), so lines from
  * different threads never interleave.
@@ -46,10 +46,6 @@ void log_emit(enum log_level level, const char *msg, const struct logf *fields, 
 
 /* True when a line at this level would be written (skip costly field prep). */
 int log_enabled(enum log_level level);
-
-/* Copies url into out (size cap) with any password replaced by "***": both
- * URI form (scheme://user:pw@host) and conninfo form (password=...). */
-void log_redact_url(const char *url, char *out, size_t cap);
 
 /* A leading empty element lets the field list be empty. */
 #define LOG__N(...) (sizeof((struct logf[]){{0}, __VA_ARGS__}) / sizeof(struct logf) - 1)

@@ -51,6 +51,9 @@ enum metrics_counter {
   MC_PG_ROWS_SKIPPED,
   MC_PG_LOAD_NS,
   MC_PG_ATTEMPTS,
+  MC_PG_STALLS,        /* warm load attempts abandoned: no byte for PG_STALL_TIMEOUT_SECONDS */
+  MC_PG_PROGRESS_ROWS, /* gauge: rows read by the current (or last) warm load attempt */
+  MC_PG_PROGRESS_PPM,  /* gauge: its share of the estimated total, in millionths */
   MC_BAD_REQUESTS,
   MC_COUNT
 };
@@ -58,6 +61,9 @@ enum metrics_counter {
 /* Adds v to counter c. @locality any thread (atomic add). */
 void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t v);
 uint64_t metrics_get(struct metrics *m, enum metrics_counter c);
+
+/* Sets gauge c to v. @locality any thread (atomic store). */
+void metrics_set(struct metrics *m, enum metrics_counter c, uint64_t v);
 
 enum { METRICS_EVENT_APPLIED = 0, METRICS_EVENT_STALE, METRICS_EVENT_REJECTED };
 

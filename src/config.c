@@ -155,6 +155,8 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   rc = rc
            ?: env_int("PG_PERMANENT_ERROR_ATTEMPTS", 5, 1, 1000000, &c->pg_permanent_attempts, err,
                       cap);
+  rc =
+      rc ?: env_int("WARM_LOAD_PROGRESS_SECONDS", 5, 1, 3600, &c->pg_progress_interval_s, err, cap);
   rc = rc ?: env_bool("REPLAY_ALLOW_INCOMPLETE", false, &c->replay_allow_incomplete, err, cap);
   rc = rc ?: env_bool("REPLAY_ALLOW_EMPTY", false, &c->replay_allow_empty, err, cap);
   rc = rc

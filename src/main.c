@@ -26,6 +26,7 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "pg_redact.h"
 #include "server.h"
 #include "store.h"
 #include "sync.h"
@@ -115,7 +116,7 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
 static void log_start(const struct config *c, int port) {
   static const char *modes[] = {"demo", "warm", "replay"};
   char url[256] = "";
-  if (c->database_url[0]) log_redact_url(c->database_url, url, sizeof url);
+  if (c->database_url[0]) pg_redact_conninfo(c->database_url, url, sizeof url);
   log_info("listening", LF_I("grpc_port", port), LF_I("workers", c->workers),
            LF_B("reflection", c->reflection), LF_S("sync_mode", modes[c->sync_mode]),
            LF_S("tls", !c->tls_cert_file[0]       ? "off"

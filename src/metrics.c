@@ -116,6 +116,10 @@ void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t v) {
   atomic_fetch_add_explicit(&m->counters[c], v, memory_order_relaxed);
 }
 
+void metrics_set(struct metrics *m, enum metrics_counter c, uint64_t v) {
+  atomic_store_explicit(&m->counters[c], v, memory_order_relaxed);
+}
+
 uint64_t metrics_get(struct metrics *m, enum metrics_counter c) {
   return atomic_load_explicit(&m->counters[c], memory_order_relaxed);
 }
@@ -178,6 +182,25 @@ static void render_histogram(struct metrics *m, struct strbuf *b) {
   }
 }
 
+/* The warm load's progress and stalls (its totals are rendered by admin.c). */
+static void render_warm_load(struct metrics *m, struct strbuf *b) {
+  sb_printf(b,
+            "# HELP catalogd_warm_load_progress_ratio Share of the estimated rows (pg_class."
+            "reltuples) the current warm load has read; 1 once loaded.\n"
+            "# TYPE catalogd_warm_load_progress_ratio gauge\n"
+            "catalogd_warm_load_progress_ratio %.6f\n"
+            "# HELP catalogd_warm_load_progress_rows Rows read by the current warm load attempt.\n"
+            "# TYPE catalogd_warm_load_progress_rows gauge\n"
+            "catalogd_warm_load_progress_rows %llu\n"
+            "# HELP catalogd_warm_load_stalls_total Warm load attempts abandoned because "
+            "PostgreSQL sent nothing for PG_STALL_TIMEOUT_SECONDS.\n"
+            "# TYPE catalogd_warm_load_stalls_total counter\n"
+            "catalogd_warm_load_stalls_total %llu\n",
+            (double)metrics_get(m, MC_PG_PROGRESS_PPM) / 1e6,
+            (unsigned long long)metrics_get(m, MC_PG_PROGRESS_ROWS),
+            (unsigned long long)metrics_get(m, MC_PG_STALLS));
+}
+
 char *metrics_render(struct metrics *m, const char *extra) {
   struct strbuf b = {0};
   render_requests(m, &b);
@@ -210,6 +233,7 @@ char *metrics_render(struct metrics *m, const char *extra) {
             "catalogd_snapshot_publish_duration_seconds_sum %.9f\n"
             "catalogd_snapshot_publish_duration_seconds_count %llu\n",
             (double)atomic_load(&m->publish_sum_ns) / 1e9, (unsigned long long)cum);
+  render_warm_load(m, &b);
   if (extra != NULL) sb_printf(&b, "%s", extra);
   return sb_take(&b);
 }

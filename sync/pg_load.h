@@ -3,21 +3,41 @@
  * at start in one consistent transaction, by COPY, straight into a store
  * transaction.
  *
+ * Nothing here waits on the network without a bound: the connection is made
+ * and read without blocking, in short slices that check for an interrupt,
+ * and an attempt during which PostgreSQL sends nothing for the stall timeout
+ * is abandoned (the connection is dropped with PQfinish, which returns at
+ * once: no cancel request, which could itself wait on a silent server).
+ *
  * @locality the sync thread; pgload_interrupt() from any thread.
  */
 #ifndef CATALOGD_PG_LOAD_H
 #define CATALOGD_PG_LOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "store.h"
 
 struct pgload;
+struct metrics;
+
+/* How one attempt runs. */
+struct pgload_opts {
+  int stall_timeout_s;     /* no byte from PostgreSQL for this long: abandon (>= 1) */
+  int progress_interval_s; /* "warm load progress" log period (>= 1) */
+  struct metrics *metrics; /* progress gauges and the stall counter; NULL: none */
+};
 
 struct pgload_stats {
   size_t rows;    /* rows read, all tables */
-  size_t skipped; /* rows that broke the schema's promises */
+  size_t skipped; /* rows that broke the schema's promises (invalid UTF-8 included) */
   double seconds;
+  /* Why an attempt failed (pgload_run < 0, not -ECANCELED): */
+  bool permanent;   /* retrying cannot help (auth, missing database or table, permissions,
+                       data PostgreSQL cannot convert, an unparseable DATABASE_URL) */
+  char sqlstate[6]; /* the server's SQLSTATE, "" when there is none */
+  char reason[512]; /* one line for operators; never holds a secret of the URL */
 };
 
 /* A loader for the libpq URI or conninfo string url (copied). */
@@ -25,14 +45,19 @@ struct pgload *pgload_new(const char *url);
 
 /* Reads every table of schema.sql in one REPEATABLE READ READ ONLY
  * transaction and puts the records into t. Bad rows are skipped, counted
- * and logged (the first few). Returns 0, or:
- *   -ECONNREFUSED  could not connect (PostgreSQL down or unreachable)
- *   -EIO           a query or COPY failed (e.g. the server went away)
+ * and logged (the first few). Logs "warm load progress" every
+ * o->progress_interval_s. Returns 0, or:
+ *   -EINVAL        url is not a valid libpq connection string (permanent)
+ *   -ECONNREFUSED  could not connect (st says why and whether permanent)
+ *   -EIO           a query or COPY failed (st says why, with the SQLSTATE)
+ *   -ETIMEDOUT     PostgreSQL sent nothing for o->stall_timeout_s (transient)
  *   -ECANCELED     pgload_interrupt() was called
  * On error t holds a partial load: the caller must abort it. */
-int pgload_run(struct pgload *p, struct store_txn *t, struct pgload_stats *st);
+int pgload_run(struct pgload *p, const struct pgload_opts *o, struct store_txn *t,
+               struct pgload_stats *st);
 
-/* Makes a running (or the next) pgload_run return -ECANCELED soon. */
+/* Makes a running (or the next) pgload_run return -ECANCELED within about
+ * 0.1 s; never blocks. */
 void pgload_interrupt(struct pgload *p);
 
 /* NULL is a no-op. */

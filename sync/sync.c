@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "conditions.h"
 #include "consumer.h"
 #include "demo_broker.h"
 #include "log.h"
@@ -92,15 +93,49 @@ static void publish(struct sync *s, struct store_txn *t, const char *source) {
            LF_I("changes", changes), LF_D("publish_ms", (double)ns / 1e6));
 }
 
-/* Warm load with retries; returns 0 once published, -ECANCELED on stop. */
+/* Says why a warm load attempt failed, in the log and in the "postgres"
+ * condition (/readyz). permanent counts the permanent failures in a row,
+ * including this one; max is where the caller gives up. */
+static void report_pg_failure(struct sync *s, const struct pgload_stats *st, int attempt,
+                              int permanent, int max, long retry_ms) {
+  char cond[600];
+  const char *reason = st->reason[0] ? st->reason : "kafka: loading the deletes failed";
+  if (st->sqlstate[0])
+    snprintf(cond, sizeof cond, "%s (SQLSTATE %s)", reason, st->sqlstate);
+  else
+    snprintf(cond, sizeof cond, "%s", reason);
+  if (!st->permanent) {
+    log_warn("warm load failed; will retry", LF_I("attempt", attempt), LF_S("error", reason),
+             LF_S("sqlstate", st->sqlstate), LF_I("retry_ms", retry_ms));
+    conditions_set(s->d.conditions, "postgres", "warn", cond);
+    return;
+  }
+  log_error(permanent < max ? "warm load failed: postgres refuses it; will retry"
+                            : "warm load failed: postgres refuses it; giving up",
+            LF_I("attempt", attempt), LF_S("error", reason), LF_S("sqlstate", st->sqlstate),
+            LF_I("permanent_failures", permanent), LF_I("max_permanent_failures", max),
+            LF_I("retry_ms", permanent < max ? retry_ms : 0));
+  conditions_set(s->d.conditions, "postgres", "error", cond);
+}
+
+/* Warm load with retries; returns 0 once published, -ECANCELED on stop or
+ * after giving up. Transient failures (PostgreSQL down, a stall, a dropped
+ * connection) are retried for ever with capped exponential backoff;
+ * permanent ones (pgload_stats.permanent) too, but after
+ * PG_PERMANENT_ERROR_ATTEMPTS of them in a row the process exits with 3
+ * (on_fatal), so Kubernetes shows the failure instead of an unready pod. */
 static int load_postgres(struct sync *s) {
   long backoff_ms = 100, cap_ms = s->cfg.pg_retry_max_s * 1000L;
+  int permanent = 0, max = s->cfg.pg_permanent_attempts;
+  struct pgload_opts o = {.stall_timeout_s = s->cfg.pg_stall_timeout_s,
+                          .progress_interval_s = s->cfg.pg_progress_interval_s,
+                          .metrics = s->d.metrics};
   for (int attempt = 1;; attempt++) {
     struct pgload_stats st = {0};
     struct store_txn *t = store_begin(s->d.store);
     metrics_add(s->d.metrics, MC_PG_ATTEMPTS, 1);
     log_info("warm load starting", LF_I("attempt", attempt));
-    int rc = pgload_run(s->pg, t, &st);
+    int rc = pgload_run(s->pg, &o, t, &st);
     if (rc == 0 && s->consumer) rc = consumer_load_deletes(s->consumer, t, &s->stop);
     if (rc == 0) {
       metrics_add(s->d.metrics, MC_PG_ROWS, st.rows);
@@ -110,13 +145,17 @@ static int load_postgres(struct sync *s) {
                LF_D("seconds", st.seconds),
                LF_D("rows_per_s", st.seconds > 0 ? (double)st.rows / st.seconds : 0));
       publish(s, t, "postgres");
+      conditions_set(s->d.conditions, "postgres", NULL, NULL);
       return 0;
     }
     store_abort(t); /* a partial load is never published */
     if (rc == -ECANCELED) return rc;
-    log_warn("warm load failed; will retry", LF_I("attempt", attempt),
-             LF_S("error", rc == -ECONNREFUSED ? "connect" : "query"),
-             LF_I("retry_ms", backoff_ms));
+    permanent = st.permanent ? permanent + 1 : 0;
+    report_pg_failure(s, &st, attempt, permanent, max, backoff_ms);
+    if (permanent >= max) {
+      if (s->d.on_fatal) s->d.on_fatal(s->d.arg, 3);
+      return -ECANCELED;
+    }
     if (wait_or_stop(s, backoff_ms)) return -ECANCELED;
     backoff_ms = backoff_ms * 2 > cap_ms ? cap_ms : backoff_ms * 2;
   }

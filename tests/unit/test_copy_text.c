@@ -1,4 +1,4 @@
-/* Unit tests: COPY text rows and values (copy_text.c) and URL redaction. */
+/* Unit tests: COPY text rows and values, the UTF-8 check (copy_text.c), log levels. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,18 +56,25 @@ static void parses_values(void **state) {
   assert_int_equal(copy_bool("yes", true, &b), -1);
 }
 
-static void redacts_passwords(void **state) {
+static void checks_utf8(void **state) {
   (void)state;
-  char out[256];
-  log_redact_url("postgresql://app:s3cret@db:5432/catalog?sslmode=require", out, sizeof out);
-  assert_string_equal(out, "postgresql://app:***@db:5432/catalog?sslmode=require");
-  assert_null(strstr(out, "s3cret"));
-  log_redact_url("host=db user=app password=s3cret dbname=x", out, sizeof out);
-  assert_string_equal(out, "host=db user=app password=*** dbname=x");
-  log_redact_url("postgresql://db/x?user=a&password=pw", out, sizeof out);
-  assert_null(strstr(out, "=pw"));
-  log_redact_url("postgresql://app@db/x", out, sizeof out);
-  assert_string_equal(out, "postgresql://app@db/x");
+  assert_int_equal(copy_utf8_check(""), 0);
+  assert_int_equal(copy_utf8_check("plain ascii\t\n"), 0);
+  assert_int_equal(copy_utf8_check("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), 0);
+  assert_int_equal(copy_utf8_check("\xf4\x8f\xbf\xbf"), 0);  /* U+10FFFF */
+  assert_int_equal(copy_utf8_check("caf\xe9"), -1);          /* LATIN1 bytes */
+  assert_int_equal(copy_utf8_check("SKU-\x80"), -1);         /* a lone continuation */
+  assert_int_equal(copy_utf8_check("\xc0\xaf"), -1);         /* overlong '/' */
+  assert_int_equal(copy_utf8_check("\xe0\x80\xaf"), -1);     /* overlong, 3 bytes */
+  assert_int_equal(copy_utf8_check("\xed\xa0\x80"), -1);     /* a surrogate */
+  assert_int_equal(copy_utf8_check("\xf4\x90\x80\x80"), -1); /* above U+10FFFF */
+  assert_int_equal(copy_utf8_check("\xf5\x80\x80\x80"), -1);
+  assert_int_equal(copy_utf8_check("\xe2\x82"), -1); /* cut short by the NUL */
+  assert_int_equal(copy_utf8_check("\xf0\x9f\x98"), -1);
+}
+
+static void parses_log_levels(void **state) {
+  (void)state;
   assert_int_equal(log_level_parse("WARNING"), LOG_WARN);
   assert_int_equal(log_level_parse("loud"), -1);
 }
@@ -76,7 +83,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(splits_nulls_and_escapes),
       cmocka_unit_test(parses_values),
-      cmocka_unit_test(redacts_passwords),
+      cmocka_unit_test(checks_utf8),
+      cmocka_unit_test(parses_log_levels),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
