@@ -645,7 +645,10 @@ int consumer_check_history(struct consumer *c) {
 static int start_replay(struct consumer *c) {
   while (!atomic_load(c->stop)) {
     int rc = discover(c, RD_KAFKA_OFFSET_BEGINNING, 2000);
-    if (rc >= 0 && c->nparts > 0 && (rc = consumer_check_history(c)) == 0) return 0;
+    if (rc >= 0 && c->nparts > 0 && (rc = consumer_check_history(c)) == 0) {
+      c->marked = true; /* start offsets known: the beginning */
+      return 0;
+    }
     if (rc == -ECANCELED) break;
     for (int64_t until = clock_mono_ms() + (rc == -EIO ? 1000 : RECHECK_MS);
          clock_mono_ms() < until && !atomic_load(c->stop);)
