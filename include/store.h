@@ -96,8 +96,22 @@ struct store *store_new(void);
 /* Frees the store and its snapshot. No reader may be active. NULL: no-op. */
 void store_destroy(struct store *st);
 
-/* Opens a transaction on top of the current snapshot. Only one may be open. */
+/* Opens a transaction on top of the current snapshot (or on an empty state
+ * while a rebuild is pending, see store_rebuild_next). Only one may be open. */
 struct store_txn *store_begin(struct store *st);
+
+/* Starts a rebuild: every transaction begun from now on starts from an EMPTY
+ * state (nothing of the current snapshot is kept, tombstones included) until
+ * one of them commits; that commit replaces the snapshot whole and ends the
+ * rebuild. The current snapshot keeps serving meanwhile; an aborted rebuild
+ * transaction changes nothing (the next store_begin is empty again). Used to
+ * re-sync after the change feed lost events (a delete missed in the gap must
+ * not survive). */
+void store_rebuild_next(struct store *st);
+
+/* 1 while a rebuild is pending (store_rebuild_next called, not yet
+ * committed), else 0. */
+int store_rebuilding(const struct store *st);
 
 enum { STORE_APPLIED = 0, STORE_STALE = 1 };
 
@@ -123,7 +137,8 @@ size_t store_txn_changes(const struct store_txn *t);
 
 /* Publishes t as the new snapshot and frees what it replaced once no reader
  * can see it (blocks for an RCU grace period). A transaction with no change
- * publishes nothing, except the very first one. Returns the version now
+ * publishes nothing, except the very first one and a rebuild (an empty
+ * rebuild publishes an empty catalog). Returns the version now
  * current. t is freed. */
 uint64_t store_commit(struct store_txn *t);
 

@@ -37,8 +37,9 @@ int sync_start(const struct sync_deps *d, struct sync **out);
  * and joins it. */
 void sync_stop(struct sync *s);
 
-/* Prometheus text for the consumer (lag, last event age); NULL without
- * Kafka. Caller frees. @locality any thread. */
+/* Prometheus text for the change feed: catalogd_change_feed_enabled, and
+ * with Kafka the consumer's (lag, lost positions, replay progress, last
+ * event time). Caller frees. @locality any thread. */
 char *sync_metrics_text(struct sync *s);
 
 /* JSON array of per-partition next offsets; NULL without Kafka. Caller

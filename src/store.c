@@ -35,6 +35,7 @@ struct snapshot {
 struct store {
   struct snapshot *current; /* RCU-published */
   uint64_t gen;             /* writer only */
+  int rebuild;              /* writer only: store_begin starts empty */
 };
 
 struct store_txn {
@@ -43,6 +44,7 @@ struct store_txn {
   struct snapshot next;  /* being built; copied out at commit */
   uint64_t gen;
   size_t changes;
+  int fresh; /* a rebuild: started empty, shares nothing with base */
   struct retire retired;
 };
 
@@ -133,7 +135,8 @@ struct store_txn *store_begin(struct store *st) {
   t->st = st;
   t->gen = ++st->gen;
   t->base = st->current; /* the writer is the only one who changes it */
-  if (t->base != NULL) {
+  t->fresh = st->rebuild && t->base != NULL;
+  if (t->base != NULL && !t->fresh) {
     t->next = *t->base;
   } else {
     for (int k = 0; k < CAT_KIND_COUNT; k++)
@@ -141,6 +144,10 @@ struct store_txn *store_begin(struct store *st) {
   }
   return t;
 }
+
+void store_rebuild_next(struct store *st) { st->rebuild = 1; }
+
+int store_rebuilding(const struct store *st) { return st->rebuild; }
 
 /* The map of kind, forked for this transaction on first use. */
 static struct smap *txn_map(struct store_txn *t, enum cat_kind kind) {
@@ -311,7 +318,7 @@ size_t store_txn_changes(const struct store_txn *t) { return t->changes; }
 uint64_t store_commit(struct store_txn *t) {
   struct store *st = t->st;
   struct snapshot *base = t->base;
-  if (base != NULL && t->changes == 0) {
+  if (base != NULL && t->changes == 0 && !t->fresh) {
     store_abort(t);
     return base->version;
   }
@@ -320,10 +327,16 @@ uint64_t store_commit(struct store_txn *t) {
   next->version = base ? base->version + 1 : 1;
   next->built_ns = clock_wall_ns();
   PUBLISH(&st->current, next);
+  st->rebuild = 0; /* a rebuild (or a first publish) is complete */
   synchronize_rcu();
   TSAN_GRACE_DONE();
-  /* No reader holds base now: free what next does not share. */
-  if (base != NULL) {
+  /* No reader holds base now: free what next does not share (a rebuild
+   * shares nothing: all of base goes). */
+  if (base != NULL && t->fresh) {
+    for (int k = 0; k < CAT_KIND_COUNT; k++)
+      smap_destroy(base->maps[k], 1);
+    free(base);
+  } else if (base != NULL) {
     for (int k = 0; k < CAT_KIND_COUNT; k++)
       if (next->maps[k] != base->maps[k]) smap_free_shell(base->maps[k]);
     free(base);

@@ -9,6 +9,14 @@
  * Offsets are never committed: every replica keeps its own position in
  * memory, starting at the warm load's recorded watermarks or at the
  * beginning (replay).
+ *
+ * Trust: a replay is only published if the topic's whole history is there
+ * (every partition starts at offset 0, or the topic is compacted), and a
+ * position deleted by retention before it was read (auto.offset.reset=error
+ * surfaces it) is flagged and handed back to the writer, which re-syncs the
+ * whole state. Topics are never created: existence is checked in the
+ * all-topics metadata (a single-topic metadata request creates the topic on
+ * brokers with auto-creation, whatever allow.auto.create.topics says).
  */
 #include "consumer.h"
 
@@ -22,6 +30,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "conditions.h"
 #include "event_decode.h"
 #include "log.h"
 #include "metrics.h"
@@ -30,40 +39,172 @@
 
 #define MAX_PARTITIONS 1024
 #define BATCH_READ     1024
-#define REPLAY_BATCH   200000 /* events per publish while replaying */
 #define REFRESH_MS     5000
+#define PROGRESS_MS    3000  /* replay progress log period */
+#define RECHECK_MS     5000  /* a refused replay / missing topic is checked again */
+#define RELOG_MS       60000 /* an unchanged problem is logged again after this */
+#define DESCRIBE_MS    3000  /* DescribeConfigs budget (the mock never answers) */
+#define MAX_SECRETS    16
+#define MIN_SECRET_LEN 4 /* shorter values are not scrubbed from library text */
 
 struct part {
   int32_t id;
   int64_t start;     /* offset to start from (or RD_KAFKA_OFFSET_BEGINNING) */
   int64_t next;      /* next offset to read (-1 unknown) */
+  int64_t lo0;       /* low watermark seen at start (replay progress) */
   int64_t hw0;       /* high watermark seen at start (replay catch-up target) */
   int64_t hw;        /* last known high watermark (lag) */
   int64_t published; /* next offset covered by the published snapshot (-1 none) */
   bool caught;
+  bool assigned; /* in the consumer's assignment (at start) */
+};
+
+/* A partition whose position was deleted before it was read. */
+struct lost {
+  bool on;
+  int64_t offset; /* the offset we needed */
 };
 
 struct consumer {
   const struct config *cfg;
   struct metrics *m;
+  struct conditions *conds;
+  atomic_bool *stop;
   rd_kafka_t *rk, *dlq;
   rd_kafka_queue_t *queue;
-  pthread_mutex_t mu; /* guards parts, nparts, last_event_ns for the admin thread */
+  pthread_mutex_t mu; /* guards parts, nparts, last_event_ns, lost, progress, kafka_err */
   struct part parts[MAX_PARTITIONS];
   int nparts;
   int64_t last_event_ns; /* wall clock of the last applied event (stamped once per poll) */
   uint64_t applied;      /* events applied so far (consumer thread only) */
   bool marked;
   uint64_t rejected_logged;
+  struct lost lost[MAX_PARTITIONS]; /* by partition id */
+  double progress;                  /* replay progress 0..1; < 0: no replay */
+  char kafka_err[256];              /* librdkafka's last error (error_cb) */
+  char err_logged[256];             /* the last one logged, with when */
+  int64_t err_logged_ms;
+  int state;                  /* what the "kafka" condition says (enum feed_state) */
+  int64_t state_ms;           /* when the current state was last logged */
+  int history;                /* what the "replay" condition says (enum history_state) */
+  char *secrets[MAX_SECRETS]; /* values of secret properties, scrubbed from text */
+  int nsecrets;
 };
 
-static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-  (void)rk;
-  if (level <= 4) log_warn("kafka", LF_S("facility", fac), LF_S("message", buf));
+enum feed_state { FEED_OK = 0, FEED_UNREACHABLE, FEED_MISSING };
+enum history_state { HIST_UNKNOWN = 0, HIST_OK, HIST_ALLOWED, HIST_REFUSED };
+
+/* ---- Secrets ---- */
+
+/* Is the librdkafka property prop (dotted) one whose value must never be
+ * shown? Passwords, secrets, private keys and credentials (the team's notes
+ * on librdkafka 2.0.2 list them); a name merely containing one of the words
+ * counts too, so a misspelt secret property is not shown either. */
+static bool secret_property(const char *prop) {
+  static const char *words[] = {"password", "secret",        "ssl.key",     "ssl_key",
+                                "pem",      "sasl.username", "oauthbearer", "keytab"};
+  for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+    if (strstr(prop, words[i]) != NULL) return true;
+  return false;
 }
 
-/* Sets KAFKA_<PROPERTY> env vars on conf; returns -1 with err on a bad one. */
-static int passthrough(rd_kafka_conf_t *conf, char **env, char *err, size_t cap) {
+/* Copies src into dst (cap bytes) with every occurrence of a secret value
+ * replaced by "[redacted]". */
+static void scrub(const struct consumer *c, const char *src, char *dst, size_t cap) {
+  size_t o = 0;
+  if (cap == 0) return;
+  while (*src != '\0' && o + 1 < cap) {
+    size_t hit = 0;
+    for (int i = 0; c != NULL && i < c->nsecrets && hit == 0; i++)
+      if (strncmp(src, c->secrets[i], strlen(c->secrets[i])) == 0) hit = strlen(c->secrets[i]);
+    if (hit > 0) {
+      o += (size_t)snprintf(dst + o, cap - o, "[redacted]");
+      if (o >= cap) o = cap - 1;
+      src += hit;
+    } else {
+      dst[o++] = *src++;
+    }
+  }
+  dst[o] = '\0';
+}
+
+/* Remembers value as a secret (copied) for scrub(). */
+static void add_secret(struct consumer *c, const char *value) {
+  if (strlen(value) < MIN_SECRET_LEN || c->nsecrets == MAX_SECRETS) return;
+  size_t n = strlen(value) + 1;
+  c->secrets[c->nsecrets] = memcpy(xmalloc(n), value, n);
+  c->nsecrets++;
+}
+
+/* ---- librdkafka callbacks (its threads) ---- */
+
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  char clean[1024];
+  if (level > 4) return;
+  scrub(rd_kafka_opaque(rk), buf, clean, sizeof clean);
+  log_warn("kafka", LF_S("facility", fac), LF_S("message", clean));
+}
+
+/* Keeps librdkafka's last error for the reports below and logs it, the same
+ * text at most once a minute (a down broker repeats it every second). */
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  struct consumer *c = opaque;
+  char clean[256];
+  (void)rk;
+  scrub(c, reason, clean, sizeof clean);
+  int64_t now = clock_mono_ms();
+  pthread_mutex_lock(&c->mu);
+  snprintf(c->kafka_err, sizeof c->kafka_err, "%s", clean);
+  bool show = strcmp(c->err_logged, clean) != 0 || now - c->err_logged_ms > RELOG_MS;
+  if (show) {
+    snprintf(c->err_logged, sizeof c->err_logged, "%s", clean);
+    c->err_logged_ms = now;
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (show)
+    log_warn("kafka error", LF_S("error", clean),
+             LF_S("code", rd_kafka_err2name((rd_kafka_resp_err_t)err)));
+}
+
+/* ---- Configuration ---- */
+
+/* Is KAFKA_<name> (name: the n upper-case bytes after "KAFKA_") one of the
+ * variables Kubernetes injects for a Service whose name starts with kafka
+ * (enableServiceLinks): <S>_SERVICE_HOST, <S>_SERVICE_PORT[_<NAME>],
+ * <S>_PORT, <S>_PORT_<num>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR]? None of them
+ * is a librdkafka property. */
+static bool service_link(const char *name, size_t n) {
+  char s[256];
+  if (n >= sizeof s) return false;
+  memcpy(s + 1, name, n);
+  s[0] = '_', s[n + 1] = '\0'; /* a leading '_' makes "_X" match at the start */
+  size_t len = n + 1;
+  if ((len >= 13 && strcmp(s + len - 13, "_SERVICE_HOST") == 0) ||
+      (len >= 5 && strcmp(s + len - 5, "_PORT") == 0) || strstr(s, "_SERVICE_PORT_") != NULL)
+    return true;
+  for (const char *p = strstr(s, "_PORT_"); p != NULL; p = strstr(p + 1, "_PORT_")) {
+    const char *q = p + 6;
+    if (!isdigit((unsigned char)*q)) continue;
+    while (isdigit((unsigned char)*q))
+      q++;
+    if (strncmp(q, "_TCP", 4) == 0 || strncmp(q, "_UDP", 4) == 0)
+      q += 4;
+    else if (strncmp(q, "_SCTP", 5) == 0)
+      q += 5;
+    else
+      continue;
+    if (*q == '\0' || strcmp(q, "_PROTO") == 0 || strcmp(q, "_PORT") == 0 ||
+        strcmp(q, "_ADDR") == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Sets KAFKA_<PROPERTY> env vars on conf; returns -1 with err on a bad one
+ * (the value of a secret property is never in err). log: log what is
+ * skipped (once: the DLQ producer reads the same list). */
+static int passthrough(struct consumer *c, rd_kafka_conf_t *conf, char **env, bool log, char *err,
+                       size_t cap) {
   static const char *own[] = {"KAFKA_BOOTSTRAP_SERVERS=", "KAFKA_TOPIC=", "KAFKA_DLQ_TOPIC="};
   for (char **e = env; e && *e; e++) {
     if (strncmp(*e, "KAFKA_", 6) != 0) continue;
@@ -72,28 +213,41 @@ static int passthrough(rd_kafka_conf_t *conf, char **env, char *err, size_t cap)
       skip |= strncmp(*e, own[i], strlen(own[i])) == 0;
     const char *eq = strchr(*e, '=');
     if (skip || eq == NULL || eq - *e - 6 <= 0 || eq - *e - 6 > 200) continue;
-    char prop[256];
     size_t n = (size_t)(eq - *e - 6);
+    if (service_link(*e + 6, n)) {
+      char var[256];
+      snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
+      if (log) log_debug("kafka: Kubernetes service-link variable ignored", LF_S("variable", var));
+      continue;
+    }
+    char prop[256];
     for (size_t i = 0; i < n; i++) {
       char ch = (*e)[6 + i];
       prop[i] = ch == '_' ? '.' : (char)tolower((unsigned char)ch);
     }
     prop[n] = '\0';
-    char kerr[256];
+    bool secret = secret_property(prop);
+    if (secret && log) add_secret(c, eq + 1);
+    char kerr[256], clean[256];
     if (rd_kafka_conf_set(conf, prop, eq + 1, kerr, sizeof kerr) != RD_KAFKA_CONF_OK) {
-      snprintf(err, cap, "KAFKA_%.*s: %s", (int)n, *e + 6, kerr);
+      scrub(c, kerr, clean, sizeof clean);
+      bool shows = secret && eq[1] != '\0' && strstr(kerr, eq + 1) != NULL;
+      snprintf(err, cap, "KAFKA_%.*s: %s", (int)n, *e + 6,
+               shows ? "rejected (the value is secret and not shown)" : clean);
       return -1;
     }
   }
   return 0;
 }
 
-static rd_kafka_conf_t *base_conf(const struct config *cfg, char **env, char *err, size_t cap) {
+static rd_kafka_conf_t *base_conf(struct consumer *c, char **env, bool log, char *err, size_t cap) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set_log_cb(conf, on_kafka_log);
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_bootstrap, err, cap) != 0 ||
+  rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+  rd_kafka_conf_set_opaque(conf, c);
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", c->cfg->kafka_bootstrap, err, cap) != 0 ||
       rd_kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", err, cap) != 0 ||
-      passthrough(conf, env, err, cap) != 0) {
+      passthrough(c, conf, env, log, err, cap) != 0) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
@@ -106,45 +260,36 @@ static int set_all(rd_kafka_conf_t *conf, const char *const *kv, char *err, size
   return 0;
 }
 
-struct consumer *consumer_new(const struct config *cfg, struct metrics *m, char **env, char *err,
-                              size_t cap) {
+struct consumer *consumer_new(const struct config *cfg, struct metrics *m, struct conditions *conds,
+                              atomic_bool *stop, char **env, char *err, size_t cap) {
   char group[128], host[64] = "host";
   gethostname(host, sizeof host - 1);
   snprintf(group, sizeof group, "catalogd-%s-%d", host, (int)getpid());
-  const char *const kv[] = {"group.id",
-                            group,
-                            "enable.auto.commit",
-                            "false",
-                            "enable.auto.offset.store",
-                            "false",
-                            "auto.offset.reset",
-                            "error",
-                            "enable.partition.eof",
-                            "true",
-                            "fetch.wait.max.ms",
-                            "10",
-                            "fetch.error.backoff.ms",
-                            "100",
-                            "queued.max.messages.kbytes",
-                            "65536",
-                            NULL};
+  const char *const kv[] = {"group.id", group, "enable.auto.commit", "false",
+                            "enable.auto.offset.store", "false", "auto.offset.reset", "error",
+                            /* Never create the topic (brokers that honour it). */
+                            "allow.auto.create.topics", "false", "enable.partition.eof", "true",
+                            "fetch.wait.max.ms", "10", "fetch.error.backoff.ms", "100",
+                            "queued.max.messages.kbytes", "65536", NULL};
   struct consumer *c = xcalloc(1, sizeof *c);
-  c->cfg = cfg, c->m = m;
+  char raw[512];
+  c->cfg = cfg, c->m = m, c->conds = conds, c->stop = stop, c->progress = -1;
   pthread_mutex_init(&c->mu, NULL);
-  rd_kafka_conf_t *conf = base_conf(cfg, env, err, cap);
-  if (conf == NULL || set_all(conf, kv, err, cap) != 0) goto fail;
-  if ((c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, cap)) == NULL) goto fail;
+  rd_kafka_conf_t *conf = base_conf(c, env, true, raw, sizeof raw);
+  if (conf == NULL || set_all(conf, kv, raw, sizeof raw) != 0) goto fail;
+  if ((c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, raw, sizeof raw)) == NULL) goto fail;
   conf = NULL;
   c->queue = rd_kafka_queue_get_consumer(c->rk);
   if (cfg->kafka_dlq_topic[0] != '\0') {
-    rd_kafka_conf_t *pc = base_conf(cfg, env, err, cap);
-    if (pc == NULL || (c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, cap)) == NULL) {
+    rd_kafka_conf_t *pc = base_conf(c, env, false, raw, sizeof raw);
+    if (pc == NULL || (c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, raw, sizeof raw)) == NULL) {
       if (pc) rd_kafka_conf_destroy(pc);
       goto fail;
     }
   }
   return c;
 fail:
+  scrub(c, raw, err, cap);
   if (conf) rd_kafka_conf_destroy(conf);
   consumer_destroy(c);
   return NULL;
@@ -152,32 +297,96 @@ fail:
 
 void consumer_destroy(struct consumer *c) {
   if (c == NULL) return;
+  /* Half the grace period for the network at most: nothing here is worth
+   * more (offsets are never committed, so no consumer close either). */
+  int budget_ms = c->cfg->shutdown_grace_s * 1000 / 2;
   if (c->queue) rd_kafka_queue_destroy(c->queue);
-  if (c->rk) {
-    rd_kafka_consumer_close(c->rk);
-    rd_kafka_destroy(c->rk);
-  }
+  if (c->rk) rd_kafka_destroy_flags(c->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   if (c->dlq) {
-    rd_kafka_flush(c->dlq, 5000);
+    rd_kafka_flush(c->dlq, budget_ms < 5000 ? budget_ms : 5000);
+    int left = rd_kafka_outq_len(c->dlq);
+    if (left > 0) {
+      log_warn("dead-letter messages not delivered before shutdown", LF_I("count", left),
+               LF_S("topic", c->cfg->kafka_dlq_topic));
+      rd_kafka_purge(c->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    }
     rd_kafka_destroy(c->dlq);
   }
+  for (int i = 0; i < c->nsecrets; i++)
+    free(c->secrets[i]);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
 
-/* Partition ids of the topic from fresh metadata; -1 on failure. */
-static int topic_partitions(struct consumer *c, int32_t *ids, int cap, int timeout_ms) {
-  rd_kafka_topic_t *t = rd_kafka_topic_new(c->rk, c->cfg->kafka_topic, NULL);
-  const struct rd_kafka_metadata *md = NULL;
-  int n = -1;
-  if (t && rd_kafka_metadata(c->rk, 0, t, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-      md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    n = 0;
-    for (int i = 0; i < md->topics[0].partition_cnt && n < cap; i++)
-      ids[n++] = md->topics[0].partitions[i].id;
+/* ---- Reports: the "kafka" condition ---- */
+
+/* librdkafka's last error text, or fallback. */
+static void last_error(struct consumer *c, const char *fallback, char *out, size_t cap) {
+  pthread_mutex_lock(&c->mu);
+  snprintf(out, cap, "%s%s%s", fallback, c->kafka_err[0] ? "; last broker error: " : "",
+           c->kafka_err);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Moves the feed to state (with why for the log), logging on a change and
+ * once a minute while it lasts, and keeps the "kafka" condition in step. */
+static void feed_state(struct consumer *c, int state, const char *why) {
+  int64_t now = clock_mono_ms();
+  bool again = state != FEED_OK && (c->state != state || now - c->state_ms > RELOG_MS);
+  char msg[512];
+  if (state == FEED_OK) {
+    if (c->state != FEED_OK) {
+      log_info("kafka reachable again", LF_S("brokers", c->cfg->kafka_bootstrap),
+               LF_S("topic", c->cfg->kafka_topic));
+      conditions_set(c->conds, "kafka", NULL, NULL);
+    }
+  } else if (state == FEED_UNREACHABLE) {
+    snprintf(msg, sizeof msg, "Kafka brokers %.200s not reachable: %.250s", c->cfg->kafka_bootstrap,
+             why);
+    conditions_set(c->conds, "kafka", "error", msg);
+    if (again)
+      log_warn("kafka not reachable", LF_S("brokers", c->cfg->kafka_bootstrap),
+               LF_S("topic", c->cfg->kafka_topic), LF_S("error", why));
+  } else {
+    snprintf(msg, sizeof msg,
+             "topic %.150s does not exist on %.200s (catalogd never creates it): check KAFKA_TOPIC",
+             c->cfg->kafka_topic, c->cfg->kafka_bootstrap);
+    conditions_set(c->conds, "kafka", "error", msg);
+    if (again)
+      log_error("kafka topic does not exist", LF_S("topic", c->cfg->kafka_topic),
+                LF_S("brokers", c->cfg->kafka_bootstrap),
+                LF_S("fix", "check KAFKA_TOPIC; catalogd never creates topics"));
   }
-  if (md) rd_kafka_metadata_destroy(md);
-  if (t) rd_kafka_topic_destroy(t);
+  if (again) c->state_ms = now;
+  c->state = state;
+}
+
+/* ---- Partitions ---- */
+
+/* Partition ids of the topic from all-topics metadata (asking for the one
+ * topic would create it on brokers that auto-create). Returns the count,
+ * -ENOENT if the topic is absent (or listed with an error: treated as
+ * absent), -EIO if the broker did not answer (why filled). */
+static int topic_partitions(struct consumer *c, int32_t *ids, int cap, int timeout_ms, char *why,
+                            size_t whycap) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 1, NULL, &md, timeout_ms);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    last_error(c, rd_kafka_err2str(e), why, whycap);
+    return -EIO;
+  }
+  int n = -ENOENT;
+  for (int t = 0; t < md->topic_cnt; t++) {
+    const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+    if (strcmp(mt->topic, c->cfg->kafka_topic) != 0 || mt->err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        mt->partition_cnt == 0)
+      continue;
+    n = 0;
+    for (int i = 0; i < mt->partition_cnt && n < cap; i++)
+      if (mt->partitions[i].id >= 0 && mt->partitions[i].id < MAX_PARTITIONS)
+        ids[n++] = mt->partitions[i].id;
+  }
+  rd_kafka_metadata_destroy(md);
   return n;
 }
 
@@ -187,12 +396,20 @@ static struct part *find_part(struct consumer *c, int32_t id) {
   return NULL;
 }
 
-/* Adds partitions not known yet, starting at `start`, with their high
- * watermarks; returns how many were added (their entries are the last). */
+/* Adds partitions not known yet, starting at `start` (an offset < 0 such as
+ * RD_KAFKA_OFFSET_BEGINNING, or 0 for "at the high watermark"), with their
+ * watermarks. Keeps the "kafka" condition in step. Returns how many were
+ * added, or -ENOENT / -EIO (see topic_partitions). */
 static int discover(struct consumer *c, int64_t start, int timeout_ms) {
   int32_t ids[MAX_PARTITIONS];
-  int n = topic_partitions(c, ids, MAX_PARTITIONS, timeout_ms), added = 0;
-  for (int i = 0; i < n; i++) {
+  char why[512];
+  int n = topic_partitions(c, ids, MAX_PARTITIONS, timeout_ms, why, sizeof why), added = 0;
+  if (n < 0) {
+    feed_state(c, n == -ENOENT ? FEED_MISSING : FEED_UNREACHABLE, why);
+    return n;
+  }
+  feed_state(c, FEED_OK, NULL);
+  for (int i = 0; i < n && !atomic_load(c->stop); i++) {
     if (find_part(c, ids[i]) != NULL) continue;
     int64_t lo = 0, hi = 0;
     if (rd_kafka_query_watermark_offsets(c->rk, c->cfg->kafka_topic, ids[i], &lo, &hi,
@@ -203,6 +420,7 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
                                           .start = start < 0 ? start : hi,
                                           .published = start < 0 ? -1 : hi,
                                           .next = -1,
+                                          .lo0 = lo,
                                           .hw0 = hi,
                                           .hw = hi,
                                           .caught = hi <= lo};
@@ -214,30 +432,300 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
 
 int consumer_mark_start(struct consumer *c, int timeout_ms) {
   int64_t deadline = clock_mono_ms() + timeout_ms;
-  while (discover(c, 0 /* = at the high watermark */, 2000) >= 0 && c->nparts == 0) {
-    if (clock_mono_ms() > deadline) return -ETIMEDOUT;
+  int rc;
+  while ((rc = discover(c, 0 /* = at the high watermark */, 2000)) >= 0 && c->nparts == 0) {
+    if (clock_mono_ms() > deadline || atomic_load(c->stop)) return -ETIMEDOUT;
     usleep(200000);
   }
+  if (rc < 0) return rc;
   c->marked = true;
   log_info("kafka start offsets recorded", LF_S("topic", c->cfg->kafka_topic),
            LF_I("partitions", c->nparts));
-  return c->nparts > 0 ? 0 : -EIO;
+  return 0;
 }
 
-/* Assigns partitions [from, nparts) at their start offsets. */
-static void assign_from(struct consumer *c, int from) {
-  if (from >= c->nparts) return;
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(c->nparts - from);
-  for (int i = from; i < c->nparts; i++)
-    rd_kafka_topic_partition_list_add(l, c->cfg->kafka_topic, c->parts[i].id)->offset =
-        c->parts[i].start;
-  rd_kafka_error_t *e = rd_kafka_incremental_assign(c->rk, l);
+/* Assigns every partition not assigned yet, at its start offset. */
+static void assign_new(struct consumer *c) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(c->nparts);
+  for (int i = 0; i < c->nparts; i++)
+    if (!c->parts[i].assigned)
+      rd_kafka_topic_partition_list_add(l, c->cfg->kafka_topic, c->parts[i].id)->offset =
+          c->parts[i].start;
+  rd_kafka_error_t *e = l->cnt > 0 ? rd_kafka_incremental_assign(c->rk, l) : NULL;
   if (e) {
     log_error("kafka assign failed", LF_S("error", rd_kafka_error_string(e)));
     rd_kafka_error_destroy(e);
+  } else if (l->cnt > 0) {
+    for (int i = 0; i < c->nparts; i++)
+      c->parts[i].assigned = true;
+    log_info("kafka partitions assigned", LF_I("count", l->cnt), LF_I("total", c->nparts));
   }
   rd_kafka_topic_partition_list_destroy(l);
-  log_info("kafka partitions assigned", LF_I("count", c->nparts - from), LF_I("total", c->nparts));
+}
+
+void consumer_reset(struct consumer *c) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(c->nparts + 1);
+  for (int i = 0; i < c->nparts; i++)
+    if (c->parts[i].assigned)
+      rd_kafka_topic_partition_list_add(l, c->cfg->kafka_topic, c->parts[i].id);
+  rd_kafka_error_t *e = l->cnt > 0 ? rd_kafka_incremental_unassign(c->rk, l) : NULL;
+  if (e) {
+    log_warn("kafka unassign failed", LF_S("error", rd_kafka_error_string(e)));
+    rd_kafka_error_destroy(e);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  /* Whatever was fetched for the old assignment is dropped. */
+  rd_kafka_message_t *msgs[BATCH_READ];
+  ssize_t n;
+  while ((n = rd_kafka_consume_batch_queue(c->queue, 0, msgs, BATCH_READ)) > 0)
+    for (ssize_t i = 0; i < n; i++)
+      rd_kafka_message_destroy(msgs[i]);
+  pthread_mutex_lock(&c->mu);
+  c->nparts = 0;
+  pthread_mutex_unlock(&c->mu);
+  c->marked = false;
+}
+
+/* ---- Can a replay be vouched for? ---- */
+
+/* Is the topic compacted (cleanup.policy lists compact and not delete),
+ * read with DescribeConfigs? 1 yes, 0 no, -1 unknown (why filled: error or
+ * no answer in DESCRIBE_MS), -ECANCELED on stop. */
+static int topic_compacted(struct consumer *c, char *why, size_t cap) {
+  char e[256];
+  int rc = -1;
+  rd_kafka_ConfigResource_t *res =
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, c->cfg->kafka_topic);
+  rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(c->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  rd_kafka_AdminOptions_set_request_timeout(o, DESCRIBE_MS, e, sizeof e);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+  rd_kafka_DescribeConfigs(c->rk, &res, 1, o, q);
+  rd_kafka_event_t *ev = NULL;
+  int64_t deadline = clock_mono_ms() + DESCRIBE_MS + 500;
+  while (ev == NULL && !atomic_load(c->stop) && clock_mono_ms() < deadline)
+    ev = rd_kafka_queue_poll(q, 100);
+  if (ev == NULL) {
+    snprintf(why, cap, "%s", atomic_load(c->stop) ? "stopping" : "DescribeConfigs: no answer");
+    rc = atomic_load(c->stop) ? -ECANCELED : -1;
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    snprintf(why, cap, "DescribeConfigs: %s", rd_kafka_event_error_string(ev));
+  } else {
+    size_t n = 0, nc = 0;
+    const rd_kafka_ConfigResource_t **rs =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+    const rd_kafka_ConfigEntry_t **ce = n ? rd_kafka_ConfigResource_configs(rs[0], &nc) : NULL;
+    snprintf(why, cap, "DescribeConfigs: %s",
+             n == 0 ? "empty answer" : rd_kafka_ConfigResource_error_string(rs[0]) ?: "no cleanup.policy");
+    for (size_t i = 0; n > 0 && rd_kafka_ConfigResource_error(rs[0]) == 0 && i < nc; i++) {
+      const char *v = rd_kafka_ConfigEntry_value(ce[i]);
+      if (strcmp(rd_kafka_ConfigEntry_name(ce[i]), "cleanup.policy") != 0 || v == NULL) continue;
+      char list[128];
+      bool compact = false, del = false;
+      snprintf(list, sizeof list, "%s", v);
+      for (char *sv = NULL, *t = strtok_r(list, ", ", &sv); t; t = strtok_r(NULL, ", ", &sv))
+        compact |= strcmp(t, "compact") == 0, del |= strcmp(t, "delete") == 0;
+      snprintf(why, cap, "cleanup.policy=%s", v);
+      rc = compact && !del;
+    }
+  }
+  if (ev) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_ConfigResource_destroy(res);
+  return rc;
+}
+
+/* Moves the replay trust to state, keeping the "replay" condition in step
+ * (msg: its sentence; NULL clears it). */
+static void history_state(struct consumer *c, int state, const char *level, const char *msg) {
+  conditions_set(c->conds, "replay", msg ? level : NULL, msg);
+  c->history = state;
+}
+
+/* Refreshes every partition's watermarks (start of a replay: the catch-up
+ * target). Returns 0 or -EIO. */
+static int refresh_watermarks(struct consumer *c) {
+  for (int i = 0; i < c->nparts && !atomic_load(c->stop); i++) {
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c->rk, c->cfg->kafka_topic,
+                                                             c->parts[i].id, &lo, &hi, 2000);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      char why[512];
+      last_error(c, rd_kafka_err2str(e), why, sizeof why);
+      feed_state(c, FEED_UNREACHABLE, why);
+      return -EIO;
+    }
+    pthread_mutex_lock(&c->mu);
+    struct part *p = &c->parts[i];
+    p->lo0 = lo, p->hw0 = hi, p->hw = hi;
+    p->caught = hi <= lo || (p->next >= 0 && p->next >= hi);
+    pthread_mutex_unlock(&c->mu);
+  }
+  return atomic_load(c->stop) ? -ECANCELED : 0;
+}
+
+int consumer_check_history(struct consumer *c) {
+  char first[512] = "", msg[512], why[256];
+  size_t o = 0;
+  int64_t total = 0;
+  int rc = refresh_watermarks(c);
+  if (rc != 0) return rc;
+  for (int i = 0; i < c->nparts; i++) {
+    const struct part *p = &c->parts[i];
+    total += p->hw0;
+    if (p->lo0 > 0 && o < sizeof first)
+      o += (size_t)snprintf(first + o, sizeof first - o, "%s%d@%lld", o ? "," : "", p->id,
+                            (long long)p->lo0);
+  }
+  if (total == 0) { /* nothing was ever written: an empty catalog */
+    if (c->cfg->replay_allow_empty) {
+      if (c->history != HIST_OK) log_info("replaying an empty topic (REPLAY_ALLOW_EMPTY=true)");
+      history_state(c, HIST_OK, NULL, NULL);
+      return 0;
+    }
+    if (c->history != HIST_REFUSED)
+      log_error("replay refused: the topic is empty", LF_S("topic", c->cfg->kafka_topic),
+                LF_S("brokers", c->cfg->kafka_bootstrap),
+                LF_S("fix", "check KAFKA_TOPIC, or set REPLAY_ALLOW_EMPTY=true if an empty "
+                            "catalog is expected; catalogd serves once events arrive"));
+    snprintf(msg, sizeof msg,
+             "topic %s is empty: not serving an empty catalog (set REPLAY_ALLOW_EMPTY=true if "
+             "that is expected)",
+             c->cfg->kafka_topic);
+    history_state(c, HIST_REFUSED, "error", msg);
+    return -EAGAIN;
+  }
+  if (o == 0) {
+    history_state(c, HIST_OK, NULL, NULL);
+    return 0;
+  }
+  int compacted = topic_compacted(c, why, sizeof why);
+  if (compacted == -ECANCELED) return compacted;
+  if (compacted == 1) {
+    if (c->history != HIST_OK)
+      log_info("replaying a compacted topic whose first offsets are not 0",
+               LF_S("topic", c->cfg->kafka_topic), LF_S("first_offsets", first),
+               LF_S("policy", why));
+    history_state(c, HIST_OK, NULL, NULL);
+    return 0;
+  }
+  if (compacted < 0 && c->history == HIST_UNKNOWN)
+    log_warn("topic cleanup.policy unknown: treated as not compacted",
+             LF_S("topic", c->cfg->kafka_topic), LF_S("error", why));
+  if (c->cfg->replay_allow_incomplete) {
+    if (c->history != HIST_ALLOWED)
+      log_error("REPLAY_ALLOW_INCOMPLETE=true: replaying a topic whose oldest events were "
+                "deleted; the catalog may lack entities and keep deleted ones",
+                LF_S("topic", c->cfg->kafka_topic), LF_S("first_offsets", first),
+                LF_S("policy", why));
+    snprintf(msg, sizeof msg,
+             "REPLAY_ALLOW_INCOMPLETE=true: serving a replay of %s whose history starts after "
+             "offset 0 (partition@first offset: %s); it may be incomplete",
+             c->cfg->kafka_topic, first);
+    history_state(c, HIST_ALLOWED, "warn", msg);
+    return 0;
+  }
+  if (c->history != HIST_REFUSED)
+    log_error("replay refused: the topic history is incomplete", LF_S("topic", c->cfg->kafka_topic),
+              LF_S("first_offsets", first), LF_S("policy", why),
+              LF_S("fix", "use warm mode (DATABASE_URL) or a compacted topic "
+                          "(cleanup.policy=compact); REPLAY_ALLOW_INCOMPLETE=true serves a "
+                          "partial catalog"));
+  snprintf(msg, sizeof msg,
+           "replay refused: topic %.100s lost its oldest events (partition@first offset: %.150s; "
+           "%.100s); "
+           "use DATABASE_URL (warm mode) or a compacted topic",
+           c->cfg->kafka_topic, first, why);
+  history_state(c, HIST_REFUSED, "error", msg);
+  return -EAGAIN;
+}
+
+/* Replay start: waits (NOT_SERVING) until the topic exists, is reachable
+ * and its history can be vouched for. Returns 0 or -ECANCELED. */
+static int start_replay(struct consumer *c) {
+  while (!atomic_load(c->stop)) {
+    int rc = discover(c, RD_KAFKA_OFFSET_BEGINNING, 2000);
+    if (rc >= 0 && c->nparts > 0 && (rc = consumer_check_history(c)) == 0) {
+      c->marked = true; /* start offsets known: the beginning */
+      return 0;
+    }
+    if (rc == -ECANCELED) break;
+    for (int64_t until = clock_mono_ms() + (rc == -EIO ? 1000 : RECHECK_MS);
+         clock_mono_ms() < until && !atomic_load(c->stop);)
+      usleep(50000);
+  }
+  return -ECANCELED;
+}
+
+/* ---- Lost positions ---- */
+
+/* The "partition_stalled" condition from the lost flags; why_stays: NULL
+ * while a re-sync is pending, else why the flags stay. */
+static void lost_condition(struct consumer *c, const char *why_stays) {
+  char ids[256] = "", msg[512];
+  size_t o = 0;
+  pthread_mutex_lock(&c->mu);
+  for (int id = 0; id < MAX_PARTITIONS && o < sizeof ids; id++)
+    if (c->lost[id].on)
+      o += (size_t)snprintf(ids + o, sizeof ids - o, "%s%d@%lld", o ? "," : "", id,
+                            (long long)c->lost[id].offset);
+  pthread_mutex_unlock(&c->mu);
+  if (o == 0) {
+    conditions_set(c->conds, "partition_stalled", NULL, NULL);
+    return;
+  }
+  snprintf(msg, sizeof msg,
+           "events deleted by retention before they were read (partition@offset: %s); %s", ids,
+           why_stays ? why_stays : "re-syncing the whole state in the background");
+  conditions_set(c->conds, "partition_stalled", "error", msg);
+}
+
+/* A partition's position was deleted from the log: flag it. */
+static void position_lost(struct consumer *c, const rd_kafka_message_t *msg) {
+  if (msg->partition < 0 || msg->partition >= MAX_PARTITIONS) return;
+  pthread_mutex_lock(&c->mu);
+  c->lost[msg->partition] = (struct lost){.on = true, .offset = msg->offset};
+  pthread_mutex_unlock(&c->mu);
+  log_error("kafka position lost: events were deleted before they were read",
+            LF_S("topic", c->cfg->kafka_topic), LF_I("partition", msg->partition),
+            LF_I("offset", msg->offset), LF_S("error", rd_kafka_message_errstr(msg)),
+            LF_S("action", "re-syncing the whole state; the current snapshot keeps serving"));
+  lost_condition(c, NULL);
+}
+
+void consumer_resynced(struct consumer *c) {
+  bool any = false;
+  pthread_mutex_lock(&c->mu);
+  for (int id = 0; id < MAX_PARTITIONS; id++)
+    any |= c->lost[id].on, c->lost[id].on = false;
+  pthread_mutex_unlock(&c->mu);
+  if (any) lost_condition(c, NULL);
+}
+
+void consumer_resume_lost(struct consumer *c) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+  pthread_mutex_lock(&c->mu);
+  for (int i = 0; i < c->nparts; i++)
+    if (c->lost[c->parts[i].id].on && c->parts[i].assigned)
+      rd_kafka_topic_partition_list_add(l, c->cfg->kafka_topic, c->parts[i].id);
+  pthread_mutex_unlock(&c->mu);
+  /* A seek fails after the reset ("Erroneous state"); unassign + assign
+   * works (the team's librdkafka notes). */
+  rd_kafka_error_t *e = l->cnt ? rd_kafka_incremental_unassign(c->rk, l) : NULL;
+  for (int i = 0; i < l->cnt; i++)
+    l->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+  if (e == NULL && l->cnt) e = rd_kafka_incremental_assign(c->rk, l);
+  if (e) {
+    log_error("kafka re-assign failed", LF_S("error", rd_kafka_error_string(e)));
+    rd_kafka_error_destroy(e);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  log_error("cannot re-sync after a lost position: the topic history is incomplete",
+            LF_S("topic", c->cfg->kafka_topic),
+            LF_S("fix", "restart with DATABASE_URL (warm mode) or use a compacted topic; the "
+                        "catalog may lack changes until then"));
+  lost_condition(c, "cannot re-sync: the topic history is incomplete (replay mode); reading on "
+                    "from the first offset; restart with DATABASE_URL to recover");
 }
 
 /* ---- Deletes below the hand-off point (warm mode) ---- */
@@ -377,41 +865,30 @@ static void publish(struct consumer *c, struct batch *b) {
   *b = (struct batch){0};
 }
 
-static void mark_position(struct consumer *c, int32_t partition, int64_t next, bool eof) {
+static void mark_position(struct consumer *c, struct part *p, int64_t next, bool eof) {
   pthread_mutex_lock(&c->mu);
-  struct part *p = find_part(c, partition);
-  if (p != NULL) {
-    p->next = next;
-    if (eof || next >= p->hw0) p->caught = true;
-  }
+  p->next = next;
+  if (eof || next >= p->hw0) p->caught = true;
   pthread_mutex_unlock(&c->mu);
 }
 
-static void rewind_partition(struct consumer *c, int32_t partition) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, c->cfg->kafka_topic, partition)->offset =
-      RD_KAFKA_OFFSET_BEGINNING;
-  rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 2000);
-  if (e) rd_kafka_error_destroy(e);
-  rd_kafka_topic_partition_list_destroy(l);
-}
-
-static void handle(struct consumer *c, struct store *st, struct batch *b,
+/* Handles one message; returns true if it reports a lost position. */
+static bool handle(struct consumer *c, struct store *st, struct batch *b,
                    const rd_kafka_message_t *msg) {
+  struct part *p = find_part(c, msg->partition);
+  if (p == NULL) return false; /* left over from an assignment since dropped */
   if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     apply(c, st, b, msg);
-    mark_position(c, msg->partition, msg->offset + 1, false);
+    mark_position(c, p, msg->offset + 1, false);
   } else if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-    mark_position(c, msg->partition, msg->offset, true);
+    mark_position(c, p, msg->offset, true);
   } else if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
-    /* Our position was deleted from the log: replay the partition; the
-     * version gate makes the re-read harmless. */
-    log_error("kafka position lost; replaying the partition", LF_I("partition", msg->partition),
-              LF_S("error", rd_kafka_message_errstr(msg)));
-    rewind_partition(c, msg->partition);
+    position_lost(c, msg);
+    return true;
   } else {
     log_warn("kafka consume error", LF_S("error", rd_kafka_message_errstr(msg)));
   }
+  return false;
 }
 
 static bool all_caught(struct consumer *c) {
@@ -424,10 +901,10 @@ static bool all_caught(struct consumer *c) {
 }
 
 /* Picks up new partitions (from the beginning: they are newer than any
- * start point) and refreshes the cached high watermarks for lag. */
+ * start point; also a topic created after a warm start) and refreshes the
+ * cached high watermarks for lag. */
 static void refresh(struct consumer *c) {
-  int before = c->nparts;
-  if (discover(c, RD_KAFKA_OFFSET_BEGINNING, 500) > 0) assign_from(c, before);
+  if (discover(c, RD_KAFKA_OFFSET_BEGINNING, 500) > 0) assign_new(c);
   pthread_mutex_lock(&c->mu);
   for (int i = 0; i < c->nparts; i++) {
     int64_t lo, hi;
@@ -439,31 +916,50 @@ static void refresh(struct consumer *c) {
   pthread_mutex_unlock(&c->mu);
 }
 
-static int start_replay(struct consumer *c, atomic_bool *stop) {
-  while (!atomic_load(stop)) {
-    if (discover(c, RD_KAFKA_OFFSET_BEGINNING, 2000) > 0 || c->nparts > 0) return 0;
-    log_warn("kafka topic not reachable yet; retrying", LF_S("topic", c->cfg->kafka_topic));
-    usleep(500000);
+/* Replay progress: share of the events between the low and high watermarks
+ * seen at start that were read; logged every PROGRESS_MS with the rate and
+ * the estimated time left, and exported. */
+static void replay_progress(struct consumer *c, size_t events, double seconds, bool log) {
+  int64_t total = 0, done = 0;
+  pthread_mutex_lock(&c->mu);
+  for (int i = 0; i < c->nparts; i++) {
+    const struct part *p = &c->parts[i];
+    int64_t span = p->hw0 > p->lo0 ? p->hw0 - p->lo0 : 0;
+    int64_t got = p->caught ? span : p->next > p->lo0 ? p->next - p->lo0 : 0;
+    total += span, done += got < span ? got : span;
   }
-  return -ECANCELED;
+  c->progress = total > 0 ? (double)done / (double)total : 1.0;
+  double ratio = c->progress;
+  pthread_mutex_unlock(&c->mu);
+  double rate = seconds > 0 ? (double)events / seconds : 0;
+  if (log)
+    log_info("replay progress", LF_I("events", events), LF_D("events_per_s", rate),
+             LF_D("ratio", ratio), LF_D("eta_s", rate > 0 ? (double)(total - done) / rate : -1));
 }
 
-void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
-                  void (*on_ready)(void *), void *arg) {
+int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
+                 void (*on_ready)(void *), void *arg) {
   rd_kafka_message_t *msgs[BATCH_READ];
   struct batch b = {0};
-  bool catching = replay;
+  bool catching = replay, lost = false;
   int64_t t_start = clock_mono_ms(), next_refresh = t_start + REFRESH_MS;
+  int64_t next_progress = t_start + PROGRESS_MS;
   size_t replayed = 0;
-  if (replay ? start_replay(c, stop) != 0 : (!c->marked && consumer_mark_start(c, 30000) != 0))
-    return;
-  assign_from(c, 0);
-  while (!atomic_load(stop)) {
+  if (replay) {
+    if (start_replay(c) != 0) return 0;
+    t_start = clock_mono_ms(), next_progress = t_start + PROGRESS_MS;
+    replay_progress(c, 0, 0, false);
+  } else if (!c->marked && consumer_mark_start(c, 30000) != 0 && c->nparts == 0) {
+    log_warn("tailing without start offsets: partitions are picked up as they appear",
+             LF_S("topic", c->cfg->kafka_topic));
+  }
+  assign_new(c);
+  while (!atomic_load(stop) && !lost) {
     ssize_t n = rd_kafka_consume_batch_queue(c->queue, 5, msgs, BATCH_READ);
     uint64_t applied = c->applied;
     for (ssize_t i = 0; i < n; i++) {
       replayed += msgs[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR;
-      handle(c, st, &b, msgs[i]);
+      lost |= handle(c, st, &b, msgs[i]);
       rd_kafka_message_destroy(msgs[i]);
       /* A batch closes exactly at SYNC_MAX_BATCH_EVENTS (not at the end of
        * whatever librdkafka handed over), so batch boundaries are exact. */
@@ -471,14 +967,20 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
     }
     if (c->applied != applied) stamp_applied(c);
     int64_t now = clock_mono_ms();
-    if (catching) {
+    if (catching && !lost) {
+      if (now >= next_progress) {
+        replay_progress(c, replayed, (double)(now - t_start) / 1e3, true);
+        next_progress = now + PROGRESS_MS;
+      }
       if (all_caught(c)) {
-        if (b.t == NULL) b.t = store_begin(st); /* an empty topic still publishes */
+        if (b.t == NULL) b.t = store_begin(st); /* an allowed empty topic still publishes */
         double s = (double)(now - t_start) / 1e3;
         publish(c, &b);
+        replay_progress(c, replayed, s, false);
         log_info("replay caught up", LF_I("messages", replayed), LF_D("seconds", s),
                  LF_D("events_per_s", s > 0 ? (double)replayed / s : 0));
         catching = false;
+        consumer_resynced(c); /* a whole state */
         if (on_ready) on_ready(arg);
       }
     } else if (b.t != NULL && now - b.opened_ms >= c->cfg->sync_max_batch_ms) {
@@ -494,8 +996,9 @@ void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool
     if (catching)
       store_abort(b.t); /* never publish half a replay */
     else
-      publish(c, &b);
+      publish(c, &b); /* what was read is true, gap or not */
   }
+  return lost && !atomic_load(stop) ? CONSUMER_LOST : 0;
 }
 
 /* ---- Observability ---- */
@@ -511,12 +1014,32 @@ char *consumer_render_metrics(struct consumer *c) {
     sb_printf(&sb, "catalogd_consumer_lag_messages{partition=\"%d\"} %lld\n", p->id,
               (long long)(lag < 0 ? 0 : lag));
   }
-  double age = c->last_event_ns ? (double)(clock_wall_ns() - c->last_event_ns) / 1e9 : -1;
-  sb_printf(&sb,
-            "# HELP catalogd_last_event_age_seconds Time since the last applied "
-            "event (-1: none yet).\n# TYPE catalogd_last_event_age_seconds gauge\n"
-            "catalogd_last_event_age_seconds %.3f\n",
-            age);
+  sb_printf(&sb, "# HELP catalogd_partition_stalled 1: events of the partition were deleted "
+                 "before they were read and no re-sync has recovered them yet.\n"
+                 "# TYPE catalogd_partition_stalled gauge\n");
+  for (int i = 0; i < c->nparts; i++)
+    sb_printf(&sb, "catalogd_partition_stalled{partition=\"%d\"} %d\n", c->parts[i].id,
+              c->lost[c->parts[i].id].on ? 1 : 0);
+  for (int id = 0; id < MAX_PARTITIONS; id++) /* flagged, not (re)discovered yet */
+    if (c->lost[id].on && find_part(c, id) == NULL)
+      sb_printf(&sb, "catalogd_partition_stalled{partition=\"%d\"} 1\n", id);
+  if (c->progress >= 0)
+    sb_printf(&sb,
+              "# HELP catalogd_replay_progress_ratio Share of the replay read (events between "
+              "the low and high watermarks seen at its start).\n"
+              "# TYPE catalogd_replay_progress_ratio gauge\ncatalogd_replay_progress_ratio %.4f\n",
+              c->progress);
+  if (c->last_event_ns) {
+    double age = (double)(clock_wall_ns() - c->last_event_ns) / 1e9;
+    sb_printf(&sb,
+              "# HELP catalogd_last_event_timestamp_seconds Unix time of the last applied "
+              "event.\n# TYPE catalogd_last_event_timestamp_seconds gauge\n"
+              "catalogd_last_event_timestamp_seconds %.3f\n"
+              "# HELP catalogd_last_event_age_seconds Time since the last applied event "
+              "(absent until one was applied).\n# TYPE catalogd_last_event_age_seconds gauge\n"
+              "catalogd_last_event_age_seconds %.3f\n",
+              (double)c->last_event_ns / 1e9, age < 0 ? 0 : age);
+  }
   pthread_mutex_unlock(&c->mu);
   return sb_take(&sb);
 }

@@ -3,7 +3,13 @@
  * catalog topic (assign, not a group: every replica holds the whole
  * catalog), applies events in batches, one snapshot per batch.
  *
- * @locality the sync thread, except consumer_render_metrics (any thread).
+ * It never creates a topic and reports what an operator must know as
+ * conditions: "kafka" (broker unreachable, topic missing), "replay" (a replay
+ * refused or allowed on a topic it cannot vouch for), "partition_stalled"
+ * (events deleted by retention before they were read).
+ *
+ * @locality the sync thread, except consumer_render_metrics and
+ * consumer_offsets_json (any thread).
  */
 #ifndef CATALOGD_CONSUMER_H
 #define CATALOGD_CONSUMER_H
@@ -17,16 +23,28 @@
 
 struct consumer;
 struct metrics;
+struct conditions;
+
+/* consumer_run's answer when a partition's position was deleted from the
+ * log before it was read: events were missed, the caller must re-sync. */
+#define CONSUMER_LOST 1
 
 /* Creates the consumer (no network yet). KAFKA_<PROPERTY> variables in env
- * (NULL-terminated "K=V" list) are passed to librdkafka as <property>.
- * Returns NULL with a message in err on a bad configuration. */
-struct consumer *consumer_new(const struct config *cfg, struct metrics *m, char **env, char *err,
-                              size_t cap);
+ * (NULL-terminated "K=V" list) are passed to librdkafka as <property>,
+ * except Kubernetes service-link variables (KAFKA_SERVICE_HOST, KAFKA_PORT,
+ * KAFKA_PORT_9092_TCP_ADDR, ...: skipped, logged at debug). stop is the
+ * writer's stop flag, checked inside every wait (borrowed). conds may be
+ * NULL. Returns NULL with a message in err on a bad configuration; err
+ * never holds the value of a secret property. */
+struct consumer *consumer_new(const struct config *cfg, struct metrics *m, struct conditions *conds,
+                              atomic_bool *stop, char **env, char *err, size_t cap);
 
 /* Records every partition's high watermark as the start offsets (the warm
  * load's hand-off point: call before the PostgreSQL transaction starts).
- * Returns 0, or -ETIMEDOUT/-EIO if the broker cannot be reached in time. */
+ * Returns 0; -ENOENT if the topic does not exist (logged, condition "kafka";
+ * the tail then picks the topic up from its beginning once it exists);
+ * -ETIMEDOUT/-EIO if the broker cannot be reached in time (logged with the
+ * broker list and librdkafka's error, condition "kafka"). */
 int consumer_mark_start(struct consumer *c, int timeout_ms);
 
 /* Warm mode, before the loaded snapshot is published: reads the topic from
@@ -36,22 +54,53 @@ int consumer_mark_start(struct consumer *c, int timeout_ms);
  * deletes leave a version marker). Returns 0 or -ECANCELED. */
 int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *stop);
 
-/* Consumes until *stop. replay: start every partition at the beginning, keep
- * one transaction until the high watermarks seen at start are reached,
- * publish, then call on_ready. Otherwise start at the marked offsets and
- * publish every SYNC_MAX_BATCH_EVENTS / SYNC_MAX_BATCH_MS. */
-void consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
-                  void (*on_ready)(void *), void *arg);
+/* Consumes until *stop or a lost position. replay: waits until the topic
+ * exists and its history can be vouched for (consumer_check_history),
+ * starts every partition at the beginning, keeps one transaction until the
+ * high watermarks seen at start are reached, publishes it (clearing any
+ * lost-position flags: it is a whole state), then calls on_ready (may be
+ * NULL). Otherwise starts at the marked offsets and publishes every
+ * SYNC_MAX_BATCH_EVENTS / SYNC_MAX_BATCH_MS. Returns 0 once stopped, or
+ * CONSUMER_LOST after a partition's position was deleted by retention
+ * (logged, flagged, what was applied before it published; a replay still
+ * catching up is discarded). */
+int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
+                 void (*on_ready)(void *), void *arg);
 
-/* Appends Prometheus text for lag per partition and event age to out
- * (malloc'd, caller frees); NULL if nothing yet. */
+/* Can a replay of the topic be published? 0 if every partition starts at
+ * offset 0, the topic is compacted (cleanup.policy has compact and not
+ * delete), or REPLAY_ALLOW_INCOMPLETE / REPLAY_ALLOW_EMPTY say so (logged
+ * loudly, condition "replay" at warn). -EAGAIN if not (logged at error with
+ * the partitions and their first offsets, condition "replay" at error);
+ * -ENOENT/-EIO if the topic is missing or the broker unreachable;
+ * -ECANCELED on stop. Needs the partitions known (consumer_run did it). */
+int consumer_check_history(struct consumer *c);
+
+/* Forgets every partition (unassigned, dropped) so that the next
+ * consumer_mark_start / replay starts afresh; lost-position flags stay. */
+void consumer_reset(struct consumer *c);
+
+/* A re-sync published a whole new state: clears the lost-position flags
+ * and their condition. */
+void consumer_resynced(struct consumer *c);
+
+/* A lost position that cannot be re-synced (replay mode, incomplete
+ * history): reads the flagged partitions on from their first offset (newer
+ * events still apply) and keeps the flags and the condition, saying why
+ * they stay. */
+void consumer_resume_lost(struct consumer *c);
+
+/* Appends Prometheus text for lag per partition, lost positions, replay
+ * progress and event time (malloc'd, caller frees). */
 char *consumer_render_metrics(struct consumer *c);
 
 /* JSON array of {"partition":p,"next_offset":o}: the offsets the published
  * snapshot covers (malloc'd, caller frees). */
 char *consumer_offsets_json(struct consumer *c);
 
-/* NULL is a no-op. */
+/* Closes without waiting on the network longer than about half of
+ * SHUTDOWN_GRACE_SECONDS (dead-letter messages still queued then are
+ * counted in a warning and dropped). NULL is a no-op. */
 void consumer_destroy(struct consumer *c);
 
 #endif

@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "pg_load.h"
 #include "store.h"
+#include "strbuf.h"
 #include "xalloc.h"
 
 extern char **environ;
@@ -46,6 +47,7 @@ struct sync {
   struct pgload *pg;
   struct consumer *consumer;
   struct demo_broker *broker;
+  bool ready; /* the first snapshot was published (writer thread only) */
 };
 
 /* Sleeps up to ms unless stop is requested; returns true if stopping. */
@@ -76,10 +78,16 @@ static void bulk_build(bool starting) {
   if (!starting) malloc_trim(0);
 }
 
-/* on_ready of a replay: the bulk build is over. */
+/* on_ready of a replay: the bulk build is over. The first one makes the
+ * server ready; a later one ends a re-sync. */
 static void replay_ready(void *arg) {
   struct sync *s = arg;
   bulk_build(false);
+  if (s->ready) {
+    log_info("re-sync done", LF_S("source", "kafka"));
+    return;
+  }
+  s->ready = true;
   s->d.on_ready(s->d.arg);
 }
 
@@ -161,12 +169,76 @@ static int load_postgres(struct sync *s) {
   }
 }
 
-/* Records the Kafka hand-off offsets, retrying until the broker answers. */
+/* Records the Kafka hand-off offsets, retrying until the broker answers
+ * (consumer_mark_start names the brokers and librdkafka's error, and sets
+ * the "kafka" condition). A missing topic does not hold the warm load: the
+ * catalog is served, the condition says there is no change feed, and the
+ * tail picks the topic up from its beginning if it appears. */
 static int mark_kafka(struct sync *s) {
   for (int attempt = 1;; attempt++) {
-    if (consumer_mark_start(s->consumer, 5000) == 0) return 0;
-    log_warn("kafka not reachable for the hand-off; retrying", LF_I("attempt", attempt));
+    int rc = consumer_mark_start(s->consumer, 5000);
+    if (rc == 0 || rc == -ENOENT) return 0;
+    log_debug("kafka hand-off retrying", LF_I("attempt", attempt));
     if (wait_or_stop(s, 1000)) return -ECANCELED;
+  }
+}
+
+/* Warm mode after a lost position: the start sequence again (marks, a load
+ * into an empty-state transaction so that deletes missed in the gap are not
+ * kept, publish), the old snapshot serving until the swap. Returns 0 once
+ * published, else load_postgres's error (-ECANCELED on stop). */
+static int resync_warm(struct sync *s) {
+  double t0 = clock_mono_s();
+  log_warn("re-sync starting", LF_S("source", "postgres"),
+           LF_S("why", "kafka position lost: events were missed"));
+  consumer_reset(s->consumer);
+  if (mark_kafka(s) != 0) return -ECANCELED;
+  store_rebuild_next(s->d.store);
+  bulk_build(true);
+  int rc = load_postgres(s);
+  bulk_build(false);
+  if (rc != 0) return rc;
+  consumer_resynced(s->consumer);
+  log_info("re-sync done", LF_S("source", "postgres"), LF_D("seconds", clock_mono_s() - t0));
+  return 0;
+}
+
+/* Tails the feed after a warm load; re-syncs from PostgreSQL whenever a
+ * position is lost. */
+static void follow_warm(struct sync *s) {
+  while (consumer_run(s->consumer, s->d.store, false, &s->stop, NULL, NULL) == CONSUMER_LOST) {
+    if (wait_or_stop(s, 500) || resync_warm(s) != 0) return;
+  }
+}
+
+/* Replay mode: replays, then tails. After a lost position: a replay into
+ * an empty-state transaction if the topic's history can be vouched for
+ * (compacted, or the operator allowed an incomplete one), else the lost
+ * partitions read on from their first offset and stay flagged. A position
+ * lost before the first publish restarts the replay (which then checks the
+ * history again). */
+static void follow_replay(struct sync *s) {
+  bulk_build(true);
+  int rc = consumer_run(s->consumer, s->d.store, true, &s->stop, replay_ready, s);
+  while (rc == CONSUMER_LOST && !wait_or_stop(s, 500)) {
+    bool replay = !s->ready;
+    if (s->ready) {
+      int h = consumer_check_history(s->consumer);
+      if (h == -ECANCELED) return;
+      replay = h == 0;
+      if (replay) {
+        log_warn("re-sync starting", LF_S("source", "kafka"),
+                 LF_S("why", "kafka position lost: events were missed"));
+        store_rebuild_next(s->d.store);
+      } else {
+        consumer_resume_lost(s->consumer);
+      }
+    }
+    if (replay) {
+      consumer_reset(s->consumer);
+      bulk_build(true);
+    }
+    rc = consumer_run(s->consumer, s->d.store, replay, &s->stop, replay_ready, s);
   }
 }
 
@@ -178,12 +250,12 @@ static void *sync_main(void *arg) {
     int rc = s->consumer == NULL || mark_kafka(s) == 0 ? load_postgres(s) : -ECANCELED;
     bulk_build(false);
     if (rc == 0) {
+      s->ready = true;
       s->d.on_ready(s->d.arg);
-      if (s->consumer) consumer_run(s->consumer, s->d.store, false, &s->stop, NULL, NULL);
+      if (s->consumer) follow_warm(s);
     }
   } else {
-    bulk_build(true);
-    consumer_run(s->consumer, s->d.store, true, &s->stop, replay_ready, s);
+    follow_replay(s);
   }
   wait_or_stop(s, 1L << 30);
   store_reader_unregister();
@@ -203,8 +275,16 @@ static int prepare(struct sync *s) {
              LF_S("bootstrap", s->cfg.kafka_bootstrap));
   }
   if (s->cfg.sync_mode == SYNC_WARM) s->pg = pgload_new(s->cfg.database_url);
+  if (s->cfg.sync_mode == SYNC_WARM && s->cfg.kafka_bootstrap[0] == '\0') {
+    log_warn("no change feed: the catalog will not change until restart",
+             LF_S("fix", "set KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC) to follow changes"));
+    conditions_set(s->d.conditions, "feed", "warn",
+                   "no change feed (KAFKA_BOOTSTRAP_SERVERS unset): the catalog is the warm "
+                   "load and will not change until restart");
+  }
   if (s->cfg.kafka_bootstrap[0] != '\0') {
-    s->consumer = consumer_new(&s->cfg, s->d.metrics, environ, err, sizeof err);
+    s->consumer =
+        consumer_new(&s->cfg, s->d.metrics, s->d.conditions, &s->stop, environ, err, sizeof err);
     if (s->consumer == NULL) {
       log_error("bad Kafka configuration", LF_S("error", err));
       return -EINVAL;
@@ -244,7 +324,15 @@ void sync_stop(struct sync *s) {
 }
 
 char *sync_metrics_text(struct sync *s) {
-  return s->consumer ? consumer_render_metrics(s->consumer) : NULL;
+  struct strbuf sb = {0};
+  char *k = s->consumer ? consumer_render_metrics(s->consumer) : NULL;
+  sb_printf(&sb,
+            "# HELP catalogd_change_feed_enabled 1 if a Kafka change feed is configured "
+            "(KAFKA_BOOTSTRAP_SERVERS), 0 if the catalog never changes after the load.\n"
+            "# TYPE catalogd_change_feed_enabled gauge\ncatalogd_change_feed_enabled %d\n%s",
+            s->consumer != NULL, k ? k : "");
+  free(k);
+  return sb_take(&sb);
 }
 
 char *sync_offsets_json(struct sync *s) {

@@ -175,6 +175,52 @@ static void abort_discards_everything(void **state) {
   assert_int_equal(variants_of(st, "o", 1), 1);
 }
 
+/* A rebuild starts from an empty state: what the new transaction does not
+ * put is gone at commit (a delete missed by the feed), tombstones too; the
+ * old snapshot serves until then; an aborted rebuild changes nothing and the
+ * next transaction is empty again; after the commit, transactions are
+ * incremental again. */
+static void rebuild_starts_empty_and_replaces_whole(void **state) {
+  struct store *st = *state;
+  uint8_t id[16];
+  struct store_txn *t = store_begin(st);
+  for (unsigned v = 1; v <= 300; v++)
+    store_put(t, mk_variant("o", v, 1, 1, "active"));
+  store_delete(t, CAT_VARIANT, bid(0xd2, 400, id), "o", 1, 5); /* a tombstone */
+  store_commit(t);
+  assert_false(store_rebuilding(st));
+  store_rebuild_next(st);
+  assert_true(store_rebuilding(st));
+  t = store_begin(st);
+  assert_null(store_txn_get(t, CAT_VARIANT, bid(0xd2, 1, id), "o", 1));
+  store_put(t, mk_variant("o", 1, 1, 1, "active"));
+  store_abort(t);
+  assert_true(store_rebuilding(st));
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 300);
+  t = store_begin(st);
+  assert_null(store_txn_get(t, CAT_VARIANT, bid(0xd2, 2, id), "o", 1));
+  store_put(t, mk_variant("o", 2, 1, 1, "inactive"));
+  /* The tombstone is gone too: an older version applies. */
+  assert_int_equal(store_put(t, mk_variant("o", 400, 1, 1, "active")), STORE_APPLIED);
+  assert_non_null(get_variant(st, "o", 1)); /* old snapshot still served */
+  assert_int_equal(store_commit(t), 2);
+  assert_false(store_rebuilding(st));
+  assert_null(get_variant(st, "o", 1));
+  assert_false(get_variant(st, "o", 2)->active);
+  assert_non_null(get_variant(st, "o", 400));
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 2);
+  assert_int_equal(variants_of(st, "o", 1), 2);
+  /* Incremental again. */
+  t = store_begin(st);
+  store_put(t, mk_variant("o", 3, 1, 1, "active"));
+  store_commit(t);
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 3);
+  /* An empty rebuild publishes an empty catalog. */
+  store_rebuild_next(st);
+  assert_int_equal(store_commit(store_begin(st)), 4);
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 0);
+}
+
 static void many_records_survive_many_publishes(void **state) {
   struct store *st = *state;
   struct store_txn *t = store_begin(st);
@@ -258,6 +304,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(product_variant_index, setup, teardown),
       cmocka_unit_test_setup_teardown(many_lookups_answer_as_single_ones, setup, teardown),
       cmocka_unit_test_setup_teardown(abort_discards_everything, setup, teardown),
+      cmocka_unit_test_setup_teardown(rebuild_starts_empty_and_replaces_whole, setup, teardown),
       cmocka_unit_test_setup_teardown(many_records_survive_many_publishes, setup, teardown),
       cmocka_unit_test_setup_teardown(readers_never_see_half_a_batch, setup, teardown),
   };
