@@ -16,6 +16,7 @@
 #include "sync.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -130,11 +131,15 @@ static void report_pg_failure(struct sync *s, const struct pgload_stats *st, int
  * after giving up. Transient failures (PostgreSQL down, a stall, a dropped
  * connection) are retried for ever with capped exponential backoff;
  * permanent ones (pgload_stats.permanent) too, but after
- * PG_PERMANENT_ERROR_ATTEMPTS of them in a row the process exits with 3
- * (on_fatal), so Kubernetes shows the failure instead of an unready pod. */
+ * PG_PERMANENT_ERROR_ATTEMPTS of them in a row before the first publish the
+ * process exits with 3 (on_fatal), so Kubernetes shows the failure instead
+ * of an unready pod. */
 static int load_postgres(struct sync *s) {
   long backoff_ms = 100, cap_ms = s->cfg.pg_retry_max_s * 1000L;
-  int permanent = 0, max = s->cfg.pg_permanent_attempts;
+  /* Exit only before the first publish: a replica re-syncing after a lost
+   * position keeps serving its (flagged) snapshot and keeps trying; every
+   * replica exiting at once over rotated credentials would be an outage. */
+  int permanent = 0, max = s->ready ? INT_MAX : s->cfg.pg_permanent_attempts;
   struct pgload_opts o = {.stall_timeout_s = s->cfg.pg_stall_timeout_s,
                           .progress_interval_s = s->cfg.pg_progress_interval_s,
                           .metrics = s->d.metrics};
