@@ -14,8 +14,11 @@ import unittest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 DOC = os.path.join(REPO, 'docs', 'operations.md')
-LOG_CALL = re.compile(r'\blog_(warn|error)\(\s*"((?:[^"\\]|\\.)*)"', re.S)
-COND_CALL = re.compile(r'\bconditions_set\([^,]+,\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(warn|error)"', re.S)
+STR = r'"(?:[^"\\]|\\.)*"'
+# The message: one literal (adjacent literals concatenated), or both arms of a ternary.
+LOG_CALL = re.compile(r'\blog_(warn|error)\(\s*((?:%s\s*)+)' % STR, re.S)
+LOG_TERNARY = re.compile(r'\blog_(warn|error)\(\s*[^,"();]*\?\s*((?:%s\s*)+):\s*((?:%s\s*)+)' % (STR, STR), re.S)
+COND_CALL = re.compile(r'\bconditions_set\([^,]+,\s*"((?:[^"\\]|\\.)*)"', re.S)
 
 
 def sources():
@@ -24,6 +27,11 @@ def sources():
             for f in sorted(files):
                 if f.endswith('.c'):
                     yield os.path.join(root, f)
+
+
+def joined(literals):
+    """The text of adjacent C string literals ("a " "b" -> 'a b')."""
+    return ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', literals))
 
 
 def found():
@@ -35,7 +43,11 @@ def found():
         rel = os.path.relpath(path, REPO)
         for m in LOG_CALL.finditer(text):
             line = text.count('\n', 0, m.start()) + 1
-            out.setdefault(('log ' + m.group(1), m.group(2)), '%s:%d' % (rel, line))
+            out.setdefault(('log ' + m.group(1), joined(m.group(2))), '%s:%d' % (rel, line))
+        for m in LOG_TERNARY.finditer(text):
+            line = text.count('\n', 0, m.start()) + 1
+            for arm in (m.group(2), m.group(3)):
+                out.setdefault(('log ' + m.group(1), joined(arm)), '%s:%d' % (rel, line))
         for m in COND_CALL.finditer(text):
             line = text.count('\n', 0, m.start()) + 1
             out.setdefault(('condition', m.group(1)), '%s:%d' % (rel, line))
