@@ -96,6 +96,10 @@ def gen_events():
           event("brand.upserted", "org_b", uid("bbbbbbbb", "a1"), 3,
                 {"name": "Acme", "slug": "acme"}, key="org_a/brand/" + uid("bbbbbbbb", "a1")))
     write(t, "reject_not_json", "Vorg_a/variant/" + a11 + "\n{\"event_type\":")
+    # A version string beyond int64 (issue 11 #7): refused, never clamped.
+    write(t, "reject_version_string_above_int64",
+          event("variant.upserted", "org_a", uid("dddddddd", "a12"), "+09223372036854775808",
+                minimal))
 
 
 # ---------------------------------------------------------------- COPY rows
