@@ -17,10 +17,28 @@ import unittest
 
 import grpc
 
+import expected as E
 import harness
 import kafka
 import reliability_util as ru
 from harness import pb
+
+StatusCode = grpc.StatusCode
+_PG = None
+
+
+def shared_pg():
+    """One PostgreSQL with schema + seed for the module (started on first use)."""
+    global _PG
+    if _PG is None:
+        _PG = harness.PgCluster()
+        _PG.load_fixtures()
+    return _PG
+
+
+def tearDownModule():
+    if _PG is not None:
+        _PG.close()
 
 ORG = 'org_s'
 P1 = '11111111-0000-4000-8000-00000000f0a1'
@@ -85,6 +103,96 @@ class VersionAboveInt64(unittest.TestCase):
         keys = eventually(lambda: (lambda ks: ks if len(ks) >= len(bad) else None)(
             ru.kcat_keys(km.bootstrap, dlq)), 20, 'the rejected events in the dead-letter topic')
         self.assertEqual(sorted(keys), sorted(k for _, k, _ in bad))
+
+
+
+# ---------------------------------------------------------------------------
+# #9: unknown fields are skipped whatever bytes they hold
+# ---------------------------------------------------------------------------
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num, wire, payload):
+    """One protobuf field: tag, then the payload (already encoded for wire 0/1/5)."""
+    tag = varint(num << 3 | wire)
+    if wire == 2:
+        return tag + varint(len(payload)) + payload
+    return tag + payload
+
+
+# Unknown fields of every wire type proto3 uses, several with NUL bytes, one with a
+# field number needing a multi-byte tag, one nested message full of NULs.
+UNKNOWN = (field(9, 2, b'abc\x00def') + field(10, 0, varint(0)) + field(11, 1, b'\x00' * 8)
+           + field(12, 5, b'\x00\x01\x00\x00') + field(13, 2, b'\x00' * 40)
+           + field(1000, 2, field(1, 2, b'x\x00y') + field(2, 0, varint(300)))
+           + field(536870911, 0, varint(2 ** 63)) + field(14, 2, b''))
+
+
+def s(num, text):
+    return field(num, 2, text.encode() if isinstance(text, str) else text)
+
+
+# (method, response type, request bytes, check of a normal answer, known string field 2)
+CALLS = [
+    ('ValidateVariant', pb.ValidateVariantResponse,
+     s(1, E.ORG_A) + s(2, E.V_A11), lambda r: r.exists and r.variant_id == E.V_A11, 'variant_id'),
+    ('GetProductDetails', pb.GetProductDetailsResponse,
+     s(1, E.ORG_A) + s(2, E.P_A1) + field(3, 0, varint(1)) + field(4, 0, varint(1)),
+     lambda r: r.success and len(r.product.variants) > 0, 'product_id'),
+    ('GetVariantsBatch', pb.GetVariantsBatchResponse,
+     s(1, E.ORG_A) + s(2, E.V_A11) + s(2, E.V_A12),
+     lambda r: r.success and len(r.variants) == 2, 'variant_ids'),
+    ('ValidateVariantsBatch', pb.ValidateVariantsBatchResponse,
+     s(1, E.ORG_A) + s(2, E.V_A11) + s(2, E.UNKNOWN_1),
+     lambda r: r.success and [v.exists for v in r.validations] == [True, False], 'variant_ids'),
+]
+
+
+class UnknownFieldsWithNul(unittest.TestCase):
+    """#9: "variant_id contains a NUL byte" was the answer to an unknown field 9 = "a\\0b"."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = harness.Catalogd({'DATABASE_URL': shared_pg().url()})
+        cls.srv.wait_serving(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def raw(self, method):
+        return harness.raw_unary(self.srv.channel(), '/catalog.CatalogService/' + method)
+
+    def test_unknown_fields_get_the_normal_answer(self):
+        for method, rtype, req, ok, _ in CALLS:
+            with self.subTest(method=method):
+                plain = rtype.FromString(self.raw(method)(req, timeout=10))
+                self.assertTrue(ok(plain), plain)
+                head = len(s(1, E.ORG_A))
+                # Unknown fields after, before and between the known ones.
+                for body in (req + UNKNOWN, UNKNOWN + req, req[:head] + UNKNOWN + req[head:],
+                             req + field(9, 2, b'\x00')):
+                    got = rtype.FromString(self.raw(method)(body, timeout=10))
+                    self.assertEqual(got, plain, 'unknown fields changed the answer')
+
+    def test_nul_in_a_known_string_field_is_still_invalid_argument(self):
+        for method, rtype, req, ok, name in CALLS:
+            cases = [(s(1, 'org_a\x00evil') + req[len(s(1, E.ORG_A)):], 'organization_id'),
+                     (req + s(2, E.V_A11 + '\x00x'), name),
+                     (UNKNOWN + s(1, b'\x00') + req, 'organization_id')]
+            for body, fname in cases:
+                with self.subTest(method=method, field=fname):
+                    err = harness.rpc_error(self.raw(method), body)
+                    self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+                    self.assertEqual(err.details(), '%s contains a NUL byte' % fname)
 
 
 if __name__ == '__main__':
