@@ -96,8 +96,12 @@ struct ucall {
   grpc_metadata trailer;
   char version[24];
   int cancelled, code;
-  size_t reply_size; /* counted in w->reply_bytes until the reply batch ends */
-  int64_t t0;        /* clock_mono_ns() when the call arrived */
+  size_t reply_size;  /* counted in w->reply_bytes until the reply batch ends */
+  int64_t t0;         /* clock_mono_ns() when the call arrived */
+  uint64_t ns;        /* handler time */
+  bool deferred;      /* no request message: counted once the reply batch ends */
+  bool access_logged; /* sampled for the access log (org below) */
+  char org[CAT_ORG_MAX + 1];
 };
 
 /* A call to a method nobody registered: answered UNIMPLEMENTED. */
@@ -153,7 +157,8 @@ static void unary_request(struct worker *w, int mi) {
 }
 
 /* Logs a rejected request, at most once a second per worker (abuse must
- * not turn into a log flood); every one is counted. */
+ * not turn into a log flood); every one is counted. Never called for a
+ * call the client cancelled: that is not a bad request. */
 static void log_rejected(struct worker *w, const char *path, int code, const char *details) {
   metrics_add(w->srv->metrics, MC_BAD_REQUESTS, 1);
   time_t now = time(NULL);
@@ -176,11 +181,33 @@ static bool sample(struct worker *w, double rate) {
   return (double)(x >> 11) / 9007199254740992.0 < rate;
 }
 
-/* One access-log line (sampled by ACCESS_LOG_SAMPLE). */
-static void access_log(struct ucall *c, const char *org, uint64_t ns) {
-  if (!sample(c->w, c->w->srv->cfg->access_log_sample)) return;
-  log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", c->code), LF_I("us", ns / 1000),
-           LF_S("organization_id", org ? org : ""), LF_S("snapshot_version", c->version));
+/* Decides whether c goes to the access log (ACCESS_LOG_SAMPLE) and keeps
+ * what the line needs from the arena (org may be NULL). */
+static void access_log_sample(struct ucall *c, const char *org) {
+  c->access_logged = sample(c->w, c->w->srv->cfg->access_log_sample);
+  if (c->access_logged) snprintf(c->org, sizeof c->org, "%s", org ? org : "");
+}
+
+/* The code a finished call is counted and logged with: CANCELLED when
+ * the client went away (reset the stream, or its deadline passed) before
+ * our status reached it, as the client saw it; else the code we sent. */
+static int final_code(int sent, int cancelled) { return cancelled ? GRPC_STATUS_CANCELLED : sent; }
+
+/* Counts the call, logs it if rejected (not if cancelled) and writes its
+ * access-log line if sampled. Called once per call (see unary_done for
+ * when). @locality c's worker. */
+static void unary_account(struct ucall *c) {
+  int code = final_code(c->code, c->cancelled);
+  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, code, c->ns);
+  if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE && code != GRPC_STATUS_CANCELLED) {
+    char *details = grpc_slice_to_c_string(c->details);
+    log_rejected(c->w, methods[c->mi].path, code, details);
+    gpr_free(details);
+  }
+  if (c->access_logged)
+    log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", code),
+             LF_I("us", c->ns / 1000), LF_S("organization_id", c->org),
+             LF_S("snapshot_version", c->version));
 }
 
 /* Runs the handler in a read section and packs the reply there. Returns
@@ -225,8 +252,6 @@ static const char *unary_handle(struct ucall *c) {
   grpc_slice_unref(req);
   c->code = res.code;
   if (res.details != NULL) c->details = grpc_slice_from_copied_string(res.details);
-  if (res.code != GRPC_STATUS_OK && res.code != GRPC_STATUS_UNAVAILABLE)
-    log_rejected(c->w, m->path, res.code, res.details);
   return res.org;
 }
 
@@ -254,6 +279,7 @@ static void unary_send(struct ucall *c) {
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL);
   if (e != GRPC_CALL_OK) {
     log_error("reply batch refused", LF_I("grpc_call_error", e));
+    if (c->deferred) unary_account(c);
     metrics_in_flight(c->w->metrics, -1);
     ucall_free(c);
   }
@@ -269,15 +295,23 @@ static void unary_new(struct tag *t, bool ok) {
   if (!atomic_load(c->w->stopping)) unary_request(c->w, c->mi);
   metrics_in_flight(c->w->metrics, +1);
   const char *org = unary_handle(c);
-  uint64_t ns = elapsed_ns(c->t0);
-  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, c->code, ns);
-  access_log(c, org, ns);
+  c->ns = elapsed_ns(c->t0);
+  access_log_sample(c, org);
+  c->deferred = c->payload == NULL;
+  if (!c->deferred) unary_account(c);
   unary_send(c);
 }
 
+/* The reply batch ended. A call without a request message is counted only
+ * now, when RECV_CLOSE_ON_SERVER tells why it had none: a client that
+ * reset the stream before its message arrived (a cancellation: CANCELLED,
+ * not logged) or one that really sent none (INVALID_ARGUMENT "request
+ * message is missing", logged). Calls with a message were counted at
+ * arrival, so a client that reads /metrics right after its answer sees it. */
 static void unary_done(struct tag *t, bool ok) {
   struct ucall *c = container_of(t, struct ucall, t_done);
   (void)ok;
+  if (c->deferred) unary_account(c);
   metrics_in_flight(c->w->metrics, -1);
   ucall_free(c);
 }
@@ -334,10 +368,13 @@ static void generic_new(struct tag *t, bool ok) {
   if (grpc_call_start_batch(c->call, ops, 3, &c->t_done, NULL) != GRPC_CALL_OK) gcall_free(c);
 }
 
+/* Counted once the status batch ended: CANCELLED if the client went away
+ * first. (Logged at arrival: an unknown method is a bad request either way.) */
 static void generic_done(struct tag *t, bool ok) {
   struct gcall *c = container_of(t, struct gcall, t_done);
   (void)ok;
-  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, GRPC_STATUS_UNIMPLEMENTED, elapsed_ns(c->t0));
+  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, final_code(GRPC_STATUS_UNIMPLEMENTED, c->cancelled),
+                   elapsed_ns(c->t0));
   gcall_free(c);
 }
 

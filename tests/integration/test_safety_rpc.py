@@ -195,6 +195,104 @@ class UnknownFieldsWithNul(unittest.TestCase):
                     self.assertEqual(err.details(), '%s contains a NUL byte' % fname)
 
 
+
+# ---------------------------------------------------------------------------
+# #16: client cancellations are CANCELLED, not bad requests
+# ---------------------------------------------------------------------------
+
+H2_CANCEL = 0x8
+
+
+def rpc_codes(m, code):
+    return ru.metric_sum(m, 'catalogd_rpc_requests_total', code=code)
+
+
+class Cancellations(unittest.TestCase):
+    """#16: a client that cancels a call was counted and logged as INVALID_ARGUMENT."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = harness.Catalogd({'DATABASE_URL': shared_pg().url(),
+                                    'ACCESS_LOG_SAMPLE': '0'})
+        cls.srv.wait_serving(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def rst(self, raw, sid):
+        raw.send(ru.h2_frame(ru.H2_RST, 0, sid, H2_CANCEL.to_bytes(4, 'big')))
+
+    def test_cancelled_calls_are_counted_as_cancelled(self):
+        m0 = ru.metrics(self.srv)
+        n_rejected0 = sum(1 for l in self.srv.logs() if l.get('msg') == 'request rejected')
+        req = pb.ValidateVariantRequest(organization_id=E.ORG_A, variant_id=E.V_A11)
+        body = req.SerializeToString()
+        path = '/catalog.CatalogService/ValidateVariant'
+        n = 0
+        raw = ru.RawH2(self.srv.port)
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        for i in range(20):
+            sid = raw.next_stream
+            raw.next_stream += 2
+            head = ru.h2_frame(ru.H2_HEADERS, 0x4, sid, ru.grpc_headers(self.srv.port, path))
+            if i % 2:  # headers and half of the message, then RST_STREAM(CANCEL)
+                raw.send(head + ru.h2_frame(ru.H2_DATA, 0, sid, ru.grpc_frame(body)[:7]))
+            else:      # headers only, then RST_STREAM(CANCEL)
+                raw.send(head)
+            time.sleep(0.02)  # let the server take the call before the reset
+            self.rst(raw, sid)
+            n += 1
+        # And through grpcio: futures cancelled right after they were sent.
+        stub = self.srv.catalog_stub()
+        for _ in range(20):
+            f = stub.ValidateVariant.future(req, timeout=10)
+            time.sleep(0.005)
+            f.cancel()
+        # A normal call on the raw connection afterwards still works.
+        r = validate(self.srv, E.V_A11, org=E.ORG_A)
+        self.assertTrue(r.exists)
+
+        def settled():
+            m = ru.metrics(self.srv)
+            return m if rpc_codes(m, 'CANCELLED') - rpc_codes(m0, 'CANCELLED') >= n else None
+        try:
+            m = eventually(settled, 15, '%d cancellations counted as CANCELLED' % n)
+        except AssertionError:
+            m = ru.metrics(self.srv)
+            raise AssertionError('codes counted: %r; logs: %r' % (
+                {k: v - m0.get(k, 0) for k, v in m.items()
+                 if k.startswith('catalogd_rpc_requests_total') and v != m0.get(k, 0)},
+                [l for l in self.srv.logs() if l.get('msg') == 'request rejected'][:3]))
+        self.assertEqual(rpc_codes(m, 'INVALID_ARGUMENT') - rpc_codes(m0, 'INVALID_ARGUMENT'), 0,
+                         'a cancellation counted as INVALID_ARGUMENT')
+        self.assertEqual(m.get('catalogd_bad_requests_total', 0)
+                         - m0.get('catalogd_bad_requests_total', 0), 0)
+        rejected = [l for l in self.srv.logs() if l.get('msg') == 'request rejected']
+        self.assertEqual(rejected[n_rejected0:], [], 'a cancellation logged as a bad request')
+        self.assertTrue(self.srv.alive())
+
+    def test_a_call_without_a_message_is_still_invalid_argument(self):
+        # Not a cancellation: the client half-closed without sending its message.
+        m0 = ru.metrics(self.srv)
+        raw = ru.RawH2(self.srv.port)
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        path = '/catalog.CatalogService/ValidateVariant'
+        raw.send(ru.h2_frame(ru.H2_HEADERS, 0x5, 1, ru.grpc_headers(self.srv.port, path)))
+        streams, _ = ru.h2_read_responses(raw, 1, timeout=10)
+        self.assertTrue(streams.get(1, {}).get('ended'), streams)
+
+        def counted():
+            m = ru.metrics(self.srv)
+            return rpc_codes(m, 'INVALID_ARGUMENT') - rpc_codes(m0, 'INVALID_ARGUMENT') == 1
+        eventually(counted, 10, 'the call without a message counted as INVALID_ARGUMENT')
+        eventually(lambda: any(l.get('msg') == 'request rejected'
+                               and l.get('details') == 'request message is missing'
+                               for l in self.srv.logs()), 10, 'the rejection logged')
+
+
 if __name__ == '__main__':
     harness.require_binary()
     unittest.main()
