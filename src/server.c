@@ -81,6 +81,7 @@ struct server {
   int nworkers, port;
   atomic_long outstanding;
   atomic_bool stopping;
+  atomic_size_t replies_pending; /* packed reply bytes not yet sent, all workers */
 };
 
 /* A unary call from request to reply. */
@@ -131,8 +132,41 @@ struct rpc_ctx server__ctx(struct worker *w) {
 static void unary_new(struct tag *t, bool ok);
 static void unary_done(struct tag *t, bool ok);
 
+/* Reserves size bytes of the reply budget for one reply. Returns NULL, or
+ * why not (arena text, for RESOURCE_EXHAUSTED). The budget
+ * (GRPC_MAX_PENDING_REPLY_MB) bounds the memory that clients that never
+ * read can pin, server-wide. Each worker also keeps to its share once it
+ * holds unread replies, so one worker's stalled clients cannot take it all;
+ * but a worker with nothing pending may send one reply up to the whole
+ * budget (a share is not a wall: an idle server must answer a big call).
+ * @locality w's thread. */
+static const char *reply_reserve(struct worker *w, struct arena *a, size_t size) {
+  const double mib = 1024.0 * 1024.0;
+  if (size > w->reply_budget)
+    return arena_printf(a,
+                        "reply is %.2f MiB, more than GRPC_MAX_PENDING_REPLY_MB (%.0f MiB) "
+                        "allows; ask for less or raise GRPC_MAX_PENDING_REPLY_MB",
+                        (double)size / mib, (double)w->reply_budget / mib);
+  if (w->reply_bytes > 0 && w->reply_bytes + size > w->reply_share)
+    return arena_printf(a,
+                        "unread replies on this connection's worker hold %.2f MiB, its share "
+                        "of GRPC_MAX_PENDING_REPLY_MB is %.2f MiB; retry later",
+                        (double)w->reply_bytes / mib, (double)w->reply_share / mib);
+  size_t before = atomic_fetch_add(w->replies_pending, size);
+  if (before + size > w->reply_budget) {
+    atomic_fetch_sub(w->replies_pending, size);
+    return arena_printf(a,
+                        "unread replies hold %.2f MiB of GRPC_MAX_PENDING_REPLY_MB (%.0f MiB) "
+                        "on this server; retry later",
+                        (double)before / mib, (double)w->reply_budget / mib);
+  }
+  w->reply_bytes += size;
+  return NULL;
+}
+
 static void ucall_free(struct ucall *c) {
   c->w->reply_bytes -= c->reply_size;
+  if (c->reply_size > 0) atomic_fetch_sub(c->w->replies_pending, c->reply_size);
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
@@ -233,13 +267,11 @@ static const char *unary_handle(struct ucall *c) {
     m->fn(&ctx, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), &res);
   }
   size_t size = res.code == GRPC_STATUS_OK ? protobuf_c_message_get_packed_size(res.reply) : 0;
-  if (size > 0 && c->w->reply_bytes + size > c->w->reply_budget)
-    rpc_fail(&ctx, &res, GRPC_STATUS_RESOURCE_EXHAUSTED,
-             "too many unread replies pending on this server; retry later");
+  const char *over = size > 0 ? reply_reserve(c->w, ctx.arena, size) : NULL;
+  if (over != NULL) rpc_fail(&ctx, &res, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", over);
   if (res.code == GRPC_STATUS_OK) {
     assert(res.reply != NULL);
-    c->reply_size = size;
-    c->w->reply_bytes += size;
+    c->reply_size = size; /* reserved: released in ucall_free */
     grpc_slice out = grpc_slice_malloc(size);
     protobuf_c_message_pack(res.reply, GRPC_SLICE_START_PTR(out));
     c->reply = grpc_raw_byte_buffer_create(&out, 1);
@@ -476,8 +508,10 @@ int server_start(const struct server_deps *d, struct server **out) {
     struct worker *w = &s->workers[i];
     *w = (struct worker){.srv = s,
                          .idx = i,
-                         .reply_budget =
+                         .reply_share =
                              (size_t)s->cfg->max_pending_reply_bytes / (size_t)s->nworkers,
+                         .reply_budget = (size_t)s->cfg->max_pending_reply_bytes,
+                         .replies_pending = &s->replies_pending,
                          .metrics = metrics_shard(s->metrics, i),
                          .outstanding = &s->outstanding,
                          .stopping = &s->stopping};

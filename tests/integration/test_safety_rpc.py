@@ -293,6 +293,93 @@ class Cancellations(unittest.TestCase):
                                for l in self.srv.logs()), 10, 'the rejection logged')
 
 
+
+# ---------------------------------------------------------------------------
+# #15: the reply budget is not split into per-worker walls
+# ---------------------------------------------------------------------------
+
+BIG_ORG = 'org_big'
+BIG_P = 'aaaaaaaa-0000-4000-8000-00000000bf01'    # 2,000 variants: ~0.6 MB of details
+HUGE_P = 'aaaaaaaa-0000-4000-8000-00000000bf02'   # 4,000 variants: > 1 MiB of details
+
+
+def big_product_sql(pid, first, n):
+    """One product of BIG_ORG with variants first..first+n-1 (each with an image)."""
+    return """
+INSERT INTO products (id, organization_id, title, sku, status)
+  VALUES ('%(p)s', '%(o)s', 'Big', 'B', 'activa');
+INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id)
+  SELECT ('dddddddd-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, '%(o)s', '%(p)s',
+         'SKU-' || g, 'active', 10.5, 'WH-' || g FROM generate_series(%(a)d, %(b)d) g;
+INSERT INTO variant_images (id, variant_id, url, alt, position)
+  SELECT ('ffffffff-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
+         ('dddddddd-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
+         'https://img.test/' || repeat('x', 100) || g, 'alt ' || g, 0
+  FROM generate_series(%(a)d, %(b)d) g;""" % {'p': pid, 'o': BIG_ORG, 'a': first,
+                                               'b': first + n - 1}
+
+
+def big_ids(first, n):
+    return ['dddddddd-0000-4000-8000-%012x' % g for g in range(first, first + n)]
+
+
+class ReplyBudget(unittest.TestCase):
+    """#15: with GRPC_MAX_PENDING_REPLY_MB=1 and 4 workers, a 0.3-0.6 MB reply was refused
+    forever ("retry later") on an idle server: each worker had a 256 KiB wall."""
+
+    @classmethod
+    def setUpClass(cls):
+        pg = shared_pg()
+        pg.psql(big_product_sql(BIG_P, 0x100000, 2000) + big_product_sql(HUGE_P, 0x200000, 4000))
+        cls.srv = harness.Catalogd({'DATABASE_URL': pg.url(), 'GRPC_MAX_PENDING_REPLY_MB': '1',
+                                    'GRPC_MAX_WORKERS': '4'})
+        cls.srv.wait_serving(60)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_one_big_reply_on_an_idle_server_is_sent(self):
+        stub = self.srv.catalog_stub()
+        for _ in range(3):  # any worker may take it: each must send it
+            r = stub.GetProductDetails(pb.GetProductDetailsRequest(
+                organization_id=BIG_ORG, product_id=BIG_P, include_variants=True,
+                include_images=True), timeout=30)
+            self.assertTrue(r.success)
+            self.assertEqual(len(r.product.variants), 2000)
+            self.assertGreater(r.ByteSize(), 300 * 1024)   # above 1 MiB / 4 workers
+            b = stub.GetVariantsBatch(pb.GetVariantsBatchRequest(
+                organization_id=BIG_ORG, variant_ids=big_ids(0x100000, 1000)), timeout=30)
+            self.assertEqual(len(b.variants), 1000)
+            self.assertGreater(b.ByteSize(), 256 * 1024)
+        # Concurrent ones, from several connections: all answered (each worker alone).
+        chans = [self.srv.new_channel() for _ in range(4)]
+        self.addCleanup(lambda: [c.close() for c in chans])
+        futs = [harness.pb_grpc.CatalogServiceStub(c).GetVariantsBatch.future(
+            pb.GetVariantsBatchRequest(organization_id=BIG_ORG,
+                                       variant_ids=big_ids(0x100000, 1000)), timeout=30)
+                for c in chans]
+        codes = []
+        for f in futs:
+            try:
+                codes.append(len(f.result().variants))
+            except grpc.RpcError as e:
+                # Several replies at once may truly exceed the 1 MiB: then the message says so.
+                self.assertEqual(e.code(), StatusCode.RESOURCE_EXHAUSTED)
+                self.assertIn('GRPC_MAX_PENDING_REPLY_MB', e.details())
+                codes.append(e.code())
+        self.assertIn(1000, codes)
+
+    def test_a_reply_above_the_whole_budget_names_the_limit(self):
+        err = harness.rpc_error(self.srv.catalog_stub().GetProductDetails,
+                                pb.GetProductDetailsRequest(
+                                    organization_id=BIG_ORG, product_id=HUGE_P,
+                                    include_variants=True, include_images=True), timeout=30)
+        self.assertEqual(err.code(), StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn('GRPC_MAX_PENDING_REPLY_MB', err.details())
+        self.assertNotIn('retry later', err.details())  # retrying cannot help
+
+
 if __name__ == '__main__':
     harness.require_binary()
     unittest.main()
