@@ -493,7 +493,7 @@ int server_start(const struct server_deps *d, struct server **out) {
     goto fail;
   }
   if (s->cfg->tls_cert_file[0] != '\0') {
-    char err[256];
+    char err[2048]; /* two paths of up to 512 bytes and a reason */
     if ((s->tls = tls_new(s->cfg, err, sizeof err)) == NULL) {
       log_error("bad TLS configuration", LF_S("error", err));
       rc = -EINVAL;
