@@ -18,10 +18,12 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -470,16 +472,72 @@ static void register_methods(struct server *s) {
   }
 }
 
+/* Tries to bind (and release) a TCP socket on every address host resolves
+ * to, as the core is about to, so that a port conflict or an address not
+ * on this host is reported by us, in one clear line, before the core logs
+ * its error tree. Returns 0 if one address binds (the core will then
+ * listen), else the first bind's -errno (or -EADDRNOTAVAIL if host does
+ * not resolve), with the reason text in why. */
+static int probe_bind(const char *host, int port, char *why, size_t cap) {
+  char h[128], p[16];
+  size_t n = strlen(host);
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo *res = NULL;
+  int rc = 0;
+  if (n >= 2 && host[0] == '[' && host[n - 1] == ']') /* "[::1]": getaddrinfo wants ::1 */
+    snprintf(h, sizeof h, "%.*s", (int)(n - 2), host + 1);
+  else
+    snprintf(h, sizeof h, "%s", host);
+  snprintf(p, sizeof p, "%d", port);
+  int gai = getaddrinfo(h, p, &hints, &res);
+  if (gai != 0) {
+    snprintf(why, cap, "cannot resolve the address: %s", gai_strerror(gai));
+    return -EADDRNOTAVAIL;
+  }
+  for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol), one = 1;
+    int e = 0;
+    if (fd < 0) {
+      e = errno;
+    } else {
+      /* As the core binds: SO_REUSEADDR, and SO_REUSEPORT off (see
+       * create_core_server), so a listener already there is a conflict. */
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) e = errno;
+      close(fd);
+    }
+    if (e == 0) {
+      rc = 0;
+      break;
+    }
+    if (rc == 0) {
+      rc = -e;
+      snprintf(why, cap, "%s", strerror(e));
+    }
+  }
+  freeaddrinfo(res);
+  return rc;
+}
+
 static int bind_port(struct server *s) {
-  char addr[256];
+  char addr[256], why[160] = "";
   snprintf(addr, sizeof addr, "%s:%d", s->cfg->listen_addr, s->cfg->grpc_port);
+  int rc = probe_bind(s->cfg->listen_addr, s->cfg->grpc_port, why, sizeof why);
+  if (rc != 0) {
+    log_error("cannot listen on the gRPC port", LF_S("address", addr), LF_S("error", why),
+              LF_S("hint", rc == -EADDRINUSE ? "another process holds GRPC_PORT on this address"
+                                             : "check GRPC_LISTEN_ADDRESS and GRPC_PORT"));
+    return rc;
+  }
   grpc_server_credentials *creds =
       s->tls ? tls_credentials(s->tls) : grpc_insecure_server_credentials_create();
   s->port = grpc_server_add_http2_port(s->srv, addr, creds);
   grpc_server_credentials_release(creds);
-  if (s->port <= 0) {
-    log_error("cannot listen", LF_S("address", addr));
-    return -EADDRINUSE;
+  if (s->port <= 0) { /* lost a race for the port, or a core failure: see its log above */
+    log_error("cannot listen on the gRPC port", LF_S("address", addr),
+              LF_S("error", "the gRPC core refused the address (its error is logged above)"));
+    return -EIO;
   }
   return 0;
 }

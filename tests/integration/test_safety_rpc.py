@@ -380,6 +380,47 @@ class ReplyBudget(unittest.TestCase):
         self.assertNotIn('retry later', err.details())  # retrying cannot help
 
 
+
+# ---------------------------------------------------------------------------
+# #17 (part): a gRPC port conflict says so first, without the core's blob
+# ---------------------------------------------------------------------------
+
+class ListenErrors(unittest.TestCase):
+    """#17: the first line was a 1.5 kB gRPC core error tree, the clear one came after."""
+
+    def start_on(self, port, env=None):
+        srv = harness.Catalogd(dict({'SYNC_MODE': 'demo'}, **(env or {})), start=False)
+        srv.port = port
+        srv.env['GRPC_PORT'] = str(port)
+        self.addCleanup(srv.close)
+        srv.start()
+        self.assertNotEqual(srv.wait_exit(20), 0)
+        errors = [l for l in srv.logs() if l.get('level') == 'error']
+        self.assertTrue(errors, srv.raw_stdout()[-2000:])
+        return srv, errors
+
+    def test_port_in_use_is_the_first_error(self):
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        srv, errors = self.start_on(port)
+        first = json.dumps(errors[0])
+        self.assertIn('127.0.0.1:%d' % port, first)
+        self.assertIn('Address already in use', first)
+        self.assertIn('GRPC_PORT', first)
+        self.assertLess(len(first), 500, 'the first error line is a blob: %s' % first)
+        self.assertNotIn('No address added', srv.raw_stdout() + srv.raw_stderr())
+
+    def test_an_address_not_on_this_host_is_named(self):
+        srv, errors = self.start_on(harness.free_port(), {'GRPC_LISTEN_ADDRESS': '192.0.2.1'})
+        first = json.dumps(errors[0])
+        self.assertIn('192.0.2.1', first)
+        self.assertIn('Cannot assign requested address', first)
+        self.assertNotIn('Address already in use', srv.raw_stdout())
+
+
 if __name__ == '__main__':
     harness.require_binary()
     unittest.main()
