@@ -55,11 +55,12 @@ void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len
 
 /* ---- Shared request checks (rpc_common.c) ---- */
 
-/* Rejects a request whose string fields hold a NUL byte: protobuf-c hands
- * strings over as C strings, so "org_a\0x" would silently become "org_a"
- * (another tenant's key). Field 1 is organization_id in every catalog
- * request; other fields are reported as field2. Returns -1 (out filled)
- * or 0. */
+/* Rejects a request whose known string fields hold a NUL byte: protobuf-c
+ * hands strings over as C strings, so "org_a\0x" would silently become
+ * "org_a" (another tenant's key). Every catalog request has exactly two
+ * string fields: 1 (organization_id) and 2 (reported as field2). Unknown
+ * fields are not looked at: protobuf-c skips them, and a newer client may
+ * send any bytes there. Returns -1 (out filled) or 0. */
 int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
                    const char *field2);
 

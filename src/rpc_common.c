@@ -66,7 +66,10 @@ int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *r
       break;
     case 2:
       if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
-      if (memchr(p, 0, n) != NULL) {
+      /* Only the known string fields: an unknown field (a newer client's)
+       * is skipped by protobuf-c whatever its bytes (proto3 forward
+       * compatibility); fields 3 and 4 are bools, never length-delimited. */
+      if ((tag >> 3 == 1 || tag >> 3 == 2) && memchr(p, 0, n) != NULL) {
         rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s contains a NUL byte",
                  (tag >> 3) == 1 ? "organization_id" : field2);
         return -1;

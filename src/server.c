@@ -18,10 +18,12 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +83,7 @@ struct server {
   int nworkers, port;
   atomic_long outstanding;
   atomic_bool stopping;
+  atomic_size_t replies_pending; /* packed reply bytes not yet sent, all workers */
 };
 
 /* A unary call from request to reply. */
@@ -96,8 +99,12 @@ struct ucall {
   grpc_metadata trailer;
   char version[24];
   int cancelled, code;
-  size_t reply_size; /* counted in w->reply_bytes until the reply batch ends */
-  int64_t t0;        /* clock_mono_ns() when the call arrived */
+  size_t reply_size;  /* counted in w->reply_bytes until the reply batch ends */
+  int64_t t0;         /* clock_mono_ns() when the call arrived */
+  uint64_t ns;        /* handler time */
+  bool deferred;      /* no request message: counted once the reply batch ends */
+  bool access_logged; /* sampled for the access log (org below) */
+  char org[CAT_ORG_MAX + 1];
 };
 
 /* A call to a method nobody registered: answered UNIMPLEMENTED. */
@@ -127,8 +134,41 @@ struct rpc_ctx server__ctx(struct worker *w) {
 static void unary_new(struct tag *t, bool ok);
 static void unary_done(struct tag *t, bool ok);
 
+/* Reserves size bytes of the reply budget for one reply. Returns NULL, or
+ * why not (arena text, for RESOURCE_EXHAUSTED). The budget
+ * (GRPC_MAX_PENDING_REPLY_MB) bounds the memory that clients that never
+ * read can pin, server-wide. Each worker also keeps to its share once it
+ * holds unread replies, so one worker's stalled clients cannot take it all;
+ * but a worker with nothing pending may send one reply up to the whole
+ * budget (a share is not a wall: an idle server must answer a big call).
+ * @locality w's thread. */
+static const char *reply_reserve(struct worker *w, struct arena *a, size_t size) {
+  const double mib = 1024.0 * 1024.0;
+  if (size > w->reply_budget)
+    return arena_printf(a,
+                        "reply is %.2f MiB, more than GRPC_MAX_PENDING_REPLY_MB (%.0f MiB) "
+                        "allows; ask for less or raise GRPC_MAX_PENDING_REPLY_MB",
+                        (double)size / mib, (double)w->reply_budget / mib);
+  if (w->reply_bytes > 0 && w->reply_bytes + size > w->reply_share)
+    return arena_printf(a,
+                        "unread replies on this connection's worker hold %.2f MiB, its share "
+                        "of GRPC_MAX_PENDING_REPLY_MB is %.2f MiB; retry later",
+                        (double)w->reply_bytes / mib, (double)w->reply_share / mib);
+  size_t before = atomic_fetch_add(w->replies_pending, size);
+  if (before + size > w->reply_budget) {
+    atomic_fetch_sub(w->replies_pending, size);
+    return arena_printf(a,
+                        "unread replies hold %.2f MiB of GRPC_MAX_PENDING_REPLY_MB (%.0f MiB) "
+                        "on this server; retry later",
+                        (double)before / mib, (double)w->reply_budget / mib);
+  }
+  w->reply_bytes += size;
+  return NULL;
+}
+
 static void ucall_free(struct ucall *c) {
   c->w->reply_bytes -= c->reply_size;
+  if (c->reply_size > 0) atomic_fetch_sub(c->w->replies_pending, c->reply_size);
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
@@ -153,7 +193,8 @@ static void unary_request(struct worker *w, int mi) {
 }
 
 /* Logs a rejected request, at most once a second per worker (abuse must
- * not turn into a log flood); every one is counted. */
+ * not turn into a log flood); every one is counted. Never called for a
+ * call the client cancelled: that is not a bad request. */
 static void log_rejected(struct worker *w, const char *path, int code, const char *details) {
   metrics_add(w->srv->metrics, MC_BAD_REQUESTS, 1);
   time_t now = time(NULL);
@@ -176,11 +217,33 @@ static bool sample(struct worker *w, double rate) {
   return (double)(x >> 11) / 9007199254740992.0 < rate;
 }
 
-/* One access-log line (sampled by ACCESS_LOG_SAMPLE). */
-static void access_log(struct ucall *c, const char *org, uint64_t ns) {
-  if (!sample(c->w, c->w->srv->cfg->access_log_sample)) return;
-  log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", c->code), LF_I("us", ns / 1000),
-           LF_S("organization_id", org ? org : ""), LF_S("snapshot_version", c->version));
+/* Decides whether c goes to the access log (ACCESS_LOG_SAMPLE) and keeps
+ * what the line needs from the arena (org may be NULL). */
+static void access_log_sample(struct ucall *c, const char *org) {
+  c->access_logged = sample(c->w, c->w->srv->cfg->access_log_sample);
+  if (c->access_logged) snprintf(c->org, sizeof c->org, "%s", org ? org : "");
+}
+
+/* The code a finished call is counted and logged with: CANCELLED when
+ * the client went away (reset the stream, or its deadline passed) before
+ * our status reached it, as the client saw it; else the code we sent. */
+static int final_code(int sent, int cancelled) { return cancelled ? GRPC_STATUS_CANCELLED : sent; }
+
+/* Counts the call, logs it if rejected (not if cancelled) and writes its
+ * access-log line if sampled. Called once per call (see unary_done for
+ * when). @locality c's worker. */
+static void unary_account(struct ucall *c) {
+  int code = final_code(c->code, c->cancelled);
+  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, code, c->ns);
+  if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE && code != GRPC_STATUS_CANCELLED) {
+    char *details = grpc_slice_to_c_string(c->details);
+    log_rejected(c->w, methods[c->mi].path, code, details);
+    gpr_free(details);
+  }
+  if (c->access_logged)
+    log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", code),
+             LF_I("us", c->ns / 1000), LF_S("organization_id", c->org),
+             LF_S("snapshot_version", c->version));
 }
 
 /* Runs the handler in a read section and packs the reply there. Returns
@@ -206,13 +269,11 @@ static const char *unary_handle(struct ucall *c) {
     m->fn(&ctx, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), &res);
   }
   size_t size = res.code == GRPC_STATUS_OK ? protobuf_c_message_get_packed_size(res.reply) : 0;
-  if (size > 0 && c->w->reply_bytes + size > c->w->reply_budget)
-    rpc_fail(&ctx, &res, GRPC_STATUS_RESOURCE_EXHAUSTED,
-             "too many unread replies pending on this server; retry later");
+  const char *over = size > 0 ? reply_reserve(c->w, ctx.arena, size) : NULL;
+  if (over != NULL) rpc_fail(&ctx, &res, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", over);
   if (res.code == GRPC_STATUS_OK) {
     assert(res.reply != NULL);
-    c->reply_size = size;
-    c->w->reply_bytes += size;
+    c->reply_size = size; /* reserved: released in ucall_free */
     grpc_slice out = grpc_slice_malloc(size);
     protobuf_c_message_pack(res.reply, GRPC_SLICE_START_PTR(out));
     c->reply = grpc_raw_byte_buffer_create(&out, 1);
@@ -225,8 +286,6 @@ static const char *unary_handle(struct ucall *c) {
   grpc_slice_unref(req);
   c->code = res.code;
   if (res.details != NULL) c->details = grpc_slice_from_copied_string(res.details);
-  if (res.code != GRPC_STATUS_OK && res.code != GRPC_STATUS_UNAVAILABLE)
-    log_rejected(c->w, m->path, res.code, res.details);
   return res.org;
 }
 
@@ -254,6 +313,7 @@ static void unary_send(struct ucall *c) {
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL);
   if (e != GRPC_CALL_OK) {
     log_error("reply batch refused", LF_I("grpc_call_error", e));
+    if (c->deferred) unary_account(c);
     metrics_in_flight(c->w->metrics, -1);
     ucall_free(c);
   }
@@ -269,15 +329,23 @@ static void unary_new(struct tag *t, bool ok) {
   if (!atomic_load(c->w->stopping)) unary_request(c->w, c->mi);
   metrics_in_flight(c->w->metrics, +1);
   const char *org = unary_handle(c);
-  uint64_t ns = elapsed_ns(c->t0);
-  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, c->code, ns);
-  access_log(c, org, ns);
+  c->ns = elapsed_ns(c->t0);
+  access_log_sample(c, org);
+  c->deferred = c->payload == NULL;
+  if (!c->deferred) unary_account(c);
   unary_send(c);
 }
 
+/* The reply batch ended. A call without a request message is counted only
+ * now, when RECV_CLOSE_ON_SERVER tells why it had none: a client that
+ * reset the stream before its message arrived (a cancellation: CANCELLED,
+ * not logged) or one that really sent none (INVALID_ARGUMENT "request
+ * message is missing", logged). Calls with a message were counted at
+ * arrival, so a client that reads /metrics right after its answer sees it. */
 static void unary_done(struct tag *t, bool ok) {
   struct ucall *c = container_of(t, struct ucall, t_done);
   (void)ok;
+  if (c->deferred) unary_account(c);
   metrics_in_flight(c->w->metrics, -1);
   ucall_free(c);
 }
@@ -334,10 +402,13 @@ static void generic_new(struct tag *t, bool ok) {
   if (grpc_call_start_batch(c->call, ops, 3, &c->t_done, NULL) != GRPC_CALL_OK) gcall_free(c);
 }
 
+/* Counted once the status batch ended: CANCELLED if the client went away
+ * first. (Logged at arrival: an unknown method is a bad request either way.) */
 static void generic_done(struct tag *t, bool ok) {
   struct gcall *c = container_of(t, struct gcall, t_done);
   (void)ok;
-  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, GRPC_STATUS_UNIMPLEMENTED, elapsed_ns(c->t0));
+  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, final_code(GRPC_STATUS_UNIMPLEMENTED, c->cancelled),
+                   elapsed_ns(c->t0));
   gcall_free(c);
 }
 
@@ -401,16 +472,72 @@ static void register_methods(struct server *s) {
   }
 }
 
+/* Tries to bind (and release) a TCP socket on every address host resolves
+ * to, as the core is about to, so that a port conflict or an address not
+ * on this host is reported by us, in one clear line, before the core logs
+ * its error tree. Returns 0 if one address binds (the core will then
+ * listen), else the first bind's -errno (or -EADDRNOTAVAIL if host does
+ * not resolve), with the reason text in why. */
+static int probe_bind(const char *host, int port, char *why, size_t cap) {
+  char h[128], p[16];
+  size_t n = strlen(host);
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo *res = NULL;
+  int rc = 0;
+  if (n >= 2 && host[0] == '[' && host[n - 1] == ']') /* "[::1]": getaddrinfo wants ::1 */
+    snprintf(h, sizeof h, "%.*s", (int)(n - 2), host + 1);
+  else
+    snprintf(h, sizeof h, "%s", host);
+  snprintf(p, sizeof p, "%d", port);
+  int gai = getaddrinfo(h, p, &hints, &res);
+  if (gai != 0) {
+    snprintf(why, cap, "cannot resolve the address: %s", gai_strerror(gai));
+    return -EADDRNOTAVAIL;
+  }
+  for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol), one = 1;
+    int e = 0;
+    if (fd < 0) {
+      e = errno;
+    } else {
+      /* As the core binds: SO_REUSEADDR, and SO_REUSEPORT off (see
+       * create_core_server), so a listener already there is a conflict. */
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) e = errno;
+      close(fd);
+    }
+    if (e == 0) {
+      rc = 0;
+      break;
+    }
+    if (rc == 0) {
+      rc = -e;
+      snprintf(why, cap, "%s", strerror(e));
+    }
+  }
+  freeaddrinfo(res);
+  return rc;
+}
+
 static int bind_port(struct server *s) {
-  char addr[256];
+  char addr[256], why[160] = "";
   snprintf(addr, sizeof addr, "%s:%d", s->cfg->listen_addr, s->cfg->grpc_port);
+  int rc = probe_bind(s->cfg->listen_addr, s->cfg->grpc_port, why, sizeof why);
+  if (rc != 0) {
+    log_error("cannot listen on the gRPC port", LF_S("address", addr), LF_S("error", why),
+              LF_S("hint", rc == -EADDRINUSE ? "another process holds GRPC_PORT on this address"
+                                             : "check GRPC_LISTEN_ADDRESS and GRPC_PORT"));
+    return rc;
+  }
   grpc_server_credentials *creds =
       s->tls ? tls_credentials(s->tls) : grpc_insecure_server_credentials_create();
   s->port = grpc_server_add_http2_port(s->srv, addr, creds);
   grpc_server_credentials_release(creds);
-  if (s->port <= 0) {
-    log_error("cannot listen", LF_S("address", addr));
-    return -EADDRINUSE;
+  if (s->port <= 0) { /* lost a race for the port, or a core failure: see its log above */
+    log_error("cannot listen on the gRPC port", LF_S("address", addr),
+              LF_S("error", "the gRPC core refused the address (its error is logged above)"));
+    return -EIO;
   }
   return 0;
 }
@@ -424,7 +551,7 @@ int server_start(const struct server_deps *d, struct server **out) {
     goto fail;
   }
   if (s->cfg->tls_cert_file[0] != '\0') {
-    char err[256];
+    char err[2048]; /* two paths of up to 512 bytes and a reason */
     if ((s->tls = tls_new(s->cfg, err, sizeof err)) == NULL) {
       log_error("bad TLS configuration", LF_S("error", err));
       rc = -EINVAL;
@@ -439,8 +566,10 @@ int server_start(const struct server_deps *d, struct server **out) {
     struct worker *w = &s->workers[i];
     *w = (struct worker){.srv = s,
                          .idx = i,
-                         .reply_budget =
+                         .reply_share =
                              (size_t)s->cfg->max_pending_reply_bytes / (size_t)s->nworkers,
+                         .reply_budget = (size_t)s->cfg->max_pending_reply_bytes,
+                         .replies_pending = &s->replies_pending,
                          .metrics = metrics_shard(s->metrics, i),
                          .outstanding = &s->outstanding,
                          .stopping = &s->stopping};

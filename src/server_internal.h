@@ -40,8 +40,11 @@ struct worker {
   /* Worker-local state for logging: rejected-request rate limit, and the
    * access-log sampler's xorshift state. */
   /* Bytes of packed replies handed to the core and not yet sent: bounds the
-   * memory clients that never read can pin (see unary_handle). */
-  size_t reply_bytes, reply_budget;
+   * memory clients that never read can pin (see reply_reserve in server.c).
+   * reply_bytes and reply_share are this worker's; *replies_pending (all
+   * workers) never exceeds reply_budget (GRPC_MAX_PENDING_REPLY_MB). */
+  size_t reply_bytes, reply_share, reply_budget;
+  atomic_size_t *replies_pending;
   time_t reject_last;
   long reject_suppressed;
   uint64_t rng;

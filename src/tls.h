@@ -19,8 +19,13 @@
 
 struct tls;
 
-/* Reads and checks the files; NULL with a message in err if they cannot be
- * used. Free with tls_destroy (NULL ok) after the server is destroyed. */
+/* Reads and checks the files (readable, valid PEM certificate chain and
+ * private key, the key matching the certificate, valid client CAs). NULL
+ * with "<VARIABLE> <path>: <reason>" in err (cap >= 2048 holds two paths)
+ * if they cannot be used. Free with tls_destroy (NULL ok) after the server
+ * is destroyed. A rotation to files that fail the same checks is logged
+ * ("TLS certificate reload failed; keeping the previous certificates") and
+ * the previous certificates stay in use. */
 struct tls *tls_new(const struct config *cfg, char *err, size_t cap);
 void tls_destroy(struct tls *t);
 

@@ -247,16 +247,21 @@ static int v_i32(const struct jscan_value *v, int32_t def, int32_t *out) {
   return 0;
 }
 
-/* A JSON integer (not a real) or a decimal string; absent is an error. */
+/* A JSON integer (not a real) or a decimal string; absent is an error
+ * (-EINVAL). A string outside int64_t is -ERANGE, never clamped: a version
+ * clamped to INT64_MAX would make every later upsert of the entity stale
+ * (a JSON number that large is not JSON already, as jansson refused it). */
 static int v_i64(const struct jscan_value *v, int64_t *out) {
   if (v->type == JSCAN_INT) {
     *out = v->i;
     return 0;
   }
-  if (v->type != JSCAN_STRING) return -1;
+  if (v->type != JSCAN_STRING) return -EINVAL;
   char *e;
+  errno = 0;
   long long x = strtoll(v->s, &e, 10);
-  if (e == v->s || *e) return -1;
+  if (e == v->s || *e) return -EINVAL;
+  if (errno == ERANGE) return -ERANGE;
   *out = x;
   return 0;
 }
@@ -491,7 +496,9 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
   if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
-  if (v_i64(&m->env[ENV_VERSION], &ev->version) != 0 || ev->version <= 0) return "version missing";
+  int vrc = v_i64(&m->env[ENV_VERSION], &ev->version);
+  if (vrc == -ERANGE) return "version out of range";
+  if (vrc != 0 || ev->version <= 0) return "version missing";
   if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
   return NULL;
 }

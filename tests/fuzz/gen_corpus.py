@@ -96,6 +96,10 @@ def gen_events():
           event("brand.upserted", "org_b", uid("bbbbbbbb", "a1"), 3,
                 {"name": "Acme", "slug": "acme"}, key="org_a/brand/" + uid("bbbbbbbb", "a1")))
     write(t, "reject_not_json", "Vorg_a/variant/" + a11 + "\n{\"event_type\":")
+    # A version string beyond int64 (issue 11 #7): refused, never clamped.
+    write(t, "reject_version_string_above_int64",
+          event("variant.upserted", "org_a", uid("dddddddd", "a12"), "+09223372036854775808",
+                minimal))
 
 
 # ---------------------------------------------------------------- COPY rows
@@ -191,6 +195,10 @@ def gen_rpc():
     write(t, "validate_deleted", b"\x00" + fstr(1, "org_a") + fstr(2, D("a14")))
     write(t, "validate_nul_in_org", b"\x00" + fstr(1, b"org_a\x00x") + fstr(2, D("a11")))
     write(t, "validate_bad_id", b"\x00" + fstr(1, "org_a") + fstr(2, "not-a-uuid"))
+    # Unknown fields (a newer client's) holding NUL bytes: skipped (issue 11 #9).
+    write(t, "validate_unknown_fields_with_nul",
+          b"\x00" + fstr(1, "org_a") + fstr(9, b"a\x00b") + fstr(2, D("a11")) +
+          varint(10 << 3 | 1) + b"\x00" * 8 + fstr(1000, b"\x00\x00"))
     # 1 ValidateVariantsBatch
     ids = [D("a11"), D("A12").lower(), D("a11"), D("b11"), D("c1"), D("a99")]
     write(t, "validate_batch",

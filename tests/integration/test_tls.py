@@ -3,6 +3,7 @@
 (GRPC_TLS_CLIENT_CA_FILE, client certificate required) and certificate rotation without a
 restart.  Certificates are made by the openssl CLI in a temp dir.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -145,6 +146,98 @@ class TlsTest(unittest.TestCase):
         srv = harness.Catalogd({'SYNC_MODE': 'demo', 'GRPC_TLS_CERT_FILE': self.path('nope.crt'),
                                 'GRPC_TLS_KEY_FILE': self.path('nope.key')})
         self.assertNotEqual(srv.wait_exit(10), 0)
+
+    # -- issue 11 #13: TLS mistakes were reported as "Address already in use", unnamed --
+
+    def write(self, name, data):
+        with open(self.path(name), 'wb') as f:
+            f.write(data)
+        return self.path(name)
+
+    def start_error(self, cert, key, ca=None):
+        """Starts with these files; it must exit non-zero. Returns the error log lines."""
+        env = {'SYNC_MODE': 'demo', 'GRPC_TLS_CERT_FILE': cert, 'GRPC_TLS_KEY_FILE': key}
+        if ca:
+            env['GRPC_TLS_CLIENT_CA_FILE'] = ca
+        srv = harness.Catalogd(env)
+        self.addCleanup(srv.close)
+        self.assertNotEqual(srv.wait_exit(20), 0)
+        text = srv.raw_stdout() + srv.raw_stderr()
+        self.assertNotIn('Address already in use', text)
+        errors = [l for l in srv.logs() if l.get('level') == 'error']
+        self.assertTrue(errors, text[-2000:])
+        return errors
+
+    def assertFirstErrorSays(self, errors, *words):
+        """The first error line an operator sees names the file(s) and the reason."""
+        line = json.dumps(errors[0])
+        for w in words:
+            self.assertIn(w, line, 'first error line: %s' % line)
+
+    def test_startup_errors_name_the_file_and_the_reason(self):
+        crt, key = self.path('server1.crt'), self.path('server1.key')
+        garbage = self.write('garbage.pem', b'this is not PEM\n')
+        truncated = self.write('truncated.crt', read(self.dir, 'server1.crt')[:300])
+        cases = [
+            ('missing certificate', (self.path('nope.crt'), key),
+             [self.path('nope.crt'), 'GRPC_TLS_CERT_FILE', 'No such file']),
+            ('missing key', (crt, self.path('nope.key')),
+             [self.path('nope.key'), 'GRPC_TLS_KEY_FILE', 'No such file']),
+            ('unreadable certificate (a directory)', (self.dir, key),
+             [self.dir, 'GRPC_TLS_CERT_FILE', 'Is a directory']),
+            ('key of another certificate', (crt, self.path('server2.key')),
+             [crt, self.path('server2.key'), 'does not match']),
+            ('garbage certificate', (garbage, key), [garbage, 'GRPC_TLS_CERT_FILE', 'PEM']),
+            ('truncated certificate', (truncated, key), [truncated, 'GRPC_TLS_CERT_FILE']),
+            ('garbage key', (crt, garbage), [garbage, 'GRPC_TLS_KEY_FILE', 'PEM']),
+            ('a certificate given as the key', (crt, crt), [crt, 'GRPC_TLS_KEY_FILE']),
+        ]
+        for what, (c, k), words in cases:
+            with self.subTest(what):
+                self.assertFirstErrorSays(self.start_error(c, k), *words)
+        with self.subTest('garbage client CA'):
+            self.assertFirstErrorSays(self.start_error(crt, key, garbage), garbage,
+                                      'GRPC_TLS_CLIENT_CA_FILE')
+        with self.subTest('missing client CA'):
+            self.assertFirstErrorSays(self.start_error(crt, key, self.path('nope-ca.crt')),
+                                      self.path('nope-ca.crt'), 'GRPC_TLS_CLIENT_CA_FILE')
+
+    def test_unusable_rotation_is_not_reloaded(self):
+        srv, live = self.start(mutual=False)
+        try:
+            self.wait_ok(srv, self.creds('ca1'))
+            bad = [('garbage', {'crt': b'not a certificate\n'}),
+                   ('mismatched key', {'key': read(self.dir, 'server2.key')})]
+            for what, files in bad:
+                with self.subTest(what):
+                    n_err = len([l for l in srv.logs() if 'reload' in l.get('msg', '')
+                                 and l.get('level') in ('error', 'warn')])
+                    n_ok = sum(1 for l in srv.logs() if l.get('msg') == 'TLS certificates reloaded')
+                    for ext, data in files.items():
+                        tmp = os.path.join(live, 'new.' + ext)
+                        with open(tmp, 'wb') as f:
+                            f.write(data)
+                        os.rename(tmp, os.path.join(live, 'tls.' + ext))
+                    # New handshakes still get the previous (good) certificate.
+                    for _ in range(3):
+                        self.assertTrue(self.wait_ok(srv, self.creds('ca1')).exists)
+                    logs = srv.logs()
+                    self.assertEqual(sum(1 for l in logs
+                                         if l.get('msg') == 'TLS certificates reloaded'), n_ok,
+                                     'an unusable certificate "reloaded"')
+                    fails = [l for l in logs if 'reload' in l.get('msg', '')
+                             and l.get('level') in ('error', 'warn')][n_err:]
+                    self.assertEqual(len(fails), 1, 'logged once per change: %r' % fails)
+                    self.assertIn(os.path.join(live, 'tls.'), json.dumps(fails[0]))
+                    # Put the good pair back for the next case.
+                    for ext in ('crt', 'key'):
+                        tmp = os.path.join(live, 'new.' + ext)
+                        shutil.copy(self.path('server1.' + ext), tmp)
+                        os.rename(tmp, os.path.join(live, 'tls.' + ext))
+                    self.assertTrue(self.wait_ok(srv, self.creds('ca1')).exists)
+            self.assertTrue(srv.alive())
+        finally:
+            self.assertEqual(srv.stop(), 0)
 
 
 def pb_grpc_stub(ch):

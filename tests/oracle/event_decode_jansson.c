@@ -87,6 +87,7 @@ static int j_i32(json_t *o, const char *k, int32_t def, int32_t *out) {
   return 0;
 }
 
+/* Integer or decimal string: 0, -ERANGE outside int64_t, else -1. */
 static int j_i64(json_t *o, const char *k, int64_t *out) {
   json_t *v = json_object_get(o, k);
   if (json_is_integer(v)) {
@@ -96,8 +97,10 @@ static int j_i64(json_t *o, const char *k, int64_t *out) {
   if (json_is_string(v)) {
     char *e;
     const char *s = json_string_value(v);
+    errno = 0;
     long long x = strtoll(s, &e, 10);
     if (e == s || *e) return -1;
+    if (errno == ERANGE) return -ERANGE; /* never clamp (issue 11 #7) */
     *out = x;
     return 0;
   }
@@ -254,7 +257,9 @@ static const char *check_envelope(json_t *root, struct event *ev) {
   if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
-  if (j_i64(root, "version", &ev->version) != 0 || ev->version <= 0) return "version missing";
+  int vrc = j_i64(root, "version", &ev->version);
+  if (vrc == -ERANGE) return "version out of range";
+  if (vrc != 0 || ev->version <= 0) return "version missing";
   if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
   return NULL;
 }

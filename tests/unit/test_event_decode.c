@@ -637,6 +637,144 @@ static void long_event_id_is_truncated(void **state) {
   assert_string_equal(ev.event_id, "e1");
 }
 
+/* ---- Versions: out of int64 range never applies (issue 11 #7) ---- */
+
+/* Envelope of a variant delete with version v (raw JSON, as written). */
+static const char *delete_with_version(const char *v) {
+  static char buf[512];
+  int n = snprintf(buf, sizeof buf,
+                   "{\"event_type\":\"variant.deleted\",\"organization_id\":\"org_1\","
+                   "\"entity_id\":\"" VID "\",\"version\":%s}",
+                   v);
+  assert_true(n > 0 && (size_t)n < sizeof buf);
+  return buf;
+}
+
+/* xorshift64*: a fixed sequence, so a failure reproduces. */
+static uint64_t prop_next(uint64_t *s) {
+  *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+  return *s * 2685821657736338717ULL;
+}
+
+/* version (raw JSON) must decode, as an upsert and as a delete, to want. */
+static void version_applies(const char *v, int64_t want) {
+  char up[1024];
+  struct event ev;
+  const char *why = NULL;
+  if (decode(KEY, delete_with_version(v), &ev, &why) != 0)
+    fail_msg("version %s rejected (%s)", v, why);
+  if (ev.version != want) fail_msg("version %s decoded as %lld", v, (long long)ev.version);
+  snprintf(up, sizeof up,
+           "{\"event_type\":\"variant.upserted\",\"organization_id\":\"org_1\","
+           "\"entity_id\":\"" VID "\",\"version\":%s,\"data\":{" DATA_BASE "}}",
+           v);
+  struct cat_variant *r = accept(up);
+  if (r->h.version != want) fail_msg("upsert version %s became %lld", v, (long long)r->h.version);
+  model_free(&r->h);
+}
+
+/* version (raw JSON) must be rejected, and never as a valid event. */
+static void version_rejected(const char *v) {
+  struct event ev;
+  const char *why = NULL;
+  if (decode(KEY, delete_with_version(v), &ev, &why) == 0)
+    fail_msg("version %s accepted as %lld", v, (long long)ev.version);
+  assert_null(ev.record);
+}
+
+/* The forms a number may take in a decimal string that strtoll reads:
+ * leading blanks, a sign, leading zeros. */
+static void version_forms(char out[][96], const char *sign, const char *digits) {
+  snprintf(out[0], 96, "\"%s%s\"", sign, digits);
+  snprintf(out[1], 96, "\"  %s%s\"", sign, digits);
+  snprintf(out[2], 96, "\"\\t%s000%s\"", sign, digits);
+  snprintf(out[3], 96, "\"%s0%s\"", sign, digits);
+}
+
+static void out_of_range_versions_never_apply(void **state) {
+  (void)state;
+  static const char *const fixed[] = {
+      "9223372036854775808",
+      "\"9223372036854775808\"",
+      "\"18446744073709551615\"",
+      "\"18446744073709551616\"",
+      "\"99999999999999999999999999\"",
+      "\"+9223372036854775808\"",
+      "\" 9223372036854775808\"",
+      "\"0009223372036854775808\"",
+      "\"-9223372036854775809\"",
+      "\"-9223372036854775808\"",
+      "-9223372036854775808",
+      "\"9223372036854775807.0\"",
+      "9223372036854775807.0",
+      "9.3e18",
+      "\"9.3e18\"",
+      "1e19",
+      "\"1e19\"",
+      "\"9223372036854775808 \"",
+      "0",
+      "\"0\"",
+      "-1",
+      "\"-1\"",
+      "\"\"",
+      "\" \"",
+      "null",
+      "true",
+      "\"0x7fffffffffffffff\"",
+      "1.5",
+      "\"1.5\"",
+      "[1]",
+  };
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+    version_rejected(fixed[i]);
+  struct event ev;
+  const char *why = NULL;
+  assert_int_not_equal(decode(KEY, delete_with_version("\"9223372036854775808\""), &ev, &why), 0);
+  assert_string_equal(why, "version out of range"); /* not "missing": it was there */
+  version_applies("9223372036854775807", INT64_MAX);
+  version_applies("\"9223372036854775807\"", INT64_MAX);
+  version_applies("\"+0009223372036854775807\"", INT64_MAX);
+  version_applies("1", 1);
+
+  /* Random ones: every positive int64 in every form applies as itself;
+   * every value above INT64_MAX (2^63 .. 2^64-1, and longer digit strings)
+   * in every form, with either sign, is refused. */
+  uint64_t seed = 0x9e3779b97f4a7c15ULL;
+  char forms[4][96], digits[64], raw[96];
+  for (int it = 0; it < 400; it++) {
+    uint64_t r = prop_next(&seed);
+    int64_t in = (int64_t)(r >> (prop_next(&seed) % 63 + 1)); /* 0 .. INT64_MAX, all magnitudes */
+    if (in == 0) in = 1;
+    snprintf(digits, sizeof digits, "%lld", (long long)in);
+    snprintf(raw, sizeof raw, "%s", digits);
+    version_applies(raw, in);
+    version_forms(forms, "", digits);
+    for (int f = 0; f < 4; f++)
+      version_applies(forms[f], in);
+    version_forms(forms, "+", digits);
+    for (int f = 0; f < 4; f++)
+      version_applies(forms[f], in);
+
+    uint64_t big = (1ULL << 63) | prop_next(&seed); /* 2^63 .. 2^64-1 */
+    if (it % 2)
+      snprintf(digits, sizeof digits, "%llu", (unsigned long long)big);
+    else /* 20 to 40 digits */
+      snprintf(digits, sizeof digits, "%llu%0*llu", (unsigned long long)(big % 9 + 1),
+               (int)(19 + prop_next(&seed) % 21), (unsigned long long)(prop_next(&seed) % 1000));
+    version_rejected(digits);
+    snprintf(raw, sizeof raw, "-%s", digits);
+    version_rejected(raw);
+    snprintf(raw, sizeof raw, "%se0", digits);
+    version_rejected(raw);
+    static const char *const signs[] = {"", "+", "-"};
+    for (int sg = 0; sg < 3; sg++) {
+      version_forms(forms, signs[sg], digits);
+      for (int f = 0; f < 4; f++)
+        version_rejected(forms[f]);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(upsert_with_decimal_string_or_number),
@@ -663,6 +801,7 @@ int main(void) {
       cmocka_unit_test(other_kinds_columns_are_ignored),
       cmocka_unit_test(large_event),
       cmocka_unit_test(long_event_id_is_truncated),
+      cmocka_unit_test(out_of_range_versions_never_apply),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

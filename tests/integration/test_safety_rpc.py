@@ -1,0 +1,426 @@
+#!/usr/bin/python3
+"""Production-safety regressions of the RPC side (issue 11): each test reproduces one
+defect against the real binary, the mock broker over TCP and real gRPC clients.
+
+  #7   a version sent as a decimal string above int64 is refused (logged, counted,
+       dead-lettered), never clamped to INT64_MAX: the next normal upsert applies
+  #9   unknown protobuf fields with NUL bytes are skipped (forward compatibility);
+       a NUL in a known string field is still INVALID_ARGUMENT
+  #16  a client cancellation is counted as CANCELLED, not logged as a bad request
+  #15  one reply larger than budget / workers is sent on an idle server
+  #17  a gRPC port conflict: the first error line is the clear one
+"""
+import json
+import socket
+import time
+import unittest
+
+import grpc
+
+import expected as E
+import harness
+import kafka
+import reliability_util as ru
+from harness import pb
+
+StatusCode = grpc.StatusCode
+_PG = None
+
+
+def shared_pg():
+    """One PostgreSQL with schema + seed for the module (started on first use)."""
+    global _PG
+    if _PG is None:
+        _PG = harness.PgCluster()
+        _PG.load_fixtures()
+    return _PG
+
+
+def tearDownModule():
+    if _PG is not None:
+        _PG.close()
+
+ORG = 'org_s'
+P1 = '11111111-0000-4000-8000-00000000f0a1'
+V1 = '22222222-0000-4000-8000-00000000f0a1'
+V2 = '22222222-0000-4000-8000-00000000f0a2'
+
+
+def eventually(fn, timeout=15, what='condition'):
+    """Polls fn until it returns a truthy value (bounded)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError('timed out waiting for %s (last: %r)' % (what, last))
+
+
+def validate(srv, vid, org=ORG):
+    return srv.catalog_stub().ValidateVariant(
+        pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
+
+
+class VersionAboveInt64(unittest.TestCase):
+    """#7: "version":"9223372036854775808" used to become INT64_MAX and freeze the entity."""
+
+    def test_out_of_range_version_string_is_rejected_and_the_next_upsert_applies(self):
+        dlq = 'catalog.dlq'
+        km = kafka.KafkaMock(partitions=1)
+        self.addCleanup(km.stop)
+        km.command('create %s 1' % dlq)
+        bad = []
+        for i, v in enumerate(['9223372036854775808', '+09223372036854775808',
+                               ' 18446744073709551616', '99999999999999999999999']):
+            vid = V1 if i == 0 else '22222222-0000-4000-8000-00000000f1%02d' % i
+            k, env = kafka.variant(ORG, vid, P1, 1, sku='FROZEN')
+            env['version'] = v
+            bad.append((0, k, env))
+        k, good = kafka.variant(ORG, V1, P1, 2, sku='APPLIED')
+        # The history, replayed from offset 0: the product, the poisoned versions, then
+        # a normal upsert of the same variant (same partition: read in this order).
+        ru.produce(km, [(0,) + kafka.product(ORG, P1, 1)] + bad + [(0, k, good)])
+        srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': km.bootstrap,
+                                'KAFKA_DLQ_TOPIC': dlq, 'SYNC_MAX_BATCH_MS': '5'})
+        self.addCleanup(srv.close)
+        srv.wait_serving(30)
+        ru.wait_caught_up(srv, km, 30)
+        r = eventually(lambda: validate(srv, V1).exists and validate(srv, V1), what='V1')
+        self.assertEqual(r.sku, 'APPLIED', 'the upsert after the out-of-range version applies')
+        for _, key, _ in bad[1:]:
+            vid = key.rsplit('/', 1)[1]
+            self.assertFalse(validate(srv, vid).exists, vid)
+        # Later upserts keep applying (the entity is not frozen).
+        k3, v3 = kafka.variant(ORG, V1, P1, 3, sku='LATER')
+        ru.produce(km, [(0, k3, v3)])
+        eventually(lambda: validate(srv, V1).sku == 'LATER', what='a later upsert')
+        m = ru.metrics(srv)
+        self.assertEqual(ru.metric_sum(m, 'catalogd_events_total', result='rejected'), len(bad))
+        why = [l.get('why') for l in srv.logs() if l.get('msg') == 'event rejected']
+        self.assertEqual(why, ['version out of range'] * len(bad))
+        keys = eventually(lambda: (lambda ks: ks if len(ks) >= len(bad) else None)(
+            ru.kcat_keys(km.bootstrap, dlq)), 20, 'the rejected events in the dead-letter topic')
+        self.assertEqual(sorted(keys), sorted(k for _, k, _ in bad))
+
+
+
+# ---------------------------------------------------------------------------
+# #9: unknown fields are skipped whatever bytes they hold
+# ---------------------------------------------------------------------------
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num, wire, payload):
+    """One protobuf field: tag, then the payload (already encoded for wire 0/1/5)."""
+    tag = varint(num << 3 | wire)
+    if wire == 2:
+        return tag + varint(len(payload)) + payload
+    return tag + payload
+
+
+# Unknown fields of every wire type proto3 uses, several with NUL bytes, one with a
+# field number needing a multi-byte tag, one nested message full of NULs.
+UNKNOWN = (field(9, 2, b'abc\x00def') + field(10, 0, varint(0)) + field(11, 1, b'\x00' * 8)
+           + field(12, 5, b'\x00\x01\x00\x00') + field(13, 2, b'\x00' * 40)
+           + field(1000, 2, field(1, 2, b'x\x00y') + field(2, 0, varint(300)))
+           + field(536870911, 0, varint(2 ** 63)) + field(14, 2, b''))
+
+
+def s(num, text):
+    return field(num, 2, text.encode() if isinstance(text, str) else text)
+
+
+# (method, response type, request bytes, check of a normal answer, known string field 2)
+CALLS = [
+    ('ValidateVariant', pb.ValidateVariantResponse,
+     s(1, E.ORG_A) + s(2, E.V_A11), lambda r: r.exists and r.variant_id == E.V_A11, 'variant_id'),
+    ('GetProductDetails', pb.GetProductDetailsResponse,
+     s(1, E.ORG_A) + s(2, E.P_A1) + field(3, 0, varint(1)) + field(4, 0, varint(1)),
+     lambda r: r.success and len(r.product.variants) > 0, 'product_id'),
+    ('GetVariantsBatch', pb.GetVariantsBatchResponse,
+     s(1, E.ORG_A) + s(2, E.V_A11) + s(2, E.V_A12),
+     lambda r: r.success and len(r.variants) == 2, 'variant_ids'),
+    ('ValidateVariantsBatch', pb.ValidateVariantsBatchResponse,
+     s(1, E.ORG_A) + s(2, E.V_A11) + s(2, E.UNKNOWN_1),
+     lambda r: r.success and [v.exists for v in r.validations] == [True, False], 'variant_ids'),
+]
+
+
+class UnknownFieldsWithNul(unittest.TestCase):
+    """#9: "variant_id contains a NUL byte" was the answer to an unknown field 9 = "a\\0b"."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = harness.Catalogd({'DATABASE_URL': shared_pg().url()})
+        cls.srv.wait_serving(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def raw(self, method):
+        return harness.raw_unary(self.srv.channel(), '/catalog.CatalogService/' + method)
+
+    def test_unknown_fields_get_the_normal_answer(self):
+        for method, rtype, req, ok, _ in CALLS:
+            with self.subTest(method=method):
+                plain = rtype.FromString(self.raw(method)(req, timeout=10))
+                self.assertTrue(ok(plain), plain)
+                head = len(s(1, E.ORG_A))
+                # Unknown fields after, before and between the known ones.
+                for body in (req + UNKNOWN, UNKNOWN + req, req[:head] + UNKNOWN + req[head:],
+                             req + field(9, 2, b'\x00')):
+                    got = rtype.FromString(self.raw(method)(body, timeout=10))
+                    self.assertEqual(got, plain, 'unknown fields changed the answer')
+
+    def test_nul_in_a_known_string_field_is_still_invalid_argument(self):
+        for method, rtype, req, ok, name in CALLS:
+            cases = [(s(1, 'org_a\x00evil') + req[len(s(1, E.ORG_A)):], 'organization_id'),
+                     (req + s(2, E.V_A11 + '\x00x'), name),
+                     (UNKNOWN + s(1, b'\x00') + req, 'organization_id')]
+            for body, fname in cases:
+                with self.subTest(method=method, field=fname):
+                    err = harness.rpc_error(self.raw(method), body)
+                    self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+                    self.assertEqual(err.details(), '%s contains a NUL byte' % fname)
+
+
+
+# ---------------------------------------------------------------------------
+# #16: client cancellations are CANCELLED, not bad requests
+# ---------------------------------------------------------------------------
+
+H2_CANCEL = 0x8
+
+
+def rpc_codes(m, code):
+    return ru.metric_sum(m, 'catalogd_rpc_requests_total', code=code)
+
+
+class Cancellations(unittest.TestCase):
+    """#16: a client that cancels a call was counted and logged as INVALID_ARGUMENT."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = harness.Catalogd({'DATABASE_URL': shared_pg().url(),
+                                    'ACCESS_LOG_SAMPLE': '0'})
+        cls.srv.wait_serving(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def rst(self, raw, sid):
+        raw.send(ru.h2_frame(ru.H2_RST, 0, sid, H2_CANCEL.to_bytes(4, 'big')))
+
+    def test_cancelled_calls_are_counted_as_cancelled(self):
+        m0 = ru.metrics(self.srv)
+        n_rejected0 = sum(1 for l in self.srv.logs() if l.get('msg') == 'request rejected')
+        req = pb.ValidateVariantRequest(organization_id=E.ORG_A, variant_id=E.V_A11)
+        body = req.SerializeToString()
+        path = '/catalog.CatalogService/ValidateVariant'
+        n = 0
+        raw = ru.RawH2(self.srv.port)
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        for i in range(20):
+            sid = raw.next_stream
+            raw.next_stream += 2
+            head = ru.h2_frame(ru.H2_HEADERS, 0x4, sid, ru.grpc_headers(self.srv.port, path))
+            if i % 2:  # headers and half of the message, then RST_STREAM(CANCEL)
+                raw.send(head + ru.h2_frame(ru.H2_DATA, 0, sid, ru.grpc_frame(body)[:7]))
+            else:      # headers only, then RST_STREAM(CANCEL)
+                raw.send(head)
+            time.sleep(0.02)  # let the server take the call before the reset
+            self.rst(raw, sid)
+            n += 1
+        # And through grpcio: futures cancelled right after they were sent.
+        stub = self.srv.catalog_stub()
+        for _ in range(20):
+            f = stub.ValidateVariant.future(req, timeout=10)
+            time.sleep(0.005)
+            f.cancel()
+        # A normal call on the raw connection afterwards still works.
+        r = validate(self.srv, E.V_A11, org=E.ORG_A)
+        self.assertTrue(r.exists)
+
+        def settled():
+            m = ru.metrics(self.srv)
+            return m if rpc_codes(m, 'CANCELLED') - rpc_codes(m0, 'CANCELLED') >= n else None
+        try:
+            m = eventually(settled, 15, '%d cancellations counted as CANCELLED' % n)
+        except AssertionError:
+            m = ru.metrics(self.srv)
+            raise AssertionError('codes counted: %r; logs: %r' % (
+                {k: v - m0.get(k, 0) for k, v in m.items()
+                 if k.startswith('catalogd_rpc_requests_total') and v != m0.get(k, 0)},
+                [l for l in self.srv.logs() if l.get('msg') == 'request rejected'][:3]))
+        self.assertEqual(rpc_codes(m, 'INVALID_ARGUMENT') - rpc_codes(m0, 'INVALID_ARGUMENT'), 0,
+                         'a cancellation counted as INVALID_ARGUMENT')
+        self.assertEqual(m.get('catalogd_bad_requests_total', 0)
+                         - m0.get('catalogd_bad_requests_total', 0), 0)
+        rejected = [l for l in self.srv.logs() if l.get('msg') == 'request rejected']
+        self.assertEqual(rejected[n_rejected0:], [], 'a cancellation logged as a bad request')
+        self.assertTrue(self.srv.alive())
+
+    def test_a_call_without_a_message_is_still_invalid_argument(self):
+        # Not a cancellation: the client half-closed without sending its message.
+        m0 = ru.metrics(self.srv)
+        raw = ru.RawH2(self.srv.port)
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        path = '/catalog.CatalogService/ValidateVariant'
+        raw.send(ru.h2_frame(ru.H2_HEADERS, 0x5, 1, ru.grpc_headers(self.srv.port, path)))
+        streams, _ = ru.h2_read_responses(raw, 1, timeout=10)
+        self.assertTrue(streams.get(1, {}).get('ended'), streams)
+
+        def counted():
+            m = ru.metrics(self.srv)
+            return rpc_codes(m, 'INVALID_ARGUMENT') - rpc_codes(m0, 'INVALID_ARGUMENT') == 1
+        eventually(counted, 10, 'the call without a message counted as INVALID_ARGUMENT')
+        eventually(lambda: any(l.get('msg') == 'request rejected'
+                               and l.get('details') == 'request message is missing'
+                               for l in self.srv.logs()), 10, 'the rejection logged')
+
+
+
+# ---------------------------------------------------------------------------
+# #15: the reply budget is not split into per-worker walls
+# ---------------------------------------------------------------------------
+
+BIG_ORG = 'org_big'
+BIG_P = 'aaaaaaaa-0000-4000-8000-00000000bf01'    # 2,000 variants: ~0.6 MB of details
+HUGE_P = 'aaaaaaaa-0000-4000-8000-00000000bf02'   # 4,000 variants: > 1 MiB of details
+
+
+def big_product_sql(pid, first, n):
+    """One product of BIG_ORG with variants first..first+n-1 (each with an image)."""
+    return """
+INSERT INTO products (id, organization_id, title, sku, status)
+  VALUES ('%(p)s', '%(o)s', 'Big', 'B', 'activa');
+INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id)
+  SELECT ('dddddddd-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, '%(o)s', '%(p)s',
+         'SKU-' || g, 'active', 10.5, 'WH-' || g FROM generate_series(%(a)d, %(b)d) g;
+INSERT INTO variant_images (id, variant_id, url, alt, position)
+  SELECT ('ffffffff-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
+         ('dddddddd-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,
+         'https://img.test/' || repeat('x', 100) || g, 'alt ' || g, 0
+  FROM generate_series(%(a)d, %(b)d) g;""" % {'p': pid, 'o': BIG_ORG, 'a': first,
+                                               'b': first + n - 1}
+
+
+def big_ids(first, n):
+    return ['dddddddd-0000-4000-8000-%012x' % g for g in range(first, first + n)]
+
+
+class ReplyBudget(unittest.TestCase):
+    """#15: with GRPC_MAX_PENDING_REPLY_MB=1 and 4 workers, a 0.3-0.6 MB reply was refused
+    forever ("retry later") on an idle server: each worker had a 256 KiB wall."""
+
+    @classmethod
+    def setUpClass(cls):
+        pg = shared_pg()
+        pg.psql(big_product_sql(BIG_P, 0x100000, 2000) + big_product_sql(HUGE_P, 0x200000, 4000))
+        cls.srv = harness.Catalogd({'DATABASE_URL': pg.url(), 'GRPC_MAX_PENDING_REPLY_MB': '1',
+                                    'GRPC_MAX_WORKERS': '4'})
+        cls.srv.wait_serving(60)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_one_big_reply_on_an_idle_server_is_sent(self):
+        stub = self.srv.catalog_stub()
+        for _ in range(3):  # any worker may take it: each must send it
+            r = stub.GetProductDetails(pb.GetProductDetailsRequest(
+                organization_id=BIG_ORG, product_id=BIG_P, include_variants=True,
+                include_images=True), timeout=30)
+            self.assertTrue(r.success)
+            self.assertEqual(len(r.product.variants), 2000)
+            self.assertGreater(r.ByteSize(), 300 * 1024)   # above 1 MiB / 4 workers
+            b = stub.GetVariantsBatch(pb.GetVariantsBatchRequest(
+                organization_id=BIG_ORG, variant_ids=big_ids(0x100000, 1000)), timeout=30)
+            self.assertEqual(len(b.variants), 1000)
+            self.assertGreater(b.ByteSize(), 256 * 1024)
+        # Concurrent ones, from several connections: all answered (each worker alone).
+        chans = [self.srv.new_channel() for _ in range(4)]
+        self.addCleanup(lambda: [c.close() for c in chans])
+        futs = [harness.pb_grpc.CatalogServiceStub(c).GetVariantsBatch.future(
+            pb.GetVariantsBatchRequest(organization_id=BIG_ORG,
+                                       variant_ids=big_ids(0x100000, 1000)), timeout=30)
+                for c in chans]
+        codes = []
+        for f in futs:
+            try:
+                codes.append(len(f.result().variants))
+            except grpc.RpcError as e:
+                # Several replies at once may truly exceed the 1 MiB: then the message says so.
+                self.assertEqual(e.code(), StatusCode.RESOURCE_EXHAUSTED)
+                self.assertIn('GRPC_MAX_PENDING_REPLY_MB', e.details())
+                codes.append(e.code())
+        self.assertIn(1000, codes)
+
+    def test_a_reply_above_the_whole_budget_names_the_limit(self):
+        err = harness.rpc_error(self.srv.catalog_stub().GetProductDetails,
+                                pb.GetProductDetailsRequest(
+                                    organization_id=BIG_ORG, product_id=HUGE_P,
+                                    include_variants=True, include_images=True), timeout=30)
+        self.assertEqual(err.code(), StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn('GRPC_MAX_PENDING_REPLY_MB', err.details())
+        self.assertNotIn('retry later', err.details())  # retrying cannot help
+
+
+
+# ---------------------------------------------------------------------------
+# #17 (part): a gRPC port conflict says so first, without the core's blob
+# ---------------------------------------------------------------------------
+
+class ListenErrors(unittest.TestCase):
+    """#17: the first line was a 1.5 kB gRPC core error tree, the clear one came after."""
+
+    def start_on(self, port, env=None):
+        srv = harness.Catalogd(dict({'SYNC_MODE': 'demo'}, **(env or {})), start=False)
+        srv.port = port
+        srv.env['GRPC_PORT'] = str(port)
+        self.addCleanup(srv.close)
+        srv.start()
+        self.assertNotEqual(srv.wait_exit(20), 0)
+        errors = [l for l in srv.logs() if l.get('level') == 'error']
+        self.assertTrue(errors, srv.raw_stdout()[-2000:])
+        return srv, errors
+
+    def test_port_in_use_is_the_first_error(self):
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        srv, errors = self.start_on(port)
+        first = json.dumps(errors[0])
+        self.assertIn('127.0.0.1:%d' % port, first)
+        self.assertIn('Address already in use', first)
+        self.assertIn('GRPC_PORT', first)
+        self.assertLess(len(first), 500, 'the first error line is a blob: %s' % first)
+        self.assertNotIn('No address added', srv.raw_stdout() + srv.raw_stderr())
+
+    def test_an_address_not_on_this_host_is_named(self):
+        srv, errors = self.start_on(harness.free_port(), {'GRPC_LISTEN_ADDRESS': '192.0.2.1'})
+        first = json.dumps(errors[0])
+        self.assertIn('192.0.2.1', first)
+        self.assertIn('Cannot assign requested address', first)
+        self.assertNotIn('Address already in use', srv.raw_stdout())
+
+
+if __name__ == '__main__':
+    harness.require_binary()
+    unittest.main()
