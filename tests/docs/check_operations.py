@@ -69,6 +69,23 @@ class OperationsDocTest(unittest.TestCase):
                    if '`%s`' % text not in doc]
         self.assertEqual(missing, [], 'not in docs/operations.md:\n  ' + '\n  '.join(missing))
 
+    def test_no_row_names_a_message_the_code_no_longer_logs(self):
+        with open(DOC, encoding='utf-8') as f:
+            doc = f.read()
+        section = doc[doc.index('## Troubleshooting'):doc.index('## Fault matrix')]
+        code = ''.join(open(p, encoding='utf-8').read() for p in sources())
+        code = re.sub(r'"\s*\n\s*"', '', code)  # join literals split across lines
+        stale = []
+        for row in section.splitlines():
+            if not row.startswith('| `'):
+                continue
+            first = row.split(' | ')[0]
+            for name in re.findall(r'`([^`]+)`', first):
+                if '"%s' % name not in code:
+                    stale.append(name)
+        self.assertEqual(stale, [], 'documented but never logged (stale rows):\n  '
+                         + '\n  '.join(stale))
+
 
 if __name__ == '__main__':
     unittest.main()
