@@ -237,5 +237,134 @@ class Ipv6ListenTest(unittest.TestCase):
         self.assertIn('ADMIN_LISTEN_ADDRESS', bad_config_line(srv))
 
 
+# ---------------------------------------------------------------------------
+class SlowClients:
+    """Keeps `trickle` connections that send one byte of a never-ending request header
+    every `interval` seconds, and `idle` connections that send nothing, open to the
+    admin port from one thread; a connection the server closes is reopened (an attacker
+    would). `closed` counts the closures seen, with the seconds each lived."""
+
+    HEADER = b'GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: '
+
+    def __init__(self, port, trickle, idle, interval=1.0):
+        self.port, self.interval = port, interval
+        self.socks = [self._open(True) for _ in range(trickle)]
+        self.socks += [self._open(False) for _ in range(idle)]
+        self.closed = []  # lifetimes (s) of connections the server closed
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _open(self, trickle):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect(('127.0.0.1', self.port))
+        except OSError:
+            pass  # a full backlog: it counts as pressure all the same
+        s.setblocking(False)
+        return {'s': s, 'trickle': trickle, 'sent': 0, 'born': time.monotonic()}
+
+    @staticmethod
+    def _peer_closed(c):
+        try:
+            data = c['s'].recv(4096)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return True  # EOF, or an answer (408/400): either way this one is done
+
+    def _run(self):
+        while not self.stop_ev.wait(self.interval):
+            for i, c in enumerate(self.socks):
+                if self._peer_closed(c):
+                    self.closed.append(time.monotonic() - c['born'])
+                    c['s'].close()
+                    self.socks[i] = c = self._open(c['trickle'])
+                if c['trickle']:
+                    h = self.HEADER
+                    byte = h[c['sent']:c['sent'] + 1] if c['sent'] < len(h) else b'a'
+                    try:
+                        c['s'].send(byte)
+                        c['sent'] += 1
+                    except OSError:
+                        pass
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(10)
+        for c in self.socks:
+            c['s'].close()
+
+
+class AdminSlowClientsTest(unittest.TestCase):
+    """#14: 64 slow connections used to take the admin port down: every probe timed out."""
+
+    def server(self, env=None):
+        srv = harness.Catalogd(dict({'SYNC_MODE': 'demo'}, **(env or {})))
+        self.addCleanup(srv.stop)
+        srv.wait_serving(15)
+        return srv
+
+    def slow(self, srv, trickle, idle, interval=1.0):
+        sc = SlowClients(srv.admin_port, trickle, idle, interval)
+        self.addCleanup(sc.stop)
+        return sc
+
+    def probe_for(self, srv, seconds, budget=2.0):
+        """Probes /healthz and /readyz every 0.5 s for `seconds`; returns the failures."""
+        failures, n = [], 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for path in ('/healthz', '/readyz'):
+                t0 = time.monotonic()
+                try:
+                    status, _ = http_get('127.0.0.1', srv.admin_port, path, budget)
+                    took = time.monotonic() - t0
+                    if status != 200 or took > budget:
+                        failures.append((path, status, round(took, 2)))
+                except OSError as e:
+                    failures.append((path, repr(e), round(time.monotonic() - t0, 2)))
+                n += 1
+            time.sleep(0.5)
+        self.assertGreater(n, 20)
+        return failures
+
+    def test_probes_answered_under_trickling_and_idle_connections(self):
+        srv = self.server()
+        self.slow(srv, trickle=80, idle=20)
+        time.sleep(1.5)  # every slow connection accepted (or queued) before the probes
+        failures = self.probe_for(srv, 16)
+        self.assertEqual(failures, [], 'probes failed under 100 slow connections')
+        self.assertTrue(srv.alive())
+
+    def test_trickling_request_is_cut_at_the_deadline(self):
+        # One byte every 0.5 s resets libmicrohttpd's idle timeout forever; the request
+        # deadline (ADMIN_REQUEST_TIMEOUT_SECONDS) must close it anyway.
+        srv = self.server({'ADMIN_REQUEST_TIMEOUT_SECONDS': '3'})
+        sc = self.slow(srv, trickle=1, idle=0, interval=0.5)
+        harness.wait_until(lambda: sc.closed, 12, what='the trickling connection closed')
+        self.assertGreater(sc.closed[0], 2.0)
+        self.assertLess(sc.closed[0], 8.0)
+        m = dict(l.rsplit(' ', 1) for l in http_get('127.0.0.1', srv.admin_port, '/metrics',
+                                                     5)[1].splitlines() if l[:1] != '#')
+        self.assertGreaterEqual(
+            float(m['catalogd_admin_connections_closed_total{reason="deadline"}']), 1)
+
+    def test_probes_answered_beyond_the_connection_limit(self):
+        # Far more idle connections than the admin keeps: the oldest waiting ones are
+        # evicted so that a new connection (a probe) is always served.
+        srv = self.server({'ADMIN_REQUEST_TIMEOUT_SECONDS': '60'})
+        self.slow(srv, trickle=0, idle=400, interval=0.5)
+        time.sleep(1.5)
+        failures = self.probe_for(srv, 7)
+        self.assertEqual(failures, [], 'probes failed beyond the connection limit')
+        m = dict(l.rsplit(' ', 1) for l in http_get('127.0.0.1', srv.admin_port, '/metrics',
+                                                     5)[1].splitlines() if l[:1] != '#')
+        self.assertGreaterEqual(
+            float(m['catalogd_admin_connections_closed_total{reason="evicted"}']), 1)
+
+
 if __name__ == '__main__':
     unittest.main()
