@@ -112,6 +112,20 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
   return sig == SIGUSR1 ? 0 : 1;
 }
 
+/* The demo's grpcurl example, for the address and port really served: a
+ * wildcard listen address is reached as localhost. */
+static void log_demo_example(const struct config *c, int port) {
+  const char *host = c->listen_addr;
+  if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0) host = "localhost";
+  char ex[512];
+  snprintf(ex, sizeof ex,
+           "grpcurl -plaintext -d '{\"organization_id\":\"" DEMO_ORG
+           "\",\"variant_id\":\"" DEMO_VARIANT_ID
+           "\"}' %s:%d catalog.CatalogService/ValidateVariant",
+           host, port);
+  log_info("demo catalog: try it", LF_S("example", ex));
+}
+
 static void log_start(const struct config *c, int port) {
   static const char *modes[] = {"demo", "warm", "replay"};
   char url[256] = "";
@@ -122,11 +136,7 @@ static void log_start(const struct config *c, int port) {
                        : c->tls_client_ca_file[0] ? "mutual"
                                                   : "on"),
            LF_S("database_url", url), LF_I("max_batch_ids", c->max_batch_ids));
-  if (c->sync_mode == SYNC_DEMO)
-    log_info("demo catalog: try it",
-             LF_S("example", "grpcurl -plaintext -d '{\"organization_id\":\"" DEMO_ORG
-                             "\",\"variant_id\":\"" DEMO_VARIANT_ID "\"}' localhost:50052 "
-                             "catalog.CatalogService/ValidateVariant"));
+  if (c->sync_mode == SYNC_DEMO) log_demo_example(c, port);
 }
 
 /* Everything main owns, in start-up order. */

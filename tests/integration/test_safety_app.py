@@ -366,5 +366,99 @@ class AdminSlowClientsTest(unittest.TestCase):
             float(m['catalogd_admin_connections_closed_total{reason="evicted"}']), 1)
 
 
+# ---------------------------------------------------------------------------
+def pb_bytes_field(num, raw):
+    """A length-delimited protobuf field (wire type 2) holding raw bytes."""
+    assert len(raw) < 128
+    return bytes([num << 3 | 2, len(raw)]) + raw
+
+
+def strict_json_lines(srv):
+    """stdout, every line decoded as strict UTF-8 and parsed as a JSON object; returns
+    (records, [(line, error)]) (harness.logs() decodes with 'replace' and skips bad lines)."""
+    with open(srv.stdout_path, 'rb') as f:
+        raw = f.read()
+    recs, bad = [], []
+    for line in raw.split(b'\n'):
+        if not line:
+            continue
+        try:
+            obj = json.loads(line.decode('utf-8'))
+            if not isinstance(obj, dict):
+                raise ValueError('not an object')
+            recs.append(obj)
+        except ValueError as e:
+            bad.append((line[:200], str(e)))
+    return recs, bad
+
+
+class LogJsonTest(unittest.TestCase):
+    """#17: log lines are JSON whatever a client sends, a failed admin bind included, and
+    the demo's example command names the real address."""
+
+    NASTY = [b'\xff\xfe org', b'o\xc3', b'\xe2\x9c', b'ctl\x01\x1f\x7f"\\', b'\xed\xa0\x80x',
+             b'\xf4\x90\x80\x80', b'\xc0\xaf\n\r\t', b'\x80' * 40, b'ok-\xc3\xa9']
+
+    def test_access_log_lines_are_json_for_any_bytes(self):
+        srv = harness.Catalogd({'SYNC_MODE': 'demo', 'ACCESS_LOG_SAMPLE': '1'})
+        self.addCleanup(srv.stop)
+        srv.wait_serving(15)
+        ch = srv.channel()
+        sent = 0
+        for path in ('/catalog.CatalogService/ValidateVariant',
+                     '/catalog.CatalogService/GetProductDetails'):
+            call = harness.raw_unary(ch, path)
+            for org in self.NASTY:
+                for other in (b'v', self.NASTY[(sent + 3) % len(self.NASTY)]):
+                    try:
+                        call(pb_bytes_field(1, org) + pb_bytes_field(2, other), timeout=5)
+                    except grpc.RpcError:
+                        pass  # refusing the request is fine; logging it as non-JSON is not
+                    sent += 1
+        harness.wait_until(lambda: sum(r.get('msg') == 'rpc' for r in strict_json_lines(srv)[0])
+                           >= sent or strict_json_lines(srv)[1], 10, what='access log lines')
+        recs, bad = strict_json_lines(srv)
+        self.assertEqual(bad, [])
+        orgs = [r['organization_id'] for r in recs if r.get('msg') == 'rpc']
+        self.assertIn('ok-\u00e9', orgs)            # valid UTF-8 kept as is
+        self.assertIn('\ufffd\ufffd org', orgs)     # invalid bytes: U+FFFD each
+        self.assertIn('ctl\x01\x1f\x7f"\\', orgs)  # controls escaped, kept
+        srv.stop()
+        self.assertEqual(strict_json_lines(srv)[1], [])
+
+    def test_admin_bind_failure_is_json(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+            blocker.bind(('127.0.0.1', 0))
+            blocker.listen(1)
+            srv = harness.Catalogd({'SYNC_MODE': 'demo', 'ADMIN_LISTEN_ADDRESS': '127.0.0.1'},
+                                   start=False)
+            srv.admin_port = blocker.getsockname()[1]
+            srv.env['ADMIN_PORT'] = str(srv.admin_port)
+            srv.start()
+            self.addCleanup(srv.stop)
+            code = srv.wait_exit(15)
+        self.assertEqual(code, 1, srv.tail())
+        self.assertEqual(srv.raw_stderr().strip(), '', 'raw text on stderr')
+        recs, bad = strict_json_lines(srv)
+        self.assertEqual(bad, [])
+        err = [r for r in recs if r.get('msg') == 'cannot listen for admin HTTP']
+        self.assertTrue(err, srv.tail())
+        self.assertEqual(err[0].get('port'), srv.admin_port)
+        self.assertEqual(err[0].get('address'), '127.0.0.1')
+
+    def test_demo_example_names_the_real_address(self):
+        for listen, host in (('127.0.0.1', '127.0.0.1'), ('0.0.0.0', 'localhost'),
+                             ('::1', '[::1]')):
+            with self.subTest(listen=listen):
+                srv = harness.Catalogd({'SYNC_MODE': 'demo', 'GRPC_LISTEN_ADDRESS': listen})
+                self.addCleanup(srv.stop)
+                ex = harness.wait_until(
+                    lambda: [r for r in srv.logs() if r.get('msg') == 'demo catalog: try it']
+                    or not srv.alive(), 15, what='demo example')
+                self.assertTrue(srv.alive(), srv.tail())
+                self.assertIn(' %s:%d ' % (host, srv.port), ex[0]['example'])
+                srv.stop()
+
+
 if __name__ == '__main__':
     unittest.main()
