@@ -26,10 +26,13 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "build_info.h"
 #include "clock.h"
 #include "conditions.h"
 #include "digest.h"
@@ -74,6 +77,78 @@ static long rss_bytes(void) {
   if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
   fclose(f);
   return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* Seconds since the epoch at which the process started (the first exec,
+ * before the huge-page re-exec: same pid): boot time (/proc/stat btime)
+ * plus the start tick of /proc/self/stat (field 22). 0 if unreadable. */
+static double start_time_s(void) {
+  char line[1024];
+  double btime = 0, ticks = 0;
+  FILE *f = fopen("/proc/stat", "r");
+  if (f == NULL) return 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "btime %lf", &btime) == 1) break;
+  fclose(f);
+  if ((f = fopen("/proc/self/stat", "r")) == NULL) return 0;
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = '\0';
+  /* fields after the command name, which may hold spaces: from the last ')' */
+  char *p = strrchr(line, ')');
+  if (p == NULL || sscanf(p + 2,
+                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+                          "%*d %*d %*d %lf",
+                          &ticks) != 1)
+    return 0;
+  return btime + ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* User plus system CPU seconds of the whole process (every thread). */
+static double cpu_seconds(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Open file descriptors (entries of /proc/self/fd, less the one reading it). */
+static long open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  long n = 0;
+  if (d == NULL) return 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n > 0 ? n - 1 : 0;
+}
+
+static long max_fds(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return -1;
+  return (long)rl.rlim_cur;
+}
+
+/* The standard process metrics (Prometheus client conventions) and build info. */
+static void process_metrics(struct strbuf *sb) {
+  long maxfd = max_fds();
+  sb_printf(sb,
+            "# HELP catalogd_build_info catalogd's version and commit.\n"
+            "# TYPE catalogd_build_info gauge\n"
+            "catalogd_build_info{version=\"%s\",commit=\"%s\"} 1\n"
+            "# HELP process_start_time_seconds Start time of the process since unix epoch in "
+            "seconds.\n"
+            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n"
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.3f\n"
+            "# HELP process_open_fds Number of open file descriptors.\n"
+            "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
+            CATALOGD_VERSION, CATALOGD_COMMIT, start_time_s(), cpu_seconds(), open_fds());
+  if (maxfd >= 0)
+    sb_printf(sb,
+              "# HELP process_max_fds Maximum number of open file descriptors.\n"
+              "# TYPE process_max_fds gauge\nprocess_max_fds %ld\n",
+              maxfd);
 }
 
 /* Snapshot and process gauges (read section inside). */
@@ -133,6 +208,7 @@ static char *gauges(struct admin *a) {
       (unsigned long long)metrics_get(m, MC_PG_ATTEMPTS),
       (unsigned long long)metrics_get(m, MC_BAD_REQUESTS), a->nconns, a->cut_deadline,
       a->cut_evicted, rss_bytes());
+  process_metrics(&sb);
   return sb_take(&sb);
 }
 

@@ -13,11 +13,14 @@
 #include <unistd.h>
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "admin.h"
+#include "build_info.h"
 #include "clock.h"
 #include "conditions.h"
 #include "config.h"
@@ -61,12 +64,25 @@ static void on_fatal(void *arg, int exit_code) {
   kill(getpid(), SIGUSR2);
 }
 
+/* --version: ours, then the libraries' as loaded at run time (the shared
+ * objects may differ from the headers built against). */
+static void print_version(void) {
+  int pq = PQlibVersion(); /* e.g. 150018: 15.18 */
+  printf("catalogd %s (commit %s)\n"
+         "gRPC core %s\n"
+         "librdkafka %s\n"
+         "libpq %d.%d\n",
+         CATALOGD_VERSION, CATALOGD_COMMIT, grpc_version_string(), rd_kafka_version_str(),
+         pq / 10000, pq % 10000);
+}
+
 static void usage(void) {
-  printf("usage: catalogd [--digest | --help]\n"
+  printf("usage: catalogd [--digest | --version | --help]\n"
          "Serves catalog.CatalogService from memory. Configured by environment\n"
          "variables; see README.md (GRPC_PORT, DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ...).\n"
          "  --digest  load the catalog as configured (warm load or replay), print its\n"
-         "            state digest as JSON on stdout, and exit\n");
+         "            state digest as JSON on stdout, and exit\n"
+         "  --version print the version, commit and library versions, and exit\n");
 }
 
 /* --digest: the ready callback wakes main through the signal mask. */
@@ -130,8 +146,11 @@ static void log_start(const struct config *c, int port) {
   static const char *modes[] = {"demo", "warm", "replay"};
   char url[256] = "";
   if (c->database_url[0]) log_redact_url(c->database_url, url, sizeof url);
-  log_info("listening", LF_I("grpc_port", port), LF_I("workers", c->workers),
-           LF_B("reflection", c->reflection), LF_S("sync_mode", modes[c->sync_mode]),
+  log_info("listening", LF_S("version", CATALOGD_VERSION), LF_S("commit", CATALOGD_COMMIT),
+           LF_S("address", c->listen_addr), LF_I("grpc_port", port),
+           LF_S("admin_address", c->admin_listen_addr), LF_I("admin_port", c->admin_port),
+           LF_I("workers", c->workers), LF_B("reflection", c->reflection),
+           LF_S("sync_mode", modes[c->sync_mode]),
            LF_S("tls", !c->tls_cert_file[0]       ? "off"
                        : c->tls_client_ca_file[0] ? "mutual"
                                                   : "on"),
@@ -233,6 +252,10 @@ static void heap_hugepages(char **argv) {
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    print_version();
+    return 0;
+  }
   heap_hugepages(argv);
   struct app a = {.t0 = clock_mono_s()};
   char err[512];

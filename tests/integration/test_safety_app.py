@@ -16,6 +16,7 @@ Run:  CATALOGD_BIN=build/catalogd /usr/bin/python3 tests/integration/test_safety
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -458,6 +459,70 @@ class LogJsonTest(unittest.TestCase):
                 self.assertTrue(srv.alive(), srv.tail())
                 self.assertIn(' %s:%d ' % (host, srv.port), ex[0]['example'])
                 srv.stop()
+
+
+# ---------------------------------------------------------------------------
+def scrape(srv):
+    """{'name{labels}': float} of /metrics (HELP/TYPE lines skipped)."""
+    status, text = http_get('127.0.0.1', srv.admin_port, '/metrics', 10)
+    assert status == 200
+    return {k: float(v) for k, v in (l.rsplit(' ', 1) for l in text.splitlines()
+                                     if l and l[0] != '#')}
+
+
+def project_version():
+    with open(os.path.join(harness.REPO, 'CMakeLists.txt')) as f:
+        m = re.search(r'project\(catalogd VERSION ([0-9.]+)', f.read())
+    return m.group(1)
+
+
+class VersionTest(unittest.TestCase):
+    """Operators look for these first: --version, the version in the "listening" line,
+    catalogd_build_info and the standard process metrics."""
+
+    def version_commit(self):
+        """(version, commit) from `catalogd --version`, every line checked."""
+        res = subprocess.run([harness.CATALOGD_BIN, '--version'], capture_output=True,
+                             text=True, timeout=10, env={'PATH': os.environ.get('PATH', '')})
+        self.assertEqual(res.returncode, 0, res.stderr)
+        out = res.stdout
+        m = re.search(r'^catalogd (\S+) \(commit ([0-9a-f]{7,}|unknown)\)$', out, re.M)
+        self.assertTrue(m, out)
+        self.assertEqual(m.group(1), project_version())
+        self.assertRegex(out, r'(?m)^gRPC core \d+\.\d+\.\d+')
+        self.assertRegex(out, r'(?m)^librdkafka \d+\.\d+\.\d+')
+        self.assertRegex(out, r'(?m)^libpq \d+\.\d+$')
+        return m.group(1), m.group(2)
+
+    def test_version_flag(self):
+        self.version_commit()
+
+    def test_listening_line_build_info_and_process_metrics(self):
+        version, commit = self.version_commit()
+        t0 = time.time()
+        srv = harness.Catalogd({'SYNC_MODE': 'demo'})
+        self.addCleanup(srv.stop)
+        srv.wait_serving(15)
+        listening = [r for r in srv.logs() if r.get('msg') == 'listening'][0]
+        self.assertEqual((listening.get('version'), listening.get('commit')), (version, commit))
+        m = scrape(srv)
+        self.assertEqual(m.get('catalogd_build_info{version="%s",commit="%s"}'
+                               % (version, commit)), 1.0)
+        start = m['process_start_time_seconds']
+        self.assertLess(abs(start - t0), 5, (start, t0))
+        self.assertGreater(m['process_cpu_seconds_total'], 0)
+        with open('/proc/%d/stat' % srv.pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        ticks = os.sysconf('SC_CLK_TCK')
+        proc_cpu = (int(fields[11]) + int(fields[12])) / ticks
+        self.assertLess(abs(m['process_cpu_seconds_total'] - proc_cpu), 1.0)
+        fds = len(os.listdir('/proc/%d/fd' % srv.pid))
+        self.assertLess(abs(m['process_open_fds'] - fds), 5, (m['process_open_fds'], fds))
+        self.assertGreater(m['process_resident_memory_bytes'], 1e6)
+        # A held connection shows up as one more descriptor.
+        with socket.create_connection(('127.0.0.1', srv.admin_port), timeout=5):
+            harness.wait_until(lambda: scrape(srv)['process_open_fds'] >= m['process_open_fds'] + 1,
+                               5, what='process_open_fds to count a new connection')
 
 
 if __name__ == '__main__':
