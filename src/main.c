@@ -241,14 +241,24 @@ static void app_stop(struct app *a) {
  * huge pages, docs/performance.md) and every lookup risks TLB misses. An
  * operator who sets glibc.malloc.hugetlb in GLIBC_TUNABLES (0 to disable)
  * decides instead. A failed exec just continues with small pages.
+ *
+ * It executes the binary's real path (readlink of /proc/self/exe), not the
+ * link itself: the kernel names the process (and every thread it starts)
+ * after the file executed, and "exe" in ps, top, pgrep and per-thread
+ * tools helps nobody. A binary deleted since (an upgrade in place) reads
+ * as "PATH (deleted)", which fails to exec: small pages then.
  */
 static void heap_hugepages(char **argv) {
   const char *t = getenv("GLIBC_TUNABLES");
   if (t != NULL && strstr(t, "glibc.malloc.hugetlb") != NULL) return;
+  char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0 || (size_t)len >= sizeof self - 1) return;
+  self[len] = '\0';
   char buf[1024];
   int n = snprintf(buf, sizeof buf, "%s%sglibc.malloc.hugetlb=1", t ? t : "", t ? ":" : "");
   if (n < 0 || (size_t)n >= sizeof buf || setenv("GLIBC_TUNABLES", buf, 1) != 0) return;
-  execv("/proc/self/exe", argv);
+  execv(self, argv);
 }
 
 int main(int argc, char **argv) {

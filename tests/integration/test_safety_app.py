@@ -525,5 +525,33 @@ class VersionTest(unittest.TestCase):
                                5, what='process_open_fds to count a new connection')
 
 
+# ---------------------------------------------------------------------------
+class ProcessNameTest(unittest.TestCase):
+    """After the huge-page re-exec the process and its threads were named "exe" (the
+    kernel names a process after the file executed, and it executed /proc/self/exe):
+    ps, top and `pgrep catalogd` lost it, and `make bench` found no catalogd threads."""
+
+    def test_process_and_threads_are_named_catalogd(self):
+        srv = harness.Catalogd({'SYNC_MODE': 'demo'})
+        self.addCleanup(srv.stop)
+        srv.wait_serving(15)
+        with open('/proc/%d/environ' % srv.pid, 'rb') as f:
+            self.assertIn(b'glibc.malloc.hugetlb=1', f.read())  # the re-exec happened
+        with open('/proc/%d/comm' % srv.pid) as f:
+            self.assertEqual(f.read().strip(), 'catalogd')
+        names = {}
+        for tid in os.listdir('/proc/%d/task' % srv.pid):
+            try:
+                with open('/proc/%d/task/%s/comm' % (srv.pid, tid)) as f:
+                    names[tid] = f.read().strip()
+            except OSError:
+                pass  # a thread that just ended
+        self.assertNotIn('exe', names.values(), names)
+        self.assertGreater(sum(n == 'catalogd' for n in names.values()), 1, names)
+        res = subprocess.run(['pgrep', '-x', 'catalogd'], capture_output=True, text=True,
+                             timeout=10)
+        self.assertIn(str(srv.pid), res.stdout.split())
+
+
 if __name__ == '__main__':
     unittest.main()
