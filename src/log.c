@@ -88,7 +88,7 @@ static size_t json_char(const unsigned char *p, char *piece, size_t *plen) {
     return 1;
   }
   if (c == '\n') {
-    memcpy(piece, "\\n", 2), *plen = 2;
+    piece[0] = '\\', piece[1] = 'n', *plen = 2;
     return 1;
   }
   if (c < 0x20 || c == 0x7f) {
@@ -100,7 +100,7 @@ static size_t json_char(const unsigned char *p, char *piece, size_t *plen) {
     return 1;
   }
   if ((n = utf8_len(p)) == 0) {
-    memcpy(piece, "\\ufffd", 6), *plen = 6;
+    *plen = (size_t)snprintf(piece, 7, "\\ufffd"); /* U+FFFD REPLACEMENT CHARACTER */
     return 1;
   }
   memcpy(piece, p, n), *plen = n;
