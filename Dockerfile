@@ -15,8 +15,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The commit `catalogd --version` and /metrics report (.git is not sent):
+#   docker build --build-arg CATALOGD_COMMIT=$(git rev-parse --short HEAD) .
+ARG CATALOGD_COMMIT=unknown
 # tests/ is not sent (.dockerignore) and not built: the image needs no test libraries.
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCATALOGD_TESTS=OFF \
+      -DCATALOGD_COMMIT="$CATALOGD_COMMIT" \
  && cmake --build build -j --target catalogd
 
 FROM debian:12-slim

@@ -30,6 +30,7 @@ struct config {
   /* Admin HTTP */
   char admin_listen_addr[128]; /* an IPv4 or IPv6 literal, no brackets */
   int admin_port;
+  int admin_request_timeout_s; /* a request must be answered within this, trickled or not */
   /* Logs */
   int log_level;
   double access_log_sample;

@@ -3,19 +3,36 @@
  *
  * libmicrohttpd runs without threads of its own here: our thread drives it
  * with MHD_run_wait(), so it can register as an RCU reader for its whole
- * life and unregister cleanly on exit.
+ * life and unregister cleanly on exit. Every callback below runs on that
+ * thread, so the connection table needs no lock.
+ *
+ * Probes must be answered whatever other clients do. libmicrohttpd's own
+ * idle timeout restarts on every byte received, so a client trickling one
+ * header byte a second holds a connection forever, and 64 of them used to
+ * fill the connection limit. So each connection is tracked from accept to
+ * close: a request must be answered within ADMIN_REQUEST_TIMEOUT_SECONDS of
+ * the connection's start (or of the previous answer on a kept-alive one),
+ * else the socket is shut down; and beyond ADMIN_MAX_CONNS a new connection
+ * evicts the one that has waited longest for its request to complete.
  */
 #include "admin.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "build_info.h"
 #include "clock.h"
 #include "conditions.h"
 #include "digest.h"
@@ -27,12 +44,30 @@
 #include "sync.h"
 #include "xalloc.h"
 
+/* Connections kept at once; one more evicts the longest-waiting. Probes,
+ * scrapes and a few humans need far fewer; each costs an fd and ~32 KiB. */
+#define ADMIN_MAX_CONNS 256
+/* libmicrohttpd's own limit: room for the evicted ones it has yet to close. */
+#define ADMIN_HARD_CONNS (ADMIN_MAX_CONNS + 64)
+
+/* One accepted connection (the socket context), in a list oldest first. */
+struct aconn {
+  struct aconn *prev, *next;
+  int fd;
+  double deadline; /* monotonic seconds: the pending request's answer is due */
+  bool answering;  /* the handler ran; the answer is being sent */
+  bool cut;        /* shut down by us; libmicrohttpd closes it next */
+};
+
 struct admin {
   struct admin_deps d;
   struct MHD_Daemon *mhd;
   pthread_t thread;
   atomic_bool stop;
   _Atomic(struct sync *) sync;
+  struct aconn conns;                           /* list sentinel */
+  unsigned nconns;                              /* tracked (not yet closed), cut ones included */
+  unsigned long long cut_deadline, cut_evicted; /* admin thread only */
 };
 
 static long rss_bytes(void) {
@@ -42,6 +77,78 @@ static long rss_bytes(void) {
   if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
   fclose(f);
   return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* Seconds since the epoch at which the process started (the first exec,
+ * before the huge-page re-exec: same pid): boot time (/proc/stat btime)
+ * plus the start tick of /proc/self/stat (field 22). 0 if unreadable. */
+static double start_time_s(void) {
+  char line[1024];
+  double btime = 0, ticks = 0;
+  FILE *f = fopen("/proc/stat", "r");
+  if (f == NULL) return 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "btime %lf", &btime) == 1) break;
+  fclose(f);
+  if ((f = fopen("/proc/self/stat", "r")) == NULL) return 0;
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = '\0';
+  /* fields after the command name, which may hold spaces: from the last ')' */
+  char *p = strrchr(line, ')');
+  if (p == NULL || sscanf(p + 2,
+                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+                          "%*d %*d %*d %lf",
+                          &ticks) != 1)
+    return 0;
+  return btime + ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* User plus system CPU seconds of the whole process (every thread). */
+static double cpu_seconds(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Open file descriptors (entries of /proc/self/fd, less the one reading it). */
+static long open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  long n = 0;
+  if (d == NULL) return 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n > 0 ? n - 1 : 0;
+}
+
+static long max_fds(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return -1;
+  return (long)rl.rlim_cur;
+}
+
+/* The standard process metrics (Prometheus client conventions) and build info. */
+static void process_metrics(struct strbuf *sb) {
+  long maxfd = max_fds();
+  sb_printf(sb,
+            "# HELP catalogd_build_info catalogd's version and commit.\n"
+            "# TYPE catalogd_build_info gauge\n"
+            "catalogd_build_info{version=\"%s\",commit=\"%s\"} 1\n"
+            "# HELP process_start_time_seconds Start time of the process since unix epoch in "
+            "seconds.\n"
+            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n"
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.3f\n"
+            "# HELP process_open_fds Number of open file descriptors.\n"
+            "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
+            CATALOGD_VERSION, CATALOGD_COMMIT, start_time_s(), cpu_seconds(), open_fds());
+  if (maxfd >= 0)
+    sb_printf(sb,
+              "# HELP process_max_fds Maximum number of open file descriptors.\n"
+              "# TYPE process_max_fds gauge\nprocess_max_fds %ld\n",
+              maxfd);
 }
 
 /* Snapshot and process gauges (read section inside). */
@@ -85,13 +192,23 @@ static char *gauges(struct admin *a) {
       "# TYPE catalogd_warm_load_attempts_total counter\ncatalogd_warm_load_attempts_total %llu\n"
       "# HELP catalogd_bad_requests_total Requests rejected as invalid.\n"
       "# TYPE catalogd_bad_requests_total counter\ncatalogd_bad_requests_total %llu\n"
+      "# HELP catalogd_admin_connections Open admin HTTP connections.\n"
+      "# TYPE catalogd_admin_connections gauge\ncatalogd_admin_connections %u\n"
+      "# HELP catalogd_admin_connections_closed_total Admin connections closed by catalogd: "
+      "request not answered by ADMIN_REQUEST_TIMEOUT_SECONDS (deadline), or evicted for a new "
+      "one beyond the connection limit (evicted).\n"
+      "# TYPE catalogd_admin_connections_closed_total counter\n"
+      "catalogd_admin_connections_closed_total{reason=\"deadline\"} %llu\n"
+      "catalogd_admin_connections_closed_total{reason=\"evicted\"} %llu\n"
       "# HELP process_resident_memory_bytes Resident set size.\n"
       "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
       (unsigned long long)metrics_publishes(m), (unsigned long long)metrics_get(m, MC_PG_ROWS),
       (unsigned long long)metrics_get(m, MC_PG_ROWS_SKIPPED),
       (double)metrics_get(m, MC_PG_LOAD_NS) / 1e9,
       (unsigned long long)metrics_get(m, MC_PG_ATTEMPTS),
-      (unsigned long long)metrics_get(m, MC_BAD_REQUESTS), rss_bytes());
+      (unsigned long long)metrics_get(m, MC_BAD_REQUESTS), a->nconns, a->cut_deadline,
+      a->cut_evicted, rss_bytes());
+  process_metrics(&sb);
   return sb_take(&sb);
 }
 
@@ -165,12 +282,98 @@ static char *text(const char *s) {
   return o;
 }
 
+/* Shuts a connection's socket down; libmicrohttpd sees EOF on its next
+ * poll and closes it (closing the fd ourselves would race its reuse). */
+static void conn_cut(struct aconn *ac) {
+  ac->cut = true;
+  shutdown(ac->fd, SHUT_RDWR);
+}
+
+/* Evicts the connection whose request has waited longest (not one being
+ * answered, not `keep`). @locality admin thread. */
+static void conn_evict_oldest(struct admin *a, const struct aconn *keep) {
+  struct aconn *victim = NULL;
+  for (struct aconn *p = a->conns.next; p != &a->conns; p = p->next)
+    if (p != keep && !p->cut && !p->answering && (!victim || p->deadline < victim->deadline))
+      victim = p;
+  if (victim == NULL) return;
+  conn_cut(victim);
+  a->cut_evicted++;
+}
+
+/* Cuts every connection past its deadline. @locality admin thread. */
+static void conn_sweep(struct admin *a) {
+  double now = clock_mono_s();
+  for (struct aconn *p = a->conns.next; p != &a->conns; p = p->next)
+    if (!p->cut && now > p->deadline) {
+      conn_cut(p);
+      a->cut_deadline++;
+    }
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: tracks a connection from accept to close.
+ * @locality admin thread. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  struct admin *a = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct aconn *ac = xcalloc(1, sizeof *ac);
+    ac->fd = ci ? ci->connect_fd : -1;
+    ac->deadline = clock_mono_s() + a->d.cfg->admin_request_timeout_s;
+    ac->prev = a->conns.prev, ac->next = &a->conns;
+    a->conns.prev->next = ac, a->conns.prev = ac;
+    *socket_context = ac;
+    if (++a->nconns > ADMIN_MAX_CONNS) conn_evict_oldest(a, ac);
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context != NULL) {
+    struct aconn *ac = *socket_context;
+    ac->prev->next = ac->next, ac->next->prev = ac->prev;
+    a->nconns--;
+    free(ac);
+    *socket_context = NULL;
+  }
+}
+
+/* The tracked state of c (NULL if unknown). */
+static struct aconn *conn_of(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* MHD_OPTION_NOTIFY_COMPLETED: the answer is out; a kept-alive connection's
+ * next request gets a full budget again. @locality admin thread. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **req,
+                         enum MHD_RequestTerminationCode toe) {
+  struct admin *a = cls;
+  struct aconn *ac = conn_of(c);
+  (void)req, (void)toe;
+  if (ac == NULL) return;
+  ac->answering = false;
+  ac->deadline = clock_mono_s() + a->d.cfg->admin_request_timeout_s;
+}
+
+/* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's messages (e.g. a failed
+ * bind) as JSON lines like ours, never raw text on stderr. */
+static void mhd_log_json(void *cls, const char *fmt, va_list ap) {
+  char buf[512];
+  (void)cls;
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  size_t n = strlen(buf);
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    buf[--n] = '\0';
+  log_warn(buf, LF_S("source", "libmicrohttpd"));
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *size, void **state) {
   struct admin *a = cls;
   unsigned status = MHD_HTTP_OK;
   (void)version, (void)data, (void)size, (void)state;
+  struct aconn *ac = conn_of(c);
+  if (ac != NULL) ac->answering = true;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
     return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text("method not allowed\n"), "text/plain");
   if (strcmp(url, "/metrics") == 0)
@@ -192,23 +395,58 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void *admin_main(void *arg) {
   struct admin *a = arg;
   store_reader_register();
-  while (!atomic_load(&a->stop))
+  while (!atomic_load(&a->stop)) {
     MHD_run_wait(a->mhd, 200);
+    conn_sweep(a);
+  }
   store_reader_unregister();
   return NULL;
+}
+
+/* Fills *ss with addr:port (an IP literal, checked by config). Returns the
+ * address length, or 0 if addr is not a literal. */
+static socklen_t admin_sockaddr(const char *addr, int port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET, v4->sin_port = htons((uint16_t)port);
+    return sizeof *v4;
+  }
+  if (inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6, v6->sin6_port = htons((uint16_t)port);
+    return sizeof *v6;
+  }
+  return 0;
 }
 
 int admin_start(const struct admin_deps *d, struct admin **out) {
   *out = NULL;
   if (d->cfg->admin_port == 0) return 0;
+  struct sockaddr_storage ss;
+  if (admin_sockaddr(d->cfg->admin_listen_addr, d->cfg->admin_port, &ss) == 0) {
+    log_error("cannot listen for admin HTTP", LF_S("address", d->cfg->admin_listen_addr),
+              LF_I("port", d->cfg->admin_port), LF_S("error", "not an IP address"));
+    return -EINVAL;
+  }
   struct admin *a = xcalloc(1, sizeof *a);
   a->d = *d;
+  a->conns.prev = a->conns.next = &a->conns;
   atomic_store(&a->sync, d->sync);
-  a->mhd = MHD_start_daemon(MHD_USE_ERROR_LOG, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request,
-                            a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+  /* epoll: no FD_SETSIZE ceiling on the sockets' numbers */
+  unsigned flags =
+      MHD_USE_ERROR_LOG | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+  a->mhd = MHD_start_daemon(
+      flags, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&ss, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_json, NULL,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg->admin_request_timeout_s,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_HARD_CONNS, MHD_OPTION_END);
   if (a->mhd == NULL) {
-    log_error("cannot listen for admin HTTP", LF_I("port", d->cfg->admin_port));
+    log_error(
+        "cannot listen for admin HTTP", LF_S("address", d->cfg->admin_listen_addr),
+        LF_I("port", d->cfg->admin_port),
+        LF_S("hint", "is ADMIN_PORT in use, or ADMIN_LISTEN_ADDRESS not an address of this host?"));
     free(a);
     return -EADDRINUSE;
   }
@@ -225,6 +463,11 @@ void admin_destroy(struct admin *a) {
   if (a == NULL) return;
   atomic_store(&a->stop, true);
   pthread_join(a->thread, NULL);
-  MHD_stop_daemon(a->mhd);
+  MHD_stop_daemon(a->mhd); /* closes (and un-tracks) every connection */
+  while (a->conns.next != &a->conns) {
+    struct aconn *ac = a->conns.next;
+    a->conns.next = ac->next;
+    free(ac);
+  }
   free(a);
 }

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,12 @@ static int listen_addr(const char *name, char *out, size_t outcap, bool bracket,
   return 0;
 }
 
+/* True when s is an IPv4 or IPv6 literal (no brackets). */
+static bool ip_literal(const char *s) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 static int load_grpc(struct config *c, char *err, size_t cap) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int rc = 0;
@@ -128,6 +135,17 @@ static int load_ops(struct config *c, char *err, size_t cap) {
   rc = rc
            ?: listen_addr("ADMIN_LISTEN_ADDRESS", c->admin_listen_addr, sizeof c->admin_listen_addr,
                           false, err, cap);
+  if (rc == 0 && !ip_literal(c->admin_listen_addr)) {
+    /* admin binds a sockaddr: a host name would fail only at bind time */
+    snprintf(err, cap,
+             "ADMIN_LISTEN_ADDRESS=%s: expected an IP address such as 0.0.0.0, ::, "
+             "127.0.0.1 or ::1",
+             c->admin_listen_addr);
+    rc = -EINVAL;
+  }
+  rc = rc
+           ?: env_int("ADMIN_REQUEST_TIMEOUT_SECONDS", 10, 1, 3600, &c->admin_request_timeout_s,
+                      err, cap);
   rc = rc ?: env_str("LOG_LEVEL", "info", level, sizeof level, err, cap);
   if (rc == 0 && (c->log_level = log_level_parse(level)) < 0) {
     snprintf(err, cap, "LOG_LEVEL=%s: expected debug, info, warn or error", level);

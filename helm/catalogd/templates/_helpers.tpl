@@ -132,8 +132,19 @@ successThreshold: 1
 {{- if and (eq .Values.sync.mode "warm") (not .Values.database.existingSecret) }}
 {{- fail "sync.mode warm needs database.existingSecret: the name of a Secret holding DATABASE_URL" }}
 {{- end }}
+{{- if and (eq .Values.sync.mode "replay") (not .Values.kafka.enabled) }}
+{{- fail "sync.mode replay reads the catalog from Kafka: it needs kafka.enabled=true and kafka.bootstrapServers" }}
+{{- end }}
 {{- if and (eq .Values.sync.mode "replay") (not .Values.kafka.bootstrapServers) }}
 {{- fail "sync.mode replay needs kafka.bootstrapServers" }}
+{{- end }}
+{{- /* Warm mode without the change feed serves a catalog that never updates:
+       only when the operator says so (kafka.enabled=false), never by default. */}}
+{{- if and .Values.kafka.enabled (not .Values.kafka.bootstrapServers) }}
+{{- fail "kafka.bootstrapServers is required: without the change feed the catalog is loaded once and never updated. Set kafka.bootstrapServers, or kafka.enabled=false to run warm mode without a feed on purpose" }}
+{{- end }}
+{{- if and (not .Values.kafka.enabled) .Values.kafka.bootstrapServers }}
+{{- fail "kafka.enabled=false but kafka.bootstrapServers is set: remove one of them" }}
 {{- end }}
 {{- if and .Values.grpc.tls.enabled (not .Values.grpc.tls.secretName) }}
 {{- fail "grpc.tls.enabled needs grpc.tls.secretName" }}
