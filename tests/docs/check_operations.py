@@ -29,6 +29,11 @@ def sources():
                     yield os.path.join(root, f)
 
 
+def read(path):
+    with open(path, encoding='utf-8') as f:
+        return f.read()
+
+
 def joined(literals):
     """The text of adjacent C string literals ("a " "b" -> 'a b')."""
     return ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', literals))
@@ -73,7 +78,7 @@ class OperationsDocTest(unittest.TestCase):
         with open(DOC, encoding='utf-8') as f:
             doc = f.read()
         section = doc[doc.index('## Troubleshooting'):doc.index('## Fault matrix')]
-        code = ''.join(open(p, encoding='utf-8').read() for p in sources())
+        code = ''.join(read(p) for p in sources())
         code = re.sub(r'"\s*\n\s*"', '', code)  # join literals split across lines
         stale = []
         for row in section.splitlines():
