@@ -130,16 +130,16 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
 }
 
 /* The demo's grpcurl example, for the address and port really served: a
- * wildcard listen address is reached as localhost. */
+ * wildcard listen address is reached as localhost; over TLS, -insecure
+ * (a demo: the certificate's name need not match localhost). */
 static void log_demo_example(const struct config *c, int port) {
   const char *host = c->listen_addr;
   if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0) host = "localhost";
   char ex[512];
   snprintf(ex, sizeof ex,
-           "grpcurl -plaintext -d '{\"organization_id\":\"" DEMO_ORG
-           "\",\"variant_id\":\"" DEMO_VARIANT_ID
+           "grpcurl %s -d '{\"organization_id\":\"" DEMO_ORG "\",\"variant_id\":\"" DEMO_VARIANT_ID
            "\"}' %s:%d catalog.CatalogService/ValidateVariant",
-           host, port);
+           c->tls_cert_file[0] ? "-insecure" : "-plaintext", host, port);
   log_info("demo catalog: try it", LF_S("example", ex));
 }
 
@@ -197,7 +197,8 @@ static int app_start(struct app *a) {
       .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};
   int rc = server_start(&sd, &a->srv);
   if (rc != 0) {
-    log_error("cannot start the gRPC server", LF_S("error", strerror(-rc)));
+    /* server_start logged the cause (address, file, reason) just before. */
+    log_error("cannot start the gRPC server", LF_S("error", "see the error just before"));
     return 1;
   }
   log_start(&a->cfg, server_port(a->srv));
