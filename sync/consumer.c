@@ -619,8 +619,8 @@ int consumer_check_history(struct consumer *c) {
                 LF_S("topic", c->cfg->kafka_topic), LF_S("first_offsets", first),
                 LF_S("policy", why));
     snprintf(msg, sizeof msg,
-             "REPLAY_ALLOW_INCOMPLETE=true: serving a replay of %s whose history starts after "
-             "offset 0 (partition@first offset: %s); it may be incomplete",
+             "REPLAY_ALLOW_INCOMPLETE=true: serving a replay of %.100s whose history starts after "
+             "offset 0 (partition@first offset: %.150s); it may be incomplete",
              c->cfg->kafka_topic, first);
     history_state(c, HIST_ALLOWED, "warn", msg);
     return 0;
