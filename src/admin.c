@@ -437,8 +437,9 @@ int admin_start(const struct admin_deps *d, struct admin **out) {
   unsigned flags =
       MHD_USE_ERROR_LOG | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
   a->mhd = MHD_start_daemon(
-      flags, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&ss, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_json, NULL,
+      /* The logger first: libmicrohttpd warns (on its own logger) otherwise. */
+      flags, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
+      mhd_log_json, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg->admin_request_timeout_s,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_HARD_CONNS, MHD_OPTION_END);

@@ -142,7 +142,13 @@ static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const
   char clean[1024];
   if (level > 4) return;
   scrub(rd_kafka_opaque(rk), buf, clean, sizeof clean);
-  log_warn("kafka", LF_S("facility", fac), LF_S("message", clean));
+  /* AUTOCREATE: an old broker cannot be told not to create topics. That
+   * is no risk here (the topic's existence is checked in the all-topics
+   * metadata before it is assigned), so it is not an operator's warning. */
+  if (strcmp(fac, "AUTOCREATE") == 0)
+    log_info("kafka", LF_S("facility", fac), LF_S("message", clean));
+  else
+    log_warn("kafka", LF_S("facility", fac), LF_S("message", clean));
 }
 
 /* Keeps librdkafka's last error for the reports below and logs it, the same
