@@ -35,7 +35,7 @@ def warm_load(binary, url, timeout=1800, wrap=()):
         raise RuntimeError('%s --digest failed (%d):\n%s' % (binary, r.returncode,
                                                             r.stderr[-3000:]))
     done = digest = None
-    for line in r.stdout.splitlines():  # the log and the digest share stdout
+    for line in (r.stdout + "\n" + r.stderr).splitlines():  # older builds log on stdout
         try:
             rec = json.loads(line)
         except ValueError:

@@ -33,6 +33,10 @@ struct logf {
 #define LF_D(k, x) ((struct logf){.key = (k), .type = LOGF_DBL, .v.d = (double)(x)})
 #define LF_B(k, x) ((struct logf){.key = (k), .type = LOGF_BOOL, .v.i = !!(x)})
 
+/* Sends the lines to fd instead of stdout (--digest keeps stdout for its
+ * JSON). Call before starting threads. */
+void log_set_fd(int fd);
+
 /* Sets the minimum level written. Call before starting threads. */
 void log_set_level(enum log_level level);
 

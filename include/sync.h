@@ -37,6 +37,11 @@ int sync_start(const struct sync_deps *d, struct sync **out);
  * and joins it. */
 void sync_stop(struct sync *s);
 
+/* Asks the thread to stop without waiting for it: a warm load or replay in
+ * progress is abandoned (never published) while the caller drains the gRPC
+ * server. sync_stop() then joins. NULL is a no-op. @locality any thread. */
+void sync_request_stop(struct sync *s);
+
 /* Prometheus text for the change feed: catalogd_change_feed_enabled, and
  * with Kafka the consumer's (lag, lost positions, replay progress, last
  * event time). Caller frees. @locality any thread. */

@@ -68,6 +68,10 @@ struct admin {
   struct aconn conns;                           /* list sentinel */
   unsigned nconns;                              /* tracked (not yet closed), cut ones included */
   unsigned long long cut_deadline, cut_evicted; /* admin thread only */
+  /* libmicrohttpd's log lines, rate-limited (clients can cause them at will):
+   * the start-up thread, then the admin thread only. */
+  double mhd_log_window;
+  unsigned mhd_log_lines, mhd_log_suppressed;
 };
 
 static long rss_bytes(void) {
@@ -354,16 +358,31 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req,
   ac->deadline = clock_mono_s() + a->d.cfg->admin_request_timeout_s;
 }
 
+#define MHD_LOG_WINDOW_S 10.0
+#define MHD_LOG_LINES    5
+
 /* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's messages (e.g. a failed
- * bind) as JSON lines like ours, never raw text on stderr. */
+ * bind) as JSON lines like ours, never raw text on stderr. Clients can make
+ * libmicrohttpd complain at will (a closed socket mid-request, oversized
+ * headers), so at most MHD_LOG_LINES lines per MHD_LOG_WINDOW_S are written;
+ * the next one written says how many were dropped. */
 static void mhd_log_json(void *cls, const char *fmt, va_list ap) {
+  struct admin *a = cls;
+  double now = clock_mono_s();
+  if (now - a->mhd_log_window >= MHD_LOG_WINDOW_S) a->mhd_log_window = now, a->mhd_log_lines = 0;
+  if (a->mhd_log_lines >= MHD_LOG_LINES) {
+    a->mhd_log_suppressed++;
+    return;
+  }
+  a->mhd_log_lines++;
   char buf[512];
-  (void)cls;
   vsnprintf(buf, sizeof buf, fmt, ap);
   size_t n = strlen(buf);
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
     buf[--n] = '\0';
-  log_warn(buf, LF_S("source", "libmicrohttpd"));
+  log_warn("libmicrohttpd", LF_S("source", "libmicrohttpd"), LF_S("message", buf),
+           LF_I("suppressed", a->mhd_log_suppressed));
+  a->mhd_log_suppressed = 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -439,10 +458,10 @@ int admin_start(const struct admin_deps *d, struct admin **out) {
   a->mhd = MHD_start_daemon(
       /* The logger first: libmicrohttpd warns (on its own logger) otherwise. */
       flags, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
-      mhd_log_json, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-      MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg->admin_request_timeout_s,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_HARD_CONNS, MHD_OPTION_END);
+      mhd_log_json, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_CONNECTION,
+      on_connection, a, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)d->cfg->admin_request_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)ADMIN_HARD_CONNS, MHD_OPTION_END);
   if (a->mhd == NULL) {
     log_error(
         "cannot listen for admin HTTP", LF_S("address", d->cfg->admin_listen_addr),

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,9 @@
 
 #include "log.h"
 
-/* Reads an integer env var in [lo, hi] into *out (def if unset). */
+/* Reads an integer env var in [lo, hi] into *out (def if unset or empty).
+ * Whitespace is refused on both sides alike (strtol would skip it in front
+ * only). */
 static int env_int(const char *name, int def, int lo, int hi, int *out, char *err, size_t cap) {
   const char *v = getenv(name);
   *out = def;
@@ -24,7 +27,7 @@ static int env_int(const char *name, int def, int lo, int hi, int *out, char *er
   char *end;
   errno = 0;
   long x = strtol(v, &end, 10);
-  if (errno != 0 || *end != '\0' || x < lo || x > hi) {
+  if (errno != 0 || *end != '\0' || isspace((unsigned char)v[0]) || x < lo || x > hi) {
     snprintf(err, cap, "%s=%s: expected an integer in [%d, %d]", name, v, lo, hi);
     return -EINVAL;
   }
@@ -58,6 +61,36 @@ static int env_str(const char *name, const char *def, char *out, size_t outcap, 
   }
   strcpy(out, v);
   return 0;
+}
+
+/* Like env_str for a source setting (DATABASE_URL, KAFKA_*): surrounding
+ * whitespace is dropped, because a Secret written with a trailing newline
+ * is a common mistake whose symptom (a database named "postgres\n") hides
+ * the cause; a value of only whitespace is then empty, i.e. unset. */
+static int env_source(const char *name, const char *def, char *out, size_t outcap, char *err,
+                      size_t cap) {
+  int rc = env_str(name, def, out, outcap, err, cap);
+  if (rc != 0) return rc;
+  size_t a = 0, n = strlen(out);
+  while (a < n && isspace((unsigned char)out[a]))
+    a++;
+  while (n > a && isspace((unsigned char)out[n - 1]))
+    n--;
+  memmove(out, out + a, n - a);
+  out[n - a] = '\0';
+  return 0;
+}
+
+/* Kafka's rule for topic names: 1-249 of [A-Za-z0-9._-]. */
+static int topic_name(const char *name, const char *v, char *err, size_t cap) {
+  size_t n = strlen(v);
+  bool ok = n > 0 && n <= 249 &&
+            strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789._-") == n;
+  if (ok) return 0;
+  snprintf(err, cap, "%s=%s: not a Kafka topic name (1-249 of letters, digits, '.', '_', '-')",
+           name, v);
+  return -EINVAL;
 }
 
 /* Accepts "::1" and "[::1]" alike: IPv6 literals are stored bracketed
@@ -147,16 +180,19 @@ static int load_ops(struct config *c, char *err, size_t cap) {
            ?: env_int("ADMIN_REQUEST_TIMEOUT_SECONDS", 10, 1, 3600, &c->admin_request_timeout_s,
                       err, cap);
   rc = rc ?: env_str("LOG_LEVEL", "info", level, sizeof level, err, cap);
+  if (rc == 0 && level[0] == '\0') strcpy(level, "info"); /* empty = unset, like the numbers */
   if (rc == 0 && (c->log_level = log_level_parse(level)) < 0) {
     snprintf(err, cap, "LOG_LEVEL=%s: expected debug, info, warn or error", level);
     rc = -EINVAL;
   }
   rc = rc ?: env_str("ACCESS_LOG_SAMPLE", "0", sample, sizeof sample, err, cap);
+  if (rc == 0 && sample[0] == '\0') strcpy(sample, "0");
   if (rc == 0) {
     char *end;
     c->access_log_sample = strtod(sample, &end);
-    /* written so that NaN fails too */
-    if (sample[0] == '\0' || *end != '\0' ||
+    /* A plain decimal only (strtod also takes hex, "inf", "nan" and leading
+     * blanks); the range test is written so that NaN fails too. */
+    if (strspn(sample, "0123456789.") != strlen(sample) || *end != '\0' ||
         !(c->access_log_sample >= 0 && c->access_log_sample <= 1)) {
       snprintf(err, cap, "ACCESS_LOG_SAMPLE=%s: expected a number in [0, 1]", sample);
       rc = -EINVAL;
@@ -167,7 +203,7 @@ static int load_ops(struct config *c, char *err, size_t cap) {
 
 static int load_sync(struct config *c, char *err, size_t cap) {
   char mode[16];
-  int rc = env_str("DATABASE_URL", "", c->database_url, sizeof c->database_url, err, cap);
+  int rc = env_source("DATABASE_URL", "", c->database_url, sizeof c->database_url, err, cap);
   rc = rc ?: env_int("PG_RETRY_MAX_SECONDS", 30, 1, 3600, &c->pg_retry_max_s, err, cap);
   rc = rc ?: env_int("PG_STALL_TIMEOUT_SECONDS", 30, 1, 3600, &c->pg_stall_timeout_s, err, cap);
   rc = rc
@@ -178,13 +214,14 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   rc = rc ?: env_bool("REPLAY_ALLOW_INCOMPLETE", false, &c->replay_allow_incomplete, err, cap);
   rc = rc ?: env_bool("REPLAY_ALLOW_EMPTY", false, &c->replay_allow_empty, err, cap);
   rc = rc
-           ?: env_str("KAFKA_BOOTSTRAP_SERVERS", "", c->kafka_bootstrap, sizeof c->kafka_bootstrap,
-                      err, cap);
+           ?: env_source("KAFKA_BOOTSTRAP_SERVERS", "", c->kafka_bootstrap,
+                         sizeof c->kafka_bootstrap, err, cap);
   rc = rc
-           ?: env_str("KAFKA_TOPIC", "catalog.changes", c->kafka_topic, sizeof c->kafka_topic, err,
-                      cap);
-  rc =
-      rc ?: env_str("KAFKA_DLQ_TOPIC", "", c->kafka_dlq_topic, sizeof c->kafka_dlq_topic, err, cap);
+           ?: env_source("KAFKA_TOPIC", "catalog.changes", c->kafka_topic, sizeof c->kafka_topic,
+                         err, cap);
+  rc = rc
+           ?: env_source("KAFKA_DLQ_TOPIC", "", c->kafka_dlq_topic, sizeof c->kafka_dlq_topic, err,
+                         cap);
   rc =
       rc ?: env_int("SYNC_MAX_BATCH_EVENTS", 1000, 1, 1000000, &c->sync_max_batch_events, err, cap);
   rc = rc ?: env_int("SYNC_MAX_BATCH_MS", 5, 0, 60000, &c->sync_max_batch_ms, err, cap);
@@ -194,6 +231,9 @@ static int load_sync(struct config *c, char *err, size_t cap) {
     snprintf(err, cap, "KAFKA_TOPIC is empty: name the change topic (default catalog.changes)");
     return -EINVAL;
   }
+  if ((rc = topic_name("KAFKA_TOPIC", c->kafka_topic, err, cap)) != 0) return rc;
+  if (c->kafka_dlq_topic[0] && (rc = topic_name("KAFKA_DLQ_TOPIC", c->kafka_dlq_topic, err, cap)))
+    return rc;
   c->sync_mode_explicit = mode[0] != '\0';
   if (mode[0] == '\0' && !c->database_url[0] && !c->kafka_bootstrap[0]) {
     /* Never fake data to real callers: e.g. a Secret that failed to mount
@@ -214,6 +254,15 @@ static int load_sync(struct config *c, char *err, size_t cap) {
     c->sync_mode = SYNC_DEMO;
   else {
     snprintf(err, cap, "SYNC_MODE=%s: expected warm, replay or demo", mode);
+    return -EINVAL;
+  }
+  if (c->sync_mode == SYNC_DEMO && (c->database_url[0] || c->kafka_bootstrap[0])) {
+    /* A leftover SYNC_MODE=demo must not put demo data in front of callers
+     * of a replica configured with a real source. */
+    snprintf(err, cap,
+             "SYNC_MODE=demo with %s set: the demo would hide the configured source; unset "
+             "SYNC_MODE (or the source)",
+             c->database_url[0] ? "DATABASE_URL" : "KAFKA_BOOTSTRAP_SERVERS");
     return -EINVAL;
   }
   if (c->sync_mode == SYNC_WARM && c->database_url[0] == '\0') {

@@ -21,9 +21,12 @@
 #define FIELD_CAP 2048
 
 static enum log_level min_level = LOG_INFO;
+static int out_fd = STDOUT_FILENO; /* set once at start-up, like the level */
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(enum log_level level) { min_level = level; }
+
+void log_set_fd(int fd) { out_fd = fd; }
 
 int log_enabled(enum log_level level) { return level >= min_level; }
 
@@ -177,6 +180,6 @@ void log_emit(enum log_level level, const char *msg, const struct logf *fields, 
   l.buf[l.len++] = '\n';
   ssize_t w;
   do
-    w = write(STDOUT_FILENO, l.buf, l.len);
+    w = write(out_fd, l.buf, l.len);
   while (w < 0 && errno == EINTR);
 }

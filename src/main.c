@@ -48,10 +48,12 @@ struct ready_ctx {
   struct health *health;
   double t0;
   _Atomic int fatal_code; /* set by on_fatal before it raises SIGUSR2 */
+  atomic_bool stopping;   /* shutdown began: never turn SERVING again */
 };
 
 static void on_ready(void *arg) {
   struct ready_ctx *r = arg;
+  if (atomic_load(&r->stopping)) return;
   health_set_serving(r->health, true);
   log_info("startup phase done", LF_S("phase", "ready"), LF_D("seconds", clock_mono_s() - r->t0));
   log_info("serving", );
@@ -104,7 +106,8 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
                          .on_ready = on_digest_ready,
                          .on_fatal = on_fatal,
                          .arg = &fatal};
-  if (sync_start(&yd, &sy) != 0) return 1;
+  int rc = sync_start(&yd, &sy);
+  if (rc != 0) return rc == -EINVAL ? 2 : 1;
   sigwait(sigs, &sig);
   if (sig == SIGUSR1) {
     struct digest d;
@@ -212,7 +215,8 @@ static int app_start(struct app *a) {
                          .on_ready = on_ready,
                          .on_fatal = on_fatal,
                          .arg = &a->ready};
-  if ((rc = sync_start(&yd, &a->sy)) != 0) {
+  if ((rc = sync_start(&yd, &a->sy)) == -EINVAL) return 2; /* logged: a bad KAFKA_* */
+  if (rc != 0) {
     log_error("cannot start the sync thread", LF_S("error", strerror(-rc)));
     return 1;
   }
@@ -223,6 +227,10 @@ static int app_start(struct app *a) {
 /* Stops in dependency order: gRPC first (health NOT_SERVING, drain), then
  * the writer, then admin; frees everything. */
 static void app_stop(struct app *a) {
+  /* The writer first, without waiting: a load in progress must not go on
+   * (nor turn SERVING) while the server drains. */
+  atomic_store(&a->ready.stopping, true);
+  sync_request_stop(a->sy);
   if (a->srv) server_stop(a->srv);
   if (a->sy) sync_stop(a->sy);
   admin_destroy(a->admin);
@@ -264,15 +272,20 @@ static void heap_hugepages(char **argv) {
 }
 
 int main(int argc, char **argv) {
+  struct app a = {.t0 = clock_mono_s()};
+  /* First of all: a SIGTERM in the first milliseconds must wait for
+   * sigwait(), not kill the process with the default action. The mask and
+   * a pending signal survive the re-exec below. */
+  block_signals(&a.sigs);
   if (argc == 2 && strcmp(argv[1], "--version") == 0) {
     print_version();
     return 0;
   }
   heap_hugepages(argv);
-  struct app a = {.t0 = clock_mono_s()};
   char err[512];
   int sig = 0, rc;
   bool digest_mode = argc == 2 && strcmp(argv[1], "--digest") == 0;
+  if (digest_mode) log_set_fd(STDERR_FILENO); /* stdout is the digest's */
   if (argc > 1 && !digest_mode) {
     usage();
     return strcmp(argv[1], "--help") == 0 ? 0 : 2;
@@ -282,7 +295,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   log_set_level(a.cfg.log_level);
-  block_signals(&a.sigs);
+  if (a.cfg.sync_mode == SYNC_REPLAY && a.cfg.database_url[0])
+    log_warn("DATABASE_URL is ignored: SYNC_MODE=replay rebuilds the catalog from the topic alone",
+             LF_S("fix", "unset SYNC_MODE for the warm load, or DATABASE_URL"));
   gpr_set_log_function(grpc_log_json);
   grpc_init();
   rcu_init();

@@ -318,12 +318,17 @@ int sync_start(const struct sync_deps *d, struct sync **out) {
   return 0;
 }
 
-void sync_stop(struct sync *s) {
+void sync_request_stop(struct sync *s) {
+  if (s == NULL) return;
   pthread_mutex_lock(&s->mu);
   atomic_store(&s->stop, true);
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
-  if (s->pg) pgload_interrupt(s->pg);
+  if (s->pg) pgload_interrupt(s->pg); /* sets a flag: never blocks */
+}
+
+void sync_stop(struct sync *s) {
+  sync_request_stop(s);
   pthread_join(s->thread, NULL);
   s->thread = 0;
 }

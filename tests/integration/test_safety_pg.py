@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import unittest
 
@@ -143,6 +144,33 @@ class BigLoadTest(unittest.TestCase):
         self.assert_exits_in_grace(srv, 'SIGTERM mid-COPY')
         self.assertFalse(logs_with(srv, 'warm load done'))
         self.assertFalse(logs_with(srv, 'snapshot published'))
+
+    def test_sigterm_mid_copy_with_a_client_polling(self):
+        """The shutdown used to drain the gRPC server first while the load went on, so a
+        load finished during the drain was published and logged "serving" on the way
+        out. The writer is now stopped first: the load is abandoned, never published."""
+        srv = self.server()
+        eventually(lambda: logs_with(srv, 'table loaded', table='variant_images'), 60,
+                   'the variants COPY started')
+        stop = threading.Event()
+
+        def poll():  # a client polling health, as a kubelet or a load balancer would
+            while not stop.is_set():
+                try:
+                    srv.health_check(timeout=1)
+                except grpc.RpcError:
+                    pass
+                stop.wait(0.1)
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 5)
+        self.addCleanup(stop.set)
+        time.sleep(0.3)
+        self.assertFalse(logs_with(srv, 'warm load done'), 'SIGTERM must land mid-load')
+        self.assert_exits_in_grace(srv, 'SIGTERM mid-COPY, client polling')
+        self.assertFalse(logs_with(srv, 'warm load done'))
+        self.assertFalse(logs_with(srv, 'snapshot published'))
+        self.assertFalse(logs_with(srv, 'serving'))
 
     def test_frozen_postgres_is_abandoned_and_retried(self):
         """Defect 2: no byte for PG_STALL_TIMEOUT_SECONDS mid-COPY -> the attempt is
