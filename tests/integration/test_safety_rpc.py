@@ -7,6 +7,7 @@ defect against the real binary, the mock broker over TCP and real gRPC clients.
   #9   unknown protobuf fields with NUL bytes are skipped (forward compatibility);
        a NUL in a known string field is still INVALID_ARGUMENT
   #16  a client cancellation is counted as CANCELLED, not logged as a bad request
+  rpc2-1 a call past its deadline, or cancelled after its whole request, is not counted OK
   #15  one reply larger than budget / workers is sent on an idle server
   #17  a gRPC port conflict: the first error line is the clear one
 """
@@ -271,6 +272,105 @@ class Cancellations(unittest.TestCase):
                          - m0.get('catalogd_bad_requests_total', 0), 0)
         rejected = [l for l in self.srv.logs() if l.get('msg') == 'request rejected']
         self.assertEqual(rejected[n_rejected0:], [], 'a cancellation logged as a bad request')
+        self.assertTrue(self.srv.alive())
+
+    def vv_codes(self, m0):
+        """{code: count} of ValidateVariant calls counted since m0."""
+        m = ru.metrics(self.srv)
+        pre = 'catalogd_rpc_requests_total{method="ValidateVariant",code="'
+        return {k[len(pre):-2]: v - m0.get(k, 0) for k, v in m.items()
+                if k.startswith(pre) and v != m0.get(k, 0)}
+
+    def settled_codes(self, m0, n, timeout=10):
+        """vv_codes(m0) once n calls are counted, or once the count has not moved for
+        1 s (bounded by timeout)."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            got = self.vv_codes(m0)
+            if sum(got.values()) >= n:
+                return got
+            if got != last:
+                last, since = got, time.monotonic()
+            elif time.monotonic() - since >= 1.0:
+                return got
+            time.sleep(0.05)
+        return self.vv_codes(m0)
+
+    def n_rejected(self):
+        return sum(1 for l in self.srv.logs() if l.get('msg') == 'request rejected')
+
+    def test_expired_deadlines_are_not_counted_ok(self):
+        # grpc-timeout: 1n (the core rounds it up to 1 ms, from about when the request
+        # arrives): most calls expire before their reply leaves, a few are answered in
+        # time. The count must match what the client got: OK only for a reply received.
+        m0, rej0 = ru.metrics(self.srv), self.n_rejected()
+        body = pb.ValidateVariantRequest(organization_id=E.ORG_A,
+                                         variant_id=E.V_A11).SerializeToString()
+        path = '/catalog.CatalogService/ValidateVariant'
+        raw = ru.RawH2(self.srv.port)
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        n = 10
+        for _ in range(n):
+            sid = raw.next_stream
+            raw.next_stream += 2
+            head = ru.hpack_literal([(':method', 'POST'), (':scheme', 'http'), (':path', path),
+                                     (':authority', '127.0.0.1:%d' % self.srv.port),
+                                     ('content-type', 'application/grpc'), ('te', 'trailers'),
+                                     ('grpc-timeout', '1n')])
+            raw.send(ru.h2_frame(ru.H2_HEADERS, 0x4, sid, head)
+                     + ru.h2_frame(ru.H2_DATA, 0x1, sid, ru.grpc_frame(body)))
+        streams, _ = ru.h2_read_responses(raw, n, timeout=10)
+        self.assertEqual(sum(1 for st in streams.values() if st['ended']), n, streams)
+        answered = sum(1 for st in streams.values()
+                       if ru.grpc_messages(st['data']) and st['rst'] is None)
+        torn = sum(1 for st in streams.values()   # a reply, then the deadline's reset
+                   if ru.grpc_messages(st['data']) and st['rst'] is not None)
+        # A call the core expires before handing it to us is never counted: wait for
+        # all n or for the count to settle.
+        got = self.settled_codes(m0, n)
+        self.assertEqual(set(got) - {'OK', 'DEADLINE_EXCEEDED'}, set(), got)
+        self.assertGreaterEqual(got.get('OK', 0), answered, (got, streams))
+        self.assertLessEqual(got.get('OK', 0), answered + torn,
+                             'expired calls counted OK: %r, clients got %d replies'
+                             % (got, answered))
+        # grpcio with a 100 us deadline: its timer starts before the server's (which
+        # the core rounds up to 1 ms), so a reply the server sent within its deadline
+        # may reach a client that gave up: OK for the server, DEADLINE_EXCEEDED for the
+        # client, inherently. Only check that every call the server counts has a
+        # code of a completed or expired call and none is logged as a bad request.
+        m0 = ru.metrics(self.srv)
+        stub = self.srv.catalog_stub()
+        for _ in range(40):
+            try:
+                stub.ValidateVariant(pb.ValidateVariantRequest.FromString(body), timeout=0.0001)
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), StatusCode.DEADLINE_EXCEEDED)
+        got = self.settled_codes(m0, 40)
+        self.assertLessEqual(sum(got.values()), 40, got)
+        self.assertEqual(set(got) - {'OK', 'DEADLINE_EXCEEDED', 'CANCELLED'}, set(), got)
+        self.assertEqual(self.n_rejected(), rej0, 'an expired call logged as a bad request')
+
+    def test_a_cancel_after_the_whole_request_is_counted_cancelled(self):
+        # The request arrived complete (END_STREAM), the server answered, but the reply
+        # cannot leave (flow-control window 0) when the client resets the stream: the
+        # client never got an answer, so the call is CANCELLED, not OK.
+        m0, rej0 = ru.metrics(self.srv), self.n_rejected()
+        body = pb.ValidateVariantRequest(organization_id=E.ORG_A,
+                                         variant_id=E.V_A11).SerializeToString()
+        raw = ru.RawH2(self.srv.port, settings={4: 0})
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        n = 10
+        sids = [raw.call('/catalog.CatalogService/ValidateVariant', body) for _ in range(n)]
+        time.sleep(0.5)   # the server handles them; the replies wait for window
+        for sid in sids:
+            self.rst(raw, sid)
+        got = eventually(lambda: (lambda c: c if sum(c.values()) >= n else None)(
+            self.vv_codes(m0)), 10, '%d cancelled calls counted' % n)
+        self.assertEqual(got, {'CANCELLED': n})
+        self.assertEqual(self.n_rejected(), rej0)
         self.assertTrue(self.srv.alive())
 
     def test_a_call_without_a_message_is_still_invalid_argument(self):
