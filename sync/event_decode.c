@@ -247,22 +247,34 @@ static int v_i32(const struct jscan_value *v, int32_t def, int32_t *out) {
   return 0;
 }
 
-/* A JSON integer (not a real) or a decimal string; absent is an error
- * (-EINVAL). A string outside int64_t is -ERANGE, never clamped: a version
- * clamped to INT64_MAX would make every later upsert of the entity stale
- * (a JSON number that large is not JSON already, as jansson refused it). */
-static int v_i64(const struct jscan_value *v, int64_t *out) {
+/* The event's version (contract: int64): a JSON integer (not a real), or
+ * a string of decimal digits with no sign, blank or leading zero, as
+ * int64 is written in JSON by proto3 mappers. Returns 0 with *out set,
+ * -ENOENT if absent, -ERANGE for a digit string above INT64_MAX (never
+ * clamped: a version clamped to INT64_MAX would make every later upsert
+ * of the entity stale; a JSON number that large is not JSON already, as
+ * jansson refused it), -EINVAL for anything else ("+50", " 50", "050",
+ * "5e1", null, ...): strtoll's leniency would apply those as 50. The
+ * caller refuses a value <= 0. */
+static int v_version(const struct jscan_value *v, int64_t *out) {
+  if (v->type == JSCAN_ABSENT) return -ENOENT;
   if (v->type == JSCAN_INT) {
     *out = v->i;
     return 0;
   }
-  if (v->type != JSCAN_STRING) return -EINVAL;
-  char *e;
-  errno = 0;
-  long long x = strtoll(v->s, &e, 10);
-  if (e == v->s || *e) return -EINVAL;
-  if (errno == ERANGE) return -ERANGE;
-  *out = x;
+  if (v->type != JSCAN_STRING || v->len == 0 || (v->s[0] == '0' && v->len > 1)) return -EINVAL;
+  uint64_t x = 0;
+  bool range = false;
+  for (size_t i = 0; i < v->len; i++) {
+    if (v->s[i] < '0' || v->s[i] > '9') return -EINVAL;
+    uint64_t d = (uint64_t)(v->s[i] - '0');
+    if (range || x > ((uint64_t)INT64_MAX - d) / 10)
+      range = true;
+    else
+      x = x * 10 + d;
+  }
+  if (range) return -ERANGE;
+  *out = (int64_t)x;
   return 0;
 }
 
@@ -496,8 +508,10 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
   if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
-  int vrc = v_i64(&m->env[ENV_VERSION], &ev->version);
+  int vrc = v_version(&m->env[ENV_VERSION], &ev->version);
   if (vrc == -ERANGE) return "version out of range";
+  if (vrc == -EINVAL && m->env[ENV_VERSION].type == JSCAN_STRING)
+    return "version is not a positive integer";
   if (vrc != 0 || ev->version <= 0) return "version missing";
   if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
   return NULL;

@@ -87,9 +87,21 @@ static int j_i32(json_t *o, const char *k, int32_t def, int32_t *out) {
   return 0;
 }
 
-/* Integer or decimal string: 0, -ERANGE outside int64_t, else -1. */
+/* True if s is one or more decimal digits and nothing else, without a
+ * leading zero (but "0"): the contract's int64 as a string. */
+static bool canonical_digits(const char *s) {
+  if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0')) return false;
+  for (; *s; s++)
+    if (*s < '0' || *s > '9') return false;
+  return true;
+}
+
+/* Integer or canonical digit string (see canonical_digits; strtoll alone
+ * took " 50", "+50", "050"): 0, -ERANGE outside int64_t, -ENOENT if
+ * absent, -EINVAL for any other string, -1 for any other type. */
 static int j_i64(json_t *o, const char *k, int64_t *out) {
   json_t *v = json_object_get(o, k);
+  if (v == NULL) return -ENOENT;
   if (json_is_integer(v)) {
     *out = json_integer_value(v);
     return 0;
@@ -97,9 +109,9 @@ static int j_i64(json_t *o, const char *k, int64_t *out) {
   if (json_is_string(v)) {
     char *e;
     const char *s = json_string_value(v);
+    if (!canonical_digits(s)) return -EINVAL;
     errno = 0;
     long long x = strtoll(s, &e, 10);
-    if (e == s || *e) return -1;
     if (errno == ERANGE) return -ERANGE; /* never clamp (issue 11 #7) */
     *out = x;
     return 0;
@@ -259,6 +271,7 @@ static const char *check_envelope(json_t *root, struct event *ev) {
     return "entity_id does not match the key";
   int vrc = j_i64(root, "version", &ev->version);
   if (vrc == -ERANGE) return "version out of range";
+  if (vrc == -EINVAL) return "version is not a positive integer";
   if (vrc != 0 || ev->version <= 0) return "version missing";
   if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
   return NULL;

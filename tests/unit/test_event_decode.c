@@ -682,13 +682,27 @@ static void version_rejected(const char *v) {
   assert_null(ev.record);
 }
 
-/* The forms a number may take in a decimal string that strtoll reads:
- * leading blanks, a sign, leading zeros. */
+/* version (raw JSON) must be rejected with reason why. */
+static void version_rejected_as(const char *v, const char *want) {
+  struct event ev;
+  const char *why = NULL;
+  if (decode(KEY, delete_with_version(v), &ev, &why) == 0)
+    fail_msg("version %s accepted as %lld", v, (long long)ev.version);
+  if (strcmp(why, want) != 0) fail_msg("version %s rejected as \"%s\", not \"%s\"", v, why, want);
+}
+
+/* The non-canonical forms of a number in a decimal string, all of which
+ * strtoll would read: leading or trailing blanks, a sign, leading zeros.
+ * The contract (int64: digits only) refuses every one. */
+#define N_FORMS 7
 static void version_forms(char out[][96], const char *sign, const char *digits) {
   snprintf(out[0], 96, "\"%s%s\"", sign, digits);
   snprintf(out[1], 96, "\"  %s%s\"", sign, digits);
   snprintf(out[2], 96, "\"\\t%s000%s\"", sign, digits);
   snprintf(out[3], 96, "\"%s0%s\"", sign, digits);
+  snprintf(out[4], 96, "\"%s%s \"", sign, digits);
+  snprintf(out[5], 96, "\"\\n%s%s\"", sign, digits);
+  snprintf(out[6], 96, "\"%s%s\\u0020\"", sign, digits);
 }
 
 static void out_of_range_versions_never_apply(void **state) {
@@ -733,14 +747,36 @@ static void out_of_range_versions_never_apply(void **state) {
   assert_string_equal(why, "version out of range"); /* not "missing": it was there */
   version_applies("9223372036854775807", INT64_MAX);
   version_applies("\"9223372036854775807\"", INT64_MAX);
-  version_applies("\"+0009223372036854775807\"", INT64_MAX);
   version_applies("1", 1);
+  version_applies("\"1\"", 1);
+  version_applies("\"50\"", 50);
+  /* Only digits, as the contract's int64 says: strtoll's leniency (blanks,
+   * a sign, leading zeros) is refused with a reason that says so. */
+  static const char *const loose[] = {
+      "\" 50\"",       "\"+50\"",
+      "\"050\"",       "\"\\t60\"",
+      "\"50 \"",       "\"+0009223372036854775807\"",
+      "\"0x40\"",      "\"5e1\"",
+      "\"50.0\"",      "\"\\u0661\\u0662\"",
+      "\"\"",          "\" \"",
+      "\"1_000\"",     "\"\\u00a050\"",
+      "\"5\\u00000\"",
+  };
+  for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+    if (strstr(loose[i], "u0000")) { /* \u0000: not JSON to either decoder */
+      version_rejected(loose[i]);
+      continue;
+    }
+    version_rejected_as(loose[i], "version is not a positive integer");
+  }
 
-  /* Random ones: every positive int64 in every form applies as itself;
-   * every value above INT64_MAX (2^63 .. 2^64-1, and longer digit strings)
-   * in every form, with either sign, is refused. */
+  /* Random ones: every positive int64 applies as itself as a JSON integer
+   * and as a string of its digits, and every other form of it (blanks, a
+   * sign, leading zeros) is refused as not a positive integer; every value
+   * above INT64_MAX (2^63 .. 2^64-1, and longer digit strings) in every
+   * form, with either sign, is refused, as out of range when only digits. */
   uint64_t seed = 0x9e3779b97f4a7c15ULL;
-  char forms[4][96], digits[64], raw[96];
+  char forms[N_FORMS][96], digits[64], raw[96];
   for (int it = 0; it < 400; it++) {
     uint64_t r = prop_next(&seed);
     int64_t in = (int64_t)(r >> (prop_next(&seed) % 63 + 1)); /* 0 .. INT64_MAX, all magnitudes */
@@ -749,11 +785,12 @@ static void out_of_range_versions_never_apply(void **state) {
     snprintf(raw, sizeof raw, "%s", digits);
     version_applies(raw, in);
     version_forms(forms, "", digits);
-    for (int f = 0; f < 4; f++)
-      version_applies(forms[f], in);
+    version_applies(forms[0], in);
+    for (int f = 1; f < N_FORMS; f++)
+      version_rejected_as(forms[f], "version is not a positive integer");
     version_forms(forms, "+", digits);
-    for (int f = 0; f < 4; f++)
-      version_applies(forms[f], in);
+    for (int f = 0; f < N_FORMS; f++)
+      version_rejected_as(forms[f], "version is not a positive integer");
 
     uint64_t big = (1ULL << 63) | prop_next(&seed); /* 2^63 .. 2^64-1 */
     if (it % 2)
@@ -769,9 +806,11 @@ static void out_of_range_versions_never_apply(void **state) {
     static const char *const signs[] = {"", "+", "-"};
     for (int sg = 0; sg < 3; sg++) {
       version_forms(forms, signs[sg], digits);
-      for (int f = 0; f < 4; f++)
+      for (int f = 0; f < N_FORMS; f++)
         version_rejected(forms[f]);
     }
+    snprintf(raw, sizeof raw, "\"%s\"", digits);
+    version_rejected_as(raw, "version out of range");
   }
 }
 
