@@ -510,9 +510,8 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
     return "entity_id does not match the key";
   int vrc = v_version(&m->env[ENV_VERSION], &ev->version);
   if (vrc == -ERANGE) return "version out of range";
-  if (vrc == -EINVAL && m->env[ENV_VERSION].type == JSCAN_STRING)
-    return "version is not a positive integer";
-  if (vrc != 0 || ev->version <= 0) return "version missing";
+  if (vrc == -ENOENT) return "version missing";
+  if (vrc != 0 || ev->version <= 0) return "version is not a positive integer";
   if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
   return NULL;
 }

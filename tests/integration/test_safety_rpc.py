@@ -76,10 +76,11 @@ class VersionAboveInt64(unittest.TestCase):
         km.command('create %s 1' % dlq)
         bad = []
         # Above int64, and (rpc2-2) loose forms strtoll would read as 50 or 60: the
-        # contract's int64 is digits only, without sign, blank or leading zero.
+        # contract's int64 is digits only, without sign, blank or leading zero; (rpc2-3)
+        # a version that is not a positive integer says so, not "version missing".
         versions = ['9223372036854775808', '+09223372036854775808',
                     ' 18446744073709551616', '99999999999999999999999', ' 50', '+50', '050',
-                    '\t60']
+                    '\t60', -5, 0, None, 1e3]
         for i, v in enumerate(versions):
             vid = V1 if i == 0 else '22222222-0000-4000-8000-00000000f1%02d' % i
             k, env = kafka.variant(ORG, vid, P1, 1, sku='FROZEN')
@@ -106,7 +107,7 @@ class VersionAboveInt64(unittest.TestCase):
         m = ru.metrics(srv)
         self.assertEqual(ru.metric_sum(m, 'catalogd_events_total', result='rejected'), len(bad))
         why = [l.get('why') for l in srv.logs() if l.get('msg') == 'event rejected']
-        self.assertEqual(why, ['version out of range' if re.fullmatch('[1-9][0-9]*', v)
+        self.assertEqual(why, ['version out of range' if isinstance(v, str) and re.fullmatch('[1-9][0-9]*', v)
                                else 'version is not a positive integer' for v in versions])
         keys = eventually(lambda: (lambda ks: ks if len(ks) >= len(bad) else None)(
             ru.kcat_keys(km.bootstrap, dlq)), 20, 'the rejected events in the dead-letter topic')

@@ -271,8 +271,8 @@ static const char *check_envelope(json_t *root, struct event *ev) {
     return "entity_id does not match the key";
   int vrc = j_i64(root, "version", &ev->version);
   if (vrc == -ERANGE) return "version out of range";
-  if (vrc == -EINVAL) return "version is not a positive integer";
-  if (vrc != 0 || ev->version <= 0) return "version missing";
+  if (vrc == -ENOENT) return "version missing";
+  if (vrc != 0 || ev->version <= 0) return "version is not a positive integer";
   if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
   return NULL;
 }

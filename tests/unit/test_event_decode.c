@@ -762,6 +762,19 @@ static void out_of_range_versions_never_apply(void **state) {
       "\"1_000\"",     "\"\\u00a050\"",
       "\"5\\u00000\"",
   };
+  /* A version that is there but not a positive integer says so; only an
+   * absent one is "missing". */
+  static const char *const not_positive[] = {
+      "-5", "0", "-1", "1e3", "50.0", "true", "false", "null", "[]", "{}", "\"0\"", "\"-5\"", "[1]",
+  };
+  for (size_t i = 0; i < sizeof not_positive / sizeof not_positive[0]; i++)
+    version_rejected_as(not_positive[i], "version is not a positive integer");
+  assert_int_not_equal(decode(KEY,
+                              "{\"event_type\":\"variant.deleted\",\"organization_id\":\"org_1\","
+                              "\"entity_id\":\"" VID "\"}",
+                              &ev, &why),
+                       0);
+  assert_string_equal(why, "version missing");
   for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
     if (strstr(loose[i], "u0000")) { /* \u0000: not JSON to either decoder */
       version_rejected(loose[i]);
