@@ -484,6 +484,13 @@ static struct cat_hdr *decode_named(const struct msg *m, const struct event *ev,
   return n ? &n->h : NULL;
 }
 
+/* True if the string slot v holds exactly org: compared with its length,
+ * so that a string with a NUL byte could never pass as its prefix (the
+ * scanner refuses \u0000 today; this does not depend on it). */
+static bool same_org(const struct jscan_value *v, const char *org) {
+  return v->type == JSCAN_STRING && v->len == strlen(org) && memcmp(v->s, org, v->len) == 0;
+}
+
 /* Checks the envelope against the key; fills op and version. */
 static const char *check_envelope(const struct msg *m, struct event *ev) {
   int bad = 0;
@@ -505,7 +512,7 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
   else
     return "unknown event_type";
   if (kind != ev->kind) return "event_type does not match the key";
-  if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
+  if (!same_org(&m->env[ENV_ORG], ev->org)) return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
   int vrc = v_version(&m->env[ENV_VERSION], &ev->version);
@@ -521,13 +528,15 @@ static const char *decode_upsert(const struct msg *m, struct event *ev) {
   const char *why = NULL, *dorg, *did;
   char idt[UUID_STR_LEN + 1];
   uint8_t x[16];
-  int ignored = 0;
+  int ignored = 0, dorg_bad = 0;
   uuid_format(ev->id, idt);
-  dorg = v_str(&m->data[D_ORG], &ignored); /* only a string is compared */
+  dorg = v_str(&m->data[D_ORG], &dorg_bad); /* absent or null: the key's */
   did = v_str(&m->data[D_ID], &ignored);
   if (m->env[ENV_DATA].type != JSCAN_OBJECT)
     why = "upsert without a data object";
-  else if (dorg != NULL && strcmp(dorg, ev->org) != 0)
+  else if (dorg_bad) /* a tenant written as 5 is a producer bug, not "no tenant" */
+    why = "data organization_id is not a string";
+  else if (dorg != NULL && !same_org(&m->data[D_ORG], ev->org))
     why = "data organization_id differs";
   else if (did != NULL && (uuid_parse(did, strlen(did), x) != 0 || memcmp(x, ev->id, 16) != 0))
     why = "data id differs from entity_id";

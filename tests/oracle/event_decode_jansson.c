@@ -266,7 +266,9 @@ static const char *check_envelope(json_t *root, struct event *ev) {
   else
     return "unknown event_type";
   if (kind != ev->kind) return "event_type does not match the key";
-  if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
+  if (json_string_length(json_object_get(root, "organization_id")) != strlen(ev->org) ||
+      strcmp(org, ev->org) != 0)
+    return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
   int vrc = j_i64(root, "version", &ev->version);
@@ -295,12 +297,16 @@ int oracle_event_decode(const char *key, size_t keylen, const char *value, size_
     json_t *d = json_object_get(root, "data");
     char idt[UUID_STR_LEN + 1];
     uuid_format(ev->id, idt);
-    const char *dorg = json_string_value(json_object_get(d, "organization_id"));
+    json_t *jorg = json_object_get(d, "organization_id");
+    const char *dorg = json_string_value(jorg);
     const char *did = json_string_value(json_object_get(d, "id"));
     uint8_t x[16];
     if (!json_is_object(d))
       *why = "upsert without a data object";
-    else if (dorg != NULL && strcmp(dorg, ev->org) != 0)
+    else if (jorg != NULL && !json_is_null(jorg) && !json_is_string(jorg))
+      *why = "data organization_id is not a string";
+    else if (dorg != NULL &&
+             (json_string_length(jorg) != strlen(ev->org) || strcmp(dorg, ev->org) != 0))
       *why = "data organization_id differs";
     else if (did != NULL && (uuid_parse(did, strlen(did), x) != 0 || memcmp(x, ev->id, 16) != 0))
       *why = "data id differs from entity_id";

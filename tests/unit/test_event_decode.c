@@ -480,8 +480,9 @@ static void nulls_take_defaults(void **state) {
   reject(variant_with("", ",\"images\":[1]"), MISTYPED);
   reject(variant_with("", ",\"images\":[{\"position\":\"x\"}]"), MISTYPED);
   reject(variant_with("", ",\"images\":[{\"url\":[]}]"), MISTYPED);
-  /* A data organization_id that is not a string is not compared (as before). */
-  model_free(&accept(variant_with("", ",\"organization_id\":7"))->h);
+  /* A data organization_id that is not a string is refused (it used to be
+   * ignored; see data_organization_must_be_the_keys). */
+  reject(variant_with("", ",\"organization_id\":7"), "data organization_id is not a string");
 }
 
 /* Every proper prefix of a valid event is truncated JSON (each decoded
@@ -635,6 +636,30 @@ static void long_event_id_is_truncated(void **state) {
   assert_int_not_equal(decode(KEY, variant_with("", ",\"vendor\":1"), &ev, &why), 0);
   assert_string_equal(why, MISTYPED);
   assert_string_equal(ev.event_id, "e1");
+}
+
+/* The organization in data must be the key's, as a string: a mistyped
+ * one was ignored; one with a NUL would compare equal up to the NUL. */
+static void data_organization_must_be_the_keys(void **state) {
+  (void)state;
+  static const char *const mistyped[] = {
+      ",\"organization_id\":5",  ",\"organization_id\":true", ",\"organization_id\":[\"org_1\"]",
+      ",\"organization_id\":{}", ",\"organization_id\":0",    ",\"organization_id\":1.5",
+  };
+  for (size_t i = 0; i < sizeof mistyped / sizeof mistyped[0]; i++)
+    reject(variant_with("", mistyped[i]), "data organization_id is not a string");
+  /* null is absent, as for every nullable column; the key's own org applies. */
+  struct cat_variant *v = accept(variant_with("", ",\"organization_id\":null"));
+  model_free(&v->h);
+  v = accept(variant_with("", ",\"organization_id\":\"org_1\""));
+  model_free(&v->h);
+  reject(variant_with("", ",\"organization_id\":\"org_1 \""), "data organization_id differs");
+  /* A NUL (\u0000) in either organization is not JSON to either decoder:
+   * "org_1\0evil" can never pass as org_1. */
+  reject(variant_with("", ",\"organization_id\":\"org_1\\u0000evil\""), NOT_JSON);
+  reject("{\"event_type\":\"variant.deleted\",\"organization_id\":\"org_1\\u0000evil\","
+         "\"entity_id\":\"" VID "\",\"version\":3}",
+         NOT_JSON);
 }
 
 /* ---- Versions: out of int64 range never applies (issue 11 #7) ---- */
@@ -854,6 +879,7 @@ int main(void) {
       cmocka_unit_test(large_event),
       cmocka_unit_test(long_event_id_is_truncated),
       cmocka_unit_test(out_of_range_versions_never_apply),
+      cmocka_unit_test(data_organization_must_be_the_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
