@@ -225,7 +225,9 @@ static const char *v_str(const struct jscan_value *v, int *bad) {
   return v->type == JSCAN_STRING ? v->s : NULL;
 }
 
-/* Number or decimal string; absent or null -> def. */
+/* Number or decimal string; absent or null -> def. A string must be
+ * written as a JSON number ("29.99", "-1e3"): strtod alone would also take
+ * " 21", "0x1p3" (8.0), "+5". */
 static int v_num(const struct jscan_value *v, double def, double *out) {
   char *e;
   switch (v->type) {
@@ -234,6 +236,7 @@ static int v_num(const struct jscan_value *v, double def, double *out) {
   case JSCAN_INT: *out = (double)v->i; return 0;
   case JSCAN_REAL: *out = v->d; return 0;
   case JSCAN_STRING:
+    if (!jscan_is_number(v->s, v->len)) return -1;
     *out = jscan_strtod(v->s, v->len, &e);
     return (e == v->s || *e || !isfinite(*out)) ? -1 : 0;
   default: return -1;

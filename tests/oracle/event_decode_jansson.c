@@ -60,7 +60,36 @@ static const char *parse_key(const char *key, size_t n, struct event *ev) {
   return NULL;
 }
 
-/* Number or decimal string; absent or null -> def. */
+/* Skips the digits at s. */
+static const char *skip_digits(const char *s) {
+  while (*s >= '0' && *s <= '9')
+    s++;
+  return s;
+}
+
+/* True if s is one JSON number and nothing else:
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool json_number_text(const char *s) {
+  const char *p = s + (*s == '-');
+  if (*p == '0')
+    p++;
+  else if (*p >= '1' && *p <= '9')
+    p = skip_digits(p);
+  else
+    return false;
+  if (*p == '.') {
+    if (p[1] < '0' || p[1] > '9') return false;
+    p = skip_digits(p + 1);
+  }
+  if (*p == 'e' || *p == 'E') {
+    p += 1 + (p[1] == '+' || p[1] == '-');
+    if (*p < '0' || *p > '9') return false;
+    p = skip_digits(p);
+  }
+  return *p == '\0';
+}
+
+/* Number or decimal string (written as a JSON number); absent or null -> def. */
 static int j_num(json_t *o, const char *k, double def, double *out) {
   json_t *v = json_object_get(o, k);
   if (v == NULL || json_is_null(v)) {
@@ -74,6 +103,7 @@ static int j_num(json_t *o, const char *k, double def, double *out) {
   if (json_is_string(v)) {
     char *e;
     const char *s = json_string_value(v);
+    if (!json_number_text(s)) return -1;
     *out = strtod(s, &e);
     return (e == s || *e || !isfinite(*out)) ? -1 : 0;
   }

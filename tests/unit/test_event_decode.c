@@ -394,12 +394,12 @@ static void numbers_and_numeric_strings(void **state) {
   (void)state;
   struct cat_variant *v = accept(variant_with(
       ",\"big\":-9223372036854775808,\"tiny\":1e-400,\"r\":[0,-0,0.5e+3,1E2,-0.0]",
-      ",\"cost_price\":\"18.50\",\"tax\":\" 21\",\"weight\":\"0x1p3\",\"dim_length\":5,"
+      ",\"cost_price\":\"18.50\",\"tax\":\"21\",\"weight\":\"-3.25e+1\",\"dim_length\":5,"
       "\"dim_width\":\"1e2\",\"stock_total\":\"12\",\"stock_available\":4.0,"
       "\"stock_reserved\":-0,\"default_max_stock\":2147483647"));
   assert_true(v->cost_price == 18.5);
-  assert_true(v->tax == 21);   /* strtod skips leading blanks, as before */
-  assert_true(v->weight == 8); /* and reads hexadecimal floats */
+  assert_true(v->tax == 21);
+  assert_true(v->weight == -32.5);
   assert_true(v->length == 5);
   assert_true(v->width == 100);
   assert_int_equal(v->stock_total, 12);
@@ -408,14 +408,47 @@ static void numbers_and_numeric_strings(void **state) {
   assert_int_equal(v->max_stock, INT32_MAX);
   model_free(&v->h);
   static const char *const mistyped[] = {
-      ",\"stock_total\":5.5",          ",\"stock_total\":\"5.5\"", ",\"stock_total\":2147483648",
-      ",\"stock_total\":\"1e10\"",     ",\"cost_price\":\"\"",     ",\"cost_price\":\"1 \"",
-      ",\"cost_price\":\"inf\"",       ",\"cost_price\":\"nan\"",  ",\"cost_price\":\"1e999\"",
-      ",\"cost_price\":true",          ",\"cost_price\":[1]",      ",\"track_inventory\":1",
+      ",\"stock_total\":5.5",
+      ",\"stock_total\":\"5.5\"",
+      ",\"stock_total\":2147483648",
+      ",\"stock_total\":\"1e10\"",
+      ",\"cost_price\":\"\"",
+      ",\"cost_price\":\"1 \"",
+      ",\"cost_price\":\"inf\"",
+      ",\"cost_price\":\"nan\"",
+      ",\"cost_price\":\"1e999\"",
+      ",\"cost_price\":true",
+      ",\"cost_price\":[1]",
+      ",\"track_inventory\":1",
       ",\"track_inventory\":\"true\"",
+      /* A numeric string is a JSON number, nothing else: strtod's leniency
+       * (hexadecimal, blanks, a sign, inf/nan, ...) is refused. */
+      ",\"cost_price\":\"0x1p3\"",
+      ",\"cost_price\":\" 21\"",
+      ",\"cost_price\":\"\\t21\"",
+      ",\"cost_price\":\"\\n21\"",
+      ",\"cost_price\":\"+21\"",
+      ",\"cost_price\":\"021\"",
+      ",\"cost_price\":\"21.\"",
+      ",\"cost_price\":\".5\"",
+      ",\"cost_price\":\"1e\"",
+      ",\"cost_price\":\"1e+\"",
+      ",\"cost_price\":\"-inf\"",
+      ",\"cost_price\":\"Infinity\"",
+      ",\"cost_price\":\"NAN\"",
+      ",\"cost_price\":\"1,5\"",
+      ",\"cost_price\":\"0x10\"",
+      ",\"cost_price\":\"-\"",
+      ",\"cost_price\":\"1e5x\"",
+      ",\"stock_total\":\"0x10\"",
+      ",\"stock_total\":\" 12\"",
+      ",\"stock_total\":\"+12\"",
+      ",\"cost_price\":\"\\u0661\"",
   };
   for (size_t i = 0; i < sizeof mistyped / sizeof mistyped[0]; i++)
     reject(variant_with("", mistyped[i]), MISTYPED);
+  reject(variant_json("", "\"0x1p3\""), MISTYPED); /* was applied as 8.0 */
+  reject(variant_json("", "\" 29.99\""), MISTYPED);
   static const char *const not_json[] = {
       ",\"n\":9223372036854775808",
       ",\"n\":-9223372036854775809",
