@@ -64,12 +64,13 @@ void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len
 int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
                    const char *field2);
 
-/* Checks organization_id: non-empty, at most CAT_ORG_MAX bytes. On failure
+/* Checks organization_id: non-empty, valid UTF-8 (as proto3 requires of a
+ * string; not an unknown tenant), at most CAT_ORG_MAX bytes. On failure
  * fills out with INVALID_ARGUMENT and returns -1. */
 int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org);
 
-/* Parses one id field named `field` into id. Empty or not a UUID fills out
- * with INVALID_ARGUMENT naming the field and returns -1. */
+/* Parses one id field named `field` into id. Empty, not valid UTF-8 or not
+ * a UUID fills out with INVALID_ARGUMENT naming the field and returns -1. */
 int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field, const char *s,
                  uint8_t id[16]);
 

@@ -6,6 +6,7 @@
  * reply is packed before the read section ends, so no copy is needed.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,12 +83,49 @@ int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *r
   return 0;
 }
 
+/* True if s (a C string) is well-formed UTF-8: no stray continuation
+ * byte, no truncated sequence, no overlong form, no UTF-16 surrogate,
+ * nothing above U+10FFFF (what proto3 parsers require of a string). */
+static bool utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    unsigned c = *p, lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF)
+      n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+      n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+      n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+      return false;
+    if (p[1] < lo || p[1] > hi) return false; /* also stops at the NUL */
+    for (size_t i = 2; i < n; i++)
+      if ((p[i] & 0xC0) != 0x80) return false;
+    p += n;
+  }
+  return true;
+}
+
+/* Refuses a string field that is not UTF-8 (INVALID_ARGUMENT naming it). */
+static int check_utf8(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
+                      const char *s) {
+  if (utf8_valid(s)) return 0;
+  rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s is not valid UTF-8", field);
+  return -1;
+}
+
 int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) {
   size_t n = strlen(org);
   if (n == 0) {
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "organization_id is required");
     return -1;
   }
+  if (check_utf8(ctx, out, "organization_id", org) != 0) return -1;
   if (n > CAT_ORG_MAX) {
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
              "organization_id is %zu bytes; the limit is %d", n, CAT_ORG_MAX);
@@ -102,6 +140,7 @@ int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s is required", field);
     return -1;
   }
+  if (check_utf8(ctx, out, field, s) != 0) return -1;
   if (uuid_parse(s, strlen(s), id) != 0) {
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s '%s' is not a UUID", field,
              rpc_echo(ctx, s));

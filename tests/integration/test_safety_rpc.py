@@ -204,6 +204,35 @@ class UnknownFieldsWithNul(unittest.TestCase):
                     self.assertEqual(err.details(), '%s contains a NUL byte' % fname)
 
 
+    def test_invalid_utf8_in_a_known_string_field_is_invalid_argument(self):
+        # rpc2-8: proto3 string fields must be UTF-8 (what standard parsers enforce);
+        # such an org used to be answered as an unknown tenant.
+        bad = [b'org-\xff\xfe', b'o\xc3', b'\xe2\x9c', b'\xc0\xaf', b'\xed\xa0\x80x',
+               b'\xf4\x90\x80\x80', b'\x80' * 4, b'ok\xf8\x88\x80\x80\x80']
+        second = {'ValidateVariant': 'variant_id', 'GetProductDetails': 'product_id',
+                  'GetVariantsBatch': 'variant_ids[1]', 'ValidateVariantsBatch': 'variant_ids[1]'}
+        for method, rtype, req, ok, _ in CALLS:
+            head = len(s(1, E.ORG_A))
+            for b in bad:
+                cases = [(s(1, b) + req[head:], 'organization_id')]
+                if 'Batch' in method:
+                    cases.append((s(1, E.ORG_A) + s(2, E.V_A11) + s(2, b), second[method]))
+                else:
+                    cases.append((s(1, E.ORG_A) + s(2, b) + req[head + 38:], second[method]))
+                for body, fname in cases:
+                    with self.subTest(method=method, field=fname, value=b):
+                        err = harness.rpc_error(self.raw(method), body)
+                        self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+                        self.assertEqual(err.details(), '%s is not valid UTF-8' % fname)
+            # Unusual but valid UTF-8 is an (unknown) organization, not an error.
+            for org in ('ok-\u00e9', '\U0001f600\u4e2d\u6587', '\u0661\u0662', '\ufeff'):
+                with self.subTest(method=method, org=org):
+                    body = s(1, org) + req[head:]
+                    try:
+                        self.raw(method)(body, timeout=10)
+                    except grpc.RpcError as e:
+                        self.assertNotEqual(e.code(), StatusCode.INVALID_ARGUMENT, e.details())
+
 
 # ---------------------------------------------------------------------------
 # #16: client cancellations are CANCELLED, not bad requests
