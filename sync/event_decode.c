@@ -494,6 +494,20 @@ static bool same_org(const struct jscan_value *v, const char *org) {
   return v->type == JSCAN_STRING && v->len == strlen(org) && memcmp(v->s, org, v->len) == 0;
 }
 
+/* Copies the C string s into dst (cap > 0 bytes), cut if it must be
+ * between whole UTF-8 characters (s is valid UTF-8: the JSON rules): the
+ * byte after the cut must not be a continuation byte. */
+static void copy_whole_chars(char *dst, size_t cap, const char *s) {
+  size_t n = strlen(s);
+  if (n >= cap) {
+    n = cap - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
 /* Checks the envelope against the key; fills op and version. */
 static const char *check_envelope(const struct msg *m, struct event *ev) {
   int bad = 0;
@@ -522,7 +536,7 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
   if (vrc == -ERANGE) return "version out of range";
   if (vrc == -ENOENT) return "version missing";
   if (vrc != 0 || ev->version <= 0) return "version is not a positive integer";
-  if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
+  if (evid) copy_whole_chars(ev->event_id, sizeof ev->event_id, evid);
   return NULL;
 }
 

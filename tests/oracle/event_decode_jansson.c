@@ -275,6 +275,20 @@ static struct cat_hdr *decode_named(json_t *d, const struct event *ev, const cha
   return n ? &n->h : NULL;
 }
 
+/* Copies the C string s into dst (cap > 0 bytes), cut if it must be
+ * between whole UTF-8 characters (s is valid UTF-8: the JSON rules): the
+ * byte after the cut must not be a continuation byte. */
+static void copy_whole_chars(char *dst, size_t cap, const char *s) {
+  size_t n = strlen(s);
+  if (n >= cap) {
+    n = cap - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
 /* Checks the envelope against the key; fills op and version. */
 static const char *check_envelope(json_t *root, struct event *ev) {
   int bad = 0;
@@ -305,7 +319,7 @@ static const char *check_envelope(json_t *root, struct event *ev) {
   if (vrc == -ERANGE) return "version out of range";
   if (vrc == -ENOENT) return "version missing";
   if (vrc != 0 || ev->version <= 0) return "version is not a positive integer";
-  if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
+  if (evid) copy_whole_chars(ev->event_id, sizeof ev->event_id, evid);
   return NULL;
 }
 

@@ -665,6 +665,27 @@ static void long_event_id_is_truncated(void **state) {
            id);
   assert_int_equal(decode(KEY, buf, &ev, &why), 0);
   assert_int_equal(strlen(ev.event_id), sizeof ev.event_id - 1);
+  /* A long UTF-8 event_id is cut between whole characters (the log line
+   * would otherwise end in half a character). */
+  char utf[512] = "a";
+  for (int i = 0; i < 40; i++)
+    strcat(utf, "\xe2\x82\xac"); /* U+20AC, 3 bytes: 1 + 3k never lands on 63 */
+  snprintf(buf, sizeof buf,
+           "{\"event_id\":\"%s\",\"event_type\":\"variant.deleted\",\"organization_id\":"
+           "\"org_1\",\"entity_id\":\"" VID "\",\"version\":3}",
+           utf);
+  assert_int_equal(decode(KEY, buf, &ev, &why), 0);
+  assert_int_equal(strlen(ev.event_id), 61);
+  assert_memory_equal(ev.event_id, utf, 61);
+  memset(utf, 0, sizeof utf);
+  for (int i = 0; i < 100; i++)
+    strcat(utf, "\xc3\xa9"); /* 2 bytes: 63 would cut one in half */
+  snprintf(buf, sizeof buf,
+           "{\"event_id\":\"%s\",\"event_type\":\"variant.deleted\",\"organization_id\":"
+           "\"org_1\",\"entity_id\":\"" VID "\",\"version\":3}",
+           utf);
+  assert_int_equal(decode(KEY, buf, &ev, &why), 0);
+  assert_int_equal(strlen(ev.event_id), 62);
   /* A rejected upsert's data still has its event_id for the log. */
   assert_int_not_equal(decode(KEY, variant_with("", ",\"vendor\":1"), &ev, &why), 0);
   assert_string_equal(why, MISTYPED);
