@@ -48,38 +48,90 @@ static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
   return -1;
 }
 
-int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
-                   const char *field2) {
-  const uint8_t *p = req, *end = req + len;
+/* Deepest nesting of unknown groups skipped (protobuf's own parsers stop
+ * at 100 levels of any nesting); deeper is refused, the stack stays small. */
+#define GROUP_DEPTH_MAX 64
+
+static int skip_group(const uint8_t **p, const uint8_t *end, uint64_t fnum, int depth);
+
+/* Skips the value of a field whose tag (wire type and number) was just read
+ * at *p. Returns 0, or -1 if it is malformed: truncated, a length past the
+ * end, an end-group without its start, wire type 6 or 7, a group not closed
+ * by its own number or nested deeper than GROUP_DEPTH_MAX. */
+static int skip_value(const uint8_t **p, const uint8_t *end, uint64_t tag, int depth) {
+  uint64_t n;
+  switch (tag & 7) {
+  case 0: return varint(p, end, &n);
+  case 1:
+    if (end - *p < 8) return -1;
+    *p += 8;
+    return 0;
+  case 5:
+    if (end - *p < 4) return -1;
+    *p += 4;
+    return 0;
+  case 2:
+    if (varint(p, end, &n) != 0 || n > (uint64_t)(end - *p)) return -1;
+    *p += n;
+    return 0;
+  case 3: return skip_group(p, end, tag >> 3, depth + 1);
+  default: return -1;
+  }
+}
+
+/* Skips the fields of the group fnum opened just before *p, and its
+ * end-group tag. Returns 0 or -1 (see skip_value). */
+static int skip_group(const uint8_t **p, const uint8_t *end, uint64_t fnum, int depth) {
+  uint64_t tag;
+  if (fnum == 0 || depth > GROUP_DEPTH_MAX) return -1; /* field 0 is invalid */
+  for (;;) {
+    if (*p >= end || varint(p, end, &tag) != 0) return -1; /* never closed */
+    if ((tag & 7) == 4) return tag >> 3 == fnum ? 0 : -1;
+    if (skip_value(p, end, tag, depth) != 0) return -1;
+  }
+}
+
+/* Refuses a NUL byte in the value v[0, n) of known string field fnum
+ * (1 or 2); returns -1 with out filled, else 0. */
+static int check_nul(struct rpc_ctx *ctx, struct rpc_result *out, uint64_t fnum, const uint8_t *v,
+                     uint64_t n, const char *field2) {
+  if ((fnum != 1 && fnum != 2) || memchr(v, 0, n) == NULL) return 0;
+  rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s contains a NUL byte",
+           fnum == 1 ? "organization_id" : field2);
+  return -1;
+}
+
+int rpc_precheck(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t **req, size_t *len,
+                 const char *field2) {
+  const uint8_t *p = *req, *end = *req + *len, *f;
+  uint8_t *copy = NULL; /* the request without its groups, once one is seen */
+  size_t used = 0;
   uint64_t tag, n;
-  while (p < end && varint(&p, end, &tag) == 0) {
-    switch (tag & 7) {
-    case 0:
-      if (varint(&p, end, &n) != 0) return 0;
-      break;
-    case 1:
-      if (end - p < 8) return 0;
-      p += 8;
-      break;
-    case 5:
-      if (end - p < 4) return 0;
-      p += 4;
-      break;
-    case 2:
-      if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
+  while (p < end) {
+    f = p;
+    if (varint(&p, end, &tag) != 0) return 0; /* malformed: unpack will reject it */
+    if ((tag & 7) == 3) {
+      if (skip_group(&p, end, tag >> 3, 1) != 0) return 0; /* unpack refuses any group */
+      if (copy == NULL) {
+        copy = arena_alloc(ctx->arena, *len ? *len : 1);
+        used = (size_t)(f - *req);
+        memcpy(copy, *req, used);
+      }
+      continue;
+    }
+    if ((tag & 7) == 2) {
       /* Only the known string fields: an unknown field (a newer client's)
        * is skipped by protobuf-c whatever its bytes (proto3 forward
        * compatibility); fields 3 and 4 are bools, never length-delimited. */
-      if ((tag >> 3 == 1 || tag >> 3 == 2) && memchr(p, 0, n) != NULL) {
-        rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s contains a NUL byte",
-                 (tag >> 3) == 1 ? "organization_id" : field2);
-        return -1;
-      }
+      if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
+      if (check_nul(ctx, out, tag >> 3, p, n, field2) != 0) return -1;
       p += n;
-      break;
-    default: return 0; /* malformed: unpack will reject it */
+    } else if (skip_value(&p, end, tag, 0) != 0) {
+      return 0;
     }
+    if (copy != NULL) memcpy(copy + used, f, (size_t)(p - f)), used += (size_t)(p - f);
   }
+  if (copy != NULL) *req = copy, *len = used;
   return 0;
 }
 

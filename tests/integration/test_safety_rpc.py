@@ -204,6 +204,41 @@ class UnknownFieldsWithNul(unittest.TestCase):
                     self.assertEqual(err.details(), '%s contains a NUL byte' % fname)
 
 
+    def test_unknown_groups_are_skipped(self):
+        # rpc2-7: groups (wire types 3/4, proto2) in unknown fields are skipped by
+        # proto parsers; protobuf-c refused them, so the request was INVALID_ARGUMENT.
+        def group(num, body):
+            return varint(num << 3 | 3) + body + varint(num << 3 | 4)
+        nested = group(20, group(21, group(22, field(1, 0, varint(5)))) + s(2, b'a\x00b'))
+        groups = [group(9, b''), group(9, field(10, 0, varint(1))), nested,
+                  group(15, UNKNOWN + group(16, b'') + field(3, 5, b'\x00' * 4)),
+                  group(2 ** 29 - 1, field(1, 1, b'\x00' * 8))]
+        for method, rtype, req, ok, _ in CALLS:
+            plain = rtype.FromString(self.raw(method)(req, timeout=10))
+            head = len(s(1, E.ORG_A))
+            for g in groups:
+                for body in (req + g, g + req, req[:head] + g + req[head:], g + req + g):
+                    with self.subTest(method=method, body=body.hex()):
+                        got = rtype.FromString(self.raw(method)(body, timeout=10))
+                        self.assertEqual(got, plain, 'an unknown group changed the answer')
+            # A NUL in a known string field after a group is still refused.
+            err = harness.rpc_error(self.raw(method), nested + s(1, b'org_a\x00x') + req[head:])
+            self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+            self.assertEqual(err.details(), 'organization_id contains a NUL byte')
+            # Malformed: still refused.
+            deep = b''
+            for i in range(200):
+                deep = group(9, deep)
+            for body in (req + varint(9 << 3 | 6), req + varint(9 << 3 | 7),
+                         req + varint(9 << 3 | 4), req + varint(9 << 3 | 3),
+                         req + varint(9 << 3 | 3) + varint(10 << 3 | 4),
+                         req + varint(9 << 3 | 3) + varint(10 << 3 | 6) + varint(9 << 3 | 4),
+                         req + varint(9 << 3 | 3) + field(10, 2, b'') [:-1],
+                         req + deep):
+                with self.subTest(method=method, malformed=body[len(req):][:16].hex()):
+                    err = harness.rpc_error(self.raw(method), body)
+                    self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+
     def test_invalid_utf8_in_a_known_string_field_is_invalid_argument(self):
         # rpc2-8: proto3 string fields must be UTF-8 (what standard parsers enforce);
         # such an org used to be answered as an unknown tenant.
