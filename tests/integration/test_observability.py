@@ -151,7 +151,11 @@ class ObservabilityTest(unittest.TestCase):
         stub = self.srv.catalog_stub()
         stub.ValidateVariant(pb.ValidateVariantRequest(organization_id=self.org,
                                                        variant_id=self.variant), timeout=5)
-        harness.wait_until(lambda: any(l.get('msg') == 'rpc' for l in self.srv.logs()), 5,
+        # The access-log line is written when the reply batch ends, a moment after the
+        # client has its answer: wait for this call's line (not any rpc line).
+        harness.wait_until(lambda: any(l.get('msg') == 'rpc' and
+                                       str(l.get('method')).endswith('/ValidateVariant')
+                                       for l in self.srv.logs()), 5,
                            what='access log line')
         logs = self.srv.logs()  # parses every stdout line as JSON (fails otherwise)
         self.assertTrue(all({'ts', 'level', 'msg'} <= set(l) for l in logs))
