@@ -55,21 +55,27 @@ void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len
 
 /* ---- Shared request checks (rpc_common.c) ---- */
 
-/* Rejects a request whose known string fields hold a NUL byte: protobuf-c
+/* Checks the request bytes *req[0, *len) before protobuf-c unpacks them.
+ * Rejects a request whose known string fields hold a NUL byte: protobuf-c
  * hands strings over as C strings, so "org_a\0x" would silently become
  * "org_a" (another tenant's key). Every catalog request has exactly two
  * string fields: 1 (organization_id) and 2 (reported as field2). Unknown
  * fields are not looked at: protobuf-c skips them, and a newer client may
- * send any bytes there. Returns -1 (out filled) or 0. */
-int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
-                   const char *field2);
+ * send any bytes there. Groups (wire types 3/4, which proto parsers skip
+ * as unknown fields but protobuf-c refuses) are stripped: if the request
+ * has any, well-formed and nested at most 64 deep, *req and *len are set
+ * to an arena copy without them. Malformed input is left for unpack to
+ * refuse. Returns -1 (out filled) or 0. */
+int rpc_precheck(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t **req, size_t *len,
+                 const char *field2);
 
-/* Checks organization_id: non-empty, at most CAT_ORG_MAX bytes. On failure
+/* Checks organization_id: non-empty, valid UTF-8 (as proto3 requires of a
+ * string; not an unknown tenant), at most CAT_ORG_MAX bytes. On failure
  * fills out with INVALID_ARGUMENT and returns -1. */
 int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org);
 
-/* Parses one id field named `field` into id. Empty or not a UUID fills out
- * with INVALID_ARGUMENT naming the field and returns -1. */
+/* Parses one id field named `field` into id. Empty, not valid UTF-8 or not
+ * a UUID fills out with INVALID_ARGUMENT naming the field and returns -1. */
 int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field, const char *s,
                  uint8_t id[16]);
 

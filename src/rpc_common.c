@@ -6,6 +6,7 @@
  * reply is packed before the read section ends, so no copy is needed.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,39 +48,127 @@ static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
   return -1;
 }
 
-int rpc_reject_nul(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
-                   const char *field2) {
-  const uint8_t *p = req, *end = req + len;
+/* Deepest nesting of unknown groups skipped (protobuf's own parsers stop
+ * at 100 levels of any nesting); deeper is refused, the stack stays small. */
+#define GROUP_DEPTH_MAX 64
+
+static int skip_group(const uint8_t **p, const uint8_t *end, uint64_t fnum, int depth);
+
+/* Skips the value of a field whose tag (wire type and number) was just read
+ * at *p. Returns 0, or -1 if it is malformed: truncated, a length past the
+ * end, an end-group without its start, wire type 6 or 7, a group not closed
+ * by its own number or nested deeper than GROUP_DEPTH_MAX. */
+static int skip_value(const uint8_t **p, const uint8_t *end, uint64_t tag, int depth) {
+  uint64_t n;
+  switch (tag & 7) {
+  case 0: return varint(p, end, &n);
+  case 1:
+    if (end - *p < 8) return -1;
+    *p += 8;
+    return 0;
+  case 5:
+    if (end - *p < 4) return -1;
+    *p += 4;
+    return 0;
+  case 2:
+    if (varint(p, end, &n) != 0 || n > (uint64_t)(end - *p)) return -1;
+    *p += n;
+    return 0;
+  case 3: return skip_group(p, end, tag >> 3, depth + 1);
+  default: return -1;
+  }
+}
+
+/* Skips the fields of the group fnum opened just before *p, and its
+ * end-group tag. Returns 0 or -1 (see skip_value). */
+static int skip_group(const uint8_t **p, const uint8_t *end, uint64_t fnum, int depth) {
+  uint64_t tag;
+  if (fnum == 0 || depth > GROUP_DEPTH_MAX) return -1; /* field 0 is invalid */
+  for (;;) {
+    if (*p >= end || varint(p, end, &tag) != 0) return -1; /* never closed */
+    if ((tag & 7) == 4) return tag >> 3 == fnum ? 0 : -1;
+    if (skip_value(p, end, tag, depth) != 0) return -1;
+  }
+}
+
+/* Refuses a NUL byte in the value v[0, n) of known string field fnum
+ * (1 or 2); returns -1 with out filled, else 0. */
+static int check_nul(struct rpc_ctx *ctx, struct rpc_result *out, uint64_t fnum, const uint8_t *v,
+                     uint64_t n, const char *field2) {
+  if ((fnum != 1 && fnum != 2) || memchr(v, 0, n) == NULL) return 0;
+  rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s contains a NUL byte",
+           fnum == 1 ? "organization_id" : field2);
+  return -1;
+}
+
+int rpc_precheck(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t **req, size_t *len,
+                 const char *field2) {
+  const uint8_t *p = *req, *end = *req + *len, *f;
+  uint8_t *copy = NULL; /* the request without its groups, once one is seen */
+  size_t used = 0;
   uint64_t tag, n;
-  while (p < end && varint(&p, end, &tag) == 0) {
-    switch (tag & 7) {
-    case 0:
-      if (varint(&p, end, &n) != 0) return 0;
-      break;
-    case 1:
-      if (end - p < 8) return 0;
-      p += 8;
-      break;
-    case 5:
-      if (end - p < 4) return 0;
-      p += 4;
-      break;
-    case 2:
-      if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
+  while (p < end) {
+    f = p;
+    if (varint(&p, end, &tag) != 0) return 0; /* malformed: unpack will reject it */
+    if ((tag & 7) == 3) {
+      if (skip_group(&p, end, tag >> 3, 1) != 0) return 0; /* unpack refuses any group */
+      if (copy == NULL) {
+        copy = arena_alloc(ctx->arena, *len ? *len : 1);
+        used = (size_t)(f - *req);
+        memcpy(copy, *req, used);
+      }
+      continue;
+    }
+    if ((tag & 7) == 2) {
       /* Only the known string fields: an unknown field (a newer client's)
        * is skipped by protobuf-c whatever its bytes (proto3 forward
        * compatibility); fields 3 and 4 are bools, never length-delimited. */
-      if ((tag >> 3 == 1 || tag >> 3 == 2) && memchr(p, 0, n) != NULL) {
-        rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s contains a NUL byte",
-                 (tag >> 3) == 1 ? "organization_id" : field2);
-        return -1;
-      }
+      if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p)) return 0;
+      if (check_nul(ctx, out, tag >> 3, p, n, field2) != 0) return -1;
       p += n;
-      break;
-    default: return 0; /* malformed: unpack will reject it */
+    } else if (skip_value(&p, end, tag, 0) != 0) {
+      return 0;
     }
+    if (copy != NULL) memcpy(copy + used, f, (size_t)(p - f)), used += (size_t)(p - f);
   }
+  if (copy != NULL) *req = copy, *len = used;
   return 0;
+}
+
+/* True if s (a C string) is well-formed UTF-8: no stray continuation
+ * byte, no truncated sequence, no overlong form, no UTF-16 surrogate,
+ * nothing above U+10FFFF (what proto3 parsers require of a string). */
+static bool utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    unsigned c = *p, lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF)
+      n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+      n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+      n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+      return false;
+    if (p[1] < lo || p[1] > hi) return false; /* also stops at the NUL */
+    for (size_t i = 2; i < n; i++)
+      if ((p[i] & 0xC0) != 0x80) return false;
+    p += n;
+  }
+  return true;
+}
+
+/* Refuses a string field that is not UTF-8 (INVALID_ARGUMENT naming it). */
+static int check_utf8(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
+                      const char *s) {
+  if (utf8_valid(s)) return 0;
+  rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s is not valid UTF-8", field);
+  return -1;
 }
 
 int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) {
@@ -88,6 +177,7 @@ int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) 
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "organization_id is required");
     return -1;
   }
+  if (check_utf8(ctx, out, "organization_id", org) != 0) return -1;
   if (n > CAT_ORG_MAX) {
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
              "organization_id is %zu bytes; the limit is %d", n, CAT_ORG_MAX);
@@ -102,6 +192,7 @@ int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s is required", field);
     return -1;
   }
+  if (check_utf8(ctx, out, field, s) != 0) return -1;
   if (uuid_parse(s, strlen(s), id) != 0) {
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s '%s' is not a UUID", field,
              rpc_echo(ctx, s));

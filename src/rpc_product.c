@@ -127,7 +127,7 @@ static Catalog__Product *product_msg(struct rpc_ctx *ctx, const struct cat_produ
 void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                              struct rpc_result *out) {
   uint8_t id[16];
-  if (rpc_reject_nul(ctx, out, req, len, "product_id") != 0) return;
+  if (rpc_precheck(ctx, out, &req, &len, "product_id") != 0) return;
   Catalog__GetProductDetailsRequest *rq =
       catalog__get_product_details_request__unpack(&ctx->arena->pb, len, req);
   if (rq == NULL) {

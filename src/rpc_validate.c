@@ -16,7 +16,7 @@
 void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                           struct rpc_result *out) {
   uint8_t id[16];
-  if (rpc_reject_nul(ctx, out, req, len, "variant_id") != 0) return;
+  if (rpc_precheck(ctx, out, &req, &len, "variant_id") != 0) return;
   Catalog__ValidateVariantRequest *rq =
       catalog__validate_variant_request__unpack(&ctx->arena->pb, len, req);
   if (rq == NULL) {
@@ -66,7 +66,7 @@ static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const struct 
 
 void rpc_validate_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                                  struct rpc_result *out) {
-  if (rpc_reject_nul(ctx, out, req, len, "variant_ids") != 0) return;
+  if (rpc_precheck(ctx, out, &req, &len, "variant_ids") != 0) return;
   Catalog__ValidateVariantsBatchRequest *rq =
       catalog__validate_variants_batch_request__unpack(&ctx->arena->pb, len, req);
   if (rq == NULL) {

@@ -40,7 +40,7 @@ static int ptrset_add(struct ptrset *s, const void *p) {
 
 void rpc_get_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                             struct rpc_result *out) {
-  if (rpc_reject_nul(ctx, out, req, len, "variant_ids") != 0) return;
+  if (rpc_precheck(ctx, out, &req, &len, "variant_ids") != 0) return;
   Catalog__GetVariantsBatchRequest *rq =
       catalog__get_variants_batch_request__unpack(&ctx->arena->pb, len, req);
   if (rq == NULL) {

@@ -6,7 +6,9 @@
  * request already read, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER) and the
  * completion of the one batch that sends the reply, the status and
  * RECV_CLOSE_ON_SERVER. The handler runs between them, on the worker,
- * inside one RCU read section that also covers packing the reply.
+ * inside one RCU read section that also covers packing the reply. A call
+ * is counted (and access-logged) when that batch ends: only then is it
+ * known whether the client got our status or went away first.
  * Streaming methods are handed to stream.c.
  */
 #include "server.h"
@@ -102,7 +104,6 @@ struct ucall {
   size_t reply_size;  /* counted in w->reply_bytes until the reply batch ends */
   int64_t t0;         /* clock_mono_ns() when the call arrived */
   uint64_t ns;        /* handler time */
-  bool deferred;      /* no request message: counted once the reply batch ends */
   bool access_logged; /* sampled for the access log (org below) */
   char org[CAT_ORG_MAX + 1];
 };
@@ -224,18 +225,38 @@ static void access_log_sample(struct ucall *c, const char *org) {
   if (c->access_logged) snprintf(c->org, sizeof c->org, "%s", org ? org : "");
 }
 
-/* The code a finished call is counted and logged with: CANCELLED when
- * the client went away (reset the stream, or its deadline passed) before
- * our status reached it, as the client saw it; else the code we sent. */
-static int final_code(int sent, int cancelled) { return cancelled ? GRPC_STATUS_CANCELLED : sent; }
+/* Returns true if deadline (any clock) is not in the future. */
+static bool deadline_passed(gpr_timespec deadline) {
+  return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) <= 0;
+}
 
-/* Counts the call, logs it if rejected (not if cancelled) and writes its
- * access-log line if sampled. Called once per call (see unary_done for
- * when). @locality c's worker. */
+/* The code a finished call is counted and logged with, as the client saw
+ * it: the code we sent, unless the client went away before our status
+ * reached it. RECV_CLOSE_ON_SERVER only says "cancelled"; the C core has
+ * no public way to tell a deadline from a client's RST_STREAM, so a
+ * cancelled call whose deadline has passed is counted DEADLINE_EXCEEDED
+ * (what the core sends, and what the client sees, when the deadline
+ * fires), any other cancelled call CANCELLED. */
+static int final_code(int sent, int cancelled, gpr_timespec deadline) {
+  if (!cancelled) return sent;
+  return deadline_passed(deadline) ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED;
+}
+
+/* Returns true for codes that say a client sent something we refuse (logged
+ * as "request rejected"), false for OK, our own unavailability, and calls
+ * the client cancelled or let expire. */
+static bool is_rejection(int code) {
+  return code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE &&
+         code != GRPC_STATUS_CANCELLED && code != GRPC_STATUS_DEADLINE_EXCEEDED;
+}
+
+/* Counts the call, logs it if rejected (not if cancelled or expired) and
+ * writes its access-log line if sampled. Called once per call, when its
+ * reply batch ended (or could not start). @locality c's worker. */
 static void unary_account(struct ucall *c) {
-  int code = final_code(c->code, c->cancelled);
+  int code = final_code(c->code, c->cancelled, c->deadline);
   metrics_rpc_done(c->w->metrics, methods[c->mi].mm, code, c->ns);
-  if (code != GRPC_STATUS_OK && code != GRPC_STATUS_UNAVAILABLE && code != GRPC_STATUS_CANCELLED) {
+  if (is_rejection(code)) {
     char *details = grpc_slice_to_c_string(c->details);
     log_rejected(c->w, methods[c->mi].path, code, details);
     gpr_free(details);
@@ -262,6 +283,8 @@ static const char *unary_handle(struct ucall *c) {
   const struct snapshot *snap = store_current(c->w->srv->store);
   if (c->payload == NULL)
     rpc_fail(&ctx, &res, GRPC_STATUS_INVALID_ARGUMENT, "request message is missing");
+  else if (deadline_passed(c->deadline)) /* nobody waits for the answer: do not compute it */
+    rpc_fail(&ctx, &res, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded before the call ran");
   else if ((m->flags & NEEDS_SNAPSHOT) && snap == NULL)
     rpc_fail(&ctx, &res, GRPC_STATUS_UNAVAILABLE, "catalog is loading; retry shortly");
   else {
@@ -313,7 +336,7 @@ static void unary_send(struct ucall *c) {
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL);
   if (e != GRPC_CALL_OK) {
     log_error("reply batch refused", LF_I("grpc_call_error", e));
-    if (c->deferred) unary_account(c);
+    unary_account(c);
     metrics_in_flight(c->w->metrics, -1);
     ucall_free(c);
   }
@@ -331,21 +354,21 @@ static void unary_new(struct tag *t, bool ok) {
   const char *org = unary_handle(c);
   c->ns = elapsed_ns(c->t0);
   access_log_sample(c, org);
-  c->deferred = c->payload == NULL;
-  if (!c->deferred) unary_account(c);
   unary_send(c);
 }
 
-/* The reply batch ended. A call without a request message is counted only
- * now, when RECV_CLOSE_ON_SERVER tells why it had none: a client that
- * reset the stream before its message arrived (a cancellation: CANCELLED,
- * not logged) or one that really sent none (INVALID_ARGUMENT "request
- * message is missing", logged). Calls with a message were counted at
- * arrival, so a client that reads /metrics right after its answer sees it. */
+/* The reply batch ended: the call is counted now, when RECV_CLOSE_ON_SERVER
+ * tells whether the client got our status. A call the client cancelled, or
+ * whose deadline passed, before the status reached it is CANCELLED or
+ * DEADLINE_EXCEEDED (not logged), whatever we computed; that includes a
+ * client that reset the stream before its message arrived, while one that
+ * really sent none is INVALID_ARGUMENT "request message is missing"
+ * (logged). A client may thus get its answer a moment before /metrics
+ * counts it. */
 static void unary_done(struct tag *t, bool ok) {
   struct ucall *c = container_of(t, struct ucall, t_done);
   (void)ok;
-  if (c->deferred) unary_account(c);
+  unary_account(c);
   metrics_in_flight(c->w->metrics, -1);
   ucall_free(c);
 }
@@ -407,7 +430,8 @@ static void generic_new(struct tag *t, bool ok) {
 static void generic_done(struct tag *t, bool ok) {
   struct gcall *c = container_of(t, struct gcall, t_done);
   (void)ok;
-  metrics_rpc_done(c->w->metrics, MM_UNKNOWN, final_code(GRPC_STATUS_UNIMPLEMENTED, c->cancelled),
+  metrics_rpc_done(c->w->metrics, MM_UNKNOWN,
+                   final_code(GRPC_STATUS_UNIMPLEMENTED, c->cancelled, c->details.deadline),
                    elapsed_ns(c->t0));
   gcall_free(c);
 }

@@ -225,7 +225,9 @@ static const char *v_str(const struct jscan_value *v, int *bad) {
   return v->type == JSCAN_STRING ? v->s : NULL;
 }
 
-/* Number or decimal string; absent or null -> def. */
+/* Number or decimal string; absent or null -> def. A string must be
+ * written as a JSON number ("29.99", "-1e3"): strtod alone would also take
+ * " 21", "0x1p3" (8.0), "+5". */
 static int v_num(const struct jscan_value *v, double def, double *out) {
   char *e;
   switch (v->type) {
@@ -234,6 +236,7 @@ static int v_num(const struct jscan_value *v, double def, double *out) {
   case JSCAN_INT: *out = (double)v->i; return 0;
   case JSCAN_REAL: *out = v->d; return 0;
   case JSCAN_STRING:
+    if (!jscan_is_number(v->s, v->len)) return -1;
     *out = jscan_strtod(v->s, v->len, &e);
     return (e == v->s || *e || !isfinite(*out)) ? -1 : 0;
   default: return -1;
@@ -247,22 +250,34 @@ static int v_i32(const struct jscan_value *v, int32_t def, int32_t *out) {
   return 0;
 }
 
-/* A JSON integer (not a real) or a decimal string; absent is an error
- * (-EINVAL). A string outside int64_t is -ERANGE, never clamped: a version
- * clamped to INT64_MAX would make every later upsert of the entity stale
- * (a JSON number that large is not JSON already, as jansson refused it). */
-static int v_i64(const struct jscan_value *v, int64_t *out) {
+/* The event's version (contract: int64): a JSON integer (not a real), or
+ * a string of decimal digits with no sign, blank or leading zero, as
+ * int64 is written in JSON by proto3 mappers. Returns 0 with *out set,
+ * -ENOENT if absent, -ERANGE for a digit string above INT64_MAX (never
+ * clamped: a version clamped to INT64_MAX would make every later upsert
+ * of the entity stale; a JSON number that large is not JSON already, as
+ * jansson refused it), -EINVAL for anything else ("+50", " 50", "050",
+ * "5e1", null, ...): strtoll's leniency would apply those as 50. The
+ * caller refuses a value <= 0. */
+static int v_version(const struct jscan_value *v, int64_t *out) {
+  if (v->type == JSCAN_ABSENT) return -ENOENT;
   if (v->type == JSCAN_INT) {
     *out = v->i;
     return 0;
   }
-  if (v->type != JSCAN_STRING) return -EINVAL;
-  char *e;
-  errno = 0;
-  long long x = strtoll(v->s, &e, 10);
-  if (e == v->s || *e) return -EINVAL;
-  if (errno == ERANGE) return -ERANGE;
-  *out = x;
+  if (v->type != JSCAN_STRING || v->len == 0 || (v->s[0] == '0' && v->len > 1)) return -EINVAL;
+  uint64_t x = 0;
+  bool range = false;
+  for (size_t i = 0; i < v->len; i++) {
+    if (v->s[i] < '0' || v->s[i] > '9') return -EINVAL;
+    uint64_t d = (uint64_t)(v->s[i] - '0');
+    if (range || x > ((uint64_t)INT64_MAX - d) / 10)
+      range = true;
+    else
+      x = x * 10 + d;
+  }
+  if (range) return -ERANGE;
+  *out = (int64_t)x;
   return 0;
 }
 
@@ -472,6 +487,27 @@ static struct cat_hdr *decode_named(const struct msg *m, const struct event *ev,
   return n ? &n->h : NULL;
 }
 
+/* True if the string slot v holds exactly org: compared with its length,
+ * so that a string with a NUL byte could never pass as its prefix (the
+ * scanner refuses \u0000 today; this does not depend on it). */
+static bool same_org(const struct jscan_value *v, const char *org) {
+  return v->type == JSCAN_STRING && v->len == strlen(org) && memcmp(v->s, org, v->len) == 0;
+}
+
+/* Copies the C string s into dst (cap > 0 bytes), cut if it must be
+ * between whole UTF-8 characters (s is valid UTF-8: the JSON rules): the
+ * byte after the cut must not be a continuation byte. */
+static void copy_whole_chars(char *dst, size_t cap, const char *s) {
+  size_t n = strlen(s);
+  if (n >= cap) {
+    n = cap - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
 /* Checks the envelope against the key; fills op and version. */
 static const char *check_envelope(const struct msg *m, struct event *ev) {
   int bad = 0;
@@ -493,13 +529,14 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
   else
     return "unknown event_type";
   if (kind != ev->kind) return "event_type does not match the key";
-  if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
+  if (!same_org(&m->env[ENV_ORG], ev->org)) return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
-  int vrc = v_i64(&m->env[ENV_VERSION], &ev->version);
+  int vrc = v_version(&m->env[ENV_VERSION], &ev->version);
   if (vrc == -ERANGE) return "version out of range";
-  if (vrc != 0 || ev->version <= 0) return "version missing";
-  if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
+  if (vrc == -ENOENT) return "version missing";
+  if (vrc != 0 || ev->version <= 0) return "version is not a positive integer";
+  if (evid) copy_whole_chars(ev->event_id, sizeof ev->event_id, evid);
   return NULL;
 }
 
@@ -508,13 +545,15 @@ static const char *decode_upsert(const struct msg *m, struct event *ev) {
   const char *why = NULL, *dorg, *did;
   char idt[UUID_STR_LEN + 1];
   uint8_t x[16];
-  int ignored = 0;
+  int ignored = 0, dorg_bad = 0;
   uuid_format(ev->id, idt);
-  dorg = v_str(&m->data[D_ORG], &ignored); /* only a string is compared */
+  dorg = v_str(&m->data[D_ORG], &dorg_bad); /* absent or null: the key's */
   did = v_str(&m->data[D_ID], &ignored);
   if (m->env[ENV_DATA].type != JSCAN_OBJECT)
     why = "upsert without a data object";
-  else if (dorg != NULL && strcmp(dorg, ev->org) != 0)
+  else if (dorg_bad) /* a tenant written as 5 is a producer bug, not "no tenant" */
+    why = "data organization_id is not a string";
+  else if (dorg != NULL && !same_org(&m->data[D_ORG], ev->org))
     why = "data organization_id differs";
   else if (did != NULL && (uuid_parse(did, strlen(did), x) != 0 || memcmp(x, ev->id, 16) != 0))
     why = "data id differs from entity_id";

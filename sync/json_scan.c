@@ -374,6 +374,12 @@ static int read_number(struct jscan *s, struct jscan_value *v) {
   return 0;
 }
 
+bool jscan_is_number(const char *s, size_t len) {
+  struct jscan t = {.p = s, .end = s + len};
+  struct numtok k;
+  return number_token(&t, &k) == 0 && t.p == t.end;
+}
+
 double jscan_strtod(const char *s, size_t len, char **end) {
   double d;
   assert(s[len] == '\0');

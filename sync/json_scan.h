@@ -133,6 +133,11 @@ int jscan_array_next(struct jscan *s, struct jscan_arr *a);
 /* Returns 0 if only whitespace is left, else -EINVAL. */
 int jscan_end(struct jscan *s);
 
+/* True if s[0, len) is exactly one JSON number (RFC 8259 grammar: an
+ * optional '-', no leading zero, no blanks, no hexadecimal, inf or nan),
+ * whatever its magnitude. For numbers written inside JSON strings. */
+bool jscan_is_number(const char *s, size_t len);
+
 /* strtod() of s (len bytes, then a NUL), with an exact fast path for plain
  * decimals ("29.99", "-5", "1e3"); sets *end as strtod does. The result is
  * always the one strtod gives in the C locale. */

@@ -18,9 +18,10 @@
  *     or fails with INVALID_ARGUMENT, a message and no reply;
  *   - the reply packs to exactly protobuf_c_message_get_packed_size() bytes
  *     and those bytes unpack again;
- *   - NUL guard (src/rpc_common.c rpc_reject_nul): a request accepted by a
+ *   - NUL guard (src/rpc_common.c rpc_precheck): a request accepted by a
  *     handler has no string that protobuf-c truncated at a NUL byte. The
- *     request is unpacked a second time with an allocator that records the
+ *     request (without the unknown groups rpc_precheck strips, which must
+ *     leave no group behind) is unpacked a second time with an allocator that records the
  *     size of each allocation; protobuf-c allocates wire length + 1 for a
  *     string, so strlen + 1 != allocation size means an embedded NUL;
  *   - contract: ids are echoed as sent, batch answers have the right counts,
@@ -390,7 +391,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     protobuf_c_message_free_unpacked(back, NULL);
     free(out);
 
-    ProtobufCMessage *rq = protobuf_c_message_unpack(m->req, &g_track, len, req);
+    const uint8_t *plain = req;
+    size_t plain_len = len;
+    struct rpc_result pre = {.code = GRPC_STATUS_OK};
+    CHECK(rpc_precheck(&ctx, &pre, &plain, &plain_len, "field2") == 0, "precheck differs");
+    CHECK(plain_len <= len, "stripping groups grew the request");
+    ProtobufCMessage *rq = protobuf_c_message_unpack(m->req, &g_track, plain_len, plain);
     CHECK(rq != NULL, "handler accepted a request protobuf-c cannot unpack");
     check_request_strings(rq);
     m->check(rq, res.reply);

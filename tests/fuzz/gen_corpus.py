@@ -199,6 +199,15 @@ def gen_rpc():
     write(t, "validate_unknown_fields_with_nul",
           b"\x00" + fstr(1, "org_a") + fstr(9, b"a\x00b") + fstr(2, D("a11")) +
           varint(10 << 3 | 1) + b"\x00" * 8 + fstr(1000, b"\x00\x00"))
+    # Unknown groups (wire types 3/4), nested, with a NUL inside: stripped before
+    # protobuf-c (which refuses groups) unpacks the rest.
+    grp = lambda n, body: varint(n << 3 | 3) + body + varint(n << 3 | 4)
+    write(t, "validate_unknown_groups",
+          b"\x00" + grp(9, b"") + fstr(1, "org_a") +
+          grp(20, grp(21, fstr(1, b"\x00") + varint(2 << 3 | 0) + b"\x05")) + fstr(2, D("a11")) +
+          grp(536870911, varint(1 << 3 | 5) + b"\x00" * 4))
+    write(t, "validate_unmatched_end_group",
+          b"\x00" + fstr(1, "org_a") + fstr(2, D("a11")) + varint(9 << 3 | 3) + varint(10 << 3 | 4))
     # 1 ValidateVariantsBatch
     ids = [D("a11"), D("A12").lower(), D("a11"), D("b11"), D("c1"), D("a99")]
     write(t, "validate_batch",

@@ -85,6 +85,15 @@ class ObservabilityTest(unittest.TestCase):
             with self.assertRaises(Exception):
                 stub.ValidateVariant(pb.ValidateVariantRequest(organization_id='', variant_id='x'),
                                      timeout=5)
+        # A call is counted when its reply batch ends, a moment after the client got its
+        # answer: wait (bounded) for the counters to reach what the assertions expect.
+        def counted():
+            s = scrape(self.srv)
+            return (rpc_count(s, 'ValidateVariant', 'OK')
+                    - rpc_count(before, 'ValidateVariant', 'OK') >= 25
+                    and rpc_count(s, 'ValidateVariant', 'INVALID_ARGUMENT')
+                    - rpc_count(before, 'ValidateVariant', 'INVALID_ARGUMENT') >= 3)
+        harness.wait_until(counted, 10, what='the calls counted')
         after = scrape(self.srv)
         self.assertEqual(rpc_count(after, 'ValidateVariant', 'OK')
                          - rpc_count(before, 'ValidateVariant', 'OK'), 25)
@@ -142,7 +151,11 @@ class ObservabilityTest(unittest.TestCase):
         stub = self.srv.catalog_stub()
         stub.ValidateVariant(pb.ValidateVariantRequest(organization_id=self.org,
                                                        variant_id=self.variant), timeout=5)
-        harness.wait_until(lambda: any(l.get('msg') == 'rpc' for l in self.srv.logs()), 5,
+        # The access-log line is written when the reply batch ends, a moment after the
+        # client has its answer: wait for this call's line (not any rpc line).
+        harness.wait_until(lambda: any(l.get('msg') == 'rpc' and
+                                       str(l.get('method')).endswith('/ValidateVariant')
+                                       for l in self.srv.logs()), 5,
                            what='access log line')
         logs = self.srv.logs()  # parses every stdout line as JSON (fails otherwise)
         self.assertTrue(all({'ts', 'level', 'msg'} <= set(l) for l in logs))

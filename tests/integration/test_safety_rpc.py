@@ -3,14 +3,17 @@
 defect against the real binary, the mock broker over TCP and real gRPC clients.
 
   #7   a version sent as a decimal string above int64 is refused (logged, counted,
-       dead-lettered), never clamped to INT64_MAX: the next normal upsert applies
+       dead-lettered), never clamped to INT64_MAX: the next normal upsert applies;
+       so is one with a sign, blanks or leading zeros (rpc2-2)
   #9   unknown protobuf fields with NUL bytes are skipped (forward compatibility);
        a NUL in a known string field is still INVALID_ARGUMENT
   #16  a client cancellation is counted as CANCELLED, not logged as a bad request
+  rpc2-1 a call past its deadline, or cancelled after its whole request, is not counted OK
   #15  one reply larger than budget / workers is sent on an idle server
   #17  a gRPC port conflict: the first error line is the clear one
 """
 import json
+import re
 import socket
 import time
 import unittest
@@ -72,8 +75,13 @@ class VersionAboveInt64(unittest.TestCase):
         self.addCleanup(km.stop)
         km.command('create %s 1' % dlq)
         bad = []
-        for i, v in enumerate(['9223372036854775808', '+09223372036854775808',
-                               ' 18446744073709551616', '99999999999999999999999']):
+        # Above int64, and (rpc2-2) loose forms strtoll would read as 50 or 60: the
+        # contract's int64 is digits only, without sign, blank or leading zero; (rpc2-3)
+        # a version that is not a positive integer says so, not "version missing".
+        versions = ['9223372036854775808', '+09223372036854775808',
+                    ' 18446744073709551616', '99999999999999999999999', ' 50', '+50', '050',
+                    '\t60', -5, 0, None, 1e3]
+        for i, v in enumerate(versions):
             vid = V1 if i == 0 else '22222222-0000-4000-8000-00000000f1%02d' % i
             k, env = kafka.variant(ORG, vid, P1, 1, sku='FROZEN')
             env['version'] = v
@@ -99,7 +107,8 @@ class VersionAboveInt64(unittest.TestCase):
         m = ru.metrics(srv)
         self.assertEqual(ru.metric_sum(m, 'catalogd_events_total', result='rejected'), len(bad))
         why = [l.get('why') for l in srv.logs() if l.get('msg') == 'event rejected']
-        self.assertEqual(why, ['version out of range'] * len(bad))
+        self.assertEqual(why, ['version out of range' if isinstance(v, str) and re.fullmatch('[1-9][0-9]*', v)
+                               else 'version is not a positive integer' for v in versions])
         keys = eventually(lambda: (lambda ks: ks if len(ks) >= len(bad) else None)(
             ru.kcat_keys(km.bootstrap, dlq)), 20, 'the rejected events in the dead-letter topic')
         self.assertEqual(sorted(keys), sorted(k for _, k, _ in bad))
@@ -195,6 +204,70 @@ class UnknownFieldsWithNul(unittest.TestCase):
                     self.assertEqual(err.details(), '%s contains a NUL byte' % fname)
 
 
+    def test_unknown_groups_are_skipped(self):
+        # rpc2-7: groups (wire types 3/4, proto2) in unknown fields are skipped by
+        # proto parsers; protobuf-c refused them, so the request was INVALID_ARGUMENT.
+        def group(num, body):
+            return varint(num << 3 | 3) + body + varint(num << 3 | 4)
+        nested = group(20, group(21, group(22, field(1, 0, varint(5)))) + s(2, b'a\x00b'))
+        groups = [group(9, b''), group(9, field(10, 0, varint(1))), nested,
+                  group(15, UNKNOWN + group(16, b'') + field(3, 5, b'\x00' * 4)),
+                  group(2 ** 29 - 1, field(1, 1, b'\x00' * 8))]
+        for method, rtype, req, ok, _ in CALLS:
+            plain = rtype.FromString(self.raw(method)(req, timeout=10))
+            head = len(s(1, E.ORG_A))
+            for g in groups:
+                for body in (req + g, g + req, req[:head] + g + req[head:], g + req + g):
+                    with self.subTest(method=method, body=body.hex()):
+                        got = rtype.FromString(self.raw(method)(body, timeout=10))
+                        self.assertEqual(got, plain, 'an unknown group changed the answer')
+            # A NUL in a known string field after a group is still refused.
+            err = harness.rpc_error(self.raw(method), nested + s(1, b'org_a\x00x') + req[head:])
+            self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+            self.assertEqual(err.details(), 'organization_id contains a NUL byte')
+            # Malformed: still refused.
+            deep = b''
+            for i in range(200):
+                deep = group(9, deep)
+            for body in (req + varint(9 << 3 | 6), req + varint(9 << 3 | 7),
+                         req + varint(9 << 3 | 4), req + varint(9 << 3 | 3),
+                         req + varint(9 << 3 | 3) + varint(10 << 3 | 4),
+                         req + varint(9 << 3 | 3) + varint(10 << 3 | 6) + varint(9 << 3 | 4),
+                         req + varint(9 << 3 | 3) + field(10, 2, b'') [:-1],
+                         req + deep):
+                with self.subTest(method=method, malformed=body[len(req):][:16].hex()):
+                    err = harness.rpc_error(self.raw(method), body)
+                    self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+
+    def test_invalid_utf8_in_a_known_string_field_is_invalid_argument(self):
+        # rpc2-8: proto3 string fields must be UTF-8 (what standard parsers enforce);
+        # such an org used to be answered as an unknown tenant.
+        bad = [b'org-\xff\xfe', b'o\xc3', b'\xe2\x9c', b'\xc0\xaf', b'\xed\xa0\x80x',
+               b'\xf4\x90\x80\x80', b'\x80' * 4, b'ok\xf8\x88\x80\x80\x80']
+        second = {'ValidateVariant': 'variant_id', 'GetProductDetails': 'product_id',
+                  'GetVariantsBatch': 'variant_ids[1]', 'ValidateVariantsBatch': 'variant_ids[1]'}
+        for method, rtype, req, ok, _ in CALLS:
+            head = len(s(1, E.ORG_A))
+            for b in bad:
+                cases = [(s(1, b) + req[head:], 'organization_id')]
+                if 'Batch' in method:
+                    cases.append((s(1, E.ORG_A) + s(2, E.V_A11) + s(2, b), second[method]))
+                else:
+                    cases.append((s(1, E.ORG_A) + s(2, b) + req[head + 38:], second[method]))
+                for body, fname in cases:
+                    with self.subTest(method=method, field=fname, value=b):
+                        err = harness.rpc_error(self.raw(method), body)
+                        self.assertEqual(err.code(), StatusCode.INVALID_ARGUMENT)
+                        self.assertEqual(err.details(), '%s is not valid UTF-8' % fname)
+            # Unusual but valid UTF-8 is an (unknown) organization, not an error.
+            for org in ('ok-\u00e9', '\U0001f600\u4e2d\u6587', '\u0661\u0662', '\ufeff'):
+                with self.subTest(method=method, org=org):
+                    body = s(1, org) + req[head:]
+                    try:
+                        self.raw(method)(body, timeout=10)
+                    except grpc.RpcError as e:
+                        self.assertNotEqual(e.code(), StatusCode.INVALID_ARGUMENT, e.details())
+
 
 # ---------------------------------------------------------------------------
 # #16: client cancellations are CANCELLED, not bad requests
@@ -271,6 +344,105 @@ class Cancellations(unittest.TestCase):
                          - m0.get('catalogd_bad_requests_total', 0), 0)
         rejected = [l for l in self.srv.logs() if l.get('msg') == 'request rejected']
         self.assertEqual(rejected[n_rejected0:], [], 'a cancellation logged as a bad request')
+        self.assertTrue(self.srv.alive())
+
+    def vv_codes(self, m0):
+        """{code: count} of ValidateVariant calls counted since m0."""
+        m = ru.metrics(self.srv)
+        pre = 'catalogd_rpc_requests_total{method="ValidateVariant",code="'
+        return {k[len(pre):-2]: v - m0.get(k, 0) for k, v in m.items()
+                if k.startswith(pre) and v != m0.get(k, 0)}
+
+    def settled_codes(self, m0, n, timeout=10):
+        """vv_codes(m0) once n calls are counted, or once the count has not moved for
+        1 s (bounded by timeout)."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            got = self.vv_codes(m0)
+            if sum(got.values()) >= n:
+                return got
+            if got != last:
+                last, since = got, time.monotonic()
+            elif time.monotonic() - since >= 1.0:
+                return got
+            time.sleep(0.05)
+        return self.vv_codes(m0)
+
+    def n_rejected(self):
+        return sum(1 for l in self.srv.logs() if l.get('msg') == 'request rejected')
+
+    def test_expired_deadlines_are_not_counted_ok(self):
+        # grpc-timeout: 1n (the core rounds it up to 1 ms, from about when the request
+        # arrives): most calls expire before their reply leaves, a few are answered in
+        # time. The count must match what the client got: OK only for a reply received.
+        m0, rej0 = ru.metrics(self.srv), self.n_rejected()
+        body = pb.ValidateVariantRequest(organization_id=E.ORG_A,
+                                         variant_id=E.V_A11).SerializeToString()
+        path = '/catalog.CatalogService/ValidateVariant'
+        raw = ru.RawH2(self.srv.port)
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        n = 10
+        for _ in range(n):
+            sid = raw.next_stream
+            raw.next_stream += 2
+            head = ru.hpack_literal([(':method', 'POST'), (':scheme', 'http'), (':path', path),
+                                     (':authority', '127.0.0.1:%d' % self.srv.port),
+                                     ('content-type', 'application/grpc'), ('te', 'trailers'),
+                                     ('grpc-timeout', '1n')])
+            raw.send(ru.h2_frame(ru.H2_HEADERS, 0x4, sid, head)
+                     + ru.h2_frame(ru.H2_DATA, 0x1, sid, ru.grpc_frame(body)))
+        streams, _ = ru.h2_read_responses(raw, n, timeout=10)
+        self.assertEqual(sum(1 for st in streams.values() if st['ended']), n, streams)
+        answered = sum(1 for st in streams.values()
+                       if ru.grpc_messages(st['data']) and st['rst'] is None)
+        torn = sum(1 for st in streams.values()   # a reply, then the deadline's reset
+                   if ru.grpc_messages(st['data']) and st['rst'] is not None)
+        # A call the core expires before handing it to us is never counted: wait for
+        # all n or for the count to settle.
+        got = self.settled_codes(m0, n)
+        self.assertEqual(set(got) - {'OK', 'DEADLINE_EXCEEDED'}, set(), got)
+        self.assertGreaterEqual(got.get('OK', 0), answered, (got, streams))
+        self.assertLessEqual(got.get('OK', 0), answered + torn,
+                             'expired calls counted OK: %r, clients got %d replies'
+                             % (got, answered))
+        # grpcio with a 100 us deadline: its timer starts before the server's (which
+        # the core rounds up to 1 ms), so a reply the server sent within its deadline
+        # may reach a client that gave up: OK for the server, DEADLINE_EXCEEDED for the
+        # client, inherently. Only check that every call the server counts has a
+        # code of a completed or expired call and none is logged as a bad request.
+        m0 = ru.metrics(self.srv)
+        stub = self.srv.catalog_stub()
+        for _ in range(40):
+            try:
+                stub.ValidateVariant(pb.ValidateVariantRequest.FromString(body), timeout=0.0001)
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), StatusCode.DEADLINE_EXCEEDED)
+        got = self.settled_codes(m0, 40)
+        self.assertLessEqual(sum(got.values()), 40, got)
+        self.assertEqual(set(got) - {'OK', 'DEADLINE_EXCEEDED', 'CANCELLED'}, set(), got)
+        self.assertEqual(self.n_rejected(), rej0, 'an expired call logged as a bad request')
+
+    def test_a_cancel_after_the_whole_request_is_counted_cancelled(self):
+        # The request arrived complete (END_STREAM), the server answered, but the reply
+        # cannot leave (flow-control window 0) when the client resets the stream: the
+        # client never got an answer, so the call is CANCELLED, not OK.
+        m0, rej0 = ru.metrics(self.srv), self.n_rejected()
+        body = pb.ValidateVariantRequest(organization_id=E.ORG_A,
+                                         variant_id=E.V_A11).SerializeToString()
+        raw = ru.RawH2(self.srv.port, settings={4: 0})
+        self.addCleanup(raw.close)
+        raw.settings_ack()
+        n = 10
+        sids = [raw.call('/catalog.CatalogService/ValidateVariant', body) for _ in range(n)]
+        time.sleep(0.5)   # the server handles them; the replies wait for window
+        for sid in sids:
+            self.rst(raw, sid)
+        got = eventually(lambda: (lambda c: c if sum(c.values()) >= n else None)(
+            self.vv_codes(m0)), 10, '%d cancelled calls counted' % n)
+        self.assertEqual(got, {'CANCELLED': n})
+        self.assertEqual(self.n_rejected(), rej0)
         self.assertTrue(self.srv.alive())
 
     def test_a_call_without_a_message_is_still_invalid_argument(self):

@@ -60,7 +60,36 @@ static const char *parse_key(const char *key, size_t n, struct event *ev) {
   return NULL;
 }
 
-/* Number or decimal string; absent or null -> def. */
+/* Skips the digits at s. */
+static const char *skip_digits(const char *s) {
+  while (*s >= '0' && *s <= '9')
+    s++;
+  return s;
+}
+
+/* True if s is one JSON number and nothing else:
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool json_number_text(const char *s) {
+  const char *p = s + (*s == '-');
+  if (*p == '0')
+    p++;
+  else if (*p >= '1' && *p <= '9')
+    p = skip_digits(p);
+  else
+    return false;
+  if (*p == '.') {
+    if (p[1] < '0' || p[1] > '9') return false;
+    p = skip_digits(p + 1);
+  }
+  if (*p == 'e' || *p == 'E') {
+    p += 1 + (p[1] == '+' || p[1] == '-');
+    if (*p < '0' || *p > '9') return false;
+    p = skip_digits(p);
+  }
+  return *p == '\0';
+}
+
+/* Number or decimal string (written as a JSON number); absent or null -> def. */
 static int j_num(json_t *o, const char *k, double def, double *out) {
   json_t *v = json_object_get(o, k);
   if (v == NULL || json_is_null(v)) {
@@ -74,6 +103,7 @@ static int j_num(json_t *o, const char *k, double def, double *out) {
   if (json_is_string(v)) {
     char *e;
     const char *s = json_string_value(v);
+    if (!json_number_text(s)) return -1;
     *out = strtod(s, &e);
     return (e == s || *e || !isfinite(*out)) ? -1 : 0;
   }
@@ -87,9 +117,21 @@ static int j_i32(json_t *o, const char *k, int32_t def, int32_t *out) {
   return 0;
 }
 
-/* Integer or decimal string: 0, -ERANGE outside int64_t, else -1. */
+/* True if s is one or more decimal digits and nothing else, without a
+ * leading zero (but "0"): the contract's int64 as a string. */
+static bool canonical_digits(const char *s) {
+  if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0')) return false;
+  for (; *s; s++)
+    if (*s < '0' || *s > '9') return false;
+  return true;
+}
+
+/* Integer or canonical digit string (see canonical_digits; strtoll alone
+ * took " 50", "+50", "050"): 0, -ERANGE outside int64_t, -ENOENT if
+ * absent, -EINVAL for any other string, -1 for any other type. */
 static int j_i64(json_t *o, const char *k, int64_t *out) {
   json_t *v = json_object_get(o, k);
+  if (v == NULL) return -ENOENT;
   if (json_is_integer(v)) {
     *out = json_integer_value(v);
     return 0;
@@ -97,9 +139,9 @@ static int j_i64(json_t *o, const char *k, int64_t *out) {
   if (json_is_string(v)) {
     char *e;
     const char *s = json_string_value(v);
+    if (!canonical_digits(s)) return -EINVAL;
     errno = 0;
     long long x = strtoll(s, &e, 10);
-    if (e == s || *e) return -1;
     if (errno == ERANGE) return -ERANGE; /* never clamp (issue 11 #7) */
     *out = x;
     return 0;
@@ -233,6 +275,20 @@ static struct cat_hdr *decode_named(json_t *d, const struct event *ev, const cha
   return n ? &n->h : NULL;
 }
 
+/* Copies the C string s into dst (cap > 0 bytes), cut if it must be
+ * between whole UTF-8 characters (s is valid UTF-8: the JSON rules): the
+ * byte after the cut must not be a continuation byte. */
+static void copy_whole_chars(char *dst, size_t cap, const char *s) {
+  size_t n = strlen(s);
+  if (n >= cap) {
+    n = cap - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
 /* Checks the envelope against the key; fills op and version. */
 static const char *check_envelope(json_t *root, struct event *ev) {
   int bad = 0;
@@ -254,13 +310,16 @@ static const char *check_envelope(json_t *root, struct event *ev) {
   else
     return "unknown event_type";
   if (kind != ev->kind) return "event_type does not match the key";
-  if (strcmp(org, ev->org) != 0) return "organization_id does not match the key";
+  if (json_string_length(json_object_get(root, "organization_id")) != strlen(ev->org) ||
+      strcmp(org, ev->org) != 0)
+    return "organization_id does not match the key";
   if (uuid_parse(eid, strlen(eid), id) != 0 || memcmp(id, ev->id, 16) != 0)
     return "entity_id does not match the key";
   int vrc = j_i64(root, "version", &ev->version);
   if (vrc == -ERANGE) return "version out of range";
-  if (vrc != 0 || ev->version <= 0) return "version missing";
-  if (evid) snprintf(ev->event_id, sizeof ev->event_id, "%s", evid);
+  if (vrc == -ENOENT) return "version missing";
+  if (vrc != 0 || ev->version <= 0) return "version is not a positive integer";
+  if (evid) copy_whole_chars(ev->event_id, sizeof ev->event_id, evid);
   return NULL;
 }
 
@@ -282,12 +341,16 @@ int oracle_event_decode(const char *key, size_t keylen, const char *value, size_
     json_t *d = json_object_get(root, "data");
     char idt[UUID_STR_LEN + 1];
     uuid_format(ev->id, idt);
-    const char *dorg = json_string_value(json_object_get(d, "organization_id"));
+    json_t *jorg = json_object_get(d, "organization_id");
+    const char *dorg = json_string_value(jorg);
     const char *did = json_string_value(json_object_get(d, "id"));
     uint8_t x[16];
     if (!json_is_object(d))
       *why = "upsert without a data object";
-    else if (dorg != NULL && strcmp(dorg, ev->org) != 0)
+    else if (jorg != NULL && !json_is_null(jorg) && !json_is_string(jorg))
+      *why = "data organization_id is not a string";
+    else if (dorg != NULL &&
+             (json_string_length(jorg) != strlen(ev->org) || strcmp(dorg, ev->org) != 0))
       *why = "data organization_id differs";
     else if (did != NULL && (uuid_parse(did, strlen(did), x) != 0 || memcmp(x, ev->id, 16) != 0))
       *why = "data id differs from entity_id";

@@ -394,12 +394,12 @@ static void numbers_and_numeric_strings(void **state) {
   (void)state;
   struct cat_variant *v = accept(variant_with(
       ",\"big\":-9223372036854775808,\"tiny\":1e-400,\"r\":[0,-0,0.5e+3,1E2,-0.0]",
-      ",\"cost_price\":\"18.50\",\"tax\":\" 21\",\"weight\":\"0x1p3\",\"dim_length\":5,"
+      ",\"cost_price\":\"18.50\",\"tax\":\"21\",\"weight\":\"-3.25e+1\",\"dim_length\":5,"
       "\"dim_width\":\"1e2\",\"stock_total\":\"12\",\"stock_available\":4.0,"
       "\"stock_reserved\":-0,\"default_max_stock\":2147483647"));
   assert_true(v->cost_price == 18.5);
-  assert_true(v->tax == 21);   /* strtod skips leading blanks, as before */
-  assert_true(v->weight == 8); /* and reads hexadecimal floats */
+  assert_true(v->tax == 21);
+  assert_true(v->weight == -32.5);
   assert_true(v->length == 5);
   assert_true(v->width == 100);
   assert_int_equal(v->stock_total, 12);
@@ -408,14 +408,47 @@ static void numbers_and_numeric_strings(void **state) {
   assert_int_equal(v->max_stock, INT32_MAX);
   model_free(&v->h);
   static const char *const mistyped[] = {
-      ",\"stock_total\":5.5",          ",\"stock_total\":\"5.5\"", ",\"stock_total\":2147483648",
-      ",\"stock_total\":\"1e10\"",     ",\"cost_price\":\"\"",     ",\"cost_price\":\"1 \"",
-      ",\"cost_price\":\"inf\"",       ",\"cost_price\":\"nan\"",  ",\"cost_price\":\"1e999\"",
-      ",\"cost_price\":true",          ",\"cost_price\":[1]",      ",\"track_inventory\":1",
+      ",\"stock_total\":5.5",
+      ",\"stock_total\":\"5.5\"",
+      ",\"stock_total\":2147483648",
+      ",\"stock_total\":\"1e10\"",
+      ",\"cost_price\":\"\"",
+      ",\"cost_price\":\"1 \"",
+      ",\"cost_price\":\"inf\"",
+      ",\"cost_price\":\"nan\"",
+      ",\"cost_price\":\"1e999\"",
+      ",\"cost_price\":true",
+      ",\"cost_price\":[1]",
+      ",\"track_inventory\":1",
       ",\"track_inventory\":\"true\"",
+      /* A numeric string is a JSON number, nothing else: strtod's leniency
+       * (hexadecimal, blanks, a sign, inf/nan, ...) is refused. */
+      ",\"cost_price\":\"0x1p3\"",
+      ",\"cost_price\":\" 21\"",
+      ",\"cost_price\":\"\\t21\"",
+      ",\"cost_price\":\"\\n21\"",
+      ",\"cost_price\":\"+21\"",
+      ",\"cost_price\":\"021\"",
+      ",\"cost_price\":\"21.\"",
+      ",\"cost_price\":\".5\"",
+      ",\"cost_price\":\"1e\"",
+      ",\"cost_price\":\"1e+\"",
+      ",\"cost_price\":\"-inf\"",
+      ",\"cost_price\":\"Infinity\"",
+      ",\"cost_price\":\"NAN\"",
+      ",\"cost_price\":\"1,5\"",
+      ",\"cost_price\":\"0x10\"",
+      ",\"cost_price\":\"-\"",
+      ",\"cost_price\":\"1e5x\"",
+      ",\"stock_total\":\"0x10\"",
+      ",\"stock_total\":\" 12\"",
+      ",\"stock_total\":\"+12\"",
+      ",\"cost_price\":\"\\u0661\"",
   };
   for (size_t i = 0; i < sizeof mistyped / sizeof mistyped[0]; i++)
     reject(variant_with("", mistyped[i]), MISTYPED);
+  reject(variant_json("", "\"0x1p3\""), MISTYPED); /* was applied as 8.0 */
+  reject(variant_json("", "\" 29.99\""), MISTYPED);
   static const char *const not_json[] = {
       ",\"n\":9223372036854775808",
       ",\"n\":-9223372036854775809",
@@ -480,8 +513,9 @@ static void nulls_take_defaults(void **state) {
   reject(variant_with("", ",\"images\":[1]"), MISTYPED);
   reject(variant_with("", ",\"images\":[{\"position\":\"x\"}]"), MISTYPED);
   reject(variant_with("", ",\"images\":[{\"url\":[]}]"), MISTYPED);
-  /* A data organization_id that is not a string is not compared (as before). */
-  model_free(&accept(variant_with("", ",\"organization_id\":7"))->h);
+  /* A data organization_id that is not a string is refused (it used to be
+   * ignored; see data_organization_must_be_the_keys). */
+  reject(variant_with("", ",\"organization_id\":7"), "data organization_id is not a string");
 }
 
 /* Every proper prefix of a valid event is truncated JSON (each decoded
@@ -631,10 +665,55 @@ static void long_event_id_is_truncated(void **state) {
            id);
   assert_int_equal(decode(KEY, buf, &ev, &why), 0);
   assert_int_equal(strlen(ev.event_id), sizeof ev.event_id - 1);
+  /* A long UTF-8 event_id is cut between whole characters (the log line
+   * would otherwise end in half a character). */
+  char utf[512] = "a";
+  for (int i = 0; i < 40; i++)
+    strcat(utf, "\xe2\x82\xac"); /* U+20AC, 3 bytes: 1 + 3k never lands on 63 */
+  snprintf(buf, sizeof buf,
+           "{\"event_id\":\"%s\",\"event_type\":\"variant.deleted\",\"organization_id\":"
+           "\"org_1\",\"entity_id\":\"" VID "\",\"version\":3}",
+           utf);
+  assert_int_equal(decode(KEY, buf, &ev, &why), 0);
+  assert_int_equal(strlen(ev.event_id), 61);
+  assert_memory_equal(ev.event_id, utf, 61);
+  memset(utf, 0, sizeof utf);
+  for (int i = 0; i < 100; i++)
+    strcat(utf, "\xc3\xa9"); /* 2 bytes: 63 would cut one in half */
+  snprintf(buf, sizeof buf,
+           "{\"event_id\":\"%s\",\"event_type\":\"variant.deleted\",\"organization_id\":"
+           "\"org_1\",\"entity_id\":\"" VID "\",\"version\":3}",
+           utf);
+  assert_int_equal(decode(KEY, buf, &ev, &why), 0);
+  assert_int_equal(strlen(ev.event_id), 62);
   /* A rejected upsert's data still has its event_id for the log. */
   assert_int_not_equal(decode(KEY, variant_with("", ",\"vendor\":1"), &ev, &why), 0);
   assert_string_equal(why, MISTYPED);
   assert_string_equal(ev.event_id, "e1");
+}
+
+/* The organization in data must be the key's, as a string: a mistyped
+ * one was ignored; one with a NUL would compare equal up to the NUL. */
+static void data_organization_must_be_the_keys(void **state) {
+  (void)state;
+  static const char *const mistyped[] = {
+      ",\"organization_id\":5",  ",\"organization_id\":true", ",\"organization_id\":[\"org_1\"]",
+      ",\"organization_id\":{}", ",\"organization_id\":0",    ",\"organization_id\":1.5",
+  };
+  for (size_t i = 0; i < sizeof mistyped / sizeof mistyped[0]; i++)
+    reject(variant_with("", mistyped[i]), "data organization_id is not a string");
+  /* null is absent, as for every nullable column; the key's own org applies. */
+  struct cat_variant *v = accept(variant_with("", ",\"organization_id\":null"));
+  model_free(&v->h);
+  v = accept(variant_with("", ",\"organization_id\":\"org_1\""));
+  model_free(&v->h);
+  reject(variant_with("", ",\"organization_id\":\"org_1 \""), "data organization_id differs");
+  /* A NUL (\u0000) in either organization is not JSON to either decoder:
+   * "org_1\0evil" can never pass as org_1. */
+  reject(variant_with("", ",\"organization_id\":\"org_1\\u0000evil\""), NOT_JSON);
+  reject("{\"event_type\":\"variant.deleted\",\"organization_id\":\"org_1\\u0000evil\","
+         "\"entity_id\":\"" VID "\",\"version\":3}",
+         NOT_JSON);
 }
 
 /* ---- Versions: out of int64 range never applies (issue 11 #7) ---- */
@@ -682,13 +761,27 @@ static void version_rejected(const char *v) {
   assert_null(ev.record);
 }
 
-/* The forms a number may take in a decimal string that strtoll reads:
- * leading blanks, a sign, leading zeros. */
+/* version (raw JSON) must be rejected with reason why. */
+static void version_rejected_as(const char *v, const char *want) {
+  struct event ev;
+  const char *why = NULL;
+  if (decode(KEY, delete_with_version(v), &ev, &why) == 0)
+    fail_msg("version %s accepted as %lld", v, (long long)ev.version);
+  if (strcmp(why, want) != 0) fail_msg("version %s rejected as \"%s\", not \"%s\"", v, why, want);
+}
+
+/* The non-canonical forms of a number in a decimal string, all of which
+ * strtoll would read: leading or trailing blanks, a sign, leading zeros.
+ * The contract (int64: digits only) refuses every one. */
+#define N_FORMS 7
 static void version_forms(char out[][96], const char *sign, const char *digits) {
   snprintf(out[0], 96, "\"%s%s\"", sign, digits);
   snprintf(out[1], 96, "\"  %s%s\"", sign, digits);
   snprintf(out[2], 96, "\"\\t%s000%s\"", sign, digits);
   snprintf(out[3], 96, "\"%s0%s\"", sign, digits);
+  snprintf(out[4], 96, "\"%s%s \"", sign, digits);
+  snprintf(out[5], 96, "\"\\n%s%s\"", sign, digits);
+  snprintf(out[6], 96, "\"%s%s\\u0020\"", sign, digits);
 }
 
 static void out_of_range_versions_never_apply(void **state) {
@@ -733,14 +826,49 @@ static void out_of_range_versions_never_apply(void **state) {
   assert_string_equal(why, "version out of range"); /* not "missing": it was there */
   version_applies("9223372036854775807", INT64_MAX);
   version_applies("\"9223372036854775807\"", INT64_MAX);
-  version_applies("\"+0009223372036854775807\"", INT64_MAX);
   version_applies("1", 1);
+  version_applies("\"1\"", 1);
+  version_applies("\"50\"", 50);
+  /* Only digits, as the contract's int64 says: strtoll's leniency (blanks,
+   * a sign, leading zeros) is refused with a reason that says so. */
+  static const char *const loose[] = {
+      "\" 50\"",       "\"+50\"",
+      "\"050\"",       "\"\\t60\"",
+      "\"50 \"",       "\"+0009223372036854775807\"",
+      "\"0x40\"",      "\"5e1\"",
+      "\"50.0\"",      "\"\\u0661\\u0662\"",
+      "\"\"",          "\" \"",
+      "\"1_000\"",     "\"\\u00a050\"",
+      "\"5\\u00000\"",
+  };
+  /* A version that is there but not a positive integer says so; only an
+   * absent one is "missing". */
+  static const char *const not_positive[] = {
+      "-5", "0", "-1", "1e3", "50.0", "true", "false", "null", "[]", "{}", "\"0\"", "\"-5\"", "[1]",
+  };
+  for (size_t i = 0; i < sizeof not_positive / sizeof not_positive[0]; i++)
+    version_rejected_as(not_positive[i], "version is not a positive integer");
+  assert_int_not_equal(decode(KEY,
+                              "{\"event_type\":\"variant.deleted\",\"organization_id\":\"org_1\","
+                              "\"entity_id\":\"" VID "\"}",
+                              &ev, &why),
+                       0);
+  assert_string_equal(why, "version missing");
+  for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+    if (strstr(loose[i], "u0000")) { /* \u0000: not JSON to either decoder */
+      version_rejected(loose[i]);
+      continue;
+    }
+    version_rejected_as(loose[i], "version is not a positive integer");
+  }
 
-  /* Random ones: every positive int64 in every form applies as itself;
-   * every value above INT64_MAX (2^63 .. 2^64-1, and longer digit strings)
-   * in every form, with either sign, is refused. */
+  /* Random ones: every positive int64 applies as itself as a JSON integer
+   * and as a string of its digits, and every other form of it (blanks, a
+   * sign, leading zeros) is refused as not a positive integer; every value
+   * above INT64_MAX (2^63 .. 2^64-1, and longer digit strings) in every
+   * form, with either sign, is refused, as out of range when only digits. */
   uint64_t seed = 0x9e3779b97f4a7c15ULL;
-  char forms[4][96], digits[64], raw[96];
+  char forms[N_FORMS][96], digits[64], raw[96];
   for (int it = 0; it < 400; it++) {
     uint64_t r = prop_next(&seed);
     int64_t in = (int64_t)(r >> (prop_next(&seed) % 63 + 1)); /* 0 .. INT64_MAX, all magnitudes */
@@ -749,11 +877,12 @@ static void out_of_range_versions_never_apply(void **state) {
     snprintf(raw, sizeof raw, "%s", digits);
     version_applies(raw, in);
     version_forms(forms, "", digits);
-    for (int f = 0; f < 4; f++)
-      version_applies(forms[f], in);
+    version_applies(forms[0], in);
+    for (int f = 1; f < N_FORMS; f++)
+      version_rejected_as(forms[f], "version is not a positive integer");
     version_forms(forms, "+", digits);
-    for (int f = 0; f < 4; f++)
-      version_applies(forms[f], in);
+    for (int f = 0; f < N_FORMS; f++)
+      version_rejected_as(forms[f], "version is not a positive integer");
 
     uint64_t big = (1ULL << 63) | prop_next(&seed); /* 2^63 .. 2^64-1 */
     if (it % 2)
@@ -769,9 +898,11 @@ static void out_of_range_versions_never_apply(void **state) {
     static const char *const signs[] = {"", "+", "-"};
     for (int sg = 0; sg < 3; sg++) {
       version_forms(forms, signs[sg], digits);
-      for (int f = 0; f < 4; f++)
+      for (int f = 0; f < N_FORMS; f++)
         version_rejected(forms[f]);
     }
+    snprintf(raw, sizeof raw, "\"%s\"", digits);
+    version_rejected_as(raw, "version out of range");
   }
 }
 
@@ -802,6 +933,7 @@ int main(void) {
       cmocka_unit_test(large_event),
       cmocka_unit_test(long_event_id_is_truncated),
       cmocka_unit_test(out_of_range_versions_never_apply),
+      cmocka_unit_test(data_organization_must_be_the_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
