@@ -43,7 +43,8 @@ struct config {
   int pg_permanent_attempts;    /* exit after this many attempts failing permanently */
   int pg_progress_interval_s;   /* "warm load progress" log period */
   bool replay_allow_incomplete; /* publish a replay of a truncated topic anyway */
-  bool replay_allow_empty;      /* an empty topic is an expected empty catalog */
+  bool allow_empty_catalog;     /* a source with no live entity (empty topic or tables) may
+                                   be served: ALLOW_EMPTY_CATALOG or REPLAY_ALLOW_EMPTY */
   char kafka_bootstrap[1024];
   char kafka_topic[256];
   char kafka_dlq_topic[256];

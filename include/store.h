@@ -135,6 +135,10 @@ const struct cat_hdr *store_txn_get(struct store_txn *t, enum cat_kind kind, con
 /* Number of puts/deletes applied so far in t. */
 size_t store_txn_changes(const struct store_txn *t);
 
+/* Number of live entities (not tombstones, every kind) the state t builds
+ * holds: what its snapshot would serve if committed now. */
+size_t store_txn_live(const struct store_txn *t);
+
 /* Publishes t as the new snapshot and frees what it replaced once no reader
  * can see it (blocks for an RCU grace period). A transaction with no change
  * publishes nothing, except the very first one and a rebuild (an empty

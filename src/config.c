@@ -212,7 +212,11 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   rc =
       rc ?: env_int("WARM_LOAD_PROGRESS_SECONDS", 5, 1, 3600, &c->pg_progress_interval_s, err, cap);
   rc = rc ?: env_bool("REPLAY_ALLOW_INCOMPLETE", false, &c->replay_allow_incomplete, err, cap);
-  rc = rc ?: env_bool("REPLAY_ALLOW_EMPTY", false, &c->replay_allow_empty, err, cap);
+  rc = rc ?: env_bool("ALLOW_EMPTY_CATALOG", false, &c->allow_empty_catalog, err, cap);
+  /* REPLAY_ALLOW_EMPTY: the knob's first name (replay only), still accepted. */
+  bool alias = false;
+  rc = rc ?: env_bool("REPLAY_ALLOW_EMPTY", false, &alias, err, cap);
+  c->allow_empty_catalog |= alias;
   rc = rc
            ?: env_source("KAFKA_BOOTSTRAP_SERVERS", "", c->kafka_bootstrap,
                          sizeof c->kafka_bootstrap, err, cap);

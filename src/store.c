@@ -315,6 +315,13 @@ int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], 
 
 size_t store_txn_changes(const struct store_txn *t) { return t->changes; }
 
+size_t store_txn_live(const struct store_txn *t) {
+  size_t n = 0;
+  for (int k = 0; k < CAT_PRODUCT_VARIANTS; k++)
+    n += t->next.live[k];
+  return n;
+}
+
 uint64_t store_commit(struct store_txn *t) {
   struct store *st = t->st;
   struct snapshot *base = t->base;

@@ -87,6 +87,10 @@ struct consumer {
   int state;                  /* what the "kafka" condition says (enum feed_state) */
   int64_t state_ms;           /* when the current state was last logged */
   int history;                /* what the "replay" condition says (enum history_state) */
+  const char *history_level;  /* ... at this level (a literal; NULL: no condition) */
+  char history_msg[512];      /* ... with this text (restored after an empty-catalog refusal) */
+  bool empty_refused;         /* the caught-up replay holds no live entity: not published */
+  int64_t empty_logged_ms;    /* when that was last logged */
   char *secrets[MAX_SECRETS]; /* values of secret properties, scrubbed from text */
   int nsecrets;
 };
@@ -546,6 +550,8 @@ static int topic_compacted(struct consumer *c, char *why, size_t cap) {
 static void history_state(struct consumer *c, int state, const char *level, const char *msg) {
   conditions_set(c->conds, "replay", msg ? level : NULL, msg);
   c->history = state;
+  c->history_level = msg ? level : NULL;
+  snprintf(c->history_msg, sizeof c->history_msg, "%s", msg ? msg : "");
 }
 
 /* Refreshes every partition's watermarks (start of a replay: the catch-up
@@ -573,34 +579,16 @@ static int refresh_watermarks(struct consumer *c) {
 int consumer_check_history(struct consumer *c) {
   char first[512] = "", msg[512], why[256];
   size_t o = 0;
-  int64_t total = 0;
   int rc = refresh_watermarks(c);
   if (rc != 0) return rc;
   for (int i = 0; i < c->nparts; i++) {
     const struct part *p = &c->parts[i];
-    total += p->hw0;
     if (p->lo0 > 0 && o < sizeof first)
       o += (size_t)snprintf(first + o, sizeof first - o, "%s%d@%lld", o ? "," : "", p->id,
                             (long long)p->lo0);
   }
-  if (total == 0) { /* nothing was ever written: an empty catalog */
-    if (c->cfg->replay_allow_empty) {
-      if (c->history != HIST_OK) log_info("replaying an empty topic (REPLAY_ALLOW_EMPTY=true)");
-      history_state(c, HIST_OK, NULL, NULL);
-      return 0;
-    }
-    if (c->history != HIST_REFUSED)
-      log_error("replay refused: the topic is empty", LF_S("topic", c->cfg->kafka_topic),
-                LF_S("brokers", c->cfg->kafka_bootstrap),
-                LF_S("fix", "check KAFKA_TOPIC, or set REPLAY_ALLOW_EMPTY=true if an empty "
-                            "catalog is expected; catalogd serves once events arrive"));
-    snprintf(msg, sizeof msg,
-             "topic %s is empty: not serving an empty catalog (set REPLAY_ALLOW_EMPTY=true if "
-             "that is expected)",
-             c->cfg->kafka_topic);
-    history_state(c, HIST_REFUSED, "error", msg);
-    return -EAGAIN;
-  }
+  /* An empty topic (total == 0) is replayed: the caught-up state is then
+   * refused as an empty catalog (replay_publishable), whatever made it empty. */
   if (o == 0) {
     history_state(c, HIST_OK, NULL, NULL);
     return 0;
@@ -897,6 +885,65 @@ static bool handle(struct consumer *c, struct store *st, struct batch *b,
   return false;
 }
 
+/* May the caught-up state t of a replay, built from events messages of
+ * which rejected were rejected, be published? Not if it holds no live
+ * entity (an empty topic; every event rejected: KAFKA_TOPIC is probably
+ * another service's topic; only deletes and tombstones) unless
+ * ALLOW_EMPTY_CATALOG: catalogd would be Ready on an empty catalog. A refusal
+ * is logged at error (again every RELOG_MS while it lasts) and shown in the
+ * "replay" condition with the counts; the caller keeps reading and asks
+ * again. Once the state holds entities the condition goes back to what the
+ * history check said. */
+static bool replay_publishable(struct consumer *c, struct store_txn *t, size_t events,
+                               uint64_t rejected) {
+  char msg[512];
+  const char *topic = c->cfg->kafka_topic;
+  if (store_txn_live(t) > 0 || c->cfg->allow_empty_catalog) {
+    if (store_txn_live(t) == 0)
+      log_info("replayed an empty catalog (ALLOW_EMPTY_CATALOG=true)", LF_S("topic", topic),
+               LF_I("events", events), LF_I("rejected", rejected));
+    if (c->empty_refused)
+      conditions_set(c->conds, "replay", c->history_level,
+                     c->history_level ? c->history_msg : NULL);
+    c->empty_refused = false;
+    return true;
+  }
+  int64_t now = clock_mono_ms();
+  bool again = !c->empty_refused || now - c->empty_logged_ms > RELOG_MS;
+  if (events == 0) {
+    snprintf(msg, sizeof msg,
+             "topic %.150s is empty: not serving an empty catalog (check KAFKA_TOPIC; set "
+             "ALLOW_EMPTY_CATALOG=true if an empty catalog is expected)",
+             topic);
+    if (again)
+      log_error("replay refused: the topic is empty", LF_S("topic", topic),
+                LF_S("brokers", c->cfg->kafka_bootstrap),
+                LF_S("fix", "check KAFKA_TOPIC, or set ALLOW_EMPTY_CATALOG=true if an empty "
+                            "catalog is expected; catalogd serves once events arrive"));
+  } else {
+    const char *cause = rejected == events
+                            ? "every event was rejected: KAFKA_TOPIC is probably not the "
+                              "catalog's change topic"
+                            : "the events were rejected or delete every entity they create: "
+                              "check KAFKA_TOPIC";
+    snprintf(msg, sizeof msg,
+             "replay of topic %.120s read %zu events (%llu rejected) and holds no live entity: "
+             "not serving an empty catalog; %s (set ALLOW_EMPTY_CATALOG=true if an empty catalog "
+             "is expected)",
+             topic, events, (unsigned long long)rejected, cause);
+    if (again)
+      log_error("replay refused: the replayed catalog is empty", LF_S("topic", topic),
+                LF_S("brokers", c->cfg->kafka_bootstrap), LF_I("events", events),
+                LF_I("rejected", rejected), LF_S("cause", cause),
+                LF_S("fix", "check KAFKA_TOPIC, or set ALLOW_EMPTY_CATALOG=true if an empty "
+                            "catalog is expected; catalogd serves once the state holds entities"));
+  }
+  conditions_set(c->conds, "replay", "error", msg);
+  if (again) c->empty_logged_ms = now;
+  c->empty_refused = true;
+  return false;
+}
+
 static bool all_caught(struct consumer *c) {
   bool all = c->nparts > 0;
   pthread_mutex_lock(&c->mu);
@@ -951,7 +998,9 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
   int64_t t_start = clock_mono_ms(), next_refresh = t_start + REFRESH_MS;
   int64_t next_progress = t_start + PROGRESS_MS;
   size_t replayed = 0;
+  uint64_t rejected0 = c->rejected_logged; /* rejections before this replay */
   if (replay) {
+    c->empty_refused = false;
     if (start_replay(c) != 0) return 0;
     t_start = clock_mono_ms(), next_progress = t_start + PROGRESS_MS;
     replay_progress(c, 0, 0, false);
@@ -974,12 +1023,15 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
     if (c->applied != applied) stamp_applied(c);
     int64_t now = clock_mono_ms();
     if (catching && !lost) {
-      if (now >= next_progress) {
+      if (now >= next_progress && !c->empty_refused) {
         replay_progress(c, replayed, (double)(now - t_start) / 1e3, true);
         next_progress = now + PROGRESS_MS;
       }
-      if (all_caught(c)) {
-        if (b.t == NULL) b.t = store_begin(st); /* an allowed empty topic still publishes */
+      /* Caught up: publish, unless the state is an empty catalog (then
+       * read on, and ask again whenever messages arrive). */
+      bool done = all_caught(c) && (n > 0 || !c->empty_refused);
+      if (done && b.t == NULL) b.t = store_begin(st); /* every event may have been rejected */
+      if (done && replay_publishable(c, b.t, replayed, c->rejected_logged - rejected0)) {
         double s = (double)(now - t_start) / 1e3;
         publish(c, &b);
         replay_progress(c, replayed, s, false);

@@ -59,7 +59,10 @@ int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *
  * starts every partition at the beginning, keeps one transaction until the
  * high watermarks seen at start are reached, publishes it (clearing any
  * lost-position flags: it is a whole state), then calls on_ready (may be
- * NULL). Otherwise starts at the marked offsets and publishes every
+ * NULL). A caught-up state with no live entity (empty topic, every event
+ * rejected, only deletes) is not published unless ALLOW_EMPTY_CATALOG:
+ * logged at error, condition "replay"; reading goes on and it is published
+ * once it holds an entity. Otherwise starts at the marked offsets and publishes every
  * SYNC_MAX_BATCH_EVENTS / SYNC_MAX_BATCH_MS. Returns 0 once stopped, or
  * CONSUMER_LOST after a partition's position was deleted by retention
  * (logged, flagged, what was applied before it published; a replay still
@@ -69,8 +72,10 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
 
 /* Can a replay of the topic be published? 0 if every partition starts at
  * offset 0, the topic is compacted (cleanup.policy has compact and not
- * delete), or REPLAY_ALLOW_INCOMPLETE / REPLAY_ALLOW_EMPTY say so (logged
- * loudly, condition "replay" at warn). -EAGAIN if not (logged at error with
+ * delete), or REPLAY_ALLOW_INCOMPLETE says so (logged loudly, condition
+ * "replay" at warn). An empty topic passes here: consumer_run refuses its
+ * caught-up state as an empty catalog, like any replay that ends with no
+ * live entity. -EAGAIN if not (logged at error with
  * the partitions and their first offsets, condition "replay" at error);
  * -ENOENT/-EIO if the topic is missing or the broker unreachable;
  * -ECANCELED on stop. Needs the partitions known (consumer_run did it). */

@@ -358,15 +358,31 @@ static const char *message_sqlstate(const char *msg, char out[6]) {
  *    lc_messages; its class decides, as for a query.
  *  - PQconnectionNeedsPassword(): the server wants a password and the URL
  *    has none. Permanent.
+ *  - at_start: the connection was already CONNECTION_BAD when
+ *    PQconnectStartParams returned, before any poll. libpq checked the
+ *    options there (a bad sslmode or target_session_attrs, port=abc, a port
+ *    out of range, more ports than hosts, a bad hostaddr): a configuration
+ *    error, permanent (-EINVAL). But that first step also resolves host
+ *    names and tries a Unix socket, and those failures are the network's
+ *    (a DNS blip, PostgreSQL not started yet): verified with libpq 15, they
+ *    are the ones whose message names a host being tried ("could not
+ *    translate host name", "connection to server ..."), and they stay
+ *    transient like the next case. catalogd never calls setlocale(), so
+ *    libpq's messages are its untranslated ones. (An integer option libpq
+ *    parses only once a socket exists, e.g. keepalives=abc, carries that
+ *    prefix too, so it stays transient: loud at warn, never an exit.)
  *  - else no server answered (refused, unreachable, name resolution, TLS,
  *    timeouts): transient, the network or the server may come back.
  * The message passes through fail(), which masks the URL's secrets.
  */
-static int conn_failed(struct load *L) {
+static int conn_failed(struct load *L, bool at_start) {
   char state[6];
   const char *msg = PQerrorMessage(L->conn);
   const char *s = message_sqlstate(msg, state);
   if (s != NULL) return fail(L, -ECONNREFUSED, sqlstate_permanent(s), s, "connecting: %s", msg);
+  if (at_start && strstr(msg, "could not translate host name") == NULL &&
+      strstr(msg, "connection to server") == NULL && strstr(msg, "out of memory") == NULL)
+    return fail(L, -EINVAL, true, NULL, "DATABASE_URL refused by libpq before connecting: %s", msg);
   if (PQconnectionNeedsPassword(L->conn))
     return fail(L, -ECONNREFUSED, true, NULL,
                 "connecting: the server requires a password and DATABASE_URL has none");
@@ -472,14 +488,16 @@ static int connect_db(struct load *L) {
   L->conn = PQconnectStartParams(keys, vals, 1);
   if (L->conn == NULL) return fail(L, -ECONNREFUSED, false, NULL, "connecting: out of memory");
   PQsetErrorVerbosity(L->conn, PQERRORS_VERBOSE); /* before the startup packet: conn_failed() */
+  if (PQstatus(L->conn) == CONNECTION_BAD) return conn_failed(L, true); /* options refused? */
   PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
   while (ps != PGRES_POLLING_OK) {
-    if (ps == PGRES_POLLING_FAILED || PQstatus(L->conn) == CONNECTION_BAD) return conn_failed(L);
+    if (ps == PGRES_POLLING_FAILED || PQstatus(L->conn) == CONNECTION_BAD)
+      return conn_failed(L, false);
     int rc = wait_io(L, ps == PGRES_POLLING_READING ? POLLIN : POLLOUT);
     if (rc != 0) return rc;
     ps = PQconnectPoll(L->conn);
   }
-  if (PQsetnonblocking(L->conn, 1) != 0) return conn_failed(L);
+  if (PQsetnonblocking(L->conn, 1) != 0) return conn_failed(L, false);
   return 0;
 }
 

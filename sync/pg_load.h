@@ -35,7 +35,8 @@ struct pgload_stats {
   double seconds;
   /* Why an attempt failed (pgload_run < 0, not -ECANCELED): */
   bool permanent;   /* retrying cannot help (auth, missing database or table, permissions,
-                       data PostgreSQL cannot convert, an unparseable DATABASE_URL) */
+                       data PostgreSQL cannot convert, an unparseable DATABASE_URL or
+                       an option libpq refuses before connecting) */
   char sqlstate[6]; /* the server's SQLSTATE, "" when there is none */
   char reason[512]; /* one line for operators; never holds a secret of the URL */
 };
@@ -47,7 +48,8 @@ struct pgload *pgload_new(const char *url);
  * transaction and puts the records into t. Bad rows are skipped, counted
  * and logged (the first few). Logs "warm load progress" every
  * o->progress_interval_s. Returns 0, or:
- *   -EINVAL        url is not a valid libpq connection string (permanent)
+ *   -EINVAL        url is not a valid libpq connection string, or libpq refused
+ *                  one of its options before connecting (permanent)
  *   -ECONNREFUSED  could not connect (st says why and whether permanent)
  *   -EIO           a query or COPY failed (st says why, with the SQLSTATE)
  *   -ETIMEDOUT     PostgreSQL sent nothing for o->stall_timeout_s (transient)

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pg_load.h"
+#include "pg_redact.h"
 #include "store.h"
 #include "strbuf.h"
 #include "xalloc.h"
@@ -127,13 +128,37 @@ static void report_pg_failure(struct sync *s, const struct pgload_stats *st, int
   conditions_set(s->d.conditions, "postgres", "error", cond);
 }
 
+/* Says that a warm load succeeded but holds no live entity (empty tables:
+ * a schema-only or wrong-but-existing database, every row skipped), in the
+ * log and in the "postgres" condition at error. Not a permanent failure:
+ * the tables may be filled later. The database is named as
+ * pg_redact_conninfo shows it (no secret). */
+static void report_empty_load(struct sync *s, const struct pgload_stats *st, int attempt,
+                              long retry_ms) {
+  char db[512], cond[800];
+  pg_redact_conninfo(s->cfg.database_url, db, sizeof db);
+  log_error("warm load found an empty catalog; will retry", LF_S("database", db),
+            LF_I("attempt", attempt), LF_I("rows", st->rows), LF_I("skipped", st->skipped),
+            LF_I("retry_ms", retry_ms),
+            LF_S("fix", "check that DATABASE_URL names the catalog database and its tables are "
+                        "filled; set ALLOW_EMPTY_CATALOG=true if an empty catalog is expected"));
+  snprintf(cond, sizeof cond,
+           "warm load of %.400s found an empty catalog (%zu rows read, %zu skipped): not serving "
+           "it; check DATABASE_URL (set ALLOW_EMPTY_CATALOG=true if an empty catalog is "
+           "expected)",
+           db, st->rows, st->skipped);
+  conditions_set(s->d.conditions, "postgres", "error", cond);
+}
+
 /* Warm load with retries; returns 0 once published, -ECANCELED on stop or
  * after giving up. Transient failures (PostgreSQL down, a stall, a dropped
  * connection) are retried for ever with capped exponential backoff;
  * permanent ones (pgload_stats.permanent) too, but after
  * PG_PERMANENT_ERROR_ATTEMPTS of them in a row before the first publish the
  * process exits with 3 (on_fatal), so Kubernetes shows the failure instead
- * of an unready pod. */
+ * of an unready pod. A load that holds no live entity is not published
+ * (unless ALLOW_EMPTY_CATALOG): retried like a transient failure, never
+ * counted as permanent (the tables may be filled later). */
 static int load_postgres(struct sync *s) {
   long backoff_ms = 100, cap_ms = s->cfg.pg_retry_max_s * 1000L;
   /* Exit only before the first publish: a replica re-syncing after a lost
@@ -150,7 +175,8 @@ static int load_postgres(struct sync *s) {
     log_info("warm load starting", LF_I("attempt", attempt));
     int rc = pgload_run(s->pg, &o, t, &st);
     if (rc == 0 && s->consumer) rc = consumer_load_deletes(s->consumer, t, &s->stop);
-    if (rc == 0) {
+    bool empty = rc == 0 && store_txn_live(t) == 0 && !s->cfg.allow_empty_catalog;
+    if (rc == 0 && !empty) {
       metrics_add(s->d.metrics, MC_PG_ROWS, st.rows);
       metrics_add(s->d.metrics, MC_PG_ROWS_SKIPPED, st.skipped);
       metrics_add(s->d.metrics, MC_PG_LOAD_NS, (uint64_t)(st.seconds * 1e9));
@@ -163,8 +189,11 @@ static int load_postgres(struct sync *s) {
     }
     store_abort(t); /* a partial load is never published */
     if (rc == -ECANCELED) return rc;
-    permanent = st.permanent ? permanent + 1 : 0;
-    report_pg_failure(s, &st, attempt, permanent, max, backoff_ms);
+    permanent = st.permanent && !empty ? permanent + 1 : 0;
+    if (empty)
+      report_empty_load(s, &st, attempt, backoff_ms);
+    else
+      report_pg_failure(s, &st, attempt, permanent, max, backoff_ms);
     if (permanent >= max) {
       if (s->d.on_fatal) s->d.on_fatal(s->d.arg, 3);
       return -ECANCELED;

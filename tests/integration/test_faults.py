@@ -238,7 +238,7 @@ class BrokerFaultsTest(unittest.TestCase):
         # The topic is empty at start: an expected empty catalog (issue 11 #5).
         srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': km.bootstrap,
                                 'KAFKA_DLQ_TOPIC': dlq, 'SYNC_MAX_BATCH_MS': '5',
-                                'REPLAY_ALLOW_EMPTY': 'true'})
+                                'ALLOW_EMPTY_CATALOG': 'true'})
         self.addCleanup(srv.close)
         srv.wait_serving(30)
         vid = '22222222-0000-4000-8000-0000000000e1'

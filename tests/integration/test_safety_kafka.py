@@ -6,8 +6,11 @@ itself, and never leaks a Kafka secret.
   ReplayTrustTest   (#4) a replay over a topic whose oldest data was deleted stays
                     NOT_SERVING (condition "replay") unless REPLAY_ALLOW_INCOMPLETE=true;
                     (#5) a missing topic is reported by name and broker list, never
-                    created, NOT_SERVING until it exists; an empty topic is NOT_SERVING
-                    unless REPLAY_ALLOW_EMPTY=true; (#12) an unreachable broker is named
+                    created, NOT_SERVING until it exists; a replay that ends with no live
+                    entity (an empty topic, another service's topic whose every event is
+                    rejected, only deletes) is NOT_SERVING (condition "replay" with the
+                    counts) until an entity arrives, unless ALLOW_EMPTY_CATALOG=true (or its
+                    alias REPLAY_ALLOW_EMPTY); (#12) an unreachable broker is named
                     with librdkafka's error (condition "kafka"), cleared once reachable;
                     (#3, replay) a lost position with a truncated history: the condition
                     stays and says why, /readyz still serving.
@@ -182,15 +185,67 @@ class ReplayTrustTest(unittest.TestCase):
         eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
         stays_not_serving(self, srv, 1.5)
         self.assertTrue(logs_with(srv, 'replay refused: the topic is empty'), srv.tail())
-        self.assertIn('REPLAY_ALLOW_EMPTY', condition(srv, 'replay')['message'])
+        self.assertIn('ALLOW_EMPTY_CATALOG', condition(srv, 'replay')['message'])
         self.assertEqual(srv.stop(), 0)
-        srv = harness.Catalogd(feed_env(km, REPLAY_ALLOW_EMPTY='true'))
+        srv = harness.Catalogd(feed_env(km, ALLOW_EMPTY_CATALOG='true'))
         self.addCleanup(srv.close)
         srv.wait_serving(20)
         self.assertIsNone(condition(srv, 'replay'))
         # Events produced later arrive as usual.
         ru.produce(km, base_events(2))
         eventually(lambda: sku_of(srv, V[0]) == 'V0-1', 20, 'event after start')
+        self.assertEqual(srv.stop(), 0)
+
+    def test_f_foreign_topic_is_not_served_as_an_empty_catalog(self):
+        # KAFKA_TOPIC points at another service's topic: every event is rejected.
+        km = kafka.KafkaMock(partitions=2)
+        self.addCleanup(km.stop)
+        ru.produce(km, [(i % 2, 'order/%d' % i, '{"order_id":%d}' % i) for i in range(30)])
+        srv = harness.Catalogd(feed_env(km))
+        self.addCleanup(srv.close)
+        srv.wait_listening(10)
+        c = eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
+        stays_not_serving(self, srv, 1.5)
+        self.assertEqual(c['level'], 'error')
+        self.assertIn('30 events (30 rejected)', c['message'])
+        self.assertIn('KAFKA_TOPIC', c['message'])
+        self.assertEqual(readyz(srv)[0], 503)
+        lines = logs_with(srv, 'replay refused: the replayed catalog is empty')
+        self.assertTrue(lines, srv.tail())
+        self.assertEqual((lines[0]['level'], lines[0]['events'], lines[0]['rejected']),
+                         ('error', 30, 30))
+        self.assertIn('KAFKA_TOPIC', lines[0]['cause'])
+        # Catalog events arriving later make it a catalog: served, condition cleared.
+        ru.produce(km, base_events(2))
+        srv.wait_serving(30)
+        self.assertEqual(sku_of(srv, V[1]), 'V1-1')
+        self.assertIsNone(condition(srv, 'replay'))
+        self.assertEqual(srv.stop(), 0)
+
+    def test_g_deletes_only_topic_is_not_served_unless_allowed(self):
+        # Every entity created is deleted again (versioned deletes and Kafka tombstones).
+        km = kafka.KafkaMock(partitions=2)
+        self.addCleanup(km.stop)
+        dels = [(0,) + kafka.deleted(ORG, 'product', P1, 2)]
+        dels += [(i % 2,) + (kafka.deleted(ORG, 'variant', v, 2) if i % 2 else
+                             kafka.tombstone(ORG, 'variant', v)) for i, v in enumerate(V)]
+        ru.produce(km, base_events(2) + dels)
+        srv = harness.Catalogd(feed_env(km))
+        self.addCleanup(srv.close)
+        srv.wait_listening(10)
+        c = eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
+        stays_not_serving(self, srv, 1.5)
+        self.assertEqual(c['level'], 'error')
+        self.assertIn('14 events (0 rejected)', c['message'])
+        self.assertTrue(logs_with(srv, 'replay refused: the replayed catalog is empty'),
+                        srv.tail())
+        self.assertEqual(srv.stop(), 0)
+        # REPLAY_ALLOW_EMPTY, the knob's first name, still allows it.
+        srv = harness.Catalogd(feed_env(km, REPLAY_ALLOW_EMPTY='true'))
+        self.addCleanup(srv.close)
+        srv.wait_serving(20)
+        self.assertIsNone(condition(srv, 'replay'))
+        self.assertIsNone(sku_of(srv, V[0]))
         self.assertEqual(srv.stop(), 0)
 
     def test_d_unreachable_broker_is_named_and_cleared(self):

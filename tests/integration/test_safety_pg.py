@@ -10,8 +10,12 @@ fix, and show progress on a long start-up.
                    invalid UTF-8 is skipped and counted
   RedactionTest    DATABASE_URL passwords in every libpq form never reach stdout/stderr
   PermanentErrorTest  wrong database, missing table, no SELECT permission, wrong
-                   password: error log with SQLSTATE, /readyz names it, exit 3 after
-                   PG_PERMANENT_ERROR_ATTEMPTS; PostgreSQL down keeps retrying at warn
+                   password, a DATABASE_URL option libpq rejects before connecting
+                   (sslmode=requre, port=abc): error log (with SQLSTATE if any), /readyz names it, exit 3 after
+                   PG_PERMANENT_ERROR_ATTEMPTS; PostgreSQL down keeps retrying at warn;
+                   empty tables (schema only) are not served: error log naming the
+                   database, condition "postgres", retried without ever exiting, served once
+                   filled, or at once with ALLOW_EMPTY_CATALOG=true
 """
 import json
 import os
@@ -408,6 +412,8 @@ class PermanentErrorTest(unittest.TestCase):
             pg.psql('CREATE DATABASE missing_table')
             psql_db(pg, 'missing_table', harness.SCHEMA_SQL)
             psql_db(pg, 'missing_table', 'DROP TABLE product_collections')
+            pg.psql('CREATE DATABASE schema_only')
+            psql_db(pg, 'schema_only', harness.SCHEMA_SQL)
             pg.psql("CREATE ROLE noselect LOGIN")
             pg.psql("SET password_encryption = 'scram-sha-256'; "
                     "CREATE ROLE pwuser LOGIN SUPERUSER PASSWORD 'right-pass-1'")
@@ -478,6 +484,72 @@ class PermanentErrorTest(unittest.TestCase):
         self.addCleanup(srv.close)
         srv.wait_serving(30)
         self.assertNotIn('right-pass-1', srv.raw_stdout() + srv.raw_stderr())
+        self.assertEqual(srv.stop(), 0)
+
+    def test_option_rejected_before_connecting_is_permanent(self):
+        # libpq parses these URLs but refuses them before any network activity: retrying
+        # cannot help. (Before: warn, retried for ever, never exit 3.)
+        for url, word in ((self.base(password='right-pass-1') + '?sslmode=requre', 'sslmode'),
+                          ('host=127.0.0.1 port=abc dbname=postgres user=postgres', 'port')):
+            srv = harness.Catalogd({'DATABASE_URL': url, 'PG_PERMANENT_ERROR_ATTEMPTS': '2',
+                                    'PG_RETRY_MAX_SECONDS': '1'})
+            self.addCleanup(srv.close)
+            try:
+                rc = srv.wait_exit(30)
+            except TimeoutError:
+                self.fail('%s: still running after 2 permanent failures\n%s' % (url, srv.tail()))
+            self.assertEqual(rc, 3, srv.tail())
+            self.assertFalse(logs_with(srv, 'warm load failed; will retry'), srv.tail())
+            failed = logs_with(srv, 'warm load failed: postgres refuses it; giving up')
+            self.assertEqual(len(failed), 1, srv.tail())
+            self.assertEqual(failed[0]['level'], 'error')
+            self.assertIn(word, failed[0]['error'])
+            self.assertNotIn('right-pass-1', srv.raw_stdout() + srv.raw_stderr())
+        # Failures libpq also reports before polling, but from the network (name
+        # resolution, a missing Unix socket), stay transient.
+        for url in ('postgresql://postgres@nonexistent-host.invalid/x',
+                    'host=/nonexistent-socket-dir dbname=x user=postgres'):
+            srv = harness.Catalogd({'DATABASE_URL': url, 'PG_PERMANENT_ERROR_ATTEMPTS': '2',
+                                    'PG_RETRY_MAX_SECONDS': '1'})
+            self.addCleanup(srv.close)
+            eventually(lambda: len(logs_with(srv, 'warm load failed; will retry')) >= 3, 30,
+                       '%s: three transient failures' % url)
+            self.assertTrue(srv.alive(), srv.tail())
+            self.assertEqual(pg_condition(srv)[0]['level'], 'warn')
+            self.assertEqual(srv.stop(), 0)
+
+    def test_empty_tables_are_not_served_until_filled(self):
+        url = self.base(user='pwuser', password='right-pass-1', db='schema_only')
+        # Expected empty: served at once.
+        srv = harness.Catalogd({'DATABASE_URL': url, 'ALLOW_EMPTY_CATALOG': 'true'})
+        self.addCleanup(srv.close)
+        srv.wait_serving(30)
+        self.assertEqual(pg_condition(srv), [])
+        self.assertEqual(srv.stop(), 0)
+        # Not expected: retried (more attempts than PG_PERMANENT_ERROR_ATTEMPTS, no exit).
+        srv = harness.Catalogd({'DATABASE_URL': url, 'PG_PERMANENT_ERROR_ATTEMPTS': '2',
+                                'PG_RETRY_MAX_SECONDS': '1'})
+        self.addCleanup(srv.close)
+        msg = 'warm load found an empty catalog; will retry'
+        eventually(lambda: len(logs_with(srv, msg)) >= 4, 30, 'four empty loads')
+        self.assertTrue(srv.alive(), srv.tail())
+        self.assertEqual(srv.health_check(), harness.NOT_SERVING)
+        line = logs_with(srv, msg)[0]
+        self.assertEqual(line['level'], 'error')
+        self.assertIn("dbname='schema_only'", line['database'])
+        self.assertNotIn('right-pass-1', srv.raw_stdout() + srv.raw_stderr())
+        status, _ = readyz(srv)
+        self.assertEqual(status, 503)
+        conds = pg_condition(srv)
+        self.assertEqual(len(conds), 1)
+        self.assertEqual(conds[0]['level'], 'error')
+        self.assertIn('empty', conds[0]['message'])
+        self.assertIn('ALLOW_EMPTY_CATALOG', conds[0]['message'])
+        self.assertFalse(logs_with(srv, 'warm load failed: postgres refuses it; giving up'))
+        # Filled later: served, condition cleared.
+        psql_db(self.pg, 'schema_only', harness.SEED_SQL)
+        srv.wait_serving(30)
+        self.assertEqual(pg_condition(srv), [])
         self.assertEqual(srv.stop(), 0)
 
     def test_postgres_down_keeps_retrying_at_warn(self):
