@@ -133,19 +133,24 @@ struct named_fields {
  * Builders. Each validates what the schema promises (UUIDs parse, required
  * fields present, org non-empty and at most CAT_ORG_MAX bytes) and returns a
  * new record, or NULL with *why set to a static description of the first
- * violation. The caller owns the record and frees it with model_free(),
- * unless it hands it to the store, which then owns it.
+ * violation. NULL means a schema violation and nothing else: running out of
+ * memory aborts the process (xalloc.h), so a caller may treat NULL as a bad
+ * row or event without ever dropping a good one. The caller owns the record
+ * and frees it with model_free(), unless it hands it to the store, which
+ * then owns it.
  */
 struct cat_variant *model_variant_new(const struct variant_fields *f, const char **why);
 struct cat_product *model_product_new(const struct product_fields *f, const char **why);
 struct cat_named *model_named_new(enum cat_kind kind, const struct named_fields *f,
                                   const char **why);
 
-/* A tombstone for (kind, id, org) at version; NULL on a bad id or org. */
+/* A tombstone for (kind, id, org) at version; NULL only if orglen is 0 or
+ * over CAT_ORG_MAX (out of memory aborts). */
 struct cat_hdr *model_tombstone_new(enum cat_kind kind, const uint8_t id[16], const char *org,
                                     size_t orglen, int64_t version);
 
-/* An id list for product (id, org) with room for cap ids, n = 0. */
+/* An id list for product (id, org) with room for cap ids, n = 0; NULL only
+ * if orglen is 0 or over CAT_ORG_MAX (out of memory aborts). */
 struct cat_idlist *model_idlist_new(const uint8_t id[16], const char *org, size_t orglen,
                                     uint32_t cap);
 

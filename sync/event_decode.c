@@ -15,7 +15,7 @@
  * applied them to its DOM, so a rejected message gets the same reason as
  * before (any JSON error first, then the envelope, then data). All memory is
  * one scratch area sized from the message length: on the stack for usual
- * events, one malloc for large ones. tests/oracle keeps the jansson decoder;
+ * events, one xmalloc for large ones. tests/oracle keeps the jansson decoder;
  * the unit tests and the fuzz target require both to agree.
  */
 #include "event_decode.h"
@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "json_scan.h"
+#include "xalloc.h"
 
 /* Messages up to about 2 KiB are decoded without any allocation. */
 #define SCRATCH_LOCAL 32768
@@ -417,7 +418,9 @@ static int scan_value(struct dec *d) {
 
 /* decode_variant, decode_product, decode_named: build the record from the
  * data slots (id is the key's id as text). Return it (owned by the caller)
- * or NULL with *why set: a mistyped field, or what the builder refused. */
+ * or NULL with *why set: a mistyped field, or the schema rule the builder
+ * found broken (builders abort on out of memory: a good event is never
+ * rejected for want of memory). */
 static struct cat_hdr *decode_variant(const struct msg *m, const struct event *ev, const char *id,
                                       const char **why) {
   const struct jscan_value *d = m->data;
@@ -603,11 +606,11 @@ int event_decode(const char *key, size_t keylen, const char *value, size_t value
     return 0;
   }
   size_t need = scratch_layout(valuelen, &keys_cap, &items_cap, &str_cap);
-  if (need == 0 || need > sizeof local) scratch = need ? malloc(need) : NULL;
-  if (scratch == NULL) {
+  if (need == 0) { /* its size does not fit in size_t */
     *why = "value too large to decode";
     return -EINVAL;
   }
+  if (need > sizeof local) scratch = xmalloc(need); /* aborts: never a rejected good event */
   if (scan(&d, value, valuelen, scratch) < 0)
     *why = "value is not valid JSON";
   else if ((*why = check_envelope(&d.m, ev)) == NULL && ev->op == EVENT_UPSERT)
