@@ -340,6 +340,25 @@ struct cat_idlist *model_idlist_new(const uint8_t id[16], const char *org, size_
   return l;
 }
 
+/* The one list of entity kind names (model_kind_name, model_kind_parse). */
+static const char *const kind_names[CAT_ENTITY_KINDS] = {
+    [CAT_VARIANT] = "variant", [CAT_PRODUCT] = "product",       [CAT_BRAND] = "brand",
+    [CAT_TAG] = "tag",         [CAT_COLLECTION] = "collection",
+};
+
+const char *model_kind_name(enum cat_kind kind) {
+  return (unsigned)kind < CAT_ENTITY_KINDS ? kind_names[kind] : "?";
+}
+
+int model_kind_parse(const char *s, size_t n, enum cat_kind *out) {
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+    if (strlen(kind_names[k]) == n && memcmp(kind_names[k], s, n) == 0) {
+      *out = (enum cat_kind)k;
+      return 0;
+    }
+  return -1;
+}
+
 void model_free(struct cat_hdr *h) {
   if (h == NULL) return;
   if (h->kind == CAT_PRODUCT_VARIANTS) free(((struct cat_idlist *)h)->ids);

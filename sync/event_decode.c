@@ -34,24 +34,6 @@
 /* Messages up to about 2 KiB are decoded without any allocation. */
 #define SCRATCH_LOCAL 32768
 
-static const char *const kind_names[] = {
-    [CAT_VARIANT] = "variant", [CAT_PRODUCT] = "product",       [CAT_BRAND] = "brand",
-    [CAT_TAG] = "tag",         [CAT_COLLECTION] = "collection",
-};
-
-const char *event_kind_name(enum cat_kind kind) {
-  return kind < CAT_PRODUCT_VARIANTS ? kind_names[kind] : "?";
-}
-
-static int kind_parse(const char *s, size_t n, enum cat_kind *out) {
-  for (int k = 0; k < CAT_PRODUCT_VARIANTS; k++)
-    if (strlen(kind_names[k]) == n && memcmp(kind_names[k], s, n) == 0) {
-      *out = (enum cat_kind)k;
-      return 0;
-    }
-  return -1;
-}
-
 /* Position of the last '/' in [key, end), or NULL. */
 static const char *last_slash(const char *key, const char *end) {
   for (const char *p = end; p > key; p--)
@@ -71,7 +53,8 @@ static const char *parse_key(const char *key, size_t n, struct event *ev) {
   memcpy(ev->org, key, orglen);
   ev->org[orglen] = '\0';
   if (memchr(ev->org, '\0', orglen)) return "key organization has a NUL byte";
-  if (kind_parse(s1 + 1, (size_t)(s2 - s1 - 1), &ev->kind) != 0) return "key entity type unknown";
+  if (model_kind_parse(s1 + 1, (size_t)(s2 - s1 - 1), &ev->kind) != 0)
+    return "key entity type unknown";
   ev->kind_known = true;
   if (uuid_parse(s2 + 1, (size_t)(key + n - s2 - 1), ev->id) != 0) return "key id is not a UUID";
   return NULL;
@@ -523,7 +506,7 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
   if (type == NULL || org == NULL || eid == NULL || bad) return "envelope field missing";
   const char *dot = strchr(type, '.');
   enum cat_kind kind;
-  if (dot == NULL || kind_parse(type, (size_t)(dot - type), &kind) != 0)
+  if (dot == NULL || model_kind_parse(type, (size_t)(dot - type), &kind) != 0)
     return "unknown event_type";
   if (strcmp(dot + 1, "upserted") == 0)
     ev->op = EVENT_UPSERT;

@@ -39,7 +39,4 @@ struct event {
 int event_decode(const char *key, size_t keylen, const char *value, size_t valuelen,
                  struct event *ev, const char **why);
 
-/* Name of a kind as used in keys and event types ("variant", ...). */
-const char *event_kind_name(enum cat_kind kind);
-
 #endif
