@@ -19,7 +19,7 @@
 
 struct digest {
   char hex[33]; /* 128 bits */
-  size_t counts[CAT_PRODUCT_VARIANTS];
+  size_t counts[CAT_ENTITY_KINDS];
   uint64_t version;
 };
 

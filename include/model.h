@@ -25,13 +25,17 @@
 #define CAT_ORG_MAX  255 /* bytes; longer organization ids are rejected */
 #define UUID_STR_LEN 36
 
+/* The entity kinds (what the schema's tables and the change events name)
+ * come first, then the derived indexes the store builds. A new entity kind
+ * goes before CAT_ENTITY_KINDS, with its name in model.c's kind_names. */
 enum cat_kind {
   CAT_VARIANT = 0,
   CAT_PRODUCT,
   CAT_BRAND,
   CAT_TAG,
   CAT_COLLECTION,
-  CAT_PRODUCT_VARIANTS, /* derived index: product -> its variants' ids */
+  CAT_ENTITY_KINDS,                        /* how many entity kinds there are; not a kind */
+  CAT_PRODUCT_VARIANTS = CAT_ENTITY_KINDS, /* derived index: product -> its variants' ids */
   CAT_KIND_COUNT
 };
 
@@ -133,21 +137,35 @@ struct named_fields {
  * Builders. Each validates what the schema promises (UUIDs parse, required
  * fields present, org non-empty and at most CAT_ORG_MAX bytes) and returns a
  * new record, or NULL with *why set to a static description of the first
- * violation. The caller owns the record and frees it with model_free(),
- * unless it hands it to the store, which then owns it.
+ * violation. NULL means a schema violation and nothing else: running out of
+ * memory aborts the process (xalloc.h), so a caller may treat NULL as a bad
+ * row or event without ever dropping a good one. The caller owns the record
+ * and frees it with model_free(), unless it hands it to the store, which
+ * then owns it.
  */
 struct cat_variant *model_variant_new(const struct variant_fields *f, const char **why);
 struct cat_product *model_product_new(const struct product_fields *f, const char **why);
 struct cat_named *model_named_new(enum cat_kind kind, const struct named_fields *f,
                                   const char **why);
 
-/* A tombstone for (kind, id, org) at version; NULL on a bad id or org. */
+/* A tombstone for (kind, id, org) at version; NULL only if orglen is 0 or
+ * over CAT_ORG_MAX (out of memory aborts). */
 struct cat_hdr *model_tombstone_new(enum cat_kind kind, const uint8_t id[16], const char *org,
                                     size_t orglen, int64_t version);
 
-/* An id list for product (id, org) with room for cap ids, n = 0. */
+/* An id list for product (id, org) with room for cap ids, n = 0; NULL only
+ * if orglen is 0 or over CAT_ORG_MAX (out of memory aborts). */
 struct cat_idlist *model_idlist_new(const uint8_t id[16], const char *org, size_t orglen,
                                     uint32_t cap);
+
+/* The name of an entity kind as keys, event types and metrics write it
+ * ("variant", "product", "brand", "tag", "collection"); "?" for anything
+ * that is not an entity kind (a derived index, a bad value). Static. */
+const char *model_kind_name(enum cat_kind kind);
+
+/* Parses an entity kind's name, exactly the n bytes at s. Returns 0 and
+ * sets *out, or -1 if s names no entity kind. */
+int model_kind_parse(const char *s, size_t n, enum cat_kind *out);
 
 /* Frees any record; NULL is a no-op. */
 void model_free(struct cat_hdr *h);

@@ -118,7 +118,7 @@ void digest_compute(const struct snapshot *s, struct digest *out) {
   struct walk w = {0};
   struct canon all = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
   memset(out, 0, sizeof *out);
-  for (int k = 0; k < CAT_PRODUCT_VARIANTS; k++) {
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
     size_t before = w.n;
     snap_foreach(s, (enum cat_kind)k, hash_record, &w);
     out->counts[k] = w.n - before;

@@ -5,6 +5,11 @@
  * (base == NULL) and once to copy into the single allocation. Keeping both
  * passes in one function body means the layout can never disagree with the
  * size computed for it.
+ *
+ * Out of memory aborts (xalloc.h), as everywhere in catalogd: a builder
+ * that returned NULL for it would be taken for a bad row or event, and a
+ * catalog with rows missing could be published. NULL from a builder means
+ * the input broke the schema's promises, nothing else.
  */
 #include "model.h"
 
@@ -12,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "xalloc.h"
 
 struct packer {
   char *base; /* NULL while measuring */
@@ -107,16 +114,12 @@ static int image_cmp(const void *a, const void *b) {
 }
 
 /* Validates images and returns them sorted by (position, id) as a new array
- * of pointers (caller frees), or NULL with *why set. n == 0 gives a non-NULL
- * empty array. */
+ * of pointers (caller frees), or NULL with *why set if one breaks the
+ * schema. n == 0 gives a non-NULL empty array. */
 static const struct image_fields **images_sorted(const struct image_fields *im, size_t n,
                                                  const char **why) {
-  const struct image_fields **v = malloc((n ? n : 1) * sizeof *v);
+  const struct image_fields **v = xmalloc((n ? n : 1) * sizeof *v);
   uint8_t tmp[16];
-  if (v == NULL) {
-    *why = "out of memory";
-    return NULL;
-  }
   for (size_t i = 0; i < n; i++) {
     if (uuid_parse_cstr(im[i].id, tmp) != 0 || im[i].url == NULL) {
       *why = im[i].url ? "image id is not a UUID" : "image url is missing";
@@ -193,10 +196,7 @@ struct cat_variant *model_variant_new(const struct variant_fields *f, const char
   if ((ims = images_sorted(f->images, f->n_images, why)) == NULL) goto out;
   struct packer p = {.base = NULL, .off = sizeof *v};
   pk_variant(&p, NULL, f, id, pid, ims);
-  if ((v = malloc(p.off)) == NULL) {
-    *why = "out of memory";
-    goto out;
-  }
+  v = xmalloc(p.off);
   p = (struct packer){.base = (char *)v, .off = sizeof *v};
   pk_variant(&p, v, f, id, pid, ims);
 out:
@@ -255,11 +255,7 @@ struct cat_product *model_product_new(const struct product_fields *f, const char
   uint8_t id[16], brand[16] = {0};
   struct cat_product *v = NULL;
   const struct image_fields **ims = NULL;
-  uint8_t(*scratch)[16] = malloc((f->n_tags + f->n_collections + 1) * 16);
-  if (scratch == NULL) {
-    *why = "out of memory";
-    goto out;
-  }
+  uint8_t(*scratch)[16] = xmalloc((f->n_tags + f->n_collections + 1) * 16);
   if ((*why = check_product(f, id, brand)) != NULL) goto out;
   if (parse_ids(f->tag_ids, f->n_tags, scratch) != 0 ||
       parse_ids(f->collection_ids, f->n_collections, scratch + f->n_tags) != 0) {
@@ -269,10 +265,7 @@ struct cat_product *model_product_new(const struct product_fields *f, const char
   if ((ims = images_sorted(f->images, f->n_images, why)) == NULL) goto out;
   struct packer p = {.base = NULL, .off = sizeof *v};
   pk_product(&p, NULL, f, id, brand, ims);
-  if ((v = malloc(p.off)) == NULL) {
-    *why = "out of memory";
-    goto out;
-  }
+  v = xmalloc(p.off);
   p = (struct packer){.base = (char *)v, .off = sizeof *v};
   pk_product(&p, v, f, id, brand, ims);
 out:
@@ -310,25 +303,21 @@ struct cat_named *model_named_new(enum cat_kind kind, const struct named_fields 
   if ((*why = check_org(f->org)) != NULL) return NULL;
   struct packer p = {.base = NULL, .off = sizeof(struct cat_named)};
   pk_named(&p, NULL, kind, f, id);
-  struct cat_named *v = malloc(p.off);
-  if (v == NULL) {
-    *why = "out of memory";
-    return NULL;
-  }
+  struct cat_named *v = xmalloc(p.off);
   p = (struct packer){.base = (char *)v, .off = sizeof *v};
   pk_named(&p, v, kind, f, id);
   return v;
 }
 
-/* Allocates a bare header record of total size `size` with key fields set. */
+/* Allocates a bare header record of total size `size` (zeroed) with key
+ * fields set. Returns NULL only if orglen is 0 or over CAT_ORG_MAX. */
 static struct cat_hdr *hdr_alloc(size_t size, enum cat_kind kind, const uint8_t id[16],
                                  const char *org, size_t orglen, int64_t version) {
   if (orglen == 0 || orglen > CAT_ORG_MAX) return NULL;
   struct packer p = {.base = NULL, .off = size};
   struct cat_hdr tmp;
   pk_hdr(&p, &tmp, kind, id, org, orglen, version);
-  struct cat_hdr *h = calloc(1, p.off);
-  if (h == NULL) return NULL;
+  struct cat_hdr *h = xcalloc(1, p.off);
   p = (struct packer){.base = (char *)h, .off = size};
   pk_hdr(&p, h, kind, id, org, orglen, version);
   return h;
@@ -346,13 +335,28 @@ struct cat_idlist *model_idlist_new(const uint8_t id[16], const char *org, size_
   struct cat_idlist *l =
       (struct cat_idlist *)hdr_alloc(sizeof *l, CAT_PRODUCT_VARIANTS, id, org, orglen, 0);
   if (l == NULL) return NULL;
-  l->ids = malloc((cap ? cap : 1) * sizeof *l->ids);
-  if (l->ids == NULL) {
-    free(l);
-    return NULL;
-  }
+  l->ids = xmalloc((cap ? cap : 1) * sizeof *l->ids);
   l->cap = cap ? cap : 1;
   return l;
+}
+
+/* The one list of entity kind names (model_kind_name, model_kind_parse). */
+static const char *const kind_names[CAT_ENTITY_KINDS] = {
+    [CAT_VARIANT] = "variant", [CAT_PRODUCT] = "product",       [CAT_BRAND] = "brand",
+    [CAT_TAG] = "tag",         [CAT_COLLECTION] = "collection",
+};
+
+const char *model_kind_name(enum cat_kind kind) {
+  return (unsigned)kind < CAT_ENTITY_KINDS ? kind_names[kind] : "?";
+}
+
+int model_kind_parse(const char *s, size_t n, enum cat_kind *out) {
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+    if (strlen(kind_names[k]) == n && memcmp(kind_names[k], s, n) == 0) {
+      *out = (enum cat_kind)k;
+      return 0;
+    }
+  return -1;
 }
 
 void model_free(struct cat_hdr *h) {

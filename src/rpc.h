@@ -69,6 +69,16 @@ void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len
 int rpc_precheck(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t **req, size_t *len,
                  const char *field2);
 
+/* The prologue every catalog request shares, in this order: rpc_precheck
+ * (field2 names the request's field 2 in its error), unpack as desc into
+ * the arena ("request is not a <type>" if it does not parse), record
+ * organization_id (field 1 of every catalog request) in out->org for the
+ * access log, and rpc_check_org. Returns the message (arena memory, of
+ * desc's type), or NULL with out filled. A new catalog method starts with
+ * this one call. */
+void *rpc_request(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
+                  const ProtobufCMessageDescriptor *desc, const char *field2);
+
 /* Checks organization_id: non-empty, valid UTF-8 (as proto3 requires of a
  * string; not an unknown tenant), at most CAT_ORG_MAX bytes. On failure
  * fills out with INVALID_ARGUMENT and returns -1. */

@@ -5,6 +5,7 @@
  * Conversions point proto string fields straight at snapshot strings: the
  * reply is packed before the read section ends, so no copy is needed.
  */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -186,6 +187,28 @@ int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) 
   return 0;
 }
 
+/* organization_id of a catalog request: field 1, a string, in every one of
+ * them. Read through the descriptor so that one prologue serves all
+ * request types; protobuf-c lists fields by number, so it is fields[0]. */
+static const char *request_org(const ProtobufCMessage *m) {
+  const ProtobufCFieldDescriptor *f = &m->descriptor->fields[0];
+  assert(m->descriptor->n_fields > 0 && f->id == 1 && f->type == PROTOBUF_C_TYPE_STRING &&
+         f->label == PROTOBUF_C_LABEL_NONE);
+  return *(char *const *)(const void *)((const char *)m + f->offset);
+}
+
+void *rpc_request(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
+                  const ProtobufCMessageDescriptor *desc, const char *field2) {
+  if (rpc_precheck(ctx, out, &req, &len, field2) != 0) return NULL;
+  ProtobufCMessage *m = protobuf_c_message_unpack(desc, &ctx->arena->pb, len, req);
+  if (m == NULL) {
+    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a %s", desc->short_name);
+    return NULL;
+  }
+  out->org = request_org(m);
+  return rpc_check_org(ctx, out, out->org) == 0 ? m : NULL;
+}
+
 int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field, const char *s,
                  uint8_t id[16]) {
   if (s[0] == '\0') {
@@ -219,8 +242,6 @@ uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids,
 }
 
 /* ---- Conversions (rpc_convert.h) ---- */
-
-#define S(x) ((char *)(x)) /* proto fields are char *, snapshot strings const */
 
 bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v) {
   if (!v->active) return false;
@@ -261,13 +282,13 @@ Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v) 
   *d = (Catalog__Dimensions)CATALOG__DIMENSIONS__INIT;
   d->length = v->length, d->width = v->width, d->height = v->height;
   m->variant_id = rpc_uuid(a, v->h.key), m->product_id = rpc_uuid(a, v->product_id);
-  m->sku = S(v->sku), m->barcode = S(v->barcode);
+  m->sku = rpc_str(v->sku), m->barcode = rpc_str(v->barcode);
   m->sale_price = v->sale_price, m->cost_price = v->cost_price;
   m->tax = v->tax, m->weight = v->weight, m->dimensions = d;
-  m->lot_number = S(v->lot_number);
+  m->lot_number = rpc_str(v->lot_number);
   m->stock_total = v->stock_total, m->stock_available = v->stock_available;
   m->stock_reserved = v->stock_reserved;
-  m->warehouse_id = S(v->warehouse_id), m->vendor = S(v->vendor);
+  m->warehouse_id = rpc_str(v->warehouse_id), m->vendor = rpc_str(v->vendor);
   m->track_inventory = v->track_inventory;
   m->default_min_stock = v->min_stock, m->default_max_stock = v->max_stock;
   m->n_images = v->n_images;
@@ -276,7 +297,7 @@ Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v) 
     const struct cat_image *im = &v->images[i];
     Catalog__VariantImage *x = arena_alloc(a, sizeof *x);
     *x = (Catalog__VariantImage)CATALOG__VARIANT_IMAGE__INIT;
-    x->image_id = rpc_uuid(a, im->id), x->url = S(im->url), x->alt = S(im->alt);
+    x->image_id = rpc_uuid(a, im->id), x->url = rpc_str(im->url), x->alt = rpc_str(im->alt);
     x->position = im->position;
     m->images[i] = x;
   }

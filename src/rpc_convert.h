@@ -15,6 +15,11 @@
 
 struct rpc_ctx;
 
+/* A snapshot string for a reply's string field. protobuf-c types string
+ * fields char *; snapshot strings are const. The reply is only packed,
+ * never written through, so pointing it at the snapshot is safe. */
+static inline char *rpc_str(const char *s) { return (char *)s; }
+
 /* The original service's rule: variant status 'active' AND its product
  * exists (same tenant) AND product status 'activa'. */
 bool rpc_variant_sellable(const struct snapshot *s, const struct cat_variant *v);

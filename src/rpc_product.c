@@ -14,8 +14,6 @@
 #include "rpc.h"
 #include "rpc_convert.h"
 
-#define S(x) ((char *)(x))
-
 static int variant_cmp(const void *a, const void *b) {
   const struct cat_variant *x = *(const struct cat_variant *const *)a;
   const struct cat_variant *y = *(const struct cat_variant *const *)b;
@@ -53,7 +51,7 @@ static void add_tags_collections(struct rpc_ctx *ctx, const struct cat_product *
   for (size_t i = 0; i < n; i++) {
     Catalog__Tag *t = arena_alloc(ctx->arena, sizeof *t);
     *t = (Catalog__Tag)CATALOG__TAG__INIT;
-    t->tag_id = rpc_uuid(ctx->arena, v[i]->h.key), t->name = S(v[i]->name);
+    t->tag_id = rpc_uuid(ctx->arena, v[i]->h.key), t->name = rpc_str(v[i]->name);
     m->tags[m->n_tags++] = t;
   }
   n = resolve_named(ctx, p, CAT_COLLECTION, p->collection_ids, p->n_collections, &v);
@@ -61,8 +59,8 @@ static void add_tags_collections(struct rpc_ctx *ctx, const struct cat_product *
   for (size_t i = 0; i < n; i++) {
     Catalog__Collection *c = arena_alloc(ctx->arena, sizeof *c);
     *c = (Catalog__Collection)CATALOG__COLLECTION__INIT;
-    c->collection_id = rpc_uuid(ctx->arena, v[i]->h.key), c->name = S(v[i]->name),
-    c->slug = S(v[i]->slug);
+    c->collection_id = rpc_uuid(ctx->arena, v[i]->h.key), c->name = rpc_str(v[i]->name),
+    c->slug = rpc_str(v[i]->slug);
     m->collections[m->n_collections++] = c;
   }
 }
@@ -74,8 +72,9 @@ static void add_brand(struct rpc_ctx *ctx, const struct cat_product *p, Catalog_
   if (b == NULL) return; /* brand deleted or not yet seen: absent */
   Catalog__Brand *x = arena_alloc(ctx->arena, sizeof *x);
   *x = (Catalog__Brand)CATALOG__BRAND__INIT;
-  x->brand_id = rpc_uuid(ctx->arena, b->h.key), x->name = S(b->name), x->slug = S(b->slug);
-  x->description = S(b->description);
+  x->brand_id = rpc_uuid(ctx->arena, b->h.key), x->name = rpc_str(b->name),
+  x->slug = rpc_str(b->slug);
+  x->description = rpc_str(b->description);
   m->brand = x;
 }
 
@@ -84,8 +83,8 @@ static void add_images(struct rpc_ctx *ctx, const struct cat_product *p, Catalog
   for (uint32_t i = 0; i < p->n_images; i++) {
     Catalog__ProductImage *x = arena_alloc(ctx->arena, sizeof *x);
     *x = (Catalog__ProductImage)CATALOG__PRODUCT_IMAGE__INIT;
-    x->image_id = rpc_uuid(ctx->arena, p->images[i].id), x->url = S(p->images[i].url);
-    x->alt = S(p->images[i].alt), x->position = p->images[i].position;
+    x->image_id = rpc_uuid(ctx->arena, p->images[i].id), x->url = rpc_str(p->images[i].url);
+    x->alt = rpc_str(p->images[i].alt), x->position = p->images[i].position;
     m->images[i] = x;
   }
   m->n_images = p->n_images;
@@ -112,10 +111,11 @@ static Catalog__Product *product_msg(struct rpc_ctx *ctx, const struct cat_produ
                                      bool variants) {
   Catalog__Product *m = arena_alloc(ctx->arena, sizeof *m);
   *m = (Catalog__Product)CATALOG__PRODUCT__INIT;
-  m->product_id = rpc_uuid(ctx->arena, p->h.key), m->organization_id = S(p->h.org);
-  m->local_id = S(p->local_id), m->title = S(p->title), m->sku = S(p->sku);
-  m->barcode = S(p->barcode), m->description = S(p->description), m->status = S(p->status);
-  m->product_type = S(p->product_type), m->unit_of_measure = S(p->unit_of_measure);
+  m->product_id = rpc_uuid(ctx->arena, p->h.key), m->organization_id = rpc_str(p->h.org);
+  m->local_id = rpc_str(p->local_id), m->title = rpc_str(p->title), m->sku = rpc_str(p->sku);
+  m->barcode = rpc_str(p->barcode), m->description = rpc_str(p->description),
+  m->status = rpc_str(p->status);
+  m->product_type = rpc_str(p->product_type), m->unit_of_measure = rpc_str(p->unit_of_measure);
   m->alert_stock = p->alert_stock;
   add_brand(ctx, p, m);
   if (images) add_images(ctx, p, m);
@@ -127,17 +127,9 @@ static Catalog__Product *product_msg(struct rpc_ctx *ctx, const struct cat_produ
 void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                              struct rpc_result *out) {
   uint8_t id[16];
-  if (rpc_precheck(ctx, out, &req, &len, "product_id") != 0) return;
-  Catalog__GetProductDetailsRequest *rq =
-      catalog__get_product_details_request__unpack(&ctx->arena->pb, len, req);
-  if (rq == NULL) {
-    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a GetProductDetailsRequest");
-    return;
-  }
-  out->org = rq->organization_id;
-  if (rpc_check_org(ctx, out, rq->organization_id) != 0 ||
-      rpc_parse_id(ctx, out, "product_id", rq->product_id, id) != 0)
-    return;
+  const Catalog__GetProductDetailsRequest *rq = rpc_request(
+      ctx, out, req, len, &catalog__get_product_details_request__descriptor, "product_id");
+  if (rq == NULL || rpc_parse_id(ctx, out, "product_id", rq->product_id, id) != 0) return;
   Catalog__GetProductDetailsResponse *r = arena_alloc(ctx->arena, sizeof *r);
   *r = (Catalog__GetProductDetailsResponse)CATALOG__GET_PRODUCT_DETAILS_RESPONSE__INIT;
   const struct cat_product *p =

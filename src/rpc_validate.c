@@ -11,22 +11,12 @@
 #include "rpc.h"
 #include "rpc_convert.h"
 
-#define S(x) ((char *)(x))
-
 void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                           struct rpc_result *out) {
   uint8_t id[16];
-  if (rpc_precheck(ctx, out, &req, &len, "variant_id") != 0) return;
-  Catalog__ValidateVariantRequest *rq =
-      catalog__validate_variant_request__unpack(&ctx->arena->pb, len, req);
-  if (rq == NULL) {
-    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a ValidateVariantRequest");
-    return;
-  }
-  out->org = rq->organization_id;
-  if (rpc_check_org(ctx, out, rq->organization_id) != 0 ||
-      rpc_parse_id(ctx, out, "variant_id", rq->variant_id, id) != 0)
-    return;
+  const Catalog__ValidateVariantRequest *rq =
+      rpc_request(ctx, out, req, len, &catalog__validate_variant_request__descriptor, "variant_id");
+  if (rq == NULL || rpc_parse_id(ctx, out, "variant_id", rq->variant_id, id) != 0) return;
   Catalog__ValidateVariantResponse *r = arena_alloc(ctx->arena, sizeof *r);
   *r = (Catalog__ValidateVariantResponse)CATALOG__VALIDATE_VARIANT_RESPONSE__INIT;
   r->variant_id = rq->variant_id;
@@ -38,7 +28,8 @@ void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
     r->exists = 1;
     r->is_active = rpc_variant_sellable(ctx->snap, v);
     r->product_id = rpc_uuid(ctx->arena, v->product_id);
-    r->sku = S(v->sku), r->barcode = S(v->barcode), r->warehouse_id = S(v->warehouse_id);
+    r->sku = rpc_str(v->sku), r->barcode = rpc_str(v->barcode),
+    r->warehouse_id = rpc_str(v->warehouse_id);
     r->track_inventory = v->track_inventory;
     r->default_min_stock = v->min_stock, r->default_max_stock = v->max_stock;
     r->price = v->sale_price;
@@ -57,7 +48,8 @@ static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const struct 
   if (v != NULL) {
     x->exists = 1;
     x->is_active = sellable;
-    x->sku = S(v->sku), x->barcode = S(v->barcode), x->warehouse_id = S(v->warehouse_id);
+    x->sku = rpc_str(v->sku), x->barcode = rpc_str(v->barcode),
+    x->warehouse_id = rpc_str(v->warehouse_id);
     x->track_inventory = v->track_inventory;
     x->default_min_stock = v->min_stock, x->default_max_stock = v->max_stock;
   }
@@ -66,16 +58,9 @@ static Catalog__VariantValidation *validation(struct rpc_ctx *ctx, const struct 
 
 void rpc_validate_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                                  struct rpc_result *out) {
-  if (rpc_precheck(ctx, out, &req, &len, "variant_ids") != 0) return;
-  Catalog__ValidateVariantsBatchRequest *rq =
-      catalog__validate_variants_batch_request__unpack(&ctx->arena->pb, len, req);
-  if (rq == NULL) {
-    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
-             "request is not a ValidateVariantsBatchRequest");
-    return;
-  }
-  out->org = rq->organization_id;
-  if (rpc_check_org(ctx, out, rq->organization_id) != 0) return;
+  const Catalog__ValidateVariantsBatchRequest *rq = rpc_request(
+      ctx, out, req, len, &catalog__validate_variants_batch_request__descriptor, "variant_ids");
+  if (rq == NULL) return;
   uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, rq->n_variant_ids);
   if (ids == NULL) return;
   size_t n = rq->n_variant_ids, orglen = strlen(rq->organization_id);

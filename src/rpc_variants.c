@@ -40,15 +40,9 @@ static int ptrset_add(struct ptrset *s, const void *p) {
 
 void rpc_get_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
                             struct rpc_result *out) {
-  if (rpc_precheck(ctx, out, &req, &len, "variant_ids") != 0) return;
-  Catalog__GetVariantsBatchRequest *rq =
-      catalog__get_variants_batch_request__unpack(&ctx->arena->pb, len, req);
-  if (rq == NULL) {
-    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "request is not a GetVariantsBatchRequest");
-    return;
-  }
-  out->org = rq->organization_id;
-  if (rpc_check_org(ctx, out, rq->organization_id) != 0) return;
+  const Catalog__GetVariantsBatchRequest *rq = rpc_request(
+      ctx, out, req, len, &catalog__get_variants_batch_request__descriptor, "variant_ids");
+  if (rq == NULL) return;
   size_t n = rq->n_variant_ids, orglen = strlen(rq->organization_id);
   uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, n);
   if (ids == NULL) return;

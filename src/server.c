@@ -10,6 +10,11 @@
  * is counted (and access-logged) when that batch ends: only then is it
  * known whether the client got our status or went away first.
  * Streaming methods are handed to stream.c.
+ *
+ * The server owns the method table and the workers. What handlers and
+ * streams get from a worker (queue, counters, a context template with cfg,
+ * health and reflection) is its struct stream_env, filled once at start:
+ * health, reflection and stream.c never call back into this file.
  */
 #include "server.h"
 
@@ -32,6 +37,7 @@
 #include "clock.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "reflection.h"
 #include "server_internal.h"
 #include "stream.h"
@@ -90,7 +96,7 @@ struct server {
 
 /* A unary call from request to reply. */
 struct ucall {
-  struct tag t_new, t_done;
+  struct cq_tag t_new, t_done;
   struct worker *w;
   int mi; /* index in methods[] */
   grpc_call *call;
@@ -110,7 +116,7 @@ struct ucall {
 
 /* A call to a method nobody registered: answered UNIMPLEMENTED. */
 struct gcall {
-  struct tag t_new, t_done;
+  struct cq_tag t_new, t_done;
   struct worker *w;
   grpc_call *call;
   grpc_call_details details;
@@ -122,18 +128,10 @@ struct gcall {
 
 static uint64_t elapsed_ns(int64_t t0) { return (uint64_t)(clock_mono_ns() - t0); }
 
-struct rpc_ctx server__ctx(struct worker *w) {
-  return (struct rpc_ctx){.arena = &w->arena,
-                          .snap = NULL,
-                          .cfg = w->srv->cfg,
-                          .health = w->srv->health,
-                          .reflection = w->srv->reflection};
-}
-
 /* ---- Unary calls ---- */
 
-static void unary_new(struct tag *t, bool ok);
-static void unary_done(struct tag *t, bool ok);
+static void unary_new(struct cq_tag *t, bool ok);
+static void unary_done(struct cq_tag *t, bool ok);
 
 /* Reserves size bytes of the reply budget for one reply. Returns NULL, or
  * why not (arena text, for RESOURCE_EXHAUSTED). The budget
@@ -175,7 +173,7 @@ static void ucall_free(struct ucall *c) {
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
   grpc_slice_unref(c->details);
   if (c->call) grpc_call_unref(c->call);
-  atomic_fetch_sub(c->w->outstanding, 1);
+  atomic_fetch_sub(c->w->env.outstanding, 1);
   free(c);
 }
 
@@ -186,10 +184,10 @@ static void unary_request(struct worker *w, int mi) {
   c->t_new.fn = unary_new, c->t_done.fn = unary_done;
   c->details = grpc_empty_slice();
   grpc_metadata_array_init(&c->md);
-  atomic_fetch_add(w->outstanding, 1);
-  grpc_call_error e =
-      grpc_server_request_registered_call(w->srv->srv, w->srv->handles[mi], &c->call, &c->deadline,
-                                          &c->md, &c->payload, w->cq, w->cq, &c->t_new);
+  atomic_fetch_add(w->env.outstanding, 1);
+  grpc_call_error e = grpc_server_request_registered_call(
+      w->env.server, w->srv->handles[mi], &c->call, &c->deadline, &c->md, &c->payload, w->env.cq,
+      w->env.cq, &c->t_new);
   if (e != GRPC_CALL_OK) ucall_free(c);
 }
 
@@ -255,7 +253,7 @@ static bool is_rejection(int code) {
  * reply batch ended (or could not start). @locality c's worker. */
 static void unary_account(struct ucall *c) {
   int code = final_code(c->code, c->cancelled, c->deadline);
-  metrics_rpc_done(c->w->metrics, methods[c->mi].mm, code, c->ns);
+  metrics_rpc_done(c->w->env.metrics, methods[c->mi].mm, code, c->ns);
   if (is_rejection(code)) {
     char *details = grpc_slice_to_c_string(c->details);
     log_rejected(c->w, methods[c->mi].path, code, details);
@@ -271,7 +269,7 @@ static void unary_account(struct ucall *c) {
  * the request's organization (arena memory, valid until the arena reset). */
 static const char *unary_handle(struct ucall *c) {
   const struct method_def *m = &methods[c->mi];
-  struct rpc_ctx ctx = server__ctx(c->w);
+  struct rpc_ctx ctx = c->w->env.ctx;
   struct rpc_result res = {.code = GRPC_STATUS_OK};
   grpc_byte_buffer_reader r;
   grpc_slice req = grpc_empty_slice();
@@ -337,20 +335,20 @@ static void unary_send(struct ucall *c) {
   if (e != GRPC_CALL_OK) {
     log_error("reply batch refused", LF_I("grpc_call_error", e));
     unary_account(c);
-    metrics_in_flight(c->w->metrics, -1);
+    metrics_in_flight(c->w->env.metrics, -1);
     ucall_free(c);
   }
 }
 
-static void unary_new(struct tag *t, bool ok) {
+static void unary_new(struct cq_tag *t, bool ok) {
   struct ucall *c = container_of(t, struct ucall, t_new);
   if (!ok) { /* shutting down: the request was never matched */
     ucall_free(c);
     return;
   }
   c->t0 = clock_mono_ns();
-  if (!atomic_load(c->w->stopping)) unary_request(c->w, c->mi);
-  metrics_in_flight(c->w->metrics, +1);
+  if (!atomic_load(c->w->env.stopping)) unary_request(c->w, c->mi);
+  metrics_in_flight(c->w->env.metrics, +1);
   const char *org = unary_handle(c);
   c->ns = elapsed_ns(c->t0);
   access_log_sample(c, org);
@@ -365,25 +363,25 @@ static void unary_new(struct tag *t, bool ok) {
  * really sent none is INVALID_ARGUMENT "request message is missing"
  * (logged). A client may thus get its answer a moment before /metrics
  * counts it. */
-static void unary_done(struct tag *t, bool ok) {
+static void unary_done(struct cq_tag *t, bool ok) {
   struct ucall *c = container_of(t, struct ucall, t_done);
   (void)ok;
   unary_account(c);
-  metrics_in_flight(c->w->metrics, -1);
+  metrics_in_flight(c->w->env.metrics, -1);
   ucall_free(c);
 }
 
 /* ---- Unknown methods ---- */
 
-static void generic_new(struct tag *t, bool ok);
-static void generic_done(struct tag *t, bool ok);
+static void generic_new(struct cq_tag *t, bool ok);
+static void generic_done(struct cq_tag *t, bool ok);
 
 static void gcall_free(struct gcall *c) {
   grpc_call_details_destroy(&c->details);
   grpc_metadata_array_destroy(&c->md);
   grpc_slice_unref(c->msg);
   if (c->call) grpc_call_unref(c->call);
-  atomic_fetch_sub(c->w->outstanding, 1);
+  atomic_fetch_sub(c->w->env.outstanding, 1);
   free(c);
 }
 
@@ -394,20 +392,20 @@ static void generic_request(struct worker *w) {
   c->msg = grpc_empty_slice();
   grpc_call_details_init(&c->details);
   grpc_metadata_array_init(&c->md);
-  atomic_fetch_add(w->outstanding, 1);
-  if (grpc_server_request_call(w->srv->srv, &c->call, &c->details, &c->md, w->cq, w->cq,
+  atomic_fetch_add(w->env.outstanding, 1);
+  if (grpc_server_request_call(w->env.server, &c->call, &c->details, &c->md, w->env.cq, w->env.cq,
                                &c->t_new) != GRPC_CALL_OK)
     gcall_free(c);
 }
 
-static void generic_new(struct tag *t, bool ok) {
+static void generic_new(struct cq_tag *t, bool ok) {
   struct gcall *c = container_of(t, struct gcall, t_new);
   if (!ok) {
     gcall_free(c);
     return;
   }
   c->t0 = clock_mono_ns();
-  if (!atomic_load(c->w->stopping)) generic_request(c->w);
+  if (!atomic_load(c->w->env.stopping)) generic_request(c->w);
   char *path = grpc_slice_to_c_string(c->details.method);
   char msg[300];
   snprintf(msg, sizeof msg, "unknown method %.256s", path);
@@ -427,10 +425,10 @@ static void generic_new(struct tag *t, bool ok) {
 
 /* Counted once the status batch ended: CANCELLED if the client went away
  * first. (Logged at arrival: an unknown method is a bad request either way.) */
-static void generic_done(struct tag *t, bool ok) {
+static void generic_done(struct cq_tag *t, bool ok) {
   struct gcall *c = container_of(t, struct gcall, t_done);
   (void)ok;
-  metrics_rpc_done(c->w->metrics, MM_UNKNOWN,
+  metrics_rpc_done(c->w->env.metrics, MM_UNKNOWN,
                    final_code(GRPC_STATUS_UNIMPLEMENTED, c->cancelled, c->details.deadline),
                    elapsed_ns(c->t0));
   gcall_free(c);
@@ -446,7 +444,7 @@ static void post_requests(struct worker *w) {
       if (methods[mi].fn != NULL)
         unary_request(w, (int)mi);
       else
-        stream_request(w, s->srv, s->handles[mi], methods[mi].ops, methods[mi].mm);
+        stream_request(&w->env, s->handles[mi], methods[mi].ops, methods[mi].mm);
     }
   }
   for (int k = 0; k < UNKNOWN_PREPOSTED; k++)
@@ -459,10 +457,11 @@ static void *worker_main(void *arg) {
   store_reader_register();
   post_requests(w);
   for (;;) {
-    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_event ev =
+        grpc_completion_queue_next(w->env.cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
-    struct tag *t = ev.tag;
+    struct cq_tag *t = ev.tag;
     t->fn(t, ev.success != 0);
     arena_reset(&w->arena);
   }
@@ -566,6 +565,23 @@ static int bind_port(struct server *s) {
   return 0;
 }
 
+/* Fills what worker i hands to its handlers and streams: its queue,
+ * metrics shard and arena, the server's call counters, and the context
+ * template (cfg, health, reflection) that every call copies. The server
+ * owns all of it; it outlives the worker's calls. */
+static void worker_env_init(struct server *s, struct worker *w, int i) {
+  w->env = (struct stream_env){.server = s->srv,
+                               .cq = grpc_completion_queue_create_for_next(NULL),
+                               .metrics = metrics_shard(s->metrics, i),
+                               .outstanding = &s->outstanding,
+                               .stopping = &s->stopping,
+                               .ctx = {.arena = &w->arena,
+                                       .snap = NULL,
+                                       .cfg = s->cfg,
+                                       .health = s->health,
+                                       .reflection = s->reflection}};
+}
+
 int server_start(const struct server_deps *d, struct server **out) {
   struct server *s = xcalloc(1, sizeof *s);
   int rc = 0;
@@ -593,12 +609,9 @@ int server_start(const struct server_deps *d, struct server **out) {
                          .reply_share =
                              (size_t)s->cfg->max_pending_reply_bytes / (size_t)s->nworkers,
                          .reply_budget = (size_t)s->cfg->max_pending_reply_bytes,
-                         .replies_pending = &s->replies_pending,
-                         .metrics = metrics_shard(s->metrics, i),
-                         .outstanding = &s->outstanding,
-                         .stopping = &s->stopping};
-    w->cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(s->srv, w->cq, NULL);
+                         .replies_pending = &s->replies_pending};
+    worker_env_init(s, w, i);
+    grpc_server_register_completion_queue(s->srv, w->env.cq, NULL);
     arena_init(&w->arena, 64 * 1024);
   }
   s->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -667,7 +680,7 @@ void server_stop(struct server *s) {
   if (atomic_load(&s->outstanding) > 0)
     log_error("calls still outstanding at shutdown", LF_I("calls", atomic_load(&s->outstanding)));
   for (int i = 0; i < s->nworkers; i++) {
-    grpc_completion_queue_shutdown(s->workers[i].cq);
+    grpc_completion_queue_shutdown(s->workers[i].env.cq);
     pthread_join(s->workers[i].thread, NULL);
   }
 }
@@ -675,7 +688,7 @@ void server_stop(struct server *s) {
 void server_destroy(struct server *s) {
   if (s == NULL) return;
   for (int i = 0; s->workers && i < s->nworkers; i++) {
-    grpc_completion_queue_destroy(s->workers[i].cq);
+    grpc_completion_queue_destroy(s->workers[i].env.cq);
     arena_destroy(&s->workers[i].arena);
   }
   if (s->srv) grpc_server_destroy(s->srv);

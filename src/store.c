@@ -283,7 +283,7 @@ static void txn_install(struct store_txn *t, struct cat_hdr *rec, uint32_t hash)
 
 int store_put(struct store_txn *t, struct cat_hdr *rec) {
   uint32_t hash;
-  assert(rec->kind < CAT_PRODUCT_VARIANTS);
+  assert(rec->kind < CAT_ENTITY_KINDS);
   const struct cat_hdr *cur = txn_lookup(t, rec->kind, rec->key, rec->keylen, &hash);
   if (cur != NULL && cur->version >= rec->version) {
     model_free(rec);
@@ -297,7 +297,7 @@ int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], 
                  size_t orglen, int64_t version) {
   uint8_t key[16 + CAT_ORG_MAX];
   uint32_t hash;
-  assert(kind < CAT_PRODUCT_VARIANTS);
+  assert(kind < CAT_ENTITY_KINDS);
   size_t len = model_key(key, id, org, orglen);
   if (len == 0) return -EINVAL;
   const struct cat_hdr *cur = txn_lookup(t, kind, key, len, &hash);

@@ -11,23 +11,24 @@
 #include <assert.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/support/time.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "log.h"
-#include "server_internal.h"
+#include "cq_tag.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 struct stream_tag {
-  struct tag t;
+  struct cq_tag t;
   struct stream *s;
 };
 
 struct stream {
   struct stream_tag t_new, t_recv, t_send, t_close, t_status;
-  struct worker *w;
-  grpc_server *server;
+  const struct stream_env *env; /* the worker's; outlives the stream */
   void *handle;
   const struct stream_ops *ops;
   int mm; /* enum metrics_method */
@@ -45,11 +46,11 @@ struct stream {
   int64_t t0; /* clock_mono_ns() when the call arrived */
 };
 
-static void on_new(struct tag *t, bool ok);
-static void on_recv(struct tag *t, bool ok);
-static void on_send(struct tag *t, bool ok);
-static void on_close(struct tag *t, bool ok);
-static void on_status(struct tag *t, bool ok);
+static void on_new(struct cq_tag *t, bool ok);
+static void on_recv(struct cq_tag *t, bool ok);
+static void on_send(struct cq_tag *t, bool ok);
+static void on_close(struct cq_tag *t, bool ok);
+static void on_status(struct cq_tag *t, bool ok);
 
 void *stream_user(struct stream *s) { return s->user; }
 void stream_set_user(struct stream *s, void *user) { s->user = user; }
@@ -61,7 +62,7 @@ static void stream_free(struct stream *s) {
   grpc_slice_unref(s->details);
   if (s->call) grpc_call_unref(s->call);
   pthread_mutex_destroy(&s->mu);
-  atomic_fetch_sub(s->w->outstanding, 1);
+  atomic_fetch_sub(s->env->outstanding, 1);
   free(s);
 }
 
@@ -72,15 +73,15 @@ static void stream_unref(struct stream *s) {
   if (left == 0) stream_free(s);
 }
 
-static void tag_init(struct stream_tag *st, struct stream *s, void (*fn)(struct tag *, bool)) {
+static void tag_init(struct stream_tag *st, struct stream *s, void (*fn)(struct cq_tag *, bool)) {
   st->t.fn = fn;
   st->s = s;
 }
 
-int stream_request(struct worker *w, grpc_server *server, void *handle,
-                   const struct stream_ops *ops, int metrics_method) {
+int stream_request(const struct stream_env *env, void *handle, const struct stream_ops *ops,
+                   int metrics_method) {
   struct stream *s = xcalloc(1, sizeof *s);
-  s->w = w, s->server = server, s->handle = handle, s->ops = ops, s->mm = metrics_method;
+  s->env = env, s->handle = handle, s->ops = ops, s->mm = metrics_method;
   s->details = grpc_empty_slice();
   pthread_mutex_init(&s->mu, NULL);
   grpc_metadata_array_init(&s->md);
@@ -89,9 +90,9 @@ int stream_request(struct worker *w, grpc_server *server, void *handle,
   tag_init(&s->t_send, s, on_send);
   tag_init(&s->t_close, s, on_close);
   tag_init(&s->t_status, s, on_status);
-  atomic_fetch_add(w->outstanding, 1);
-  grpc_call_error e = grpc_server_request_registered_call(server, handle, &s->call, &s->deadline,
-                                                          &s->md, NULL, w->cq, w->cq, &s->t_new);
+  atomic_fetch_add(env->outstanding, 1);
+  grpc_call_error e = grpc_server_request_registered_call(
+      env->server, handle, &s->call, &s->deadline, &s->md, NULL, env->cq, env->cq, &s->t_new);
   if (e != GRPC_CALL_OK) {
     stream_free(s);
     return -1;
@@ -121,21 +122,21 @@ static void start_locked(struct stream *s, grpc_op *ops, size_t n, struct stream
   }
 }
 
-static void on_new(struct tag *t, bool ok) {
+static void on_new(struct cq_tag *t, bool ok) {
   struct stream *s = ((struct stream_tag *)t)->s;
   if (!ok) { /* server shutting down: no call came */
     stream_free(s);
     return;
   }
   s->t0 = clock_mono_ns();
-  if (!atomic_load(s->w->stopping)) stream_request(s->w, s->server, s->handle, s->ops, s->mm);
-  metrics_in_flight(s->w->metrics, +1);
+  if (!atomic_load(s->env->stopping)) stream_request(s->env, s->handle, s->ops, s->mm);
+  metrics_in_flight(s->env->metrics, +1);
   grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
   op.data.recv_close_on_server.cancelled = &s->cancelled;
   pthread_mutex_lock(&s->mu);
   start_locked(s, &op, 1, &s->t_close, false);
   pthread_mutex_unlock(&s->mu);
-  struct rpc_ctx ctx = server__ctx(s->w);
+  struct rpc_ctx ctx = s->env->ctx;
   s->ops->on_start(s, &ctx);
 }
 
@@ -147,9 +148,9 @@ void stream_recv(struct stream *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static void on_recv(struct tag *t, bool ok) {
+static void on_recv(struct cq_tag *t, bool ok) {
   struct stream *s = ((struct stream_tag *)t)->s;
-  struct rpc_ctx ctx = server__ctx(s->w);
+  struct rpc_ctx ctx = s->env->ctx;
   if (!ok || s->recv_buf == NULL) {
     if (ok) s->ops->on_half_close(s, &ctx);
   } else {
@@ -185,13 +186,13 @@ void stream_send(struct stream *s, const ProtobufCMessage *m) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static void on_send(struct tag *t, bool ok) {
+static void on_send(struct cq_tag *t, bool ok) {
   struct stream *s = ((struct stream_tag *)t)->s;
   pthread_mutex_lock(&s->mu);
   grpc_byte_buffer_destroy(s->send_buf);
   s->send_buf = NULL;
   pthread_mutex_unlock(&s->mu);
-  struct rpc_ctx ctx = server__ctx(s->w);
+  struct rpc_ctx ctx = s->env->ctx;
   if (s->ops->on_send_done) s->ops->on_send_done(s, &ctx, ok);
   stream_unref(s);
 }
@@ -213,12 +214,12 @@ void stream_finish(struct stream *s, grpc_status_code code, const char *details)
   pthread_mutex_unlock(&s->mu);
 }
 
-static void on_status(struct tag *t, bool ok) {
+static void on_status(struct cq_tag *t, bool ok) {
   (void)ok;
   stream_unref(((struct stream_tag *)t)->s);
 }
 
-static void on_close(struct tag *t, bool ok) {
+static void on_close(struct cq_tag *t, bool ok) {
   struct stream *s = ((struct stream_tag *)t)->s;
   int64_t t1 = clock_mono_ns();
   (void)ok;
@@ -228,7 +229,7 @@ static void on_close(struct tag *t, bool ok) {
   s->finished = true; /* no more sends after the call is over */
   pthread_mutex_unlock(&s->mu);
   uint64_t ns = (uint64_t)(t1 - s->t0);
-  metrics_rpc_done(s->w->metrics, s->mm, code, ns);
-  metrics_in_flight(s->w->metrics, -1);
+  metrics_rpc_done(s->env->metrics, s->mm, code, ns);
+  metrics_in_flight(s->env->metrics, -1);
   stream_unref(s);
 }

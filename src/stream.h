@@ -9,6 +9,11 @@
  * is kept posted from the start to learn when the client goes away. The
  * stream is freed when its last batch completes, after on_closed.
  *
+ * The server owns the workers: it gives each one a struct stream_env (its
+ * queue, counters and the context template handlers see) and posts stream
+ * requests with it. This module never calls back into the server; the
+ * worker only runs the struct cq_tag callbacks it finds on its queue.
+ *
  * @locality callbacks run on the stream's worker thread. stream_send and
  * stream_finish may also be called from another thread (health updates),
  * as long as the caller serialises its own calls for one stream and does
@@ -19,12 +24,27 @@
 
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "rpc.h"
 
 struct stream;
-struct worker;
+struct metrics_shard;
+
+/* What streams need from the worker whose queue they are posted on. The
+ * server fills one per worker before the worker starts; it must outlive
+ * every stream posted with it, and is only read here. */
+struct stream_env {
+  grpc_server *server;
+  grpc_completion_queue *cq;     /* the worker's queue: tags are struct cq_tag */
+  struct metrics_shard *metrics; /* the worker's shard: calls are counted here */
+  atomic_long *outstanding;      /* +1 per posted stream, -1 when it is freed */
+  atomic_bool *stopping;         /* set: a stream that arrives posts no successor */
+  /* Handed (as a copy) to every stream callback: the worker's arena, cfg,
+   * health and reflection; snap is NULL (streams read no snapshot). */
+  struct rpc_ctx ctx;
+};
 
 struct stream_ops {
   /* The call arrived; typically stream_recv(s). */
@@ -39,11 +59,14 @@ struct stream_ops {
   void (*on_closed)(struct stream *s);
 };
 
-/* Posts a request for one call of registered method `handle` on w's queue;
- * when it arrives, ops drive it. Returns 0, or -1 if the server refused
- * (shutting down). */
-int stream_request(struct worker *w, grpc_server *server, void *handle,
-                   const struct stream_ops *ops, int metrics_method);
+/* Posts a request for one call of registered method `handle` on env's
+ * queue; when it arrives, ops drive it and another request is posted in
+ * its place (unless *env->stopping). The call is counted under
+ * metrics_method (enum metrics_method) when it ends. Returns 0, or -1 if
+ * the core refused (shutting down). @locality env's worker thread, or
+ * before it starts. */
+int stream_request(const struct stream_env *env, void *handle, const struct stream_ops *ops,
+                   int metrics_method);
 
 /* Asks for the next message (on_message or on_half_close follows). */
 void stream_recv(struct stream *s);

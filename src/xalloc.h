@@ -1,9 +1,12 @@
 /*
  * xalloc.h - allocation that cannot fail (it aborts instead).
  *
- * Used where a half-applied change would be worse than a crash: the store's
- * copy-on-write steps. Like Redis' zmalloc, running out of memory there is
- * fatal and logged; Kubernetes restarts the pod and the state is rebuilt.
+ * catalogd's one out-of-memory policy: a half-applied change, or a record
+ * dropped as if it were a bad row, is worse than a crash. The store's
+ * copy-on-write steps and the record builders (model.c) allocate with these,
+ * so a builder's NULL always means a schema violation. Like Redis' zmalloc,
+ * running out of memory is fatal and logged; Kubernetes restarts the pod and
+ * the state is rebuilt.
  */
 #ifndef CATALOGD_XALLOC_H
 #define CATALOGD_XALLOC_H

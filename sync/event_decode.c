@@ -15,7 +15,7 @@
  * applied them to its DOM, so a rejected message gets the same reason as
  * before (any JSON error first, then the envelope, then data). All memory is
  * one scratch area sized from the message length: on the stack for usual
- * events, one malloc for large ones. tests/oracle keeps the jansson decoder;
+ * events, one xmalloc for large ones. tests/oracle keeps the jansson decoder;
  * the unit tests and the fuzz target require both to agree.
  */
 #include "event_decode.h"
@@ -29,27 +29,10 @@
 #include <string.h>
 
 #include "json_scan.h"
+#include "xalloc.h"
 
 /* Messages up to about 2 KiB are decoded without any allocation. */
 #define SCRATCH_LOCAL 32768
-
-static const char *const kind_names[] = {
-    [CAT_VARIANT] = "variant", [CAT_PRODUCT] = "product",       [CAT_BRAND] = "brand",
-    [CAT_TAG] = "tag",         [CAT_COLLECTION] = "collection",
-};
-
-const char *event_kind_name(enum cat_kind kind) {
-  return kind < CAT_PRODUCT_VARIANTS ? kind_names[kind] : "?";
-}
-
-static int kind_parse(const char *s, size_t n, enum cat_kind *out) {
-  for (int k = 0; k < CAT_PRODUCT_VARIANTS; k++)
-    if (strlen(kind_names[k]) == n && memcmp(kind_names[k], s, n) == 0) {
-      *out = (enum cat_kind)k;
-      return 0;
-    }
-  return -1;
-}
 
 /* Position of the last '/' in [key, end), or NULL. */
 static const char *last_slash(const char *key, const char *end) {
@@ -70,7 +53,8 @@ static const char *parse_key(const char *key, size_t n, struct event *ev) {
   memcpy(ev->org, key, orglen);
   ev->org[orglen] = '\0';
   if (memchr(ev->org, '\0', orglen)) return "key organization has a NUL byte";
-  if (kind_parse(s1 + 1, (size_t)(s2 - s1 - 1), &ev->kind) != 0) return "key entity type unknown";
+  if (model_kind_parse(s1 + 1, (size_t)(s2 - s1 - 1), &ev->kind) != 0)
+    return "key entity type unknown";
   ev->kind_known = true;
   if (uuid_parse(s2 + 1, (size_t)(key + n - s2 - 1), ev->id) != 0) return "key id is not a UUID";
   return NULL;
@@ -417,7 +401,9 @@ static int scan_value(struct dec *d) {
 
 /* decode_variant, decode_product, decode_named: build the record from the
  * data slots (id is the key's id as text). Return it (owned by the caller)
- * or NULL with *why set: a mistyped field, or what the builder refused. */
+ * or NULL with *why set: a mistyped field, or the schema rule the builder
+ * found broken (builders abort on out of memory: a good event is never
+ * rejected for want of memory). */
 static struct cat_hdr *decode_variant(const struct msg *m, const struct event *ev, const char *id,
                                       const char **why) {
   const struct jscan_value *d = m->data;
@@ -520,7 +506,7 @@ static const char *check_envelope(const struct msg *m, struct event *ev) {
   if (type == NULL || org == NULL || eid == NULL || bad) return "envelope field missing";
   const char *dot = strchr(type, '.');
   enum cat_kind kind;
-  if (dot == NULL || kind_parse(type, (size_t)(dot - type), &kind) != 0)
+  if (dot == NULL || model_kind_parse(type, (size_t)(dot - type), &kind) != 0)
     return "unknown event_type";
   if (strcmp(dot + 1, "upserted") == 0)
     ev->op = EVENT_UPSERT;
@@ -603,11 +589,11 @@ int event_decode(const char *key, size_t keylen, const char *value, size_t value
     return 0;
   }
   size_t need = scratch_layout(valuelen, &keys_cap, &items_cap, &str_cap);
-  if (need == 0 || need > sizeof local) scratch = need ? malloc(need) : NULL;
-  if (scratch == NULL) {
+  if (need == 0) { /* its size does not fit in size_t */
     *why = "value too large to decode";
     return -EINVAL;
   }
+  if (need > sizeof local) scratch = xmalloc(need); /* aborts: never a rejected good event */
   if (scan(&d, value, valuelen, scratch) < 0)
     *why = "value is not valid JSON";
   else if ((*why = check_envelope(&d.m, ev)) == NULL && ev->op == EVENT_UPSERT)

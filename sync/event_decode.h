@@ -31,13 +31,12 @@ struct event {
 };
 
 /* Decodes one message. value == NULL is a tombstone. Returns 0 and fills
- * ev, or -EINVAL with a static reason in *why (nothing allocated). One pass
- * over the value, no allocation but the record (and one scratch buffer,
- * freed before returning, for values over about 2 KiB). */
+ * ev, or -EINVAL with a static reason in *why (nothing allocated): the
+ * message breaks the event contract or the schema, never a lack of memory
+ * (that aborts, as xalloc.h does). One pass over the value, no allocation
+ * but the record (and one scratch buffer, freed before returning, for
+ * values over about 2 KiB). */
 int event_decode(const char *key, size_t keylen, const char *value, size_t valuelen,
                  struct event *ev, const char **why);
-
-/* Name of a kind as used in keys and event types ("variant", ...). */
-const char *event_kind_name(enum cat_kind kind);
 
 #endif

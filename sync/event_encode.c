@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event_decode.h"
-
 static json_t *str_or_null(const char *s) { return s && s[0] ? json_string(s) : json_null(); }
 
 static json_t *images_json(const struct cat_image *im, uint32_t n) {
@@ -79,7 +77,7 @@ static json_t *named_data(const struct cat_named *n) {
 }
 
 int event_encode(const struct cat_hdr *rec, char **key, char **value) {
-  const char *kind = event_kind_name(rec->kind);
+  const char *kind = model_kind_name(rec->kind);
   char type[32], evid[64], id[UUID_STR_LEN + 1];
   uuid_format(rec->key, id);
   json_t *data = json_null();

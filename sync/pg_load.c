@@ -137,7 +137,10 @@ static int product_collection_row(struct load *L, char **f, int nf, const char *
   return link_row(L, f, nf, why, CHILDREN_COLLECTIONS);
 }
 
-/* Puts a built record; NULL means the builder refused it (and set why). */
+/* Puts a built record; NULL means the builder refused it (and set why):
+ * the row breaks the schema, and is skipped and counted as a bad row. Never
+ * a lack of memory: the builders abort on that (xalloc.h), so a load that
+ * publishes has every row the schema allows. */
 static int put_record(struct load *L, struct cat_hdr *h) {
   if (h == NULL) return -1;
   store_put(L->t, h);

@@ -226,7 +226,7 @@ static void cross_path(const struct cat_hdr *rec) {
   struct event ev;
   const char *why = NULL;
   CHECK(event_encode(rec, &key, &val) == 0, "a loaded %s cannot be encoded as an event",
-        event_kind_name(rec->kind));
+        model_kind_name(rec->kind));
   int rc = event_decode(key, strlen(key), val, strlen(val), &ev, &why);
   CHECK(rc == 0 && ev.record != NULL,
         "the change feed rejects what the warm load accepted: %s\nkey: %s\nvalue: %s", why, key,

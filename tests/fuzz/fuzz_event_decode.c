@@ -130,7 +130,7 @@ static int same_key(const struct cat_hdr *h, const struct event *ev) {
 /* Checks one successful decode; returns its record (or NULL for a delete). */
 static void check_accepted(const struct event *ev, const char *why) {
   CHECK(why == NULL, "accepted with a reason: %s", why);
-  CHECK(ev->kind_known && ev->kind < CAT_PRODUCT_VARIANTS, "kind %d", (int)ev->kind);
+  CHECK(ev->kind_known && ev->kind < CAT_ENTITY_KINDS, "kind %d", (int)ev->kind);
   CHECK(ev->org[0] != '\0' && strlen(ev->org) <= CAT_ORG_MAX, "org length %zu", strlen(ev->org));
   if (ev->op == EVENT_DELETE) {
     CHECK(ev->record == NULL, "delete with a record");

@@ -27,7 +27,7 @@ static const char *const kind_names[] = {
 };
 
 static int kind_parse(const char *s, size_t n, enum cat_kind *out) {
-  for (int k = 0; k < CAT_PRODUCT_VARIANTS; k++)
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
     if (strlen(kind_names[k]) == n && memcmp(kind_names[k], s, n) == 0) {
       *out = (enum cat_kind)k;
       return 0;
