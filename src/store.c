@@ -317,7 +317,7 @@ size_t store_txn_changes(const struct store_txn *t) { return t->changes; }
 
 size_t store_txn_live(const struct store_txn *t) {
   size_t n = 0;
-  for (int k = 0; k < CAT_PRODUCT_VARIANTS; k++)
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
     n += t->next.live[k];
   return n;
 }
