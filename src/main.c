@@ -188,13 +188,17 @@ static void block_signals(sigset_t *sigs) {
   signal(SIGPIPE, SIG_IGN);
 }
 
+/* admin_deps.offsets_json: the writer's offsets (src is the struct sync). */
+static char *sync_offsets_of(void *src) { return sync_offsets_json(src); }
+
 /* Starts admin, gRPC and sync. Returns 0 or 1 (logged). */
 static int app_start(struct app *a) {
   struct admin_deps ad = {.cfg = &a->cfg,
                           .store = a->store,
                           .metrics = a->metrics,
                           .health = a->health,
-                          .conditions = a->conditions};
+                          .conditions = a->conditions,
+                          .offsets_json = sync_offsets_of};
   if (admin_start(&ad, &a->admin) != 0) return 1;
   struct server_deps sd = {
       .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};
@@ -220,7 +224,7 @@ static int app_start(struct app *a) {
     log_error("cannot start the sync thread", LF_S("error", strerror(-rc)));
     return 1;
   }
-  admin_set_sync(a->admin, a->sy);
+  admin_set_offsets_source(a->admin, a->sy);
   return 0;
 }
 

@@ -34,7 +34,6 @@
 #include "pg_load.h"
 #include "pg_redact.h"
 #include "store.h"
-#include "strbuf.h"
 #include "xalloc.h"
 
 extern char **environ;
@@ -343,6 +342,7 @@ int sync_start(const struct sync_deps *d, struct sync **out) {
     sync_destroy(s);
     return rc;
   }
+  metrics_change_feed(s->d.metrics, s->consumer != NULL);
   *out = s;
   return 0;
 }
@@ -360,18 +360,6 @@ void sync_stop(struct sync *s) {
   sync_request_stop(s);
   pthread_join(s->thread, NULL);
   s->thread = 0;
-}
-
-char *sync_metrics_text(struct sync *s) {
-  struct strbuf sb = {0};
-  char *k = s->consumer ? consumer_render_metrics(s->consumer) : NULL;
-  sb_printf(&sb,
-            "# HELP catalogd_change_feed_enabled 1 if a Kafka change feed is configured "
-            "(KAFKA_BOOTSTRAP_SERVERS), 0 if the catalog never changes after the load.\n"
-            "# TYPE catalogd_change_feed_enabled gauge\ncatalogd_change_feed_enabled %d\n%s",
-            s->consumer != NULL, k ? k : "");
-  free(k);
-  return sb_take(&sb);
 }
 
 char *sync_offsets_json(struct sync *s) {
