@@ -1,6 +1,8 @@
 /*
- * sync.h - the writer thread: loads the catalog (demo, PostgreSQL warm load
- * or Kafka replay), publishes the first snapshot, then keeps it fresh.
+ * sync.h - the writer thread: loads the catalog (PostgreSQL warm load or
+ * Kafka replay), publishes the first snapshot, then keeps it fresh. It
+ * knows sources, not demos: the application starts the demo's broker and
+ * names it as a replay's Kafka source.
  *
  * It is the only thread that opens store transactions.
  */
@@ -15,6 +17,9 @@ struct metrics;
 struct conditions;
 
 struct sync_deps {
+  /* The sources and knobs (SYNC_WARM: DATABASE_URL, and Kafka if set;
+   * otherwise a replay of KAFKA_BOOTSTRAP_SERVERS). Borrowed: must outlive
+   * the sync (sync_destroy). */
   const struct config *cfg;
   struct store *store;
   struct metrics *metrics;
