@@ -34,6 +34,7 @@
 #include "event_decode.h"
 #include "log.h"
 #include "metrics.h"
+#include "publish.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -879,16 +880,14 @@ static void stamp_applied(struct consumer *c) {
   pthread_mutex_unlock(&c->mu);
 }
 
+/* Publishes the batch's transaction and moves the offsets reported with
+ * the digest to those the published state covers. */
 static void publish(struct consumer *c, struct batch *b) {
-  int64_t t0 = clock_mono_ns();
-  uint64_t v = store_commit(b->t);
-  /* Offsets reported with the digest are those the published state covers. */
+  uint64_t ns, v = publish_commit(b->t, c->m, &ns);
   pthread_mutex_lock(&c->mu);
   for (int i = 0; i < c->nparts; i++)
     if (c->parts[i].next >= 0) c->parts[i].published = c->parts[i].next;
   pthread_mutex_unlock(&c->mu);
-  uint64_t ns = (uint64_t)(clock_mono_ns() - t0);
-  metrics_observe_publish(c->m, ns);
   log_debug("snapshot published", LF_S("source", "kafka"), LF_I("version", v), LF_I("events", b->n),
             LF_D("publish_ms", (double)ns / 1e6));
   *b = (struct batch){0};

@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "pg_load.h"
 #include "pg_redact.h"
+#include "publish.h"
 #include "store.h"
 #include "xalloc.h"
 
@@ -90,12 +91,10 @@ static void replay_ready(void *arg) {
   s->d.on_ready(s->d.arg);
 }
 
+/* Publishes t (a whole warm load), logged with its source. */
 static void publish(struct sync *s, struct store_txn *t, const char *source) {
   size_t changes = store_txn_changes(t);
-  int64_t t0 = clock_mono_ns();
-  uint64_t v = store_commit(t);
-  uint64_t ns = (uint64_t)(clock_mono_ns() - t0);
-  metrics_observe_publish(s->d.metrics, ns);
+  uint64_t ns, v = publish_commit(t, s->d.metrics, &ns);
   log_info("snapshot published", LF_S("source", source), LF_I("version", v),
            LF_I("changes", changes), LF_D("publish_ms", (double)ns / 1e6));
 }
