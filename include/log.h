@@ -48,9 +48,6 @@ int log_level_parse(const char *name);
  * strings are JSON-escaped and truncated to keep a line under 8 KiB. */
 void log_emit(enum log_level level, const char *msg, const struct logf *fields, size_t n);
 
-/* True when a line at this level would be written (skip costly field prep). */
-int log_enabled(enum log_level level);
-
 /* A leading empty element lets the field list be empty. */
 #define LOG__N(...) (sizeof((struct logf[]){{0}, __VA_ARGS__}) / sizeof(struct logf) - 1)
 #define LOG__EMIT(lvl, msg, ...)                                                                   \

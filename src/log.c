@@ -28,8 +28,6 @@ void log_set_level(enum log_level level) { min_level = level; }
 
 void log_set_fd(int fd) { out_fd = fd; }
 
-int log_enabled(enum log_level level) { return level >= min_level; }
-
 int log_level_parse(const char *name) {
   if (strcasecmp(name, "warning") == 0) return LOG_WARN;
   for (int i = 0; i < 4; i++)
