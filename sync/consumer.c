@@ -76,12 +76,12 @@ struct consumer {
   pthread_mutex_t mu; /* guards parts, nparts, last_event_ns, lost, progress, kafka_err, rows */
   struct part parts[MAX_PARTITIONS];
   int nparts;
+  int nlost;             /* flags on in lost[] */
   int64_t last_event_ns; /* wall clock of the last applied event (stamped once per poll) */
   uint64_t applied;      /* events applied so far (consumer thread only) */
   bool marked;
   uint64_t rejected_logged;
   struct lost lost[MAX_PARTITIONS];                  /* by partition id */
-  int nlost;                                         /* flags on in lost[] */
   struct metrics_partition rows[2 * MAX_PARTITIONS]; /* export_metrics' scratch (under mu) */
   double progress;                                   /* replay progress 0..1; < 0: no replay */
   char kafka_err[256];                               /* librdkafka's last error (error_cb) */
