@@ -595,6 +595,7 @@ static int refresh_watermarks(struct consumer *c) {
       char why[512];
       last_error(c, rd_kafka_err2str(e), why, sizeof why);
       feed_state(c, FEED_UNREACHABLE, why);
+      export_metrics(c); /* the partitions refreshed before this one */
       return -EIO;
     }
     pthread_mutex_lock(&c->mu);
