@@ -15,7 +15,6 @@ struct admin;
 struct store;
 struct metrics;
 struct health;
-struct sync;
 struct conditions;
 
 struct admin_deps {
@@ -24,15 +23,20 @@ struct admin_deps {
   struct metrics *metrics;
   struct health *health;
   struct conditions *conditions; /* shown in /readyz and /metrics */
-  struct sync *sync;             /* may be NULL until started; read each request */
+  /* /digest's "offsets": a JSON array of the change-feed offsets the
+   * published snapshot covers, or NULL (no feed); malloc'd, admin frees.
+   * Called on the admin thread with the source set by
+   * admin_set_offsets_source. May be NULL (never any offsets). */
+  char *(*offsets_json)(void *src);
 };
 
 /* Starts listening on cfg->admin_port (0: no admin listener, *out = NULL).
  * Returns 0 or -EADDRINUSE. @locality the main thread. */
 int admin_start(const struct admin_deps *d, struct admin **out);
 
-/* Sets the sync whose consumer metrics and offsets are reported. */
-void admin_set_sync(struct admin *a, struct sync *s);
+/* Sets the argument of d->offsets_json (NULL: no offsets yet), e.g. once
+ * the writer has started. a may be NULL (no listener). @locality any thread. */
+void admin_set_offsets_source(struct admin *a, void *src);
 
 /* Stops the listener and joins its thread. NULL is a no-op. */
 void admin_destroy(struct admin *a);

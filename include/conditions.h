@@ -32,8 +32,17 @@ int conditions_has(struct conditions *c, const char *key);
  * the order they were first set. Caller frees. */
 char *conditions_json(struct conditions *c);
 
-/* Prometheus text: catalogd_condition{name,level} 1 for every condition
- * set. Caller frees. */
-char *conditions_metrics(struct conditions *c);
+#define CONDITIONS_MAX      32
+#define CONDITIONS_NAME_CAP 64
+
+/* One held condition's name and level, as listed for /metrics. */
+struct condition_name {
+  char name[CONDITIONS_NAME_CAP]; /* printable ASCII */
+  const char *level;              /* "error" or "warn" */
+};
+
+/* Copies the held conditions' names and levels into out, in the order they
+ * were first set. Returns how many (0 if c is NULL). */
+int conditions_list(struct conditions *c, struct condition_name out[CONDITIONS_MAX]);
 
 #endif

@@ -1,16 +1,21 @@
 /*
- * metrics.h - counters and histograms for Prometheus, cheap on the hot path.
+ * metrics.h - the metrics registry: every number /metrics shows that is not
+ * read from the snapshot or the process itself, cheap on the hot path.
  *
  * Each worker thread owns a shard and is its only writer, so an update is a
- * relaxed load and store with no lock and no shared cache line; the admin
- * endpoint sums the shards when scraped. Process-wide figures (snapshot,
- * sync) live in struct metrics itself and are written by their one owner
- * thread.
+ * relaxed load and store with no lock and no shared cache line; a reader
+ * sums the shards. Process-wide figures live in struct metrics itself and
+ * are written by their one owner thread: the writer (warm load, events,
+ * publishes, whether there is a change feed), the Kafka consumer (a small
+ * table of per-partition figures, replay progress, last event time), the
+ * admin thread (its connections). Nothing here writes text: the one
+ * Prometheus renderer (metrics_text.h) reads a metrics_view.
  */
 #ifndef CATALOGD_METRICS_H
 #define CATALOGD_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,7 +32,11 @@ enum metrics_method {
 };
 
 #define METRICS_CODES   17 /* gRPC status codes 0..16 */
-#define METRICS_BUCKETS 16 /* latency buckets, 50 us .. 1 s, then +Inf */
+#define METRICS_BUCKETS 16 /* latency buckets, 50 us .. 2.5 s, then +Inf */
+
+/* Upper bounds of the latency buckets in nanoseconds (the last, +Inf, has
+ * none). */
+extern const uint64_t metrics_bucket_ns[METRICS_BUCKETS - 1];
 
 struct metrics_shard;
 struct metrics;
@@ -55,6 +64,9 @@ enum metrics_counter {
   MC_PG_PROGRESS_ROWS, /* gauge: rows read by the current (or last) warm load attempt */
   MC_PG_PROGRESS_PPM,  /* gauge: its share of the estimated total, in millionths */
   MC_BAD_REQUESTS,
+  MC_ADMIN_CONNECTIONS,  /* gauge: open admin HTTP connections (admin thread) */
+  MC_ADMIN_CUT_DEADLINE, /* admin connections closed: request not answered in time */
+  MC_ADMIN_CUT_EVICTED,  /* admin connections closed: evicted beyond the limit */
   MC_COUNT
 };
 
@@ -65,7 +77,13 @@ uint64_t metrics_get(struct metrics *m, enum metrics_counter c);
 /* Sets gauge c to v. @locality any thread (atomic store). */
 void metrics_set(struct metrics *m, enum metrics_counter c, uint64_t v);
 
-enum { METRICS_EVENT_APPLIED = 0, METRICS_EVENT_STALE, METRICS_EVENT_REJECTED };
+enum {
+  METRICS_EVENT_APPLIED = 0,
+  METRICS_EVENT_STALE,
+  METRICS_EVENT_REJECTED,
+  METRICS_EVENT_RESULTS
+};
+#define METRICS_EVENT_KINDS 6 /* the five entity kinds (enum cat_kind), then "unknown" */
 
 /* Counts one change event of entity kind (enum cat_kind, or -1 if unknown)
  * with result METRICS_EVENT_*. @locality any thread. */
@@ -75,21 +93,55 @@ void metrics_event(struct metrics *m, int kind, int result);
  * the number of publishes). @locality the writer thread. */
 void metrics_observe_publish(struct metrics *m, uint64_t ns);
 
-/* Snapshots published so far. */
-uint64_t metrics_publishes(struct metrics *m);
-
-/* Sum over shards of requests for (method, code). */
-uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int code);
-
 /* All RPCs finished so far, and RPCs in flight now (sums over shards). */
 uint64_t metrics_rpc_total(struct metrics *m);
 int64_t metrics_rpc_in_flight(struct metrics *m);
 
-/* Renders the Prometheus text exposition into a malloc'd string (caller
- * frees); extra (may be NULL) is appended verbatim. */
-char *metrics_render(struct metrics *m, const char *extra);
+/* Says whether the writer follows a change feed (Kafka): until called, the
+ * registry has no change-feed figures to show (the writer has not started).
+ * @locality the thread that starts the writer. */
+void metrics_change_feed(struct metrics *m, bool enabled);
 
-/* The method's name as used in labels ("ValidateVariant", ...). */
-const char *metrics_method_name(enum metrics_method method);
+/* One partition of the change topic as the consumer last saw it. */
+struct metrics_partition {
+  int32_t id;
+  bool known;   /* discovered by the consumer (has a lag); false: only flagged stalled */
+  int64_t lag;  /* messages not yet applied (>= 0) */
+  bool stalled; /* its position was deleted before it was read, not recovered */
+};
+
+/* The consumer's figures, as of one moment. */
+struct metrics_feed {
+  double replay_progress;                /* 0..1; < 0: no replay yet */
+  int64_t last_event_ns;                 /* wall clock of the last applied event; 0: none */
+  const struct metrics_partition *parts; /* known ones first, in the consumer's order */
+  int nparts;
+};
+
+/* Replaces the consumer's figures with f's (copied). @locality the writer
+ * thread (takes the registry's feed mutex briefly). */
+void metrics_feed_update(struct metrics *m, const struct metrics_feed *f);
+
+/* Every number of the registry, read at one moment (shards summed). */
+struct metrics_view {
+  uint64_t req[MM_COUNT][METRICS_CODES];
+  uint64_t bucket[MM_COUNT][METRICS_BUCKETS]; /* per bucket, not cumulative */
+  uint64_t sum_ns[MM_COUNT];
+  int64_t in_flight;
+  uint64_t events[METRICS_EVENT_KINDS][METRICS_EVENT_RESULTS];
+  uint64_t publish_bucket[METRICS_BUCKETS]; /* per bucket, not cumulative */
+  uint64_t publish_sum_ns;
+  uint64_t counters[MC_COUNT];
+  int change_feed;        /* -1: not known yet; 0: none; 1: Kafka */
+  double replay_progress; /* as in struct metrics_feed */
+  int64_t last_event_ns;
+  struct metrics_partition *parts; /* owned by the view */
+  int nparts;
+};
+
+/* Reads the registry into a new view. Free with metrics_view_free (NULL is
+ * a no-op). @locality any thread. */
+struct metrics_view *metrics_view_new(struct metrics *m);
+void metrics_view_free(struct metrics_view *v);
 
 #endif

@@ -1,6 +1,8 @@
 /*
- * sync.h - the writer thread: loads the catalog (demo, PostgreSQL warm load
- * or Kafka replay), publishes the first snapshot, then keeps it fresh.
+ * sync.h - the writer thread: loads the catalog (PostgreSQL warm load or
+ * Kafka replay), publishes the first snapshot, then keeps it fresh. It
+ * knows sources, not demos: the application starts the demo's broker and
+ * names it as a replay's Kafka source.
  *
  * It is the only thread that opens store transactions.
  */
@@ -15,6 +17,9 @@ struct metrics;
 struct conditions;
 
 struct sync_deps {
+  /* The sources and knobs (SYNC_WARM: DATABASE_URL, and Kafka if set;
+   * otherwise a replay of KAFKA_BOOTSTRAP_SERVERS). Borrowed: must outlive
+   * the sync (sync_destroy). */
   const struct config *cfg;
   struct store *store;
   struct metrics *metrics;
@@ -29,8 +34,9 @@ struct sync_deps {
   void *arg;
 };
 
-/* Starts the writer thread. Returns 0 or a negative errno.
- * @locality the main thread. */
+/* Starts the writer thread. Returns 0 or a negative errno. Once started,
+ * says in d->metrics whether it follows a change feed (the writer and its
+ * consumer keep their figures there). @locality the main thread. */
 int sync_start(const struct sync_deps *d, struct sync **out);
 
 /* Asks the thread to stop (interrupting a PostgreSQL load or a retry wait)
@@ -41,11 +47,6 @@ void sync_stop(struct sync *s);
  * progress is abandoned (never published) while the caller drains the gRPC
  * server. sync_stop() then joins. NULL is a no-op. @locality any thread. */
 void sync_request_stop(struct sync *s);
-
-/* Prometheus text for the change feed: catalogd_change_feed_enabled, and
- * with Kafka the consumer's (lag, lost positions, replay progress, last
- * event time). Caller frees. @locality any thread. */
-char *sync_metrics_text(struct sync *s);
 
 /* JSON array of per-partition next offsets; NULL without Kafka. Caller
  * frees. @locality any thread. */

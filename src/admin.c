@@ -26,22 +26,19 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <dirent.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "build_info.h"
 #include "clock.h"
 #include "conditions.h"
 #include "digest.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_text.h"
 #include "store.h"
 #include "strbuf.h"
-#include "sync.h"
 #include "xalloc.h"
 
 /* Connections kept at once; one more evicts the longest-waiting. Probes,
@@ -64,172 +61,17 @@ struct admin {
   struct MHD_Daemon *mhd;
   pthread_t thread;
   atomic_bool stop;
-  _Atomic(struct sync *) sync;
-  struct aconn conns;                           /* list sentinel */
-  unsigned nconns;                              /* tracked (not yet closed), cut ones included */
-  unsigned long long cut_deadline, cut_evicted; /* admin thread only */
+  _Atomic(void *) offsets_src; /* the argument of d.offsets_json; NULL: none yet */
+  struct aconn conns;          /* list sentinel */
+  unsigned nconns;             /* tracked (not yet closed), cut ones included; admin thread only */
   /* libmicrohttpd's log lines, rate-limited (clients can cause them at will):
    * the start-up thread, then the admin thread only. */
   double mhd_log_window;
   unsigned mhd_log_lines, mhd_log_suppressed;
 };
 
-static long rss_bytes(void) {
-  long pages = 0, rss = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return 0;
-  if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
-  fclose(f);
-  return rss * sysconf(_SC_PAGESIZE);
-}
-
-/* Seconds since the epoch at which the process started (the first exec,
- * before the huge-page re-exec: same pid): boot time (/proc/stat btime)
- * plus the start tick of /proc/self/stat (field 22). 0 if unreadable. */
-static double start_time_s(void) {
-  char line[1024];
-  double btime = 0, ticks = 0;
-  FILE *f = fopen("/proc/stat", "r");
-  if (f == NULL) return 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "btime %lf", &btime) == 1) break;
-  fclose(f);
-  if ((f = fopen("/proc/self/stat", "r")) == NULL) return 0;
-  size_t n = fread(line, 1, sizeof line - 1, f);
-  fclose(f);
-  line[n] = '\0';
-  /* fields after the command name, which may hold spaces: from the last ')' */
-  char *p = strrchr(line, ')');
-  if (p == NULL || sscanf(p + 2,
-                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
-                          "%*d %*d %*d %lf",
-                          &ticks) != 1)
-    return 0;
-  return btime + ticks / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* User plus system CPU seconds of the whole process (every thread). */
-static double cpu_seconds(void) {
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-/* Open file descriptors (entries of /proc/self/fd, less the one reading it). */
-static long open_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  long n = 0;
-  if (d == NULL) return 0;
-  for (struct dirent *e; (e = readdir(d)) != NULL;)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n > 0 ? n - 1 : 0;
-}
-
-static long max_fds(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return -1;
-  return (long)rl.rlim_cur;
-}
-
-/* The standard process metrics (Prometheus client conventions) and build info. */
-static void process_metrics(struct strbuf *sb) {
-  long maxfd = max_fds();
-  sb_printf(sb,
-            "# HELP catalogd_build_info catalogd's version and commit.\n"
-            "# TYPE catalogd_build_info gauge\n"
-            "catalogd_build_info{version=\"%s\",commit=\"%s\"} 1\n"
-            "# HELP process_start_time_seconds Start time of the process since unix epoch in "
-            "seconds.\n"
-            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n"
-            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
-            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.3f\n"
-            "# HELP process_open_fds Number of open file descriptors.\n"
-            "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
-            CATALOGD_VERSION, CATALOGD_COMMIT, start_time_s(), cpu_seconds(), open_fds());
-  if (maxfd >= 0)
-    sb_printf(sb,
-              "# HELP process_max_fds Maximum number of open file descriptors.\n"
-              "# TYPE process_max_fds gauge\nprocess_max_fds %ld\n",
-              maxfd);
-}
-
-/* Snapshot and process gauges (read section inside). */
-static char *gauges(struct admin *a) {
-  static const char *kinds[] = {"variant", "product", "brand", "tag", "collection"};
-  struct strbuf sb = {0};
-  struct metrics *m = a->d.metrics;
-  store_read_lock();
-  const struct snapshot *s = store_current(a->d.store);
-  uint64_t version = s ? snap_version(s) : 0;
-  /* built_ns is wall time (it is also reported as a timestamp) */
-  double age = s ? (double)(clock_wall_ns() - (int64_t)snap_built_ns(s)) / 1e9 : -1;
-  if (age < 0 && s) age = 0;
-  size_t counts[5] = {0};
-  for (int k = 0; s && k < 5; k++)
-    counts[k] = snap_count(s, (enum cat_kind)k);
-  store_read_unlock();
-  sb_printf(&sb,
-            "# HELP catalogd_snapshot_version Version of the published snapshot (0: none).\n"
-            "# TYPE catalogd_snapshot_version gauge\ncatalogd_snapshot_version %llu\n"
-            "# HELP catalogd_snapshot_age_seconds Time since the snapshot was built.\n"
-            "# TYPE catalogd_snapshot_age_seconds gauge\ncatalogd_snapshot_age_seconds %.3f\n"
-            "# HELP catalogd_snapshot_entities Live entities in the snapshot.\n"
-            "# TYPE catalogd_snapshot_entities gauge\n",
-            (unsigned long long)version, age);
-  for (int k = 0; k < 5; k++)
-    sb_printf(&sb, "catalogd_snapshot_entities{type=\"%s\"} %zu\n", kinds[k], counts[k]);
-  sb_printf(
-      &sb,
-      "# HELP catalogd_snapshots_published_total Snapshots published.\n"
-      "# TYPE catalogd_snapshots_published_total counter\ncatalogd_snapshots_published_total %llu\n"
-      "# HELP catalogd_warm_load_rows_total Rows read by the PostgreSQL warm load.\n"
-      "# TYPE catalogd_warm_load_rows_total counter\ncatalogd_warm_load_rows_total %llu\n"
-      "# HELP catalogd_warm_load_rows_skipped_total Rows skipped as invalid.\n"
-      "# TYPE catalogd_warm_load_rows_skipped_total counter\n"
-      "catalogd_warm_load_rows_skipped_total %llu\n"
-      "# HELP catalogd_warm_load_duration_seconds Duration of the successful warm load.\n"
-      "# TYPE catalogd_warm_load_duration_seconds gauge\n"
-      "catalogd_warm_load_duration_seconds %.3f\n"
-      "# HELP catalogd_warm_load_attempts_total Warm load attempts.\n"
-      "# TYPE catalogd_warm_load_attempts_total counter\ncatalogd_warm_load_attempts_total %llu\n"
-      "# HELP catalogd_bad_requests_total Requests rejected as invalid.\n"
-      "# TYPE catalogd_bad_requests_total counter\ncatalogd_bad_requests_total %llu\n"
-      "# HELP catalogd_admin_connections Open admin HTTP connections.\n"
-      "# TYPE catalogd_admin_connections gauge\ncatalogd_admin_connections %u\n"
-      "# HELP catalogd_admin_connections_closed_total Admin connections closed by catalogd: "
-      "request not answered by ADMIN_REQUEST_TIMEOUT_SECONDS (deadline), or evicted for a new "
-      "one beyond the connection limit (evicted).\n"
-      "# TYPE catalogd_admin_connections_closed_total counter\n"
-      "catalogd_admin_connections_closed_total{reason=\"deadline\"} %llu\n"
-      "catalogd_admin_connections_closed_total{reason=\"evicted\"} %llu\n"
-      "# HELP process_resident_memory_bytes Resident set size.\n"
-      "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
-      (unsigned long long)metrics_publishes(m), (unsigned long long)metrics_get(m, MC_PG_ROWS),
-      (unsigned long long)metrics_get(m, MC_PG_ROWS_SKIPPED),
-      (double)metrics_get(m, MC_PG_LOAD_NS) / 1e9,
-      (unsigned long long)metrics_get(m, MC_PG_ATTEMPTS),
-      (unsigned long long)metrics_get(m, MC_BAD_REQUESTS), a->nconns, a->cut_deadline,
-      a->cut_evicted, rss_bytes());
-  process_metrics(&sb);
-  return sb_take(&sb);
-}
-
 static char *render_metrics(struct admin *a) {
-  char *g = gauges(a);
-  struct sync *sy = atomic_load(&a->sync);
-  char *k = sy ? sync_metrics_text(sy) : NULL;
-  char *cs = conditions_metrics(a->d.conditions);
-  size_t n = strlen(g) + (k ? strlen(k) : 0) + strlen(cs) + 1;
-  char *extra = xmalloc(n);
-  snprintf(extra, n, "%s%s%s", g, k ? k : "", cs);
-  char *out = metrics_render(a->d.metrics, extra);
-  free(g);
-  free(k);
-  free(cs);
-  free(extra);
-  return out;
+  return metrics_text(a->d.metrics, a->d.store, a->d.conditions);
 }
 
 static char *render_digest(struct admin *a, unsigned *status) {
@@ -244,8 +86,8 @@ static char *render_digest(struct admin *a, unsigned *status) {
     snprintf(o, 64, "{\"error\":\"no snapshot yet\"}\n");
     return o;
   }
-  struct sync *sy = atomic_load(&a->sync);
-  char *offs = sy ? sync_offsets_json(sy) : NULL;
+  void *src = atomic_load(&a->offsets_src);
+  char *offs = src && a->d.offsets_json ? a->d.offsets_json(src) : NULL;
   char *extra = NULL;
   if (offs) {
     size_t n = strlen(offs) + 16;
@@ -302,7 +144,7 @@ static void conn_evict_oldest(struct admin *a, const struct aconn *keep) {
       victim = p;
   if (victim == NULL) return;
   conn_cut(victim);
-  a->cut_evicted++;
+  metrics_add(a->d.metrics, MC_ADMIN_CUT_EVICTED, 1);
 }
 
 /* Cuts every connection past its deadline. @locality admin thread. */
@@ -311,7 +153,7 @@ static void conn_sweep(struct admin *a) {
   for (struct aconn *p = a->conns.next; p != &a->conns; p = p->next)
     if (!p->cut && now > p->deadline) {
       conn_cut(p);
-      a->cut_deadline++;
+      metrics_add(a->d.metrics, MC_ADMIN_CUT_DEADLINE, 1);
     }
 }
 
@@ -329,11 +171,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     ac->prev = a->conns.prev, ac->next = &a->conns;
     a->conns.prev->next = ac, a->conns.prev = ac;
     *socket_context = ac;
-    if (++a->nconns > ADMIN_MAX_CONNS) conn_evict_oldest(a, ac);
+    metrics_set(a->d.metrics, MC_ADMIN_CONNECTIONS, ++a->nconns);
+    if (a->nconns > ADMIN_MAX_CONNS) conn_evict_oldest(a, ac);
   } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context != NULL) {
     struct aconn *ac = *socket_context;
     ac->prev->next = ac->next, ac->next->prev = ac->prev;
-    a->nconns--;
+    metrics_set(a->d.metrics, MC_ADMIN_CONNECTIONS, --a->nconns);
     free(ac);
     *socket_context = NULL;
   }
@@ -451,7 +294,6 @@ int admin_start(const struct admin_deps *d, struct admin **out) {
   struct admin *a = xcalloc(1, sizeof *a);
   a->d = *d;
   a->conns.prev = a->conns.next = &a->conns;
-  atomic_store(&a->sync, d->sync);
   /* epoll: no FD_SETSIZE ceiling on the sockets' numbers */
   unsigned flags =
       MHD_USE_ERROR_LOG | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
@@ -475,8 +317,8 @@ int admin_start(const struct admin_deps *d, struct admin **out) {
   return 0;
 }
 
-void admin_set_sync(struct admin *a, struct sync *s) {
-  if (a) atomic_store(&a->sync, s);
+void admin_set_offsets_source(struct admin *a, void *src) {
+  if (a) atomic_store(&a->offsets_src, src);
 }
 
 void admin_destroy(struct admin *a) {

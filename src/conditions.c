@@ -17,8 +17,8 @@
 #include "strbuf.h"
 #include "xalloc.h"
 
-#define MAX_CONDITIONS 32
-#define KEY_CAP        64
+#define MAX_CONDITIONS CONDITIONS_MAX
+#define KEY_CAP        CONDITIONS_NAME_CAP
 #define MSG_CAP        512
 
 struct condition {
@@ -56,7 +56,7 @@ static int find(const struct conditions *c, const char *key) {
 }
 
 /* Copies src into dst (cap bytes), bytes outside printable ASCII made '?':
- * messages carry library text, and the JSON and metrics writers below
+ * messages carry library text, and the JSON writer below and the metrics renderer
  * escape only quotes and backslashes. */
 static void copy_clean(char *dst, const char *src, size_t cap) {
   size_t i = 0;
@@ -133,16 +133,12 @@ char *conditions_json(struct conditions *c) {
   return sb_take(&sb);
 }
 
-char *conditions_metrics(struct conditions *c) {
+int conditions_list(struct conditions *c, struct condition_name out[CONDITIONS_MAX]) {
   struct condition copy[MAX_CONDITIONS];
-  struct strbuf sb = {0};
   int n = c ? sorted_copy(c, copy) : 0;
-  sb_printf(&sb, "# HELP catalogd_condition An operator-visible condition is set (see /readyz "
-                 "and docs/operations.md).\n# TYPE catalogd_condition gauge\n");
   for (int i = 0; i < n; i++) {
-    sb_printf(&sb, "catalogd_condition{name=\"");
-    put_escaped(&sb, copy[i].key);
-    sb_printf(&sb, "\",level=\"%s\"} 1\n", copy[i].level);
+    memcpy(out[i].name, copy[i].key, KEY_CAP);
+    out[i].level = copy[i].level;
   }
-  return sb_take(&sb);
+  return n;
 }

@@ -25,6 +25,7 @@
 #include "conditions.h"
 #include "config.h"
 #include "demo.h"
+#include "demo_broker.h"
 #include "digest.h"
 #include "health.h"
 #include "log.h"
@@ -88,6 +89,25 @@ static void usage(void) {
          "  --version print the version, commit and library versions, and exit\n");
 }
 
+/* The writer's configuration: cfg itself, except for the demo, whose
+ * embedded broker (started here, seeded with the demo catalog) becomes the
+ * Kafka source of a replay: the sync layer knows sources, not demos.
+ * *broker is the started broker or NULL; the caller destroys it after the
+ * writer. Returns 0, or -EIO if the broker could not start (logged). */
+static int sync_source(const struct config *cfg, struct config *out, struct demo_broker **broker) {
+  *out = *cfg;
+  *broker = NULL;
+  if (cfg->sync_mode != SYNC_DEMO) return 0;
+  *broker =
+      demo_broker_start(cfg->kafka_topic, 3, out->kafka_bootstrap, sizeof out->kafka_bootstrap);
+  if (*broker == NULL) return -EIO;
+  out->sync_mode = SYNC_REPLAY;
+  log_info("demo broker: publish an event with kcat",
+           LF_S("example", "kcat -P -b <bootstrap> -t catalog.changes -K '\\t' (see README)"),
+           LF_S("bootstrap", out->kafka_bootstrap));
+  return 0;
+}
+
 /* --digest: the ready callback wakes main through the signal mask. */
 static void on_digest_ready(void *arg) {
   (void)arg;
@@ -98,16 +118,22 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
                       struct conditions *conds, sigset_t *sigs) {
   struct sync *sy = NULL;
   struct ready_ctx fatal = {.health = NULL};
+  struct config scfg;
+  struct demo_broker *broker = NULL;
   int sig = 0;
-  struct sync_deps yd = {.cfg = cfg,
+  struct sync_deps yd = {.cfg = &scfg,
                          .store = store,
                          .metrics = metrics,
                          .conditions = conds,
                          .on_ready = on_digest_ready,
                          .on_fatal = on_fatal,
                          .arg = &fatal};
-  int rc = sync_start(&yd, &sy);
-  if (rc != 0) return rc == -EINVAL ? 2 : 1;
+  int rc = sync_source(cfg, &scfg, &broker);
+  if (rc == 0) rc = sync_start(&yd, &sy);
+  if (rc != 0) {
+    demo_broker_destroy(broker);
+    return rc == -EINVAL ? 2 : 1;
+  }
   sigwait(sigs, &sig);
   if (sig == SIGUSR1) {
     struct digest d;
@@ -128,6 +154,7 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
   }
   sync_stop(sy);
   sync_destroy(sy);
+  demo_broker_destroy(broker);
   if (sig == SIGUSR2) return atomic_load(&fatal.fatal_code);
   return sig == SIGUSR1 ? 0 : 1;
 }
@@ -173,6 +200,8 @@ struct app {
   struct conditions *conditions;
   struct admin *admin;
   struct server *srv;
+  struct config sync_cfg;     /* the writer's: cfg, or the demo broker as a replay source */
+  struct demo_broker *broker; /* SYNC_MODE=demo only; outlives the writer */
   struct sync *sy;
   struct ready_ctx ready;
 };
@@ -188,13 +217,17 @@ static void block_signals(sigset_t *sigs) {
   signal(SIGPIPE, SIG_IGN);
 }
 
+/* admin_deps.offsets_json: the writer's offsets (src is the struct sync). */
+static char *sync_offsets_of(void *src) { return sync_offsets_json(src); }
+
 /* Starts admin, gRPC and sync. Returns 0 or 1 (logged). */
 static int app_start(struct app *a) {
   struct admin_deps ad = {.cfg = &a->cfg,
                           .store = a->store,
                           .metrics = a->metrics,
                           .health = a->health,
-                          .conditions = a->conditions};
+                          .conditions = a->conditions,
+                          .offsets_json = sync_offsets_of};
   if (admin_start(&ad, &a->admin) != 0) return 1;
   struct server_deps sd = {
       .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};
@@ -208,19 +241,20 @@ static int app_start(struct app *a) {
   log_info("startup phase done", LF_S("phase", "grpc"), LF_D("seconds", clock_mono_s() - a->t0));
   a->ready.health = a->health;
   a->ready.t0 = a->t0;
-  struct sync_deps yd = {.cfg = &a->cfg,
+  struct sync_deps yd = {.cfg = &a->sync_cfg,
                          .store = a->store,
                          .metrics = a->metrics,
                          .conditions = a->conditions,
                          .on_ready = on_ready,
                          .on_fatal = on_fatal,
                          .arg = &a->ready};
-  if ((rc = sync_start(&yd, &a->sy)) == -EINVAL) return 2; /* logged: a bad KAFKA_* */
+  if ((rc = sync_source(&a->cfg, &a->sync_cfg, &a->broker)) == 0) rc = sync_start(&yd, &a->sy);
+  if (rc == -EINVAL) return 2; /* logged: a bad KAFKA_* */
   if (rc != 0) {
     log_error("cannot start the sync thread", LF_S("error", strerror(-rc)));
     return 1;
   }
-  admin_set_sync(a->admin, a->sy);
+  admin_set_offsets_source(a->admin, a->sy);
   return 0;
 }
 
@@ -236,6 +270,7 @@ static void app_stop(struct app *a) {
   admin_destroy(a->admin);
   server_destroy(a->srv);
   sync_destroy(a->sy);
+  demo_broker_destroy(a->broker);
   store_destroy(a->store);
   health_destroy(a->health);
   metrics_destroy(a->metrics);

@@ -1,32 +1,23 @@
 /*
- * metrics.c - per-worker RPC metrics and process counters (see metrics.h).
+ * metrics.c - the metrics registry (see metrics.h): per-worker RPC shards,
+ * process-wide counters, and the change feed's small table.
  *
  * Shards are cache-line aligned so two workers never write the same line.
+ * The feed table is replaced whole by the consumer (once per poll at most)
+ * and copied out by a scrape, under its own mutex: neither is on the
+ * request path.
  */
 #include "metrics.h"
 
-#include <stdarg.h>
-#include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "strbuf.h"
 #include "xalloc.h"
 
-/* Upper bounds in nanoseconds; the last bucket is +Inf. */
-static const uint64_t bucket_ns[METRICS_BUCKETS - 1] = {
+const uint64_t metrics_bucket_ns[METRICS_BUCKETS - 1] = {
     50000,    100000,   250000,    500000,    1000000,   2000000,    5000000,   10000000,
     25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000};
-
-static const char *const method_names[MM_COUNT] = {
-    "ValidateVariant", "GetProductDetails", "GetVariantsBatch", "ValidateVariantsBatch",
-    "Health/Check",    "Health/Watch",      "ServerReflection", "unknown"};
-
-static const char *const code_names[METRICS_CODES] = {
-    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-    "DATA_LOSS", "UNAUTHENTICATED"};
 
 struct metrics_shard {
   _Alignas(64) _Atomic uint64_t req[MM_COUNT][METRICS_CODES];
@@ -35,23 +26,23 @@ struct metrics_shard {
   _Atomic int64_t in_flight;
 };
 
-#define EVENT_KINDS 6 /* the five entity kinds, then "unknown" */
-
 struct metrics {
   int nshards;
   struct metrics_shard *shards;
   _Atomic uint64_t counters[MC_COUNT];
-  _Atomic uint64_t events[EVENT_KINDS][3];
+  _Atomic uint64_t events[METRICS_EVENT_KINDS][METRICS_EVENT_RESULTS];
   _Atomic uint64_t publish_bucket[METRICS_BUCKETS];
   _Atomic uint64_t publish_sum_ns;
+  _Atomic int change_feed; /* -1 until the writer says */
+  pthread_mutex_t feed_mu; /* guards the fields below */
+  double replay_progress;
+  int64_t last_event_ns;
+  struct metrics_partition *parts;
+  int nparts, parts_cap;
 };
 
-static const char *const event_kinds[EVENT_KINDS] = {"variant", "product",    "brand",
-                                                     "tag",     "collection", "unknown"};
-static const char *const event_results[3] = {"applied", "stale", "rejected"};
-
 void metrics_event(struct metrics *m, int kind, int result) {
-  if (kind < 0 || kind >= EVENT_KINDS - 1) kind = EVENT_KINDS - 1;
+  if (kind < 0 || kind >= METRICS_EVENT_KINDS - 1) kind = METRICS_EVENT_KINDS - 1;
   atomic_fetch_add_explicit(&m->events[kind][result], 1, memory_order_relaxed);
 }
 
@@ -61,11 +52,16 @@ struct metrics *metrics_new(int nshards) {
   m->shards = aligned_alloc(64, sizeof(struct metrics_shard) * (size_t)nshards);
   if (m->shards == NULL) abort();
   memset(m->shards, 0, sizeof(struct metrics_shard) * (size_t)nshards);
+  atomic_init(&m->change_feed, -1);
+  pthread_mutex_init(&m->feed_mu, NULL);
+  m->replay_progress = -1;
   return m;
 }
 
 void metrics_destroy(struct metrics *m) {
   if (m == NULL) return;
+  pthread_mutex_destroy(&m->feed_mu);
+  free(m->parts);
   free(m->shards);
   free(m);
 }
@@ -74,8 +70,6 @@ struct metrics_shard *metrics_shard(struct metrics *m, int i) {
   return &m->shards[i];
 }
 
-const char *metrics_method_name(enum metrics_method method) { return method_names[method]; }
-
 /* Single-writer increment: no read-modify-write instruction needed. */
 static inline void bump(_Atomic uint64_t *x, uint64_t v) {
   atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + v, memory_order_relaxed);
@@ -83,7 +77,7 @@ static inline void bump(_Atomic uint64_t *x, uint64_t v) {
 
 void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int code, uint64_t ns) {
   int b = 0;
-  while (b < METRICS_BUCKETS - 1 && ns > bucket_ns[b])
+  while (b < METRICS_BUCKETS - 1 && ns > metrics_bucket_ns[b])
     b++;
   if (code < 0 || code >= METRICS_CODES) code = 2; /* UNKNOWN */
   bump(&s->req[method][code], 1);
@@ -93,17 +87,10 @@ void metrics_rpc_done(struct metrics_shard *s, enum metrics_method method, int c
 
 void metrics_observe_publish(struct metrics *m, uint64_t ns) {
   int b = 0;
-  while (b < METRICS_BUCKETS - 1 && ns > bucket_ns[b])
+  while (b < METRICS_BUCKETS - 1 && ns > metrics_bucket_ns[b])
     b++;
   atomic_fetch_add_explicit(&m->publish_bucket[b], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&m->publish_sum_ns, ns, memory_order_relaxed);
-}
-
-uint64_t metrics_publishes(struct metrics *m) {
-  uint64_t n = 0;
-  for (int k = 0; k < METRICS_BUCKETS; k++)
-    n += atomic_load(&m->publish_bucket[k]);
-  return n;
 }
 
 void metrics_in_flight(struct metrics_shard *s, int delta) {
@@ -124,7 +111,8 @@ uint64_t metrics_get(struct metrics *m, enum metrics_counter c) {
   return atomic_load_explicit(&m->counters[c], memory_order_relaxed);
 }
 
-uint64_t metrics_rpc_count(struct metrics *m, enum metrics_method method, int code) {
+/* Sum over shards of requests for (method, code). */
+static uint64_t rpc_count(struct metrics *m, enum metrics_method method, int code) {
   uint64_t n = 0;
   for (int i = 0; i < m->nshards; i++)
     n += atomic_load_explicit(&m->shards[i].req[method][code], memory_order_relaxed);
@@ -135,7 +123,7 @@ uint64_t metrics_rpc_total(struct metrics *m) {
   uint64_t n = 0;
   for (int k = 0; k < MM_COUNT; k++)
     for (int c = 0; c < METRICS_CODES; c++)
-      n += metrics_rpc_count(m, k, c);
+      n += rpc_count(m, k, c);
   return n;
 }
 
@@ -146,94 +134,70 @@ int64_t metrics_rpc_in_flight(struct metrics *m) {
   return n;
 }
 
-static void render_requests(struct metrics *m, struct strbuf *b) {
-  sb_printf(b, "# HELP catalogd_rpc_requests_total RPCs finished, by method and gRPC code.\n"
-               "# TYPE catalogd_rpc_requests_total counter\n");
+void metrics_change_feed(struct metrics *m, bool enabled) {
+  atomic_store(&m->change_feed, enabled ? 1 : 0);
+}
+
+void metrics_feed_update(struct metrics *m, const struct metrics_feed *f) {
+  pthread_mutex_lock(&m->feed_mu);
+  if (f->nparts > m->parts_cap) {
+    m->parts_cap = f->nparts;
+    m->parts = xrealloc(m->parts, (size_t)m->parts_cap * sizeof *m->parts);
+  }
+  if (f->nparts > 0) memcpy(m->parts, f->parts, (size_t)f->nparts * sizeof *m->parts);
+  m->nparts = f->nparts;
+  m->replay_progress = f->replay_progress;
+  m->last_event_ns = f->last_event_ns;
+  pthread_mutex_unlock(&m->feed_mu);
+}
+
+/* The RPC shards summed into v: requests first, then each method's buckets
+ * and sum (a call is counted in that order too). */
+static void view_rpcs(struct metrics *m, struct metrics_view *v) {
   for (int k = 0; k < MM_COUNT; k++)
-    for (int c = 0; c < METRICS_CODES; c++) {
-      uint64_t n = metrics_rpc_count(m, k, c);
-      if (n || c == 0)
-        sb_printf(b, "catalogd_rpc_requests_total{method=\"%s\",code=\"%s\"} %llu\n",
-                  method_names[k], code_names[c], (unsigned long long)n);
-    }
-}
-
-static void render_histogram(struct metrics *m, struct strbuf *b) {
-  sb_printf(b, "# HELP catalogd_rpc_duration_seconds RPC handling time, from the call's arrival "
-               "to its reply being queued.\n# TYPE catalogd_rpc_duration_seconds histogram\n");
+    for (int c = 0; c < METRICS_CODES; c++)
+      v->req[k][c] = rpc_count(m, k, c);
   for (int k = 0; k < MM_COUNT; k++) {
-    uint64_t cum = 0, sum = 0;
-    for (int bk = 0; bk < METRICS_BUCKETS; bk++) {
+    for (int b = 0; b < METRICS_BUCKETS; b++)
       for (int i = 0; i < m->nshards; i++)
-        cum += atomic_load_explicit(&m->shards[i].bucket[k][bk], memory_order_relaxed);
-      if (bk < METRICS_BUCKETS - 1)
-        sb_printf(b, "catalogd_rpc_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %llu\n",
-                  method_names[k], (double)bucket_ns[bk] / 1e9, (unsigned long long)cum);
-      else
-        sb_printf(b, "catalogd_rpc_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %llu\n",
-                  method_names[k], (unsigned long long)cum);
-    }
+        v->bucket[k][b] += atomic_load_explicit(&m->shards[i].bucket[k][b], memory_order_relaxed);
     for (int i = 0; i < m->nshards; i++)
-      sum += atomic_load_explicit(&m->shards[i].sum_ns[k], memory_order_relaxed);
-    sb_printf(b, "catalogd_rpc_duration_seconds_sum{method=\"%s\"} %.9f\n", method_names[k],
-              (double)sum / 1e9);
-    sb_printf(b, "catalogd_rpc_duration_seconds_count{method=\"%s\"} %llu\n", method_names[k],
-              (unsigned long long)cum);
+      v->sum_ns[k] += atomic_load_explicit(&m->shards[i].sum_ns[k], memory_order_relaxed);
   }
+  v->in_flight = metrics_rpc_in_flight(m);
 }
 
-/* The warm load's progress and stalls (its totals are rendered by admin.c). */
-static void render_warm_load(struct metrics *m, struct strbuf *b) {
-  sb_printf(b,
-            "# HELP catalogd_warm_load_progress_ratio Share of the estimated rows (pg_class."
-            "reltuples) the current warm load has read; 1 once loaded.\n"
-            "# TYPE catalogd_warm_load_progress_ratio gauge\n"
-            "catalogd_warm_load_progress_ratio %.6f\n"
-            "# HELP catalogd_warm_load_progress_rows Rows read by the current warm load attempt.\n"
-            "# TYPE catalogd_warm_load_progress_rows gauge\n"
-            "catalogd_warm_load_progress_rows %llu\n"
-            "# HELP catalogd_warm_load_stalls_total Warm load attempts abandoned because "
-            "PostgreSQL sent nothing for PG_STALL_TIMEOUT_SECONDS.\n"
-            "# TYPE catalogd_warm_load_stalls_total counter\n"
-            "catalogd_warm_load_stalls_total %llu\n",
-            (double)metrics_get(m, MC_PG_PROGRESS_PPM) / 1e6,
-            (unsigned long long)metrics_get(m, MC_PG_PROGRESS_ROWS),
-            (unsigned long long)metrics_get(m, MC_PG_STALLS));
+/* The consumer's table copied into v (v owns the copy). */
+static void view_feed(struct metrics *m, struct metrics_view *v) {
+  v->change_feed = atomic_load(&m->change_feed);
+  pthread_mutex_lock(&m->feed_mu);
+  v->replay_progress = m->replay_progress;
+  v->last_event_ns = m->last_event_ns;
+  v->nparts = m->nparts;
+  if (m->nparts > 0) {
+    v->parts = xmalloc((size_t)m->nparts * sizeof *v->parts);
+    memcpy(v->parts, m->parts, (size_t)m->nparts * sizeof *v->parts);
+  }
+  pthread_mutex_unlock(&m->feed_mu);
 }
 
-char *metrics_render(struct metrics *m, const char *extra) {
-  struct strbuf b = {0};
-  render_requests(m, &b);
-  render_histogram(m, &b);
-  int64_t inflight = metrics_rpc_in_flight(m);
-  sb_printf(&b,
-            "# HELP catalogd_rpc_in_flight RPCs being handled now.\n"
-            "# TYPE catalogd_rpc_in_flight gauge\ncatalogd_rpc_in_flight %lld\n",
-            (long long)inflight);
-  sb_printf(&b, "# HELP catalogd_events_total Change events, by entity type and result.\n"
-                "# TYPE catalogd_events_total counter\n");
-  for (int k = 0; k < EVENT_KINDS; k++)
-    for (int r = 0; r < 3; r++)
-      sb_printf(&b, "catalogd_events_total{type=\"%s\",result=\"%s\"} %llu\n", event_kinds[k],
-                event_results[r], (unsigned long long)atomic_load(&m->events[k][r]));
-  sb_printf(&b, "# HELP catalogd_snapshot_publish_duration_seconds Time to publish a snapshot "
-                "(swap and grace period).\n"
-                "# TYPE catalogd_snapshot_publish_duration_seconds histogram\n");
-  uint64_t cum = 0;
-  for (int k = 0; k < METRICS_BUCKETS; k++) {
-    cum += atomic_load(&m->publish_bucket[k]);
-    if (k < METRICS_BUCKETS - 1)
-      sb_printf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                (double)bucket_ns[k] / 1e9, (unsigned long long)cum);
-    else
-      sb_printf(&b, "catalogd_snapshot_publish_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                (unsigned long long)cum);
-  }
-  sb_printf(&b,
-            "catalogd_snapshot_publish_duration_seconds_sum %.9f\n"
-            "catalogd_snapshot_publish_duration_seconds_count %llu\n",
-            (double)atomic_load(&m->publish_sum_ns) / 1e9, (unsigned long long)cum);
-  render_warm_load(m, &b);
-  if (extra != NULL) sb_printf(&b, "%s", extra);
-  return sb_take(&b);
+struct metrics_view *metrics_view_new(struct metrics *m) {
+  struct metrics_view *v = xcalloc(1, sizeof *v);
+  view_rpcs(m, v);
+  for (int k = 0; k < METRICS_EVENT_KINDS; k++)
+    for (int r = 0; r < METRICS_EVENT_RESULTS; r++)
+      v->events[k][r] = atomic_load(&m->events[k][r]);
+  for (int b = 0; b < METRICS_BUCKETS; b++)
+    v->publish_bucket[b] = atomic_load(&m->publish_bucket[b]);
+  v->publish_sum_ns = atomic_load(&m->publish_sum_ns);
+  for (int c = 0; c < MC_COUNT; c++)
+    v->counters[c] = metrics_get(m, c);
+  view_feed(m, v);
+  return v;
+}
+
+void metrics_view_free(struct metrics_view *v) {
+  if (v == NULL) return;
+  free(v->parts);
+  free(v);
 }

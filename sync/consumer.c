@@ -34,6 +34,7 @@
 #include "event_decode.h"
 #include "log.h"
 #include "metrics.h"
+#include "publish.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -72,17 +73,19 @@ struct consumer {
   atomic_bool *stop;
   rd_kafka_t *rk, *dlq;
   rd_kafka_queue_t *queue;
-  pthread_mutex_t mu; /* guards parts, nparts, last_event_ns, lost, progress, kafka_err */
+  pthread_mutex_t mu; /* guards parts, nparts, last_event_ns, lost, progress, kafka_err, rows */
   struct part parts[MAX_PARTITIONS];
   int nparts;
+  int nlost;             /* flags on in lost[] */
   int64_t last_event_ns; /* wall clock of the last applied event (stamped once per poll) */
   uint64_t applied;      /* events applied so far (consumer thread only) */
   bool marked;
   uint64_t rejected_logged;
-  struct lost lost[MAX_PARTITIONS]; /* by partition id */
-  double progress;                  /* replay progress 0..1; < 0: no replay */
-  char kafka_err[256];              /* librdkafka's last error (error_cb) */
-  char err_logged[256];             /* the last one logged, with when */
+  struct lost lost[MAX_PARTITIONS];                  /* by partition id */
+  struct metrics_partition rows[2 * MAX_PARTITIONS]; /* export_metrics' scratch (under mu) */
+  double progress;                                   /* replay progress 0..1; < 0: no replay */
+  char kafka_err[256];                               /* librdkafka's last error (error_cb) */
+  char err_logged[256];                              /* the last one logged, with when */
   int64_t err_logged_ms;
   int state;                  /* what the "kafka" condition says (enum feed_state) */
   int64_t state_ms;           /* when the current state was last logged */
@@ -406,6 +409,31 @@ static struct part *find_part(struct consumer *c, int32_t id) {
   return NULL;
 }
 
+/* Sets the consumer's figures in the metrics registry, as of now: lag and
+ * stalled flag of every known partition, the partitions flagged stalled but
+ * not (re)discovered yet, replay progress and the last event's time. Called
+ * after every change of them (once per poll on the consuming path, not per
+ * event). Takes c->mu. */
+static void export_metrics(struct consumer *c) {
+  int n = 0;
+  pthread_mutex_lock(&c->mu);
+  for (int i = 0; i < c->nparts; i++) {
+    const struct part *p = &c->parts[i];
+    int64_t lag = p->next < 0 ? (p->caught ? 0 : p->hw0) : p->hw - p->next;
+    c->rows[n++] = (struct metrics_partition){
+        .id = p->id, .known = true, .lag = lag < 0 ? 0 : lag, .stalled = c->lost[p->id].on};
+  }
+  for (int id = 0; c->nlost > 0 && id < MAX_PARTITIONS; id++)
+    if (c->lost[id].on && find_part(c, id) == NULL)
+      c->rows[n++] = (struct metrics_partition){.id = id, .stalled = true};
+  struct metrics_feed f = {.replay_progress = c->progress,
+                           .last_event_ns = c->last_event_ns,
+                           .parts = c->rows,
+                           .nparts = n};
+  metrics_feed_update(c->m, &f);
+  pthread_mutex_unlock(&c->mu);
+}
+
 /* Adds partitions not known yet, starting at `start` (an offset < 0 such as
  * RD_KAFKA_OFFSET_BEGINNING, or 0 for "at the high watermark"), with their
  * watermarks. Keeps the "kafka" condition in step. Returns how many were
@@ -437,6 +465,7 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
     pthread_mutex_unlock(&c->mu);
     added++;
   }
+  if (added > 0) export_metrics(c);
   return added;
 }
 
@@ -494,6 +523,7 @@ void consumer_reset(struct consumer *c) {
   c->nparts = 0;
   pthread_mutex_unlock(&c->mu);
   c->marked = false;
+  export_metrics(c);
 }
 
 /* ---- Can a replay be vouched for? ---- */
@@ -565,6 +595,7 @@ static int refresh_watermarks(struct consumer *c) {
       char why[512];
       last_error(c, rd_kafka_err2str(e), why, sizeof why);
       feed_state(c, FEED_UNREACHABLE, why);
+      export_metrics(c); /* the partitions refreshed before this one */
       return -EIO;
     }
     pthread_mutex_lock(&c->mu);
@@ -573,6 +604,7 @@ static int refresh_watermarks(struct consumer *c) {
     p->caught = hi <= lo || (p->next >= 0 && p->next >= hi);
     pthread_mutex_unlock(&c->mu);
   }
+  export_metrics(c);
   return atomic_load(c->stop) ? -ECANCELED : 0;
 }
 
@@ -678,8 +710,10 @@ static void lost_condition(struct consumer *c, const char *why_stays) {
 static void position_lost(struct consumer *c, const rd_kafka_message_t *msg) {
   if (msg->partition < 0 || msg->partition >= MAX_PARTITIONS) return;
   pthread_mutex_lock(&c->mu);
+  c->nlost += !c->lost[msg->partition].on;
   c->lost[msg->partition] = (struct lost){.on = true, .offset = msg->offset};
   pthread_mutex_unlock(&c->mu);
+  export_metrics(c);
   log_error("kafka position lost: events were deleted before they were read",
             LF_S("topic", c->cfg->kafka_topic), LF_I("partition", msg->partition),
             LF_I("offset", msg->offset), LF_S("error", rd_kafka_message_errstr(msg)),
@@ -692,8 +726,11 @@ void consumer_resynced(struct consumer *c) {
   pthread_mutex_lock(&c->mu);
   for (int id = 0; id < MAX_PARTITIONS; id++)
     any |= c->lost[id].on, c->lost[id].on = false;
+  c->nlost = 0;
   pthread_mutex_unlock(&c->mu);
-  if (any) lost_condition(c, NULL);
+  if (!any) return;
+  export_metrics(c);
+  lost_condition(c, NULL);
 }
 
 void consumer_resume_lost(struct consumer *c) {
@@ -844,16 +881,14 @@ static void stamp_applied(struct consumer *c) {
   pthread_mutex_unlock(&c->mu);
 }
 
+/* Publishes the batch's transaction and moves the offsets reported with
+ * the digest to those the published state covers. */
 static void publish(struct consumer *c, struct batch *b) {
-  int64_t t0 = clock_mono_ns();
-  uint64_t v = store_commit(b->t);
-  /* Offsets reported with the digest are those the published state covers. */
+  uint64_t ns, v = publish_commit(b->t, c->m, &ns);
   pthread_mutex_lock(&c->mu);
   for (int i = 0; i < c->nparts; i++)
     if (c->parts[i].next >= 0) c->parts[i].published = c->parts[i].next;
   pthread_mutex_unlock(&c->mu);
-  uint64_t ns = (uint64_t)(clock_mono_ns() - t0);
-  metrics_observe_publish(c->m, ns);
   log_debug("snapshot published", LF_S("source", "kafka"), LF_I("version", v), LF_I("events", b->n),
             LF_D("publish_ms", (double)ns / 1e6));
   *b = (struct batch){0};
@@ -967,6 +1002,7 @@ static void refresh(struct consumer *c) {
       c->parts[i].hw = hi;
   }
   pthread_mutex_unlock(&c->mu);
+  export_metrics(c);
 }
 
 /* Replay progress: share of the events between the low and high watermarks
@@ -984,6 +1020,7 @@ static void replay_progress(struct consumer *c, size_t events, double seconds, b
   c->progress = total > 0 ? (double)done / (double)total : 1.0;
   double ratio = c->progress;
   pthread_mutex_unlock(&c->mu);
+  export_metrics(c);
   double rate = seconds > 0 ? (double)events / seconds : 0;
   if (log)
     log_info("replay progress", LF_I("events", events), LF_D("events_per_s", rate),
@@ -1021,6 +1058,7 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
       if (!catching && b.t != NULL && b.n >= (size_t)c->cfg->sync_max_batch_events) publish(c, &b);
     }
     if (c->applied != applied) stamp_applied(c);
+    if (n > 0) export_metrics(c); /* positions, lag, lost flags, event time */
     int64_t now = clock_mono_ms();
     if (catching && !lost) {
       if (now >= next_progress && !c->empty_refused) {
@@ -1060,47 +1098,6 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
 }
 
 /* ---- Observability ---- */
-
-char *consumer_render_metrics(struct consumer *c) {
-  struct strbuf sb = {0};
-  pthread_mutex_lock(&c->mu);
-  sb_printf(&sb, "# HELP catalogd_consumer_lag_messages Messages not yet applied, by "
-                 "partition.\n# TYPE catalogd_consumer_lag_messages gauge\n");
-  for (int i = 0; i < c->nparts; i++) {
-    const struct part *p = &c->parts[i];
-    int64_t lag = p->next < 0 ? (p->caught ? 0 : p->hw0) : p->hw - p->next;
-    sb_printf(&sb, "catalogd_consumer_lag_messages{partition=\"%d\"} %lld\n", p->id,
-              (long long)(lag < 0 ? 0 : lag));
-  }
-  sb_printf(&sb, "# HELP catalogd_partition_stalled 1: events of the partition were deleted "
-                 "before they were read and no re-sync has recovered them yet.\n"
-                 "# TYPE catalogd_partition_stalled gauge\n");
-  for (int i = 0; i < c->nparts; i++)
-    sb_printf(&sb, "catalogd_partition_stalled{partition=\"%d\"} %d\n", c->parts[i].id,
-              c->lost[c->parts[i].id].on ? 1 : 0);
-  for (int id = 0; id < MAX_PARTITIONS; id++) /* flagged, not (re)discovered yet */
-    if (c->lost[id].on && find_part(c, id) == NULL)
-      sb_printf(&sb, "catalogd_partition_stalled{partition=\"%d\"} 1\n", id);
-  if (c->progress >= 0)
-    sb_printf(&sb,
-              "# HELP catalogd_replay_progress_ratio Share of the replay read (events between "
-              "the low and high watermarks seen at its start).\n"
-              "# TYPE catalogd_replay_progress_ratio gauge\ncatalogd_replay_progress_ratio %.4f\n",
-              c->progress);
-  if (c->last_event_ns) {
-    double age = (double)(clock_wall_ns() - c->last_event_ns) / 1e9;
-    sb_printf(&sb,
-              "# HELP catalogd_last_event_timestamp_seconds Unix time of the last applied "
-              "event.\n# TYPE catalogd_last_event_timestamp_seconds gauge\n"
-              "catalogd_last_event_timestamp_seconds %.3f\n"
-              "# HELP catalogd_last_event_age_seconds Time since the last applied event "
-              "(absent until one was applied).\n# TYPE catalogd_last_event_age_seconds gauge\n"
-              "catalogd_last_event_age_seconds %.3f\n",
-              (double)c->last_event_ns / 1e9, age < 0 ? 0 : age);
-  }
-  pthread_mutex_unlock(&c->mu);
-  return sb_take(&sb);
-}
 
 char *consumer_offsets_json(struct consumer *c) {
   struct strbuf sb = {0};

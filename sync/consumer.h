@@ -8,8 +8,11 @@
  * refused or allowed on a topic it cannot vouch for), "partition_stalled"
  * (events deleted by retention before they were read).
  *
- * @locality the sync thread, except consumer_render_metrics and
- * consumer_offsets_json (any thread).
+ * Its figures (lag per partition, lost positions, replay progress, last
+ * event time) are set in the metrics registry as they change; the admin
+ * endpoint renders them from there.
+ *
+ * @locality the sync thread, except consumer_offsets_json (any thread).
  */
 #ifndef CATALOGD_CONSUMER_H
 #define CATALOGD_CONSUMER_H
@@ -94,10 +97,6 @@ void consumer_resynced(struct consumer *c);
  * events still apply) and keeps the flags and the condition, saying why
  * they stay. */
 void consumer_resume_lost(struct consumer *c);
-
-/* Appends Prometheus text for lag per partition, lost positions, replay
- * progress and event time (malloc'd, caller frees). */
-char *consumer_render_metrics(struct consumer *c);
 
 /* JSON array of {"partition":p,"next_offset":o}: the offsets the published
  * snapshot covers (malloc'd, caller frees). */

@@ -3,8 +3,8 @@
  * the configured source, tells the server it is ready, then keeps the
  * snapshot fresh from Kafka until asked to stop.
  *
- *   demo    embedded mock broker seeded with the demo catalog -> replay
- *   replay  Kafka from the beginning, no PostgreSQL
+ *   replay  Kafka from the beginning, no PostgreSQL (also the demo: the
+ *           application starts its broker and names it as the source)
  *   warm    record Kafka high watermarks -> PostgreSQL COPY -> tail Kafka
  *           from the recorded offsets (see docs/ARCHITECTURE.md for why no
  *           change is lost at the hand-off)
@@ -28,27 +28,25 @@
 #include "clock.h"
 #include "conditions.h"
 #include "consumer.h"
-#include "demo_broker.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg_load.h"
 #include "pg_redact.h"
+#include "publish.h"
 #include "store.h"
-#include "strbuf.h"
 #include "xalloc.h"
 
 extern char **environ;
 
 struct sync {
   struct sync_deps d;
-  struct config cfg; /* own copy: the demo points it at its broker */
+  const struct config *cfg; /* the caller's (sync_deps.cfg), outlives us */
   pthread_t thread;
   pthread_mutex_t mu; /* with cv, for interruptible waits */
   pthread_cond_t cv;
   atomic_bool stop;
   struct pgload *pg;
   struct consumer *consumer;
-  struct demo_broker *broker;
   bool ready; /* the first snapshot was published (writer thread only) */
 };
 
@@ -93,12 +91,10 @@ static void replay_ready(void *arg) {
   s->d.on_ready(s->d.arg);
 }
 
+/* Publishes t (a whole warm load), logged with its source. */
 static void publish(struct sync *s, struct store_txn *t, const char *source) {
   size_t changes = store_txn_changes(t);
-  int64_t t0 = clock_mono_ns();
-  uint64_t v = store_commit(t);
-  uint64_t ns = (uint64_t)(clock_mono_ns() - t0);
-  metrics_observe_publish(s->d.metrics, ns);
+  uint64_t ns, v = publish_commit(t, s->d.metrics, &ns);
   log_info("snapshot published", LF_S("source", source), LF_I("version", v),
            LF_I("changes", changes), LF_D("publish_ms", (double)ns / 1e6));
 }
@@ -136,7 +132,7 @@ static void report_pg_failure(struct sync *s, const struct pgload_stats *st, int
 static void report_empty_load(struct sync *s, const struct pgload_stats *st, int attempt,
                               long retry_ms) {
   char db[512], cond[800];
-  pg_redact_conninfo(s->cfg.database_url, db, sizeof db);
+  pg_redact_conninfo(s->cfg->database_url, db, sizeof db);
   log_error("warm load found an empty catalog; will retry", LF_S("database", db),
             LF_I("attempt", attempt), LF_I("rows", st->rows), LF_I("skipped", st->skipped),
             LF_I("retry_ms", retry_ms),
@@ -160,13 +156,13 @@ static void report_empty_load(struct sync *s, const struct pgload_stats *st, int
  * (unless ALLOW_EMPTY_CATALOG): retried like a transient failure, never
  * counted as permanent (the tables may be filled later). */
 static int load_postgres(struct sync *s) {
-  long backoff_ms = 100, cap_ms = s->cfg.pg_retry_max_s * 1000L;
+  long backoff_ms = 100, cap_ms = s->cfg->pg_retry_max_s * 1000L;
   /* Exit only before the first publish: a replica re-syncing after a lost
    * position keeps serving its (flagged) snapshot and keeps trying; every
    * replica exiting at once over rotated credentials would be an outage. */
-  int permanent = 0, max = s->ready ? INT_MAX : s->cfg.pg_permanent_attempts;
-  struct pgload_opts o = {.stall_timeout_s = s->cfg.pg_stall_timeout_s,
-                          .progress_interval_s = s->cfg.pg_progress_interval_s,
+  int permanent = 0, max = s->ready ? INT_MAX : s->cfg->pg_permanent_attempts;
+  struct pgload_opts o = {.stall_timeout_s = s->cfg->pg_stall_timeout_s,
+                          .progress_interval_s = s->cfg->pg_progress_interval_s,
                           .metrics = s->d.metrics};
   for (int attempt = 1;; attempt++) {
     struct pgload_stats st = {0};
@@ -175,7 +171,7 @@ static int load_postgres(struct sync *s) {
     log_info("warm load starting", LF_I("attempt", attempt));
     int rc = pgload_run(s->pg, &o, t, &st);
     if (rc == 0 && s->consumer) rc = consumer_load_deletes(s->consumer, t, &s->stop);
-    bool empty = rc == 0 && store_txn_live(t) == 0 && !s->cfg.allow_empty_catalog;
+    bool empty = rc == 0 && store_txn_live(t) == 0 && !s->cfg->allow_empty_catalog;
     if (rc == 0 && !empty) {
       metrics_add(s->d.metrics, MC_PG_ROWS, st.rows);
       metrics_add(s->d.metrics, MC_PG_ROWS_SKIPPED, st.skipped);
@@ -279,7 +275,7 @@ static void follow_replay(struct sync *s) {
 static void *sync_main(void *arg) {
   struct sync *s = arg;
   store_reader_register();
-  if (s->cfg.sync_mode == SYNC_WARM) {
+  if (s->cfg->sync_mode == SYNC_WARM) {
     bulk_build(true);
     int rc = s->consumer == NULL || mark_kafka(s) == 0 ? load_postgres(s) : -ECANCELED;
     bulk_build(false);
@@ -300,25 +296,17 @@ static void *sync_main(void *arg) {
  * reported at start-up. */
 static int prepare(struct sync *s) {
   char err[512];
-  if (s->cfg.sync_mode == SYNC_DEMO) {
-    s->broker = demo_broker_start(s->cfg.kafka_topic, 3, s->cfg.kafka_bootstrap,
-                                  sizeof s->cfg.kafka_bootstrap);
-    if (s->broker == NULL) return -EIO;
-    log_info("demo broker: publish an event with kcat",
-             LF_S("example", "kcat -P -b <bootstrap> -t catalog.changes -K '\\t' (see README)"),
-             LF_S("bootstrap", s->cfg.kafka_bootstrap));
-  }
-  if (s->cfg.sync_mode == SYNC_WARM) s->pg = pgload_new(s->cfg.database_url);
-  if (s->cfg.sync_mode == SYNC_WARM && s->cfg.kafka_bootstrap[0] == '\0') {
+  if (s->cfg->sync_mode == SYNC_WARM) s->pg = pgload_new(s->cfg->database_url);
+  if (s->cfg->sync_mode == SYNC_WARM && s->cfg->kafka_bootstrap[0] == '\0') {
     log_warn("no change feed: the catalog will not change until restart",
              LF_S("fix", "set KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC) to follow changes"));
     conditions_set(s->d.conditions, "feed", "warn",
                    "no change feed (KAFKA_BOOTSTRAP_SERVERS unset): the catalog is the warm "
                    "load and will not change until restart");
   }
-  if (s->cfg.kafka_bootstrap[0] != '\0') {
+  if (s->cfg->kafka_bootstrap[0] != '\0') {
     s->consumer =
-        consumer_new(&s->cfg, s->d.metrics, s->d.conditions, &s->stop, environ, err, sizeof err);
+        consumer_new(s->cfg, s->d.metrics, s->d.conditions, &s->stop, environ, err, sizeof err);
     if (s->consumer == NULL) {
       log_error("bad Kafka configuration", LF_S("error", err));
       return -EINVAL;
@@ -331,7 +319,7 @@ int sync_start(const struct sync_deps *d, struct sync **out) {
   struct sync *s = xcalloc(1, sizeof *s);
   pthread_condattr_t ca;
   s->d = *d;
-  s->cfg = *d->cfg;
+  s->cfg = d->cfg;
   pthread_mutex_init(&s->mu, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -343,6 +331,7 @@ int sync_start(const struct sync_deps *d, struct sync **out) {
     sync_destroy(s);
     return rc;
   }
+  metrics_change_feed(s->d.metrics, s->consumer != NULL);
   *out = s;
   return 0;
 }
@@ -362,18 +351,6 @@ void sync_stop(struct sync *s) {
   s->thread = 0;
 }
 
-char *sync_metrics_text(struct sync *s) {
-  struct strbuf sb = {0};
-  char *k = s->consumer ? consumer_render_metrics(s->consumer) : NULL;
-  sb_printf(&sb,
-            "# HELP catalogd_change_feed_enabled 1 if a Kafka change feed is configured "
-            "(KAFKA_BOOTSTRAP_SERVERS), 0 if the catalog never changes after the load.\n"
-            "# TYPE catalogd_change_feed_enabled gauge\ncatalogd_change_feed_enabled %d\n%s",
-            s->consumer != NULL, k ? k : "");
-  free(k);
-  return sb_take(&sb);
-}
-
 char *sync_offsets_json(struct sync *s) {
   return s->consumer ? consumer_offsets_json(s->consumer) : NULL;
 }
@@ -381,7 +358,6 @@ char *sync_offsets_json(struct sync *s) {
 void sync_destroy(struct sync *s) {
   if (s == NULL) return;
   consumer_destroy(s->consumer);
-  demo_broker_destroy(s->broker);
   pgload_destroy(s->pg);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
