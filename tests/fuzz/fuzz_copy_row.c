@@ -55,6 +55,7 @@
 #include "copy_text.h"
 #include "event_decode.h"
 #include "event_encode.h"
+#include "fuzz_entry.h"
 #include "log.h"
 #include "pg_rows.h"
 #include "store.h"
