@@ -5,7 +5,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_FLAGS ?= --output-on-failure --timeout 600
 
-.PHONY: all deps deps-build build run test test-asan test-tsan test-fuzz soak bench bench-full fmt lint clean
+.PHONY: all deps deps-build build run test test-asan test-tsan test-fuzz soak bench bench-full fmt lint lint-format clean
 
 all: build
 
@@ -69,8 +69,15 @@ soak: build
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-lint: $(BUILD)/CMakeCache.txt
+# lint-format: every C file as clang-format would write it.
+lint-format:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+# lint: the format check, then clang-tidy (.clang-tidy: function size caps as
+# errors, bug-prone patterns and the static analyzer as warnings) on every
+# product file, sub-folders included, with the build's compile commands (the
+# generated headers must exist: build).
+lint: lint-format build
 	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'src/*.c' 'sync/*.c')
 
 clean:

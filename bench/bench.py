@@ -188,7 +188,7 @@ class Bench:
         log('PostgreSQL loaded by COPY in %.1fs' % load_s)
 
     def psql_copy_reference(self):
-        """psql \\copy of exactly the rows catalogd's warm load reads (sync/pg_load.c), in
+        """psql \\copy of exactly the rows catalogd's warm load reads (sync/pg_rows.c), in
         one REPEATABLE READ transaction, to /dev/null."""
         queries = [
             'SELECT id, organization_id, name, slug, description, version FROM brands',

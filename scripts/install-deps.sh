@@ -10,7 +10,8 @@ build_pkgs="build-essential cmake pkg-config libgrpc-dev protobuf-compiler
   protobuf-c-compiler libprotobuf-c-dev uthash-dev libpq-dev liburcu-dev
   librdkafka-dev libjansson-dev libmicrohttpd-dev libcmocka-dev"
 test_pkgs="postgresql python3 python3-grpcio python3-protobuf
-  python3-grpc-tools python3-yaml kcat clang libclang-rt-14-dev openssl unzip"
+  python3-grpc-tools python3-yaml kcat clang libclang-rt-14-dev clang-format clang-tidy
+  openssl unzip"
 
 bench_pkgs="nghttp2-client gnuplot-nox python3-asyncpg linux-perf valgrind"
 

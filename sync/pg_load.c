@@ -1,5 +1,6 @@
 /*
- * pg_load.c - warm load from PostgreSQL by COPY (see pg_load.h).
+ * pg_load.c - warm load from PostgreSQL by COPY (see pg_load.h): the COPY
+ * driver. What each row becomes is pg_rows.c's (the row mapping).
  *
  * One connection can run one COPY at a time, so child rows (images, tag and
  * collection links) are read first, raw, into the child index (children.h,
@@ -41,9 +42,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "pg_redact.h"
+#include "pg_rows.h"
 #include "xalloc.h"
 
-#define MAX_FIELDS     32
 #define LOG_FIRST_BAD  5
 #define SLICE_MS       100  /* longest wait between two interrupt checks */
 #define PROGRESS_ROWS  1024 /* rows between two looks at the clock */
@@ -56,12 +57,10 @@ struct pgload {
   atomic_bool interrupted;
 };
 
-/* One attempt. The row handlers use conn..table only (as does the fuzz
- * target that includes this file); the rest drives the I/O. */
+/* One attempt: what the row handlers write into (pg_rows.h), and the I/O. */
 struct load {
   PGconn *conn;
-  struct store_txn *t;
-  struct children *product_kids, *variant_kids; /* children of the parents to come */
+  struct pgrows out; /* the store transaction and the children of the parents to come */
   size_t rows, skipped;
   const char *table;
   struct pgload *p;
@@ -72,8 +71,6 @@ struct load {
   double estimated; /* total rows by pg_class.reltuples; 0: unknown */
   size_t table_rows;
 };
-
-typedef int (*row_fn)(struct load *L, char **f, int nf, const char **why);
 
 struct pgload *pgload_new(const char *url) {
   struct pgload *p = xcalloc(1, sizeof *p);
@@ -89,181 +86,6 @@ void pgload_destroy(struct pgload *p) {
 }
 
 void pgload_interrupt(struct pgload *p) { atomic_store(&p->interrupted, true); }
-
-/* ---- Row handlers, one per COPY; copy_table checks the column count ---- */
-
-/* A row version: present and >= 1, as change events require too. */
-static int copy_version(const char *s, int64_t *out) {
-  return s != NULL && copy_i64(s, 0, out) == 0 && *out >= 1 ? 0 : -1;
-}
-
-/* parent_id, id, url, alt, position (a kept row: the strings stay) */
-static int image_row(struct children *kids, char **f, int nf, const char **why) {
-  struct image_fields im;
-  if (nf != 5 || copy_i32(f[4], 0, &im.position) != 0 || f[1] == NULL || f[2] == NULL) {
-    *why = "bad image row";
-    return -1;
-  }
-  im.id = f[1], im.url = f[2], im.alt = f[3];
-  if (children_add(kids, CHILDREN_IMAGES, f[0], &im, NULL) != 0) {
-    *why = "image parent id is not a UUID";
-    return -1;
-  }
-  return 0;
-}
-
-static int product_image_row(struct load *L, char **f, int nf, const char **why) {
-  return image_row(L->product_kids, f, nf, why);
-}
-
-static int variant_image_row(struct load *L, char **f, int nf, const char **why) {
-  return image_row(L->variant_kids, f, nf, why);
-}
-
-/* product_id, tag_id  /  product_id, collection_id (a kept row) */
-static int link_row(struct load *L, char **f, int nf, const char **why, enum children_kind kind) {
-  if (nf != 2 || f[1] == NULL || children_add(L->product_kids, kind, f[0], NULL, f[1]) != 0) {
-    *why = "bad link row";
-    return -1;
-  }
-  return 0;
-}
-
-static int product_tag_row(struct load *L, char **f, int nf, const char **why) {
-  return link_row(L, f, nf, why, CHILDREN_TAGS);
-}
-
-static int product_collection_row(struct load *L, char **f, int nf, const char **why) {
-  return link_row(L, f, nf, why, CHILDREN_COLLECTIONS);
-}
-
-/* Puts a built record; NULL means the builder refused it (and set why):
- * the row breaks the schema, and is skipped and counted as a bad row. Never
- * a lack of memory: the builders abort on that (xalloc.h), so a load that
- * publishes has every row the schema allows. */
-static int put_record(struct load *L, struct cat_hdr *h) {
-  if (h == NULL) return -1;
-  store_put(L->t, h);
-  return 0;
-}
-
-/* id, organization_id, name, slug|NULL, description|NULL, version */
-static int named_row(struct load *L, enum cat_kind kind, char **f, int nf, const char **why) {
-  struct named_fields nfld = {
-      .id = f[0], .org = f[1], .name = f[2], .slug = f[3], .description = f[4]};
-  if (nf != 6 || copy_version(f[5], &nfld.version) != 0) {
-    *why = "bad row";
-    return -1;
-  }
-  struct cat_named *r = model_named_new(kind, &nfld, why);
-  return put_record(L, r ? &r->h : NULL);
-}
-
-static int brand_row(struct load *L, char **f, int nf, const char **why) {
-  return named_row(L, CAT_BRAND, f, nf, why);
-}
-static int tag_row(struct load *L, char **f, int nf, const char **why) {
-  return named_row(L, CAT_TAG, f, nf, why);
-}
-static int collection_row(struct load *L, char **f, int nf, const char **why) {
-  return named_row(L, CAT_COLLECTION, f, nf, why);
-}
-
-/* id, organization_id, local_id, title, sku, barcode, description, status,
- * product_type, unit_of_measure, alert_stock, brand_id, version */
-static int product_row(struct load *L, char **f, int nf, const char **why) {
-  struct product_fields p = {.id = f[0],
-                             .org = f[1],
-                             .local_id = f[2],
-                             .title = f[3],
-                             .sku = f[4],
-                             .barcode = f[5],
-                             .description = f[6],
-                             .status = f[7],
-                             .product_type = f[8],
-                             .unit_of_measure = f[9],
-                             .brand_id = f[11]};
-  if (nf != 13 || copy_i32(f[10], 0, &p.alert_stock) != 0 || copy_version(f[12], &p.version) != 0) {
-    *why = "bad product row";
-    return -1;
-  }
-  struct children_of ch;
-  children_get(L->product_kids, f[0], &ch);
-  p.images = ch.images, p.n_images = ch.n_images;
-  p.tag_ids = ch.ids[CHILDREN_TAGS], p.n_tags = ch.n_ids[CHILDREN_TAGS];
-  p.collection_ids = ch.ids[CHILDREN_COLLECTIONS], p.n_collections = ch.n_ids[CHILDREN_COLLECTIONS];
-  struct cat_product *r = model_product_new(&p, why);
-  return put_record(L, r ? &r->h : NULL);
-}
-
-/* id, organization_id, product_id, sku, barcode, status, sale_price,
- * cost_price, tax, weight, dim_length, dim_width, dim_height, lot_number,
- * stock_total, stock_available, stock_reserved, warehouse_id, vendor,
- * track_inventory, default_min_stock, default_max_stock, version */
-static int variant_row(struct load *L, char **f, int nf, const char **why) {
-  struct variant_fields v = {.id = f[0],
-                             .org = f[1],
-                             .product_id = f[2],
-                             .sku = f[3],
-                             .barcode = f[4],
-                             .status = f[5],
-                             .lot_number = f[13],
-                             .warehouse_id = f[17],
-                             .vendor = f[18]};
-  *why = "bad variant row";
-  if (nf != 23 || f[6] == NULL) return -1;
-  if (copy_f64(f[6], 0, &v.sale_price) || copy_f64(f[7], 0, &v.cost_price) ||
-      copy_f64(f[8], 0, &v.tax) || copy_f64(f[9], 0, &v.weight) || copy_f64(f[10], 0, &v.length) ||
-      copy_f64(f[11], 0, &v.width) || copy_f64(f[12], 0, &v.height) ||
-      copy_i32(f[14], 0, &v.stock_total) || copy_i32(f[15], 0, &v.stock_available) ||
-      copy_i32(f[16], 0, &v.stock_reserved) || copy_bool(f[19], true, &v.track_inventory) ||
-      copy_i32(f[20], 0, &v.min_stock) || copy_i32(f[21], 0, &v.max_stock) ||
-      copy_version(f[22], &v.version))
-    return -1;
-  struct children_of ch;
-  children_get(L->variant_kids, f[0], &ch);
-  v.images = ch.images, v.n_images = ch.n_images;
-  struct cat_variant *r = model_variant_new(&v, why);
-  return put_record(L, r ? &r->h : NULL);
-}
-
-/* ---- COPY driving ---- */
-struct table {
-  const char *name;
-  const char *query;
-  row_fn row;
-  int nfields; /* rows with another count never reach row() */
-  enum { KEEP_NONE, KEEP_PRODUCT, KEEP_VARIANT } keep; /* child rows: split in that index */
-};
-
-static const struct table tables[] = {
-    {"brands", "SELECT id, organization_id, name, slug, description, version FROM brands",
-     brand_row, 6, KEEP_NONE},
-    {"tags", "SELECT id, organization_id, name, NULL, NULL, version FROM tags", tag_row, 6,
-     KEEP_NONE},
-    {"collections", "SELECT id, organization_id, name, slug, NULL, version FROM collections",
-     collection_row, 6, KEEP_NONE},
-    {"product_images", "SELECT product_id, id, url, alt, position FROM product_images",
-     product_image_row, 5, KEEP_PRODUCT},
-    {"product_tags", "SELECT product_id, tag_id FROM product_tags", product_tag_row, 2,
-     KEEP_PRODUCT},
-    {"product_collections", "SELECT product_id, collection_id FROM product_collections",
-     product_collection_row, 2, KEEP_PRODUCT},
-    {"products",
-     "SELECT id, organization_id, local_id, title, sku, barcode, description, status, "
-     "product_type, unit_of_measure, alert_stock, brand_id, version FROM products",
-     product_row, 13, KEEP_NONE},
-    {"variant_images", "SELECT variant_id, id, url, alt, position FROM variant_images",
-     variant_image_row, 5, KEEP_VARIANT},
-    {"variants",
-     "SELECT id, organization_id, product_id, sku, barcode, status, sale_price, cost_price, "
-     "tax, weight, dim_length, dim_width, dim_height, lot_number, stock_total, "
-     "stock_available, stock_reserved, warehouse_id, vendor, track_inventory, "
-     "default_min_stock, default_max_stock, version FROM variants",
-     variant_row, 23, KEEP_NONE},
-};
-
-#define NTABLES (sizeof tables / sizeof tables[0])
 
 /* ---- Failures: described once, classified for the retry policy ---- */
 
@@ -584,17 +406,18 @@ static bool fields_utf8(char **f, int nf) {
  * the caller frees buf after) and feeds it to tb->row; counts it, and
  * counts and logs it if it is bad. A child row is split in its index's copy,
  * where its fields stay for the parents to come. */
-static void load_row(struct load *L, const struct table *tb, char *buf, size_t n) {
-  char *fields[MAX_FIELDS];
+static void load_row(struct load *L, const struct pgrows_table *tb, char *buf, size_t n) {
+  char *fields[PGROWS_MAX_FIELDS];
   const char *why = "bad row";
-  if (tb->keep != KEEP_NONE)
-    buf = children_keep(tb->keep == KEEP_PRODUCT ? L->product_kids : L->variant_kids, buf, n);
-  int nf = copy_split(buf, n, fields, MAX_FIELDS);
+  if (tb->keep != PGROWS_KEEP_NONE)
+    buf = children_keep(tb->keep == PGROWS_KEEP_PRODUCT ? L->out.product_kids : L->out.variant_kids,
+                        buf, n);
+  int nf = copy_split(buf, n, fields, PGROWS_MAX_FIELDS);
   if (nf != tb->nfields)
     bad_row(L, "wrong number of columns");
   else if (!fields_utf8(fields, nf))
     bad_row(L, "text is not valid UTF-8 (a SQL_ASCII database is not converted)");
-  else if (tb->row(L, fields, nf, &why) != 0)
+  else if (tb->row(&L->out, fields, nf, &why) != 0)
     bad_row(L, why);
   L->rows++;
 }
@@ -602,7 +425,7 @@ static void load_row(struct load *L, const struct table *tb, char *buf, size_t n
 /* Runs one COPY and feeds each row to load_row(). A COPY may fail after
  * rows were delivered (e.g. 22P05 mid-stream): they are in the store
  * transaction, which the caller aborts with the whole load. */
-static int copy_table(struct load *L, const struct table *tb) {
+static int copy_table(struct load *L, const struct pgrows_table *tb) {
   char sql[1024], *buf = NULL;
   snprintf(sql, sizeof sql, "COPY (%s) TO STDOUT", tb->query);
   L->table = tb->name;
@@ -643,8 +466,9 @@ static int copy_table(struct load *L, const struct table *tb) {
 static int estimate_rows(struct load *L) {
   char sql[1024] = "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 FROM unnest("
                    "'{";
-  for (size_t i = 0; i < NTABLES; i++)
-    snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "%s%s", i ? "," : "", tables[i].name);
+  for (size_t i = 0; i < pgrows_ntables; i++)
+    snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "%s%s", i ? "," : "",
+             pgrows_tables[i].name);
   snprintf(sql + strlen(sql), sizeof sql - strlen(sql),
            "}'::text[]) AS t(name) JOIN pg_class c ON c.oid = to_regclass(t.name)");
   PGresult *r = NULL;
@@ -677,10 +501,10 @@ static int load_tables(struct load *L) {
   if (rc == 0)
     rc = query(L, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK, NULL);
   if (rc == 0) rc = estimate_rows(L);
-  for (size_t i = 0; rc == 0 && i < NTABLES; i++) {
-    rc = copy_table(L, &tables[i]);
+  for (size_t i = 0; rc == 0 && i < pgrows_ntables; i++) {
+    rc = copy_table(L, &pgrows_tables[i]);
     /* Products have taken their children: drop them before the variants. */
-    if (tables[i].row == product_row) children_clear(L->product_kids);
+    if (pgrows_tables[i].drops_product_kids) children_clear(L->out.product_kids);
   }
   L->step = "COMMIT";
   if (rc == 0) rc = query(L, "COMMIT", PGRES_COMMAND_OK, NULL);
@@ -699,7 +523,7 @@ static bool url_parses(const char *url) {
 
 int pgload_run(struct pgload *p, const struct pgload_opts *o, struct store_txn *t,
                struct pgload_stats *st) {
-  struct load L = {.t = t, .p = p, .o = o, .st = st, .step = "starting"};
+  struct load L = {.out.t = t, .p = p, .o = o, .st = st, .step = "starting"};
   int rc;
   *st = (struct pgload_stats){0};
   L.t0 = clock_mono_s();
@@ -713,11 +537,11 @@ int pgload_run(struct pgload *p, const struct pgload_opts *o, struct store_txn *
   else
     rc = connect_db(&L);
   if (rc == 0) {
-    L.product_kids = children_new();
-    L.variant_kids = children_new();
+    L.out.product_kids = children_new();
+    L.out.variant_kids = children_new();
     rc = load_tables(&L);
-    children_free(L.product_kids);
-    children_free(L.variant_kids);
+    children_free(L.out.product_kids);
+    children_free(L.out.variant_kids);
   }
   PQfinish(L.conn); /* returns at once, whatever state the connection is in */
   if (rc != 0 && atomic_load(&p->interrupted)) rc = -ECANCELED;

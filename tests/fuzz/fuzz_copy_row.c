@@ -1,12 +1,15 @@
 /*
  * fuzz_copy_row - libFuzzer target for the warm load's row path: COPY text
- * parsing (sync/copy_text.c) and the real row handlers of sync/pg_load.c,
- * which build records (src/model.c) and put them into a store transaction.
+ * parsing (sync/copy_text.c) and the real row handlers of sync/pg_rows.c,
+ * which build records (src/model/model.c) and put them into a store
+ * transaction.
  *
- * The row handlers are static, so this file includes sync/pg_load.c itself
- * (its four public functions renamed so they can never clash with the copy
- * in catalogd_core); no PostgreSQL connection is made. Everything below
- * copy_table() runs exactly as in a load: copy_split() on a buffer with one
+ * The handlers are reached through the writer's private header pg_rows.h
+ * (the table list pg_load.c walks); no PostgreSQL connection is made.
+ * Every record they put reaches cross_path_put() first: this target is
+ * linked with -Wl,--wrap=store_put (tests/fuzz/CMakeLists.txt), which
+ * sends the library's calls of store_put to __wrap_store_put below.
+ * Everything below copy_table() runs exactly as in a load: copy_split() on a buffer with one
  * writable byte after the row (libpq's NUL) or, for child tables, on its
  * copy kept in the child index (sync/children.c), the table's row handler,
  * the index of images/tags/collections, model_*_new(), store_put().
@@ -43,25 +46,19 @@
  * skips organization ids containing '/', a divergence already reported
  * (tests/fuzz/regressions/fuzz_copy_row/), so fuzzing can look further.
  */
-#include "store.h"
-
-/* The loader's store_put goes through cross_path_put() (defined below). */
-static int cross_path_put(struct store_txn *t, struct cat_hdr *rec);
-#define store_put cross_path_put
-
-#define pgload_new       fuzz_pgload_new
-#define pgload_run       fuzz_pgload_run
-#define pgload_interrupt fuzz_pgload_interrupt
-#define pgload_destroy   fuzz_pgload_destroy
-#include "pg_load.c"
-#undef store_put
-
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
+#include "copy_text.h"
 #include "event_decode.h"
 #include "event_encode.h"
+#include "fuzz_entry.h"
+#include "log.h"
+#include "pg_rows.h"
+#include "store.h"
 
 #define CHECK(cond, ...)                                                                           \
   do {                                                                                             \
@@ -73,7 +70,7 @@ static int cross_path_put(struct store_txn *t, struct cat_hdr *rec);
     }                                                                                              \
   } while (0)
 
-#define NTABLES (sizeof tables / sizeof tables[0])
+#define MAX_FIELDS PGROWS_MAX_FIELDS
 
 static struct store *g_store;
 static int g_verbose;        /* FUZZ_VERBOSE=1: print each row's outcome */
@@ -237,15 +234,20 @@ static void cross_path(const struct cat_hdr *rec) {
   free(val);
 }
 
-static int cross_path_put(struct store_txn *t, struct cat_hdr *rec) {
+/* The linker's --wrap=store_put: the handlers' puts come here, the real
+ * store_put is __real_store_put. */
+int __real_store_put(struct store_txn *t, struct cat_hdr *rec);
+int __wrap_store_put(struct store_txn *t, struct cat_hdr *rec);
+
+int __wrap_store_put(struct store_txn *t, struct cat_hdr *rec) {
   cross_path(rec);
-  return store_put(t, rec);
+  return __real_store_put(t, rec);
 }
 
 static size_t table_of(uint8_t c) {
-  static const char sel[] = "btcITCpiv"; /* same order as tables[] */
+  static const char sel[] = "btcITCpiv"; /* same order as pgrows_tables[] */
   const char *p = c ? strchr(sel, c) : NULL;
-  return p ? (size_t)(p - sel) : c % NTABLES;
+  return p ? (size_t)(p - sel) : c % pgrows_ntables;
 }
 
 /* The value parsers on one field (results unused: only crashes matter). */
@@ -272,20 +274,25 @@ struct kid_rec {
 static struct kid_rec *g_kids;
 static size_t g_nkids, g_capkids;
 
+/* True if tb is the table called name. */
+static bool is_table(const struct pgrows_table *tb, const char *name) {
+  return strcmp(tb->name, name) == 0;
+}
+
 /* Records the child a handler just accepted (fields f of table tb). */
-static void kid_record(const struct table *tb, char **f) {
+static void kid_record(const struct pgrows_table *tb, char **f) {
   if (g_nkids == g_capkids) {
     g_capkids = g_capkids ? 2 * g_capkids : 64;
     g_kids = realloc(g_kids, g_capkids * sizeof *g_kids);
     if (g_kids == NULL) abort();
   }
-  struct kid_rec k = {.product = tb->keep == KEEP_PRODUCT, .parent = f[0]};
-  if (tb->row == product_image_row || tb->row == variant_image_row) {
+  struct kid_rec k = {.product = tb->keep == PGROWS_KEEP_PRODUCT, .parent = f[0]};
+  if (is_table(tb, "product_images") || is_table(tb, "variant_images")) {
     k.kind = CHILDREN_IMAGES;
     k.im = (struct image_fields){.id = f[1], .url = f[2], .alt = f[3]};
     CHECK(copy_i32(f[4], 0, &k.im.position) == 0, "an accepted image has a bad position");
   } else {
-    k.kind = tb->row == product_tag_row ? CHILDREN_TAGS : CHILDREN_COLLECTIONS;
+    k.kind = is_table(tb, "product_tags") ? CHILDREN_TAGS : CHILDREN_COLLECTIONS;
     k.im.id = f[1];
   }
   g_kids[g_nkids++] = k;
@@ -318,20 +325,20 @@ static void kids_check(struct children *kids, bool product, const char *id) {
 
 /* Runs the index check for a parent row (product or variant) about to be
  * handled, if its id is a UUID (others get no children from either). */
-static void parent_check(struct load *L, const struct table *tb, char **f, int nf) {
+static void parent_check(struct pgrows *L, const struct pgrows_table *tb, char **f, int nf) {
   uint8_t bin[16];
-  bool product = tb->row == product_row;
-  if ((!product && tb->row != variant_row) || nf < 1 || f[0] == NULL ||
+  bool product = is_table(tb, "products");
+  if ((!product && !is_table(tb, "variants")) || nf < 1 || f[0] == NULL ||
       uuid_parse(f[0], strlen(f[0]), bin) != 0)
     return;
   kids_check(product ? L->product_kids : L->variant_kids, product, f[0]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  struct load L = {.t = store_begin(g_store)};
+  struct pgrows L = {.t = store_begin(g_store)};
+  size_t rows = 0;
   char *fields[MAX_FIELDS] = {0};
   const uint8_t *p = data, *end = data + size;
-  L.table = "fuzz";
   L.product_kids = children_new();
   L.variant_kids = children_new();
   g_nkids = 0;
@@ -345,15 +352,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       p = stop;
       continue;
     }
-    const struct table *tb = &tables[table_of(*p)];
+    const struct pgrows_table *tb = &pgrows_tables[table_of(*p)];
     size_t len = (size_t)(stop - p - 1);
     char *buf = malloc(len + 1); /* row + libpq's terminating NUL, nothing more */
     if (buf == NULL) abort();
     memcpy(buf, p + 1, len);
     buf[len] = '\0';
     char *row = buf; /* as load_row(): a child row is split in its index's copy */
-    if (tb->keep != KEEP_NONE)
-      row = children_keep(tb->keep == KEEP_PRODUCT ? L.product_kids : L.variant_kids, buf, len);
+    if (tb->keep != PGROWS_KEEP_NONE)
+      row = children_keep(tb->keep == PGROWS_KEEP_PRODUCT ? L.product_kids : L.variant_kids, buf,
+                          len);
     int nf = copy_split(row, len, fields, MAX_FIELDS);
     if (nf > MAX_FIELDS) abort();
     if (nf >= 0) {
@@ -366,18 +374,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       parent_check(&L, tb, fields, nf);
       int rc = tb->row(&L, fields, nf, &why);
       if (rc != 0 && why == NULL) abort(); /* a rejected row must say why */
-      if (rc == 0 && tb->keep != KEEP_NONE) kid_record(tb, fields);
+      if (rc == 0 && tb->keep != PGROWS_KEEP_NONE) kid_record(tb, fields);
       if (g_verbose)
         fprintf(stderr, "fuzz_copy_row: %s nf=%d -> %s\n", tb->name, nf, rc ? why : "ok");
     } else if (g_verbose) {
       fprintf(stderr, "fuzz_copy_row: %s: more than %d fields\n", tb->name, MAX_FIELDS);
     }
-    L.rows++;
+    rows++;
     free(buf); /* PQfreemem: fields[] now dangles (but for kept rows), as in copy_table() */
     p = stop;
   }
   if (g_verbose)
-    fprintf(stderr, "fuzz_copy_row: %zu rows, %zu changes\n", L.rows, store_txn_changes(L.t));
+    fprintf(stderr, "fuzz_copy_row: %zu rows, %zu changes\n", rows, store_txn_changes(L.t));
   children_free(L.product_kids);
   children_free(L.variant_kids);
   store_abort(L.t);

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "event_decode.h"
+#include "fuzz_entry.h"
 #include "event_decode_oracle.h"
 #include "event_encode.h"
 #include "store.h"

@@ -34,6 +34,7 @@
 #include <strings.h>
 
 #include "arena.h"
+#include "fuzz_entry.h"
 #include "catalog.pb-c.h"
 #include "config.h"
 #include "rpc.h"

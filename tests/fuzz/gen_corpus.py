@@ -57,7 +57,7 @@ def gen_events():
     moved = dict(minimal, product_id=uid("aaaaaaaa", "a2"), status="active")
     write(t, "variant_upsert_moves_product",
           event("variant.upserted", "org_a", uid("dddddddd", "a12"), "2", moved))
-    # The scanner's paths (sync/json_scan.c): \u escapes (ensure_ascii, so an
+    # The scanner's paths (sync/codec/json_scan.c): \u escapes (ensure_ascii, so an
     # astral character becomes a surrogate pair), short escapes, and unknown
     # members of every shape in the envelope, data and an image.
     odd = dict(minimal, vendor="Caf\u00e9 \"Sur\"\\/\n\t\U0001F600", lot_number="\u20ac",
