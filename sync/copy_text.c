@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* Decodes one escape at s (after the backslash); returns the byte and sets
  * *used to the characters consumed. */
 static char unescape(const char *s, const char *end, size_t *used) {
@@ -122,32 +124,4 @@ int copy_bool(const char *s, bool def, bool *out) {
   return 0;
 }
 
-/* Size of the well-formed multi-byte sequence at p (p[0] >= 0x80), or 0. */
-static size_t utf8_seq(const unsigned char *p) {
-  unsigned char c = p[0];
-  if (c >= 0xC2 && c <= 0xDF) return (p[1] & 0xC0) == 0x80 ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    return p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    return p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4 : 0;
-  }
-  return 0; /* a continuation byte, C0/C1 (overlong) or F5..FF */
-}
-
-int copy_utf8_check(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    if (*p < 0x80) {
-      p++;
-      continue;
-    }
-    /* The NUL stops a short sequence: it fails the continuation test. */
-    size_t n = utf8_seq(p);
-    if (n == 0) return -1;
-    p += n;
-  }
-  return 0;
-}
+int copy_utf8_check(const char *s) { return utf8_valid(s) ? 0 : -1; }

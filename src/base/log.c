@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 #define LINE_CAP  8192
 #define FIELD_CAP 2048
 
@@ -57,27 +59,6 @@ static void put(struct line *l, const char *fmt, ...) {
     l->full = true;
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs,
- * no surrogates, nothing above U+10FFFF), or 0 if the bytes there are not
- * one. p is NUL-terminated, and NUL is never a continuation byte. */
-static size_t utf8_len(const unsigned char *p) {
-  unsigned char c = p[0];
-  unsigned char lo = 0x80, hi = 0xbf;
-  size_t n;
-  if (c >= 0xc2 && c <= 0xdf)
-    n = 2;
-  else if (c >= 0xe0 && c <= 0xef)
-    n = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-  else if (c >= 0xf0 && c <= 0xf4)
-    n = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-  else
-    return 0;
-  if (p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i < n; i++)
-    if (p[i] < 0x80 || p[i] > 0xbf) return 0;
-  return n;
-}
-
 /* The JSON text for the character at p: into piece (>= 7 bytes), its length
  * in *plen; returns how many input bytes it stands for. Valid UTF-8 is
  * copied as is; an invalid byte becomes U+FFFD, one per byte. */
@@ -100,7 +81,7 @@ static size_t json_char(const unsigned char *p, char *piece, size_t *plen) {
     piece[0] = (char)c, *plen = 1;
     return 1;
   }
-  if ((n = utf8_len(p)) == 0) {
+  if ((n = utf8_seq_len(p, (size_t)-1)) == 0) {
     *plen = (size_t)snprintf(piece, 7, "\\ufffd"); /* U+FFFD REPLACEMENT CHARACTER */
     return 1;
   }

@@ -14,6 +14,7 @@
 #include "catalog.pb-c.h"
 #include "rpc.h"
 #include "rpc_convert.h"
+#include "utf8.h"
 
 void rpc_fail(struct rpc_ctx *ctx, struct rpc_result *out, grpc_status_code code, const char *fmt,
               ...) {
@@ -134,34 +135,6 @@ int rpc_precheck(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t **re
   }
   if (copy != NULL) *req = copy, *len = used;
   return 0;
-}
-
-/* True if s (a C string) is well-formed UTF-8: no stray continuation
- * byte, no truncated sequence, no overlong form, no UTF-16 surrogate,
- * nothing above U+10FFFF (what proto3 parsers require of a string). */
-static bool utf8_valid(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    unsigned c = *p, lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c < 0x80) {
-      p++;
-      continue;
-    }
-    if (c >= 0xC2 && c <= 0xDF)
-      n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-      n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-      n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-      return false;
-    if (p[1] < lo || p[1] > hi) return false; /* also stops at the NUL */
-    for (size_t i = 2; i < n; i++)
-      if ((p[i] & 0xC0) != 0x80) return false;
-    p += n;
-  }
-  return true;
 }
 
 /* Refuses a string field that is not UTF-8 (INVALID_ARGUMENT naming it). */

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 size_t jscan_str_cap(size_t len) { return len + 1; }
@@ -85,26 +87,6 @@ static size_t utf8_put(unsigned long cp, char *d) {
   return 4;
 }
 
-/* Size of the well-formed UTF-8 sequence at p (p[0] >= 0x80), or 0. The
- * bounds on the second byte exclude overlong forms, UTF-16 surrogates and
- * code points above U+10FFFF, as jansson's utf8_check_full() does. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-  unsigned c = p[0], lo = 0x80, hi = 0xBF;
-  size_t n;
-  if (c >= 0xC2 && c <= 0xDF)
-    n = 2;
-  else if (c >= 0xE0 && c <= 0xEF)
-    n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-  else if (c >= 0xF0 && c <= 0xF4)
-    n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-  else
-    return 0;
-  if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i < n; i++)
-    if ((p[i] & 0xC0) != 0x80) return 0;
-  return n;
-}
-
 /* Decodes the \u escape whose 'u' is at p into *d (if d). Returns the
  * input bytes used after the backslash (5, or 11 for a surrogate pair), or
  * 0 if invalid: bad hex, a lone or reversed surrogate, or \u0000. */
@@ -158,7 +140,7 @@ static const unsigned char *plain_run(const unsigned char *p, const unsigned cha
       p++;
       continue;
     }
-    size_t n = c >= 0x80 ? utf8_len(p, end) : 0;
+    size_t n = c >= 0x80 ? utf8_seq_len(p, (size_t)(end - p)) : 0;
     if (n == 0) break;
     p += n;
   }

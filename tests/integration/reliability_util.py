@@ -34,6 +34,19 @@ import harness
 import kafka
 
 
+def eventually(fn, timeout=15, what='condition', interval=0.05):
+    """Polls fn until it returns a truthy value and returns that value; AssertionError
+    naming what (and fn's last value) after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError('timed out after %.0fs waiting for %s (last: %r)' % (timeout, what, last))
+
+
 def scale():
     """RELIABILITY_SCALE (float, default 1): multiplies counts and durations of soak knobs."""
     try:

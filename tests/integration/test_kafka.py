@@ -13,6 +13,7 @@ import unittest
 import urllib.request
 
 import harness
+import reliability_util as ru
 import kafka
 from harness import pb
 
@@ -40,16 +41,7 @@ def validate(srv, vid, org=ORG):
         pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
 
 
-def eventually(fn, timeout=15, what='condition'):
-    """Polls fn until it returns a truthy value (bounded)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError('timed out waiting for %s (last: %r)' % (what, last))
+eventually = ru.eventually
 
 
 class ReplayAndTail(unittest.TestCase):

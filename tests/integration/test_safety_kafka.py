@@ -50,15 +50,7 @@ def setUpModule():
     harness.require_binary()
 
 
-def eventually(fn, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError('timed out after %.0fs waiting for %s (last: %r)' % (timeout, what, last))
+eventually = ru.eventually
 
 
 def readyz(srv):

@@ -49,16 +49,7 @@ V1 = '22222222-0000-4000-8000-00000000f0a1'
 V2 = '22222222-0000-4000-8000-00000000f0a2'
 
 
-def eventually(fn, timeout=15, what='condition'):
-    """Polls fn until it returns a truthy value (bounded)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError('timed out waiting for %s (last: %r)' % (what, last))
+eventually = ru.eventually
 
 
 def validate(srv, vid, org=ORG):
