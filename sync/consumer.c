@@ -1027,19 +1027,49 @@ static void replay_progress(struct consumer *c, size_t events, double seconds, b
              LF_D("ratio", ratio), LF_D("eta_s", rate > 0 ? (double)(total - done) / rate : -1));
 }
 
+/* A replay's progress while consumer_run catches up: its clock (monotonic
+ * ms), the messages read and the rejections counted before it began. */
+struct replay_run {
+  int64_t t_start, next_progress;
+  size_t replayed;
+  uint64_t rejected0;
+};
+
+/* One pass of a replay that is catching up, after a read of n messages at
+ * now: logs progress every PROGRESS_MS; once every partition has caught up,
+ * publishes b's transaction unless it is an empty catalog (then reading goes
+ * on and the question is asked again when messages arrive). Returns true
+ * when the replay was published (a whole state: lost flags are cleared). */
+static bool replay_step(struct consumer *c, struct store *st, struct batch *b, struct replay_run *r,
+                        ssize_t n, int64_t now) {
+  if (now >= r->next_progress && !c->empty_refused) {
+    replay_progress(c, r->replayed, (double)(now - r->t_start) / 1e3, true);
+    r->next_progress = now + PROGRESS_MS;
+  }
+  bool done = all_caught(c) && (n > 0 || !c->empty_refused);
+  if (done && b->t == NULL) b->t = store_begin(st); /* every event may have been rejected */
+  if (!done || !replay_publishable(c, b->t, r->replayed, c->rejected_logged - r->rejected0))
+    return false;
+  double s = (double)(now - r->t_start) / 1e3;
+  publish(c, b);
+  replay_progress(c, r->replayed, s, false);
+  log_info("replay caught up", LF_I("messages", r->replayed), LF_D("seconds", s),
+           LF_D("events_per_s", s > 0 ? (double)r->replayed / s : 0));
+  consumer_resynced(c); /* a whole state */
+  return true;
+}
+
 int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
                  void (*on_ready)(void *), void *arg) {
   rd_kafka_message_t *msgs[BATCH_READ];
   struct batch b = {0};
   bool catching = replay, lost = false;
-  int64_t t_start = clock_mono_ms(), next_refresh = t_start + REFRESH_MS;
-  int64_t next_progress = t_start + PROGRESS_MS;
-  size_t replayed = 0;
-  uint64_t rejected0 = c->rejected_logged; /* rejections before this replay */
+  int64_t next_refresh = clock_mono_ms() + REFRESH_MS;
+  struct replay_run r = {.rejected0 = c->rejected_logged};
   if (replay) {
     c->empty_refused = false;
     if (start_replay(c) != 0) return 0;
-    t_start = clock_mono_ms(), next_progress = t_start + PROGRESS_MS;
+    r.t_start = clock_mono_ms(), r.next_progress = r.t_start + PROGRESS_MS;
     replay_progress(c, 0, 0, false);
   } else if (!c->marked && consumer_mark_start(c, 30000) != 0 && c->nparts == 0) {
     log_warn("tailing without start offsets: partitions are picked up as they appear",
@@ -1050,7 +1080,7 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
     ssize_t n = rd_kafka_consume_batch_queue(c->queue, 5, msgs, BATCH_READ);
     uint64_t applied = c->applied;
     for (ssize_t i = 0; i < n; i++) {
-      replayed += msgs[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+      r.replayed += msgs[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR;
       lost |= handle(c, st, &b, msgs[i]);
       rd_kafka_message_destroy(msgs[i]);
       /* A batch closes exactly at SYNC_MAX_BATCH_EVENTS (not at the end of
@@ -1061,22 +1091,8 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
     if (n > 0) export_metrics(c); /* positions, lag, lost flags, event time */
     int64_t now = clock_mono_ms();
     if (catching && !lost) {
-      if (now >= next_progress && !c->empty_refused) {
-        replay_progress(c, replayed, (double)(now - t_start) / 1e3, true);
-        next_progress = now + PROGRESS_MS;
-      }
-      /* Caught up: publish, unless the state is an empty catalog (then
-       * read on, and ask again whenever messages arrive). */
-      bool done = all_caught(c) && (n > 0 || !c->empty_refused);
-      if (done && b.t == NULL) b.t = store_begin(st); /* every event may have been rejected */
-      if (done && replay_publishable(c, b.t, replayed, c->rejected_logged - rejected0)) {
-        double s = (double)(now - t_start) / 1e3;
-        publish(c, &b);
-        replay_progress(c, replayed, s, false);
-        log_info("replay caught up", LF_I("messages", replayed), LF_D("seconds", s),
-                 LF_D("events_per_s", s > 0 ? (double)replayed / s : 0));
+      if (replay_step(c, st, &b, &r, n, now)) {
         catching = false;
-        consumer_resynced(c); /* a whole state */
         if (on_ready) on_ready(arg);
       }
     } else if (b.t != NULL && now - b.opened_ms >= c->cfg->sync_max_batch_ms) {

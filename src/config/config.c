@@ -201,8 +201,10 @@ static int load_ops(struct config *c, char *err, size_t cap) {
   return rc;
 }
 
-static int load_sync(struct config *c, char *err, size_t cap) {
-  char mode[16];
+/* Reads the sources' and the writer's settings from the environment into c,
+ * and SYNC_MODE's text into mode (modecap bytes, "" if unset). Returns 0, or
+ * -EINVAL with the first bad variable described in err. */
+static int load_sync_env(struct config *c, char *mode, size_t modecap, char *err, size_t cap) {
   int rc = env_source("DATABASE_URL", "", c->database_url, sizeof c->database_url, err, cap);
   rc = rc ?: env_int("PG_RETRY_MAX_SECONDS", 30, 1, 3600, &c->pg_retry_max_s, err, cap);
   rc = rc ?: env_int("PG_STALL_TIMEOUT_SECONDS", 30, 1, 3600, &c->pg_stall_timeout_s, err, cap);
@@ -229,15 +231,14 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   rc =
       rc ?: env_int("SYNC_MAX_BATCH_EVENTS", 1000, 1, 1000000, &c->sync_max_batch_events, err, cap);
   rc = rc ?: env_int("SYNC_MAX_BATCH_MS", 5, 0, 60000, &c->sync_max_batch_ms, err, cap);
-  rc = rc ?: env_str("SYNC_MODE", "", mode, sizeof mode, err, cap);
-  if (rc != 0) return rc;
-  if (c->kafka_topic[0] == '\0') {
-    snprintf(err, cap, "KAFKA_TOPIC is empty: name the change topic (default catalog.changes)");
-    return -EINVAL;
-  }
-  if ((rc = topic_name("KAFKA_TOPIC", c->kafka_topic, err, cap)) != 0) return rc;
-  if (c->kafka_dlq_topic[0] && (rc = topic_name("KAFKA_DLQ_TOPIC", c->kafka_dlq_topic, err, cap)))
-    return rc;
+  return rc ?: env_str("SYNC_MODE", "", mode, modecap, err, cap);
+}
+
+/* Sets c->sync_mode from SYNC_MODE's text (or, when it is empty, from the
+ * configured source) and refuses a mode the sources contradict: no source at
+ * all, the demo beside a real source, warm or replay without its source.
+ * Returns 0, or -EINVAL with the reason in err. */
+static int pick_sync_mode(struct config *c, const char *mode, char *err, size_t cap) {
   c->sync_mode_explicit = mode[0] != '\0';
   if (mode[0] == '\0' && !c->database_url[0] && !c->kafka_bootstrap[0]) {
     /* Never fake data to real callers: e.g. a Secret that failed to mount
@@ -278,6 +279,22 @@ static int load_sync(struct config *c, char *err, size_t cap) {
     return -EINVAL;
   }
   return 0;
+}
+
+/* The writer's settings: the environment, the topic names, then the mode.
+ * Returns 0, or -EINVAL with the first problem described in err. */
+static int load_sync(struct config *c, char *err, size_t cap) {
+  char mode[16];
+  int rc = load_sync_env(c, mode, sizeof mode, err, cap);
+  if (rc != 0) return rc;
+  if (c->kafka_topic[0] == '\0') {
+    snprintf(err, cap, "KAFKA_TOPIC is empty: name the change topic (default catalog.changes)");
+    return -EINVAL;
+  }
+  if ((rc = topic_name("KAFKA_TOPIC", c->kafka_topic, err, cap)) != 0) return rc;
+  if (c->kafka_dlq_topic[0] && (rc = topic_name("KAFKA_DLQ_TOPIC", c->kafka_dlq_topic, err, cap)))
+    return rc;
+  return pick_sync_mode(c, mode, err, cap);
 }
 
 int config_load(struct config *c, char *err, size_t cap) {

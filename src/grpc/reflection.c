@@ -95,11 +95,15 @@ struct reflection *reflection_new(void) {
   Catalogd__Desc__FileDescriptorSet *set = r->set = catalogd__desc__file_descriptor_set__unpack(
       NULL, catalogd_descriptor_set_len, catalogd_descriptor_set);
   Catalogd__Desc__FileDescriptorProto **fds = NULL;
+  /* One count for both passes: the static analyzer cannot see that
+   * set->n_file stays put across the calls in between, and would follow the
+   * second pass past the files the first one unpacked. */
+  size_t nfiles = 0;
   if (set == NULL) goto fail;
-  r->nfiles = set->n_file;
-  r->files = xcalloc(set->n_file, sizeof *r->files);
-  fds = xcalloc(set->n_file, sizeof *fds);
-  for (size_t i = 0; i < set->n_file; i++) {
+  nfiles = r->nfiles = set->n_file;
+  r->files = xcalloc(nfiles, sizeof *r->files);
+  fds = xcalloc(nfiles, sizeof *fds);
+  for (size_t i = 0; i < nfiles; i++) {
     fds[i] =
         catalogd__desc__file_descriptor_proto__unpack(NULL, set->file[i].len, set->file[i].data);
     if (fds[i] == NULL || fds[i]->name == NULL) goto fail;
@@ -107,7 +111,7 @@ struct reflection *reflection_new(void) {
     r->files[i].name = xmalloc(strlen(fds[i]->name) + 1);
     strcpy(r->files[i].name, fds[i]->name);
   }
-  for (size_t i = 0; i < set->n_file; i++) {
+  for (size_t i = 0; i < nfiles; i++) {
     r->files[i].deps = xcalloc(fds[i]->n_dependency + 1, sizeof(int));
     for (size_t k = 0; k < fds[i]->n_dependency; k++) {
       int d = find_file(r, fds[i]->dependency[k]);
