@@ -5,10 +5,10 @@
  *               [--samples-per-org K] [--updates U] [--no-events]
  *
  * Writes into DIR (created if missing):
- *   <table>.copy    COPY text rows for every table of tests/fixtures/schema.sql
+ *   <table>.copy    COPY text rows for every table of docs/contract/schema.sql
  *   load.sql        psql script: \copy of each file, in dependency order
  *   events.tsv      the same rows as change events, "KEY<TAB>JSON" per line
- *                   (events.md; the shape tests/integration/kafka.py builds)
+ *                   (docs/contract/events.md; the shape tests/integration/kafka.py builds)
  *   updates.tsv     U variant upserts with newer versions and new prices, for
  *                   the change-feed scenarios (distinct variants, version 2,
  *                   then 3 once every variant has been used, ...)

@@ -53,7 +53,7 @@ int consumer_mark_start(struct consumer *c, int timeout_ms);
 /* Warm mode, before the loaded snapshot is published: reads the topic from
  * the beginning up to the start offsets and applies the versioned deletes
  * found there to t. PostgreSQL has no row for a deleted entity, so without
- * this a late re-send of an older upsert could resurrect it (events.md:
+ * this a late re-send of an older upsert could resurrect it (docs/contract/events.md:
  * deletes leave a version marker). Returns 0 or -ECANCELED. */
 int consumer_load_deletes(struct consumer *c, struct store_txn *t, atomic_bool *stop);
 

@@ -44,7 +44,7 @@ struct pgload_stats {
 /* A loader for the libpq URI or conninfo string url (copied). */
 struct pgload *pgload_new(const char *url);
 
-/* Reads every table of schema.sql in one REPEATABLE READ READ ONLY
+/* Reads every table of docs/contract/schema.sql in one REPEATABLE READ READ ONLY
  * transaction and puts the records into t. Bad rows are skipped, counted
  * and logged (the first few). Logs "warm load progress" every
  * o->progress_interval_s. Returns 0, or:

@@ -1,5 +1,5 @@
 /*
- * event_decode.h - catalog change events (contract: events.md) to store
+ * event_decode.h - catalog change events (contract: docs/contract/events.md) to store
  * operations.
  *
  * A Kafka message becomes either an upsert (a complete new record) or a

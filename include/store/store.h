@@ -9,7 +9,7 @@
  * reader sees a whole batch or none of it. The previous snapshot's replaced
  * parts are freed after a grace period, when no reader can still hold them.
  *
- * Apply rules (events.md): a record whose version is not greater than the one
+ * Apply rules (docs/contract/events.md): a record whose version is not greater than the one
  * held (live or tombstone) is stale and changes nothing. Deletes leave a
  * tombstone holding the version, so an older upsert cannot resurrect the
  * entity. Variants are also indexed by product (CAT_PRODUCT_VARIANTS).

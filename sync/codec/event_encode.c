@@ -1,5 +1,6 @@
 /*
- * event_encode.c - builds events.md JSON from records with jansson.
+ * event_encode.c - builds change events (docs/contract/events.md) from
+ * records with jansson.
  */
 #include "event_encode.h"
 

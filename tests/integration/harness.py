@@ -36,7 +36,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, os.pardir, os.pardir))
 FIXTURES = os.path.join(REPO, 'tests', 'fixtures')
-SCHEMA_SQL = os.path.join(FIXTURES, 'schema.sql')
+SCHEMA_SQL = os.path.join(REPO, 'docs', 'contract', 'schema.sql')  # the contract's own copy
 SEED_SQL = os.path.join(FIXTURES, 'seed.sql')
 
 CATALOGD_BIN = os.environ.get('CATALOGD_BIN') or os.path.join(REPO, 'build', 'catalogd')

@@ -2,7 +2,7 @@
 """Kafka helpers for the integration tests: a mock broker in its own process
 (tests/tools/kafka-mock-host, librdkafka's mock cluster reached over TCP) and a
 producer (tests/tools/kafka-produce), plus builders for change events
-(events.md).  Everything is on 127.0.0.1 and stopped at exit.
+(docs/contract/events.md).  Everything is on 127.0.0.1 and stopped at exit.
 """
 import json
 import os
@@ -89,7 +89,7 @@ class KafkaMock:
             self.proc.wait()
 
 
-# ---- Event builders (events.md) ----
+# ---- Event builders (docs/contract/events.md) ----
 
 def key(org, kind, entity_id):
     return '%s/%s/%s' % (org, kind, entity_id)

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Contract tests of catalog.CatalogService (plus health, reflection, unknown methods).
 
-One throwaway PostgreSQL loaded with tests/fixtures/schema.sql + seed.sql and one
-catalogd for the whole module (a second catalogd with GRPC_REFLECTION=true for the
+One throwaway PostgreSQL loaded with docs/contract/schema.sql + tests/fixtures/seed.sql and
+one catalogd for the whole module (a second catalogd with GRPC_REFLECTION=true for the
 reflection tests).  Expected values are those of seed.sql (see expected.py).
 
 Run:  CATALOGD_BIN=build/catalogd /usr/bin/python3 tests/integration/test_contract.py -v

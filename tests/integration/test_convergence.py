@@ -673,7 +673,7 @@ class ConvergenceTest(unittest.TestCase):
 
 
 class WarmLoadMarkerTest(unittest.TestCase):
-    """The contract (events.md): "A deleted entity leaves a version marker long enough that
+    """The contract (docs/contract/events.md): "A deleted entity leaves a version marker long enough that
     a late, older upsert cannot resurrect it."  A replica that warm-loads after the delete
     has no such marker: PostgreSQL no longer has the row, and the delete event sits below
     the recorded start offsets. A late re-send of the older upsert (an outbox publisher
