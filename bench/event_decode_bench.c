@@ -1,6 +1,6 @@
 /*
  * event_decode_bench.c - micro-benchmark of the change-event decoder
- * (sync/event_decode.c) against the jansson decoder it replaced, kept as the
+ * (sync/codec/event_decode.c) against the jansson decoder it replaced, kept as the
  * test oracle (tests/oracle), on the same events in the same run.
  *
  *   event-decode-bench EVENTS.tsv [ROUNDS] [new]

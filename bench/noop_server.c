@@ -4,7 +4,7 @@
  * fixed, pre-packed ValidateVariantResponse of the size of a typical hit,
  * and the same trailing metadata catalogd sends.
  *
- * Same threading as catalogd (src/server.c): GRPC_MAX_WORKERS workers, each
+ * Same threading as catalogd (src/grpc/server.c): GRPC_MAX_WORKERS workers, each
  * with its own completion queue registered with the server, 16 requests
  * pre-posted per worker, the handler inline on the worker, one batch
  * {SEND_INITIAL_METADATA, SEND_MESSAGE, SEND_STATUS_FROM_SERVER,

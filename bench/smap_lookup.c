@@ -1,5 +1,5 @@
 /*
- * smap_lookup.c - micro-benchmark of catalogd's snapshot map (src/smap.c).
+ * smap_lookup.c - micro-benchmark of catalogd's snapshot map (src/store/smap.c).
  *
  *   smap-lookup [N]     N records (default 1000000) with 16-byte ids + "org-001"
  *
@@ -28,7 +28,7 @@
 #include "clock.h"
 #include "smap.h"
 
-#define SHARD_BITS 12 /* as src/store.c uses for variants */
+#define SHARD_BITS 12 /* as src/store/store.c uses for variants */
 #define KEYLEN     23
 #define LOOKUPS    2000000
 #define PUBLISHES  20000

@@ -25,9 +25,6 @@ void conditions_destroy(struct conditions *c);
  * keys are held; more are dropped (and logged once). NULL c is a no-op. */
 void conditions_set(struct conditions *c, const char *key, const char *level, const char *msg);
 
-/* 1 if key is set, else 0. */
-int conditions_has(struct conditions *c, const char *key);
-
 /* The conditions as a JSON array of {"name","level","message"} objects, in
  * the order they were first set. Caller frees. */
 char *conditions_json(struct conditions *c);

@@ -34,9 +34,15 @@ static const char *const code_names[METRICS_CODES] = {
     "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
     "DATA_LOSS", "UNAUTHENTICATED"};
 
-/* Entity kinds in enum cat_kind order, then events of no known kind. */
-static const char *const kind_names[METRICS_EVENT_KINDS] = {"variant", "product",    "brand",
-                                                            "tag",     "collection", "unknown"};
+/* The registry counts events per entity kind, then those of no known kind;
+ * a new kind must grow its table too. */
+_Static_assert(METRICS_EVENT_KINDS == CAT_ENTITY_KINDS + 1,
+               "metrics.h's METRICS_EVENT_KINDS must be CAT_ENTITY_KINDS + 1");
+
+/* A kind's label: the model's one name list, "unknown" past the entities. */
+static const char *kind_label(int k) {
+  return k < CAT_ENTITY_KINDS ? model_kind_name((enum cat_kind)k) : "unknown";
+}
 static const char *const event_results[METRICS_EVENT_RESULTS] = {"applied", "stale", "rejected"};
 
 /* ---- The registry's families ---- */
@@ -77,7 +83,7 @@ static void render_events(const struct metrics_view *v, struct strbuf *b) {
                "# TYPE catalogd_events_total counter\n");
   for (int k = 0; k < METRICS_EVENT_KINDS; k++)
     for (int r = 0; r < METRICS_EVENT_RESULTS; r++)
-      sb_printf(b, "catalogd_events_total{type=\"%s\",result=\"%s\"} %llu\n", kind_names[k],
+      sb_printf(b, "catalogd_events_total{type=\"%s\",result=\"%s\"} %llu\n", kind_label(k),
                 event_results[r], (unsigned long long)v->events[k][r]);
 }
 
@@ -139,8 +145,8 @@ static void render_snapshot(struct store *store, struct strbuf *b) {
   /* built_ns is wall time (it is also reported as a timestamp) */
   double age = s ? (double)(clock_wall_ns() - (int64_t)snap_built_ns(s)) / 1e9 : -1;
   if (age < 0 && s) age = 0;
-  size_t counts[5] = {0};
-  for (int k = 0; s && k < 5; k++)
+  size_t counts[CAT_ENTITY_KINDS] = {0};
+  for (int k = 0; s && k < CAT_ENTITY_KINDS; k++)
     counts[k] = snap_count(s, (enum cat_kind)k);
   store_read_unlock();
   sb_printf(b,
@@ -151,8 +157,8 @@ static void render_snapshot(struct store *store, struct strbuf *b) {
             "# HELP catalogd_snapshot_entities Live entities in the snapshot.\n"
             "# TYPE catalogd_snapshot_entities gauge\n",
             (unsigned long long)version, age);
-  for (int k = 0; k < 5; k++)
-    sb_printf(b, "catalogd_snapshot_entities{type=\"%s\"} %zu\n", kind_names[k], counts[k]);
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+    sb_printf(b, "catalogd_snapshot_entities{type=\"%s\"} %zu\n", kind_label(k), counts[k]);
 }
 
 /* ---- The process ---- */

@@ -89,14 +89,6 @@ void conditions_set(struct conditions *c, const char *key, const char *level, co
   if (drop) log_error("too many conditions; dropping", LF_S("key", key), LF_S("message", msg));
 }
 
-int conditions_has(struct conditions *c, const char *key) {
-  if (c == NULL) return 0;
-  pthread_mutex_lock(&c->mu);
-  int i = find(c, key);
-  pthread_mutex_unlock(&c->mu);
-  return i >= 0;
-}
-
 /* Appends s with '"' and '\\' escaped (copy_clean made the rest safe). */
 static void put_escaped(struct strbuf *sb, const char *s) {
   for (; *s; s++)

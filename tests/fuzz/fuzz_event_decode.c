@@ -1,7 +1,7 @@
 /*
  * fuzz_event_decode - libFuzzer target for the Kafka change-event decoder
- * (sync/event_decode.c) and, through round trips, the encoder
- * (sync/event_encode.c) and the store's apply rules.
+ * (sync/codec/event_decode.c) and, through round trips, the encoder
+ * (sync/codec/event_encode.c) and the store's apply rules.
  *
  * Input: byte 0 is a mode byte, then the Kafka key up to the first '\n',
  * then the value (everything after that newline).

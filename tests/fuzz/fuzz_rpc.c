@@ -1,6 +1,6 @@
 /*
- * fuzz_rpc - libFuzzer target for the four catalog RPC handlers (src/rpc_*.c)
- * run against a real snapshot, with the reply packed as src/server.c does.
+ * fuzz_rpc - libFuzzer target for the four catalog RPC handlers (src/rpc/rpc_*.c)
+ * run against a real snapshot, with the reply packed as src/grpc/server.c does.
  *
  * Input: byte 0 picks the handler (byte % 4):
  *   0 ValidateVariant  1 ValidateVariantsBatch  2 GetVariantsBatch
@@ -18,7 +18,7 @@
  *     or fails with INVALID_ARGUMENT, a message and no reply;
  *   - the reply packs to exactly protobuf_c_message_get_packed_size() bytes
  *     and those bytes unpack again;
- *   - NUL guard (src/rpc_common.c rpc_precheck): a request accepted by a
+ *   - NUL guard (src/rpc/rpc_common.c rpc_precheck): a request accepted by a
  *     handler has no string that protobuf-c truncated at a NUL byte. The
  *     request (without the unknown groups rpc_precheck strips, which must
  *     leave no group behind) is unpacked a second time with an allocator that records the

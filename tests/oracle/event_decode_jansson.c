@@ -1,6 +1,6 @@
 /*
  * event_decode_jansson.c - the change-event decoder as it was before the
- * single-pass scanner (sync/event_decode.c), kept unchanged but for its
+ * single-pass scanner (sync/codec/event_decode.c), kept unchanged but for its
  * names as a test oracle: the unit tests, the fuzz target and the benchmark
  * decode the same bytes with both and require the same verdict, reason,
  * event and record. Not linked into catalogd.

@@ -1,6 +1,6 @@
 /*
  * event_decode_oracle.h - the jansson change-event decoder that
- * sync/event_decode.c replaced, kept for the tests only, and the comparison
+ * sync/codec/event_decode.c replaced, kept for the tests only, and the comparison
  * of both decoders' results (differential testing).
  *
  * Not linked into catalogd: tests/CMakeLists.txt, tests/fuzz and bench/ add

@@ -1,4 +1,4 @@
-/* Unit tests: the JSON-lines logger (src/log.c). Whatever bytes a field
+/* Unit tests: the JSON-lines logger (src/base/log.c). Whatever bytes a field
  * holds (a client's organization_id, a library's message), every line must
  * be one valid JSON object (checked with jansson, which also checks UTF-8),
  * at most 8 KiB, with valid UTF-8 kept as is and invalid bytes replaced by

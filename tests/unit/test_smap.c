@@ -1,5 +1,5 @@
 /*
- * Unit tests of the snapshot map (src/smap.c) against a plain array model:
+ * Unit tests of the snapshot map (src/store/smap.c) against a plain array model:
  * random puts, replacements and deletes in few shards (long probe runs, so
  * backward-shift deletion and growth are exercised), each round in a fork;
  * after every round the fork must match the model exactly and the map it was
