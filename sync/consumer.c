@@ -79,7 +79,6 @@ struct consumer {
   int nlost;             /* flags on in lost[] */
   int64_t last_event_ns; /* wall clock of the last applied event (stamped once per poll) */
   uint64_t applied;      /* events applied so far (consumer thread only) */
-  bool marked;
   uint64_t rejected_logged;
   struct lost lost[MAX_PARTITIONS];                  /* by partition id */
   struct metrics_partition rows[2 * MAX_PARTITIONS]; /* export_metrics' scratch (under mu) */
@@ -477,7 +476,6 @@ int consumer_mark_start(struct consumer *c, int timeout_ms) {
     usleep(200000);
   }
   if (rc < 0) return rc;
-  c->marked = true;
   log_info("kafka start offsets recorded", LF_S("topic", c->cfg->kafka_topic),
            LF_I("partitions", c->nparts));
   return 0;
@@ -522,7 +520,6 @@ void consumer_reset(struct consumer *c) {
   pthread_mutex_lock(&c->mu);
   c->nparts = 0;
   pthread_mutex_unlock(&c->mu);
-  c->marked = false;
   export_metrics(c);
 }
 
@@ -672,7 +669,6 @@ static int start_replay(struct consumer *c) {
   while (!atomic_load(c->stop)) {
     int rc = discover(c, RD_KAFKA_OFFSET_BEGINNING, 2000);
     if (rc >= 0 && c->nparts > 0 && (rc = consumer_check_history(c)) == 0) {
-      c->marked = true; /* start offsets known: the beginning */
       return 0;
     }
     if (rc == -ECANCELED) break;
@@ -1071,7 +1067,11 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
     if (start_replay(c) != 0) return 0;
     r.t_start = clock_mono_ms(), r.next_progress = r.t_start + PROGRESS_MS;
     replay_progress(c, 0, 0, false);
-  } else if (!c->marked && consumer_mark_start(c, 30000) != 0 && c->nparts == 0) {
+  } else if (c->nparts == 0) {
+    /* The topic was missing at the hand-off: whatever it holds when it
+     * appears is newer than the load, so refresh() assigns its partitions
+     * from the beginning. (Recording its high watermark here skipped the
+     * events produced during the load.) */
     log_warn("tailing without start offsets: partitions are picked up as they appear",
              LF_S("topic", c->cfg->kafka_topic));
   }

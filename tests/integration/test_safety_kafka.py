@@ -121,7 +121,7 @@ class ReplayTrustTest(unittest.TestCase):
         stays_not_serving(self, srv, 2)
         c = condition(srv, 'replay')
         self.assertEqual(c['level'], 'error')
-        self.assertIn('0', c['message'])
+        self.assertIn('0@%d' % lo, c['message'])
         self.assertEqual(readyz(srv)[0], 503)
         err = logs_with(srv, 'replay refused: the topic history is incomplete')
         self.assertTrue(err, srv.tail())
@@ -358,6 +358,27 @@ class WarmFeedTest(unittest.TestCase):
         self.assertTrue(logs_with(srv, 'kafka topic does not exist'), srv.tail())
         with self.assertRaises(RuntimeError, msg='catalogd created the topic'):
             km.command('partitions nope')
+        self.assertEqual(srv.stop(), 0)
+
+    def test_b2_topic_created_during_the_load_is_read_from_its_beginning(self):
+        # Missing at the hand-off, created (with an event in it) while the load runs: the
+        # tail must read it from its beginning. It used to record the high watermark it found
+        # when the tail started, skipping what was produced during the load.
+        km = kafka.KafkaMock(partitions=2)
+        self.addCleanup(km.stop)
+        blocker = ru.PsqlSession(self.pg)
+        self.addCleanup(blocker.close)
+        blocker.send('BEGIN; LOCK TABLE variants IN ACCESS EXCLUSIVE MODE;')
+        srv = harness.Catalogd(feed_env(km, DATABASE_URL=self.pg.url(), KAFKA_TOPIC='late'))
+        self.addCleanup(srv.close)
+        eventually(lambda: logs_with(srv, 'kafka topic does not exist'), 20, 'the missing topic')
+        eventually(lambda: [r for r in logs_with(srv, 'table loaded')
+                            if r.get('table') == 'products'], 20, 'the load held on variants')
+        km.command('create late 2')
+        ru.produce(km, [(0,) + kafka.variant(ORG, V[0], P1, 1, sku='LATE')], topic='late')
+        blocker.send('COMMIT;')
+        srv.wait_serving(30)
+        eventually(lambda: sku_of(srv, V[0]) == 'LATE', 20, 'the event of the late topic applied')
         self.assertEqual(srv.stop(), 0)
 
     def test_c_no_change_feed_is_announced(self):
