@@ -73,16 +73,12 @@ int rpc_precheck(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t **re
  * (field2 names the request's field 2 in its error), unpack as desc into
  * the arena ("request is not a <type>" if it does not parse), record
  * organization_id (field 1 of every catalog request) in out->org for the
- * access log, and rpc_check_org. Returns the message (arena memory, of
+ * access log, and checks it (non-empty, at most CAT_ORG_MAX bytes, valid
+ * UTF-8). Returns the message (arena memory, of
  * desc's type), or NULL with out filled. A new catalog method starts with
  * this one call. */
 void *rpc_request(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *req, size_t len,
                   const ProtobufCMessageDescriptor *desc, const char *field2);
-
-/* Checks organization_id: non-empty, valid UTF-8 (as proto3 requires of a
- * string; not an unknown tenant), at most CAT_ORG_MAX bytes. On failure
- * fills out with INVALID_ARGUMENT and returns -1. */
-int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org);
 
 /* Parses one id field named `field` into id. Empty, not valid UTF-8 or not
  * a UUID fills out with INVALID_ARGUMENT naming the field and returns -1. */
@@ -92,9 +88,5 @@ int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
 /* Parses a batch of ids (count checked against cfg->max_batch_ids) into an
  * arena array. Returns the array, or NULL with out filled. */
 uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids, size_t n))[16];
-
-/* Copies s for echoing in a message: at most 64 bytes, control characters and
- * non-ASCII shown as '?', so a hostile id cannot bloat or corrupt a reply. */
-const char *rpc_echo(struct rpc_ctx *ctx, const char *s);
 
 #endif

@@ -153,9 +153,10 @@ static const char *reply_reserve(struct worker *w, struct arena *a, size_t size)
                         "unread replies on this connection's worker hold %.2f MiB, its share "
                         "of GRPC_MAX_PENDING_REPLY_MB is %.2f MiB; retry later",
                         (double)w->reply_bytes / mib, (double)w->reply_share / mib);
-  size_t before = atomic_fetch_add(w->replies_pending, size);
+  /* A plain byte count: relaxed is enough (it orders nothing else). */
+  size_t before = atomic_fetch_add_explicit(w->replies_pending, size, memory_order_relaxed);
   if (before + size > w->reply_budget) {
-    atomic_fetch_sub(w->replies_pending, size);
+    atomic_fetch_sub_explicit(w->replies_pending, size, memory_order_relaxed);
     return arena_printf(a,
                         "unread replies hold %.2f MiB of GRPC_MAX_PENDING_REPLY_MB (%.0f MiB) "
                         "on this server; retry later",
@@ -167,7 +168,8 @@ static const char *reply_reserve(struct worker *w, struct arena *a, size_t size)
 
 static void ucall_free(struct ucall *c) {
   c->w->reply_bytes -= c->reply_size;
-  if (c->reply_size > 0) atomic_fetch_sub(c->w->replies_pending, c->reply_size);
+  if (c->reply_size > 0)
+    atomic_fetch_sub_explicit(c->w->replies_pending, c->reply_size, memory_order_relaxed);
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
@@ -223,8 +225,10 @@ static void access_log_sample(struct ucall *c, const char *org) {
   if (c->access_logged) snprintf(c->org, sizeof c->org, "%s", org ? org : "");
 }
 
-/* Returns true if deadline (any clock) is not in the future. */
+/* Returns true if deadline (any clock) is not in the future. Most calls
+ * carry no deadline: those cost no clock read. */
 static bool deadline_passed(gpr_timespec deadline) {
+  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0) return false;
   return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) <= 0;
 }
 

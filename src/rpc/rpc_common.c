@@ -28,7 +28,9 @@ void rpc_fail(struct rpc_ctx *ctx, struct rpc_result *out, grpc_status_code code
   out->reply = NULL;
 }
 
-const char *rpc_echo(struct rpc_ctx *ctx, const char *s) {
+/* Copies s for echoing in a message: at most 64 bytes, control characters and
+ * non-ASCII shown as '?', so a hostile id cannot bloat or corrupt a reply. */
+static const char *echo(struct rpc_ctx *ctx, const char *s) {
   size_t n = strlen(s), cap = n > 64 ? 64 : n;
   char *e = arena_alloc(ctx->arena, cap + 4);
   for (size_t i = 0; i < cap; i++) {
@@ -145,19 +147,22 @@ static int check_utf8(struct rpc_ctx *ctx, struct rpc_result *out, const char *f
   return -1;
 }
 
-int rpc_check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) {
+/* Checks organization_id: non-empty, at most CAT_ORG_MAX bytes, valid UTF-8
+ * (as proto3 requires of a string; not an unknown tenant), the length first
+ * so that an oversized one is refused without scanning it. On failure fills
+ * out with INVALID_ARGUMENT and returns -1. */
+static int check_org(struct rpc_ctx *ctx, struct rpc_result *out, const char *org) {
   size_t n = strlen(org);
   if (n == 0) {
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "organization_id is required");
     return -1;
   }
-  if (check_utf8(ctx, out, "organization_id", org) != 0) return -1;
   if (n > CAT_ORG_MAX) {
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT,
              "organization_id is %zu bytes; the limit is %d", n, CAT_ORG_MAX);
     return -1;
   }
-  return 0;
+  return check_utf8(ctx, out, "organization_id", org);
 }
 
 /* organization_id of a catalog request: field 1, a string, in every one of
@@ -179,7 +184,7 @@ void *rpc_request(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *re
     return NULL;
   }
   out->org = request_org(m);
-  return rpc_check_org(ctx, out, out->org) == 0 ? m : NULL;
+  return check_org(ctx, out, out->org) == 0 ? m : NULL;
 }
 
 int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field, const char *s,
@@ -188,13 +193,11 @@ int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
     rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s is required", field);
     return -1;
   }
+  if (uuid_parse(s, strlen(s), id) == 0) return 0;
+  /* Only on the error path: say which of the two it is (a UUID is ASCII). */
   if (check_utf8(ctx, out, field, s) != 0) return -1;
-  if (uuid_parse(s, strlen(s), id) != 0) {
-    rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s '%s' is not a UUID", field,
-             rpc_echo(ctx, s));
-    return -1;
-  }
-  return 0;
+  rpc_fail(ctx, out, GRPC_STATUS_INVALID_ARGUMENT, "%s '%s' is not a UUID", field, echo(ctx, s));
+  return -1;
 }
 
 uint8_t (*rpc_parse_ids(struct rpc_ctx *ctx, struct rpc_result *out, char **ids, size_t n))[16] {
