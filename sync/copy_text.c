@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
-
 /* Decodes one escape at s (after the backslash); returns the byte and sets
  * *used to the characters consumed. */
 static char unescape(const char *s, const char *end, size_t *used) {
@@ -127,5 +125,3 @@ int copy_bool(const char *s, bool def, bool *out) {
     return -1;
   return 0;
 }
-
-int copy_utf8_check(const char *s) { return utf8_valid(s) ? 0 : -1; }

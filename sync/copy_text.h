@@ -25,10 +25,4 @@ int copy_i64(const char *s, int64_t def, int64_t *out);
 int copy_f64(const char *s, double def, double *out);
 int copy_bool(const char *s, bool def, bool *out);
 
-/* 0 if the NUL-terminated s is well-formed UTF-8 (no overlong forms, no
- * surrogates, nothing above U+10FFFF), else -1. A database whose encoding
- * is SQL_ASCII sends its bytes unconverted, whatever client_encoding says,
- * and a reply carrying them could not be decoded by the callers. */
-int copy_utf8_check(const char *s);
-
 #endif

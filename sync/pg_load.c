@@ -43,6 +43,7 @@
 #include "metrics.h"
 #include "pg_redact.h"
 #include "pg_rows.h"
+#include "utf8.h"
 #include "xalloc.h"
 
 #define LOG_FIRST_BAD  5
@@ -395,10 +396,13 @@ static void bad_row(struct load *L, const char *why) {
              LF_I("row", (long long)L->rows));
 }
 
-/* True if every field present is UTF-8. */
+/* True if every field present is UTF-8. A database whose encoding is
+ * SQL_ASCII sends its bytes unconverted, whatever client_encoding says, and
+ * a reply carrying them could not be decoded by the callers: such a row is
+ * refused. */
 static bool fields_utf8(char **f, int nf) {
   for (int i = 0; i < nf; i++)
-    if (f[i] != NULL && copy_utf8_check(f[i]) != 0) return false;
+    if (f[i] != NULL && !utf8_valid(f[i])) return false;
   return true;
 }
 

@@ -16,6 +16,11 @@ struct strbuf {
 /* Appends formatted text, growing as needed. */
 void sb_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Appends s with '"' and '\\' backslash-escaped: the one escape JSON strings
+ * and Prometheus label values share, for text already free of control
+ * bytes (the caller's job). */
+void sb_put_escaped(struct strbuf *sb, const char *s);
+
 /* Returns the string (never NULL) and leaves sb empty; caller frees. */
 char *sb_take(struct strbuf *sb);
 

@@ -36,7 +36,6 @@ struct config {
   double access_log_sample;
   /* Sources */
   enum sync_mode sync_mode;
-  bool sync_mode_explicit; /* SYNC_MODE was set (the demo is opt-in) */
   char database_url[2048];
   int pg_retry_max_s;
   int pg_stall_timeout_s;       /* no COPY bytes for this long: abandon the load */

@@ -26,8 +26,9 @@ struct digest {
 /* Computes the digest of s. */
 void digest_compute(const struct snapshot *s, struct digest *out);
 
-/* Writes {"digest":..,"version":..,"counts":{..}} plus extra_json fields
- * (may be NULL; e.g. "\"offsets\":[..]") into a malloc'd string. */
-char *digest_json(const struct digest *d, const char *extra_json);
+/* Writes {"digest":..,"snapshot_version":..,"counts":{..},"offsets":..}
+ * into a malloc'd string; offsets_json (a JSON array, the Kafka offsets the
+ * state covers) may be NULL: no "offsets" member then. */
+char *digest_json(const struct digest *d, const char *offsets_json);
 
 #endif

@@ -88,15 +88,8 @@ static char *render_digest(struct admin *a, unsigned *status) {
   }
   void *src = atomic_load(&a->offsets_src);
   char *offs = src && a->d.offsets_json ? a->d.offsets_json(src) : NULL;
-  char *extra = NULL;
-  if (offs) {
-    size_t n = strlen(offs) + 16;
-    extra = xmalloc(n);
-    snprintf(extra, n, "\"offsets\":%s", offs);
-  }
-  char *out = digest_json(&d, extra);
+  char *out = digest_json(&d, offs);
   free(offs);
-  free(extra);
   return out;
 }
 

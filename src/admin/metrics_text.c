@@ -340,11 +340,6 @@ static void render_feed(const struct metrics_view *v, struct strbuf *b) {
 
 /* Appends s as a label value: '"' and '\\' escaped (conditions hold
  * printable ASCII only). */
-static void put_label(struct strbuf *b, const char *s) {
-  for (; *s; s++)
-    sb_printf(b, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-}
-
 static void render_conditions(struct conditions *conds, struct strbuf *b) {
   struct condition_name cs[CONDITIONS_MAX];
   int n = conditions_list(conds, cs);
@@ -352,7 +347,7 @@ static void render_conditions(struct conditions *conds, struct strbuf *b) {
                "and docs/operations.md).\n# TYPE catalogd_condition gauge\n");
   for (int i = 0; i < n; i++) {
     sb_printf(b, "catalogd_condition{name=\"");
-    put_label(b, cs[i].name);
+    sb_put_escaped(b, cs[i].name);
     sb_printf(b, "\",level=\"%s\"} 1\n", cs[i].level);
   }
 }

@@ -140,16 +140,11 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
     store_read_lock();
     digest_compute(store_current(store), &d);
     store_read_unlock();
-    char *offs = sync_offsets_json(sy), *extra = NULL;
-    if (offs) {
-      extra = malloc(strlen(offs) + 16);
-      sprintf(extra, "\"offsets\":%s", offs);
-    }
-    char *json = digest_json(&d, extra);
+    char *offs = sync_offsets_json(sy);
+    char *json = digest_json(&d, offs);
     printf("%s\n", json);
     fflush(stdout);
     free(json);
-    free(extra);
     free(offs);
   }
   sync_stop(sy);

@@ -25,14 +25,12 @@ struct condition {
   char key[KEY_CAP];
   char msg[MSG_CAP];
   const char *level;
-  unsigned long long seq; /* order of first set, for a stable listing */
 };
 
 struct conditions {
   pthread_mutex_t mu;
   struct condition c[MAX_CONDITIONS];
-  int n;
-  unsigned long long seq;
+  int n; /* c[0, n), in the order first set: removal keeps the order */
   int dropped_logged;
 };
 
@@ -73,14 +71,13 @@ void conditions_set(struct conditions *c, const char *key, const char *level, co
   pthread_mutex_lock(&c->mu);
   int i = find(c, key);
   if (msg == NULL) {
-    if (i >= 0) c->c[i] = c->c[--c->n];
+    if (i >= 0) memmove(&c->c[i], &c->c[i + 1], (size_t)(--c->n - i) * sizeof c->c[0]);
   } else if (i < 0 && c->n == MAX_CONDITIONS) {
     drop = c->dropped_logged++ == 0;
   } else {
     if (i < 0) {
       i = c->n++;
       copy_clean(c->c[i].key, key, KEY_CAP);
-      c->c[i].seq = ++c->seq;
     }
     copy_clean(c->c[i].msg, msg, MSG_CAP);
     c->c[i].level = level;
@@ -89,36 +86,25 @@ void conditions_set(struct conditions *c, const char *key, const char *level, co
   if (drop) log_error("too many conditions; dropping", LF_S("key", key), LF_S("message", msg));
 }
 
-/* Appends s with '"' and '\\' escaped (copy_clean made the rest safe). */
-static void put_escaped(struct strbuf *sb, const char *s) {
-  for (; *s; s++)
-    sb_printf(sb, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-}
-
-/* The held conditions sorted by first set, copied out under the lock. */
-static int sorted_copy(struct conditions *c, struct condition *out) {
+/* The held conditions, in the order first set, copied out under the lock. */
+static int copy_out(struct conditions *c, struct condition *out) {
   pthread_mutex_lock(&c->mu);
   int n = c->n;
   memcpy(out, c->c, (size_t)n * sizeof *out);
   pthread_mutex_unlock(&c->mu);
-  for (int i = 1; i < n; i++) /* insertion sort: n <= 32 */
-    for (int j = i; j > 0 && out[j - 1].seq > out[j].seq; j--) {
-      struct condition t = out[j];
-      out[j] = out[j - 1], out[j - 1] = t;
-    }
   return n;
 }
 
 char *conditions_json(struct conditions *c) {
   struct condition copy[MAX_CONDITIONS];
   struct strbuf sb = {0};
-  int n = c ? sorted_copy(c, copy) : 0;
+  int n = c ? copy_out(c, copy) : 0;
   sb_printf(&sb, "[");
   for (int i = 0; i < n; i++) {
     sb_printf(&sb, "%s{\"name\":\"", i ? "," : "");
-    put_escaped(&sb, copy[i].key);
+    sb_put_escaped(&sb, copy[i].key);
     sb_printf(&sb, "\",\"level\":\"%s\",\"message\":\"", copy[i].level);
-    put_escaped(&sb, copy[i].msg);
+    sb_put_escaped(&sb, copy[i].msg);
     sb_printf(&sb, "\"}");
   }
   sb_printf(&sb, "]");
@@ -127,7 +113,7 @@ char *conditions_json(struct conditions *c) {
 
 int conditions_list(struct conditions *c, struct condition_name out[CONDITIONS_MAX]) {
   struct condition copy[MAX_CONDITIONS];
-  int n = c ? sorted_copy(c, copy) : 0;
+  int n = c ? copy_out(c, copy) : 0;
   for (int i = 0; i < n; i++) {
     memcpy(out[i].name, copy[i].key, KEY_CAP);
     out[i].level = copy[i].level;

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "xalloc.h"
 
@@ -32,4 +33,13 @@ char *sb_take(struct strbuf *sb) {
   }
   *sb = (struct strbuf){0};
   return p;
+}
+
+void sb_put_escaped(struct strbuf *sb, const char *s) {
+  while (*s) {
+    size_t run = strcspn(s, "\"\\");
+    if (run > 0) sb_printf(sb, "%.*s", (int)run, s);
+    s += run;
+    if (*s) sb_printf(sb, "\\%c", *s++);
+  }
 }

@@ -239,7 +239,6 @@ static int load_sync_env(struct config *c, char *mode, size_t modecap, char *err
  * all, the demo beside a real source, warm or replay without its source.
  * Returns 0, or -EINVAL with the reason in err. */
 static int pick_sync_mode(struct config *c, const char *mode, char *err, size_t cap) {
-  c->sync_mode_explicit = mode[0] != '\0';
   if (mode[0] == '\0' && !c->database_url[0] && !c->kafka_bootstrap[0]) {
     /* Never fake data to real callers: e.g. a Secret that failed to mount
      * leaves DATABASE_URL empty. The demo must be asked for. */

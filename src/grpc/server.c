@@ -609,7 +609,6 @@ int server_start(const struct server_deps *d, struct server **out) {
   for (int i = 0; i < s->nworkers; i++) {
     struct worker *w = &s->workers[i];
     *w = (struct worker){.srv = s,
-                         .idx = i,
                          .reply_share =
                              (size_t)s->cfg->max_pending_reply_bytes / (size_t)s->nworkers,
                          .reply_budget = (size_t)s->cfg->max_pending_reply_bytes,

@@ -29,7 +29,6 @@ struct worker {
    * this worker gets: filled once by server_start, read-only after. */
   struct stream_env env;
   struct server *srv;
-  int idx;
   pthread_t thread;
   struct arena arena; /* env.ctx.arena; reset after every event */
   /* Bytes of packed replies handed to the core and not yet sent: bounds the

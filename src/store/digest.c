@@ -131,14 +131,14 @@ void digest_compute(const struct snapshot *s, struct digest *out) {
   out->version = snap_version(s);
 }
 
-char *digest_json(const struct digest *d, const char *extra_json) {
-  size_t cap = 512 + (extra_json ? strlen(extra_json) : 0);
+char *digest_json(const struct digest *d, const char *offsets_json) {
+  size_t cap = 512 + (offsets_json ? strlen(offsets_json) : 0);
   char *out = xmalloc(cap);
   snprintf(out, cap,
            "{\"digest\":\"%s\",\"snapshot_version\":%llu,\"counts\":{\"variants\":%zu,"
            "\"products\":%zu,\"brands\":%zu,\"tags\":%zu,\"collections\":%zu}%s%s}",
            d->hex, (unsigned long long)d->version, d->counts[CAT_VARIANT], d->counts[CAT_PRODUCT],
            d->counts[CAT_BRAND], d->counts[CAT_TAG], d->counts[CAT_COLLECTION],
-           extra_json ? "," : "", extra_json ? extra_json : "");
+           offsets_json ? ",\"offsets\":" : "", offsets_json ? offsets_json : "");
   return out;
 }

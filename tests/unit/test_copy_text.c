@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "copy_text.h"
+#include "utf8.h"
 #include "log.h"
 
 static int split(const char *in, char *buf, char **f, int maxf) {
@@ -58,19 +59,19 @@ static void parses_values(void **state) {
 
 static void checks_utf8(void **state) {
   (void)state;
-  assert_int_equal(copy_utf8_check(""), 0);
-  assert_int_equal(copy_utf8_check("plain ascii\t\n"), 0);
-  assert_int_equal(copy_utf8_check("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), 0);
-  assert_int_equal(copy_utf8_check("\xf4\x8f\xbf\xbf"), 0);  /* U+10FFFF */
-  assert_int_equal(copy_utf8_check("caf\xe9"), -1);          /* LATIN1 bytes */
-  assert_int_equal(copy_utf8_check("SKU-\x80"), -1);         /* a lone continuation */
-  assert_int_equal(copy_utf8_check("\xc0\xaf"), -1);         /* overlong '/' */
-  assert_int_equal(copy_utf8_check("\xe0\x80\xaf"), -1);     /* overlong, 3 bytes */
-  assert_int_equal(copy_utf8_check("\xed\xa0\x80"), -1);     /* a surrogate */
-  assert_int_equal(copy_utf8_check("\xf4\x90\x80\x80"), -1); /* above U+10FFFF */
-  assert_int_equal(copy_utf8_check("\xf5\x80\x80\x80"), -1);
-  assert_int_equal(copy_utf8_check("\xe2\x82"), -1); /* cut short by the NUL */
-  assert_int_equal(copy_utf8_check("\xf0\x9f\x98"), -1);
+  assert_true(utf8_valid(""));
+  assert_true(utf8_valid("plain ascii\t\n"));
+  assert_true(utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+  assert_true(utf8_valid("\xf4\x8f\xbf\xbf"));  /* U+10FFFF */
+  assert_false(utf8_valid("caf\xe9"));          /* LATIN1 bytes */
+  assert_false(utf8_valid("SKU-\x80"));         /* a lone continuation */
+  assert_false(utf8_valid("\xc0\xaf"));         /* overlong '/' */
+  assert_false(utf8_valid("\xe0\x80\xaf"));     /* overlong, 3 bytes */
+  assert_false(utf8_valid("\xed\xa0\x80"));     /* a surrogate */
+  assert_false(utf8_valid("\xf4\x90\x80\x80")); /* above U+10FFFF */
+  assert_false(utf8_valid("\xf5\x80\x80\x80"));
+  assert_false(utf8_valid("\xe2\x82")); /* cut short by the NUL */
+  assert_false(utf8_valid("\xf0\x9f\x98"));
 }
 
 static void parses_log_levels(void **state) {
