@@ -15,7 +15,7 @@ enum sync_mode { SYNC_DEMO = 0, SYNC_WARM, SYNC_REPLAY };
 
 struct config {
   /* gRPC */
-  char listen_addr[128]; /* as given, an IPv6 literal in brackets ("[::1]") */
+  char listen_addr[128]; /* an IPv4 or IPv6 literal or a name, no brackets */
   int grpc_port;
   int workers;
   bool reflection;

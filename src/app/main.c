@@ -159,12 +159,13 @@ static int run_digest(const struct config *cfg, struct store *store, struct metr
  * (a demo: the certificate's name need not match localhost). */
 static void log_demo_example(const struct config *c, int port) {
   const char *host = c->listen_addr;
-  if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0) host = "localhost";
+  if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) host = "localhost";
   char ex[512];
   snprintf(ex, sizeof ex,
            "grpcurl %s -d '{\"organization_id\":\"" DEMO_ORG "\",\"variant_id\":\"" DEMO_VARIANT_ID
-           "\"}' %s:%d catalog.CatalogService/ValidateVariant",
-           c->tls_cert_file[0] ? "-insecure" : "-plaintext", host, port);
+           "\"}' %s%s%s:%d catalog.CatalogService/ValidateVariant",
+           c->tls_cert_file[0] ? "-insecure" : "-plaintext", strchr(host, ':') ? "[" : "", host,
+           strchr(host, ':') ? "]" : "", port);
   log_info("demo catalog: try it", LF_S("example", ex));
 }
 

@@ -93,10 +93,9 @@ static int topic_name(const char *name, const char *v, char *err, size_t cap) {
   return -EINVAL;
 }
 
-/* Accepts "::1" and "[::1]" alike: IPv6 literals are stored bracketed
- * for gRPC's "host:port" (plain for admin, which binds a sockaddr). */
-static int listen_addr(const char *name, char *out, size_t outcap, bool bracket, char *err,
-                       size_t cap) {
+/* Accepts "::1" and "[::1]" alike and stores the plain address: brackets
+ * are a "host:port" matter, added where such a string is written. */
+static int listen_addr(const char *name, char *out, size_t outcap, char *err, size_t cap) {
   char raw[128];
   size_t n = strlen(out);
   if (n >= 2 && out[0] == '[' && out[n - 1] == ']') {
@@ -110,10 +109,7 @@ static int listen_addr(const char *name, char *out, size_t outcap, bool bracket,
              out);
     return -EINVAL;
   }
-  if (bracket && strchr(raw, ':'))
-    snprintf(out, outcap, "[%s]", raw);
-  else
-    snprintf(out, outcap, "%s", raw);
+  snprintf(out, outcap, "%s", raw);
   return 0;
 }
 
@@ -129,9 +125,7 @@ static int load_grpc(struct config *c, char *err, size_t cap) {
   rc = rc
            ?: env_str("GRPC_LISTEN_ADDRESS", "0.0.0.0", c->listen_addr, sizeof c->listen_addr, err,
                       cap);
-  rc = rc
-           ?: listen_addr("GRPC_LISTEN_ADDRESS", c->listen_addr, sizeof c->listen_addr, true, err,
-                          cap);
+  rc = rc ?: listen_addr("GRPC_LISTEN_ADDRESS", c->listen_addr, sizeof c->listen_addr, err, cap);
   rc = rc ?: env_int("GRPC_PORT", 50052, 0, 65535, &c->grpc_port, err, cap);
   rc = rc ?: env_int("GRPC_MAX_WORKERS", cpus > 0 ? (int)cpus : 2, 1, 256, &c->workers, err, cap);
   rc = rc ?: env_bool("GRPC_REFLECTION", false, &c->reflection, err, cap);
@@ -167,7 +161,7 @@ static int load_ops(struct config *c, char *err, size_t cap) {
                       sizeof c->admin_listen_addr, err, cap);
   rc = rc
            ?: listen_addr("ADMIN_LISTEN_ADDRESS", c->admin_listen_addr, sizeof c->admin_listen_addr,
-                          false, err, cap);
+                          err, cap);
   if (rc == 0 && !ip_literal(c->admin_listen_addr)) {
     /* admin binds a sockaddr: a host name would fail only at bind time */
     snprintf(err, cap,

@@ -506,18 +506,13 @@ static void register_methods(struct server *s) {
  * listen), else the first bind's -errno (or -EADDRNOTAVAIL if host does
  * not resolve), with the reason text in why. */
 static int probe_bind(const char *host, int port, char *why, size_t cap) {
-  char h[128], p[16];
-  size_t n = strlen(host);
+  char p[16];
   struct addrinfo hints = {
       .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
   struct addrinfo *res = NULL;
   int rc = 0;
-  if (n >= 2 && host[0] == '[' && host[n - 1] == ']') /* "[::1]": getaddrinfo wants ::1 */
-    snprintf(h, sizeof h, "%.*s", (int)(n - 2), host + 1);
-  else
-    snprintf(h, sizeof h, "%s", host);
   snprintf(p, sizeof p, "%d", port);
-  int gai = getaddrinfo(h, p, &hints, &res);
+  int gai = getaddrinfo(host, p, &hints, &res);
   if (gai != 0) {
     snprintf(why, cap, "cannot resolve the address: %s", gai_strerror(gai));
     return -EADDRNOTAVAIL;
@@ -549,7 +544,8 @@ static int probe_bind(const char *host, int port, char *why, size_t cap) {
 
 static int bind_port(struct server *s) {
   char addr[256], why[160] = "";
-  snprintf(addr, sizeof addr, "%s:%d", s->cfg->listen_addr, s->cfg->grpc_port);
+  const char *host = s->cfg->listen_addr;
+  snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, s->cfg->grpc_port);
   int rc = probe_bind(s->cfg->listen_addr, s->cfg->grpc_port, why, sizeof why);
   if (rc != 0) {
     log_error("cannot listen on the gRPC port", LF_S("address", addr), LF_S("error", why),
