@@ -73,7 +73,18 @@ struct load {
   size_t table_rows;
 };
 
+/* True if libpq can parse url (its error, which may quote a secret, is
+ * dropped). */
+static bool url_parses(const char *url) {
+  char *err = NULL;
+  PQconninfoOption *o = PQconninfoParse(url, &err);
+  PQfreemem(err);
+  PQconninfoFree(o);
+  return o != NULL;
+}
+
 struct pgload *pgload_new(const char *url) {
+  if (!url_parses(url)) return NULL;
   struct pgload *p = xcalloc(1, sizeof *p);
   p->url = xmalloc(strlen(url) + 1);
   strcpy(p->url, url);
@@ -515,16 +526,6 @@ static int load_tables(struct load *L) {
   return rc;
 }
 
-/* True if libpq can parse url (its error, which may quote a secret, is
- * dropped). */
-static bool url_parses(const char *url) {
-  char *err = NULL;
-  PQconninfoOption *o = PQconninfoParse(url, &err);
-  PQfreemem(err);
-  PQconninfoFree(o);
-  return o != NULL;
-}
-
 int pgload_run(struct pgload *p, const struct pgload_opts *o, struct store_txn *t,
                struct pgload_stats *st) {
   struct load L = {.out.t = t, .p = p, .o = o, .st = st, .step = "starting"};
@@ -534,12 +535,7 @@ int pgload_run(struct pgload *p, const struct pgload_opts *o, struct store_txn *
   L.next_progress = L.t0 + o->progress_interval_s;
   set_gauges(&L, 0);
   if (atomic_load(&p->interrupted)) return -ECANCELED;
-  if (!url_parses(p->url))
-    rc = fail(&L, -EINVAL, true, NULL,
-              "DATABASE_URL is not a valid libpq connection string (libpq's error is not "
-              "shown: it may quote the password)");
-  else
-    rc = connect_db(&L);
+  rc = connect_db(&L);
   if (rc == 0) {
     L.out.product_kids = children_new();
     L.out.variant_kids = children_new();

@@ -35,13 +35,15 @@ struct pgload_stats {
   double seconds;
   /* Why an attempt failed (pgload_run < 0, not -ECANCELED): */
   bool permanent;   /* retrying cannot help (auth, missing database or table, permissions,
-                       data PostgreSQL cannot convert, an unparseable DATABASE_URL or
-                       an option libpq refuses before connecting) */
+                       data PostgreSQL cannot convert, or an option libpq refuses
+                       before connecting) */
   char sqlstate[6]; /* the server's SQLSTATE, "" when there is none */
   char reason[512]; /* one line for operators; never holds a secret of the URL */
 };
 
-/* A loader for the libpq URI or conninfo string url (copied). */
+/* A loader for the libpq URI or conninfo string url (copied), or NULL if
+ * libpq cannot parse url: a configuration error for the caller to report
+ * (never with libpq's message, which may quote the password). */
 struct pgload *pgload_new(const char *url);
 
 /* Reads every table of docs/contract/schema.sql in one REPEATABLE READ READ ONLY

@@ -105,7 +105,7 @@ static void publish(struct sync *s, struct store_txn *t, const char *source) {
 static void report_pg_failure(struct sync *s, const struct pgload_stats *st, int attempt,
                               int permanent, int max, long retry_ms) {
   char cond[600];
-  const char *reason = st->reason[0] ? st->reason : "kafka: loading the deletes failed";
+  const char *reason = st->reason;
   if (st->sqlstate[0])
     snprintf(cond, sizeof cond, "%s (SQLSTATE %s)", reason, st->sqlstate);
   else
@@ -185,7 +185,7 @@ static int load_postgres(struct sync *s) {
     }
     store_abort(t); /* a partial load is never published */
     if (rc == -ECANCELED) return rc;
-    permanent = st.permanent && !empty ? permanent + 1 : 0;
+    permanent = st.permanent ? permanent + 1 : 0; /* an empty load is never permanent */
     if (empty)
       report_empty_load(s, &st, attempt, backoff_ms);
     else
@@ -296,7 +296,14 @@ static void *sync_main(void *arg) {
  * reported at start-up. */
 static int prepare(struct sync *s) {
   char err[512];
-  if (s->cfg->sync_mode == SYNC_WARM) s->pg = pgload_new(s->cfg->database_url);
+  if (s->cfg->sync_mode == SYNC_WARM && (s->pg = pgload_new(s->cfg->database_url)) == NULL) {
+    /* A configuration error, said at start-up (exit 2), not an attempt to
+     * retry; libpq's own message may quote the password: not shown. */
+    log_error("bad configuration",
+              LF_S("error", "DATABASE_URL is not a valid libpq connection string (libpq's "
+                            "error is not shown: it may quote the password)"));
+    return -EINVAL;
+  }
   if (s->cfg->sync_mode == SYNC_WARM && s->cfg->kafka_bootstrap[0] == '\0') {
     log_warn("no change feed: the catalog will not change until restart",
              LF_S("fix", "set KAFKA_BOOTSTRAP_SERVERS (and KAFKA_TOPIC) to follow changes"));
