@@ -9,7 +9,6 @@ table is a test failure, not a doc debt.
 """
 import os
 import re
-import sys
 import unittest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))

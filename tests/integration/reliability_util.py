@@ -99,6 +99,26 @@ def admin_get(srv, path, timeout=10):
     return body
 
 
+def readyz(srv):
+    """(HTTP status, parsed JSON body) of /readyz."""
+    status, body = admin_status(srv, '/readyz')
+    return status, json.loads(body)
+
+
+def condition(srv, name):
+    """The /readyz condition named name (a dict: name, level, message), or None."""
+    for c in readyz(srv)[1].get('conditions', []):
+        if c.get('name') == name:
+            return c
+    return None
+
+
+def logs_with(srv, msg, **fields):
+    """The server's log records with this msg and these field values."""
+    return [rec for rec in srv.logs() if rec.get('msg') == msg
+            and all(rec.get(k) == v for k, v in fields.items())]
+
+
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 
 

@@ -365,7 +365,7 @@ class SlowClients:
     @staticmethod
     def _peer_closed(c):
         try:
-            data = c['s'].recv(4096)
+            c['s'].recv(4096)
         except BlockingIOError:
             return False
         except OSError:

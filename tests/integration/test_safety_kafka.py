@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import kafka  # noqa: E402
 import reliability_util as ru  # noqa: E402
-from harness import pb, SERVING, NOT_SERVING  # noqa: E402
+from harness import pb, NOT_SERVING  # noqa: E402
 
 ORG = 'org_safety'
 P1 = '11111111-0000-4000-8000-00000000a001'
@@ -53,21 +53,7 @@ def setUpModule():
 eventually = ru.eventually
 
 
-def readyz(srv):
-    code, body = ru.admin_status(srv, '/readyz')
-    return code, json.loads(body)
-
-
-def condition(srv, name):
-    """The /readyz condition named name, or None."""
-    for c in readyz(srv)[1].get('conditions', []):
-        if c.get('name') == name:
-            return c
-    return None
-
-
-def logs_with(srv, msg):
-    return [l for l in srv.logs() if l.get('msg') == msg]
+readyz, condition, logs_with = ru.readyz, ru.condition, ru.logs_with
 
 
 def sku_of(srv, vid, org=ORG):
@@ -332,11 +318,23 @@ class WarmFeedTest(unittest.TestCase):
             ru.produce(km, [(0,) + kafka.deleted(org, 'variant', gone, ver + 1)] + padding(0))
         finally:
             srv.send_signal(signal.SIGCONT)
-        self.assertGreater(ru.watermarks(km)[0][0], 0, 'setup: partition 0 truncated')
-        eventually(lambda: logs_with(srv, 'kafka position lost: events were deleted before '
-                                          'they were read'), 30, 'loss detected')
-        eventually(lambda: logs_with(srv, 're-sync done'), 60, 're-sync done')
-        eventually(lambda: sku_of(srv, changed, org2) == 'RESYNCED', 10, 'update applied')
+        # Callers are answered all along: the old snapshot serves until the swap.
+        def probe(stub):
+            r = stub.ValidateVariant(pb.ValidateVariantRequest(organization_id=org2,
+                                                               variant_id=changed), timeout=5)
+            return r.exists, r.sku
+        calls = ru.ClientLoop(srv, [('ValidateVariant', probe)], threads=1, pause=0.02)
+        try:
+            self.assertGreater(ru.watermarks(km)[0][0], 0, 'setup: partition 0 truncated')
+            lost = eventually(lambda: logs_with(srv, 'kafka position lost: events were deleted '
+                                                     'before they were read'), 30, 'loss detected')
+            self.assertEqual(lost[0]['level'], 'error')
+            eventually(lambda: logs_with(srv, 're-sync done'), 60, 're-sync done')
+            eventually(lambda: sku_of(srv, changed, org2) == 'RESYNCED', 10, 'update applied')
+        finally:
+            records = calls.stop()
+        self.assertGreater(len(records), 0)
+        self.assertEqual(calls.failures(), [], calls.show(calls.failures()))
         self.assertIsNone(sku_of(srv, gone, org), 'the delete missed in the gap is applied')
         self.assertIsNone(condition(srv, 'partition_stalled'))
         m = ru.metrics(srv)
@@ -358,6 +356,10 @@ class WarmFeedTest(unittest.TestCase):
         self.assertTrue(logs_with(srv, 'kafka topic does not exist'), srv.tail())
         with self.assertRaises(RuntimeError, msg='catalogd created the topic'):
             km.command('partitions nope')
+        # No event applied yet: no age at all (it used to export a -1 sentinel).
+        m = ru.metrics(srv)
+        self.assertNotIn('catalogd_last_event_age_seconds', m)
+        self.assertNotIn('catalogd_last_event_timestamp_seconds', m)
         self.assertEqual(srv.stop(), 0)
 
     def test_b2_topic_created_during_the_load_is_read_from_its_beginning(self):
@@ -379,6 +381,9 @@ class WarmFeedTest(unittest.TestCase):
         blocker.send('COMMIT;')
         srv.wait_serving(30)
         eventually(lambda: sku_of(srv, V[0]) == 'LATE', 20, 'the event of the late topic applied')
+        m = ru.metrics(srv)
+        self.assertGreaterEqual(m['catalogd_last_event_age_seconds'], 0)
+        self.assertGreater(m['catalogd_last_event_timestamp_seconds'], 1.7e9)
         self.assertEqual(srv.stop(), 0)
 
     def test_c_no_change_feed_is_announced(self):
@@ -437,27 +442,37 @@ class ConfigTest(unittest.TestCase):
         km = kafka.KafkaMock(partitions=2)
         self.addCleanup(km.stop)
         secret = 'Sup3r-S3cret-9471'
+        def talked(srv):  # librdkafka ran with the settings: it logged about the broker
+            return [l for l in srv.logs() if l.get('msg') in ('kafka', 'kafka error',
+                                                                'kafka not reachable')]
+
+        def refused(prop):  # librdkafka refused the settings, naming this property
+            return lambda srv: [l for l in logs_with(srv, 'bad Kafka configuration')
+                                if prop in l.get('error', '')]
+
+        # (settings, proof that the code which could leak the secret ran)
         cases = [
             # valid config, broker rejects or ignores SASL: runs; debug logging on
-            {'KAFKA_SASL_PASSWORD': secret, 'KAFKA_SASL_USERNAME': 'u',
-             'KAFKA_SECURITY_PROTOCOL': 'sasl_plaintext', 'KAFKA_SASL_MECHANISMS': 'PLAIN',
-             'LOG_LEVEL': 'debug', 'KAFKA_DEBUG': 'conf,security'},
-            # a bad property next to the secret
-            {'KAFKA_SASL_PASSWORD': secret, 'KAFKA_SASL_MECHANISMS': 'BOGUS'},
+            ({'KAFKA_SASL_PASSWORD': secret, 'KAFKA_SASL_USERNAME': 'u',
+              'KAFKA_SECURITY_PROTOCOL': 'sasl_plaintext', 'KAFKA_SASL_MECHANISMS': 'PLAIN',
+              'LOG_LEVEL': 'debug', 'KAFKA_DEBUG': 'conf,security'}, talked),
+            # an odd property next to the secret
+            ({'KAFKA_SASL_PASSWORD': secret, 'KAFKA_SASL_MECHANISMS': 'BOGUS'}, talked),
             # the secret given to a property librdkafka rejects
-            {'KAFKA_SSL_KEY_PASSWORD': secret, 'KAFKA_SSL_KEY_LOCATION': '/nonexistent/' +
-             secret, 'KAFKA_SECURITY_PROTOCOL': 'ssl'},
-            {'KAFKA_SSL_KEYSTORE_PASSWORD': secret, 'KAFKA_SSL_KEYSTORE_LOCATION':
-             '/nonexistent.p12', 'KAFKA_SECURITY_PROTOCOL': 'ssl'},
-            {'KAFKA_SASL_PASSWORD': secret, 'KAFKA_SASL_PASSWORD_TYPO': secret},
+            ({'KAFKA_SSL_KEY_PASSWORD': secret, 'KAFKA_SSL_KEY_LOCATION': '/nonexistent/' +
+              secret, 'KAFKA_SECURITY_PROTOCOL': 'ssl'}, refused('ssl.key.location')),
+            ({'KAFKA_SSL_KEYSTORE_PASSWORD': secret, 'KAFKA_SSL_KEYSTORE_LOCATION':
+              '/nonexistent.p12', 'KAFKA_SECURITY_PROTOCOL': 'ssl'},
+             refused('ssl.keystore.location')),
+            ({'KAFKA_SASL_PASSWORD': secret, 'KAFKA_SASL_PASSWORD_TYPO': secret},
+             refused('KAFKA_SASL_PASSWORD_TYPO')),
         ]
-        for env in cases:
+        for env, proof in cases:
             srv = harness.Catalogd(feed_env(km, **env))
             self.addCleanup(srv.close)
-            time.sleep(3)
+            eventually(lambda: proof(srv), 15, 'the settings used (%r)' % sorted(env))
             srv.stop()
             out = srv.raw_stdout() + srv.raw_stderr()
-            self.assertTrue(out, env)
             self.assertNotIn(secret, out, 'secret logged with %r' % sorted(env))
 
     def test_c_shutdown_with_broker_down_is_bounded(self):

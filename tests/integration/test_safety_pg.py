@@ -46,9 +46,7 @@ def setUpModule():
 eventually = ru.eventually
 
 
-def logs_with(srv, msg, **fields):
-    return [l for l in srv.logs() if l.get('msg') == msg
-            and all(l.get(k) == v for k, v in fields.items())]
+readyz, logs_with = ru.readyz, ru.logs_with
 
 
 def psql_db(pg, db, sql, timeout=120, user='postgres'):
@@ -65,11 +63,6 @@ def psql_db(pg, db, sql, timeout=120, user='postgres'):
     if res.returncode != 0:
         raise RuntimeError('psql failed: %s' % res.stderr.strip())
     return res.stdout
-
-
-def readyz(srv):
-    status, body = ru.admin_status(srv, '/readyz')
-    return status, json.loads(body)
 
 
 def pg_condition(srv):
