@@ -107,11 +107,10 @@ struct ucall {
   grpc_metadata trailer;
   char version[24];
   int cancelled, code;
-  size_t reply_size;  /* counted in w->reply_bytes until the reply batch ends */
-  int64_t t0;         /* clock_mono_ns() when the call arrived */
-  uint64_t ns;        /* handler time */
-  bool access_logged; /* sampled for the access log (org below) */
-  char org[CAT_ORG_MAX + 1];
+  size_t reply_size; /* counted in w->reply_bytes until the reply batch ends */
+  int64_t t0;        /* clock_mono_ns() when the call arrived */
+  uint64_t ns;       /* handler time */
+  char *org;         /* sampled for the access log: its organization_id (owned) */
 };
 
 /* A call to a method nobody registered: answered UNIMPLEMENTED. */
@@ -170,6 +169,7 @@ static void ucall_free(struct ucall *c) {
   c->w->reply_bytes -= c->reply_size;
   if (c->reply_size > 0)
     atomic_fetch_sub_explicit(c->w->replies_pending, c->reply_size, memory_order_relaxed);
+  free(c->org);
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
@@ -196,15 +196,17 @@ static void unary_request(struct worker *w, int mi) {
 /* Logs a rejected request, at most once a second per worker (abuse must
  * not turn into a log flood); every one is counted. Never called for a
  * call the client cancelled: that is not a bad request. */
-static void log_rejected(struct worker *w, const char *path, int code, const char *details) {
+static void log_rejected(struct worker *w, const char *path, int code, grpc_slice details) {
   metrics_add(w->srv->metrics, MC_BAD_REQUESTS, 1);
   time_t now = time(NULL);
   if (now == w->reject_last) {
     w->reject_suppressed++;
     return;
   }
-  log_warn("request rejected", LF_S("method", path), LF_I("code", code),
-           LF_S("details", details ? details : ""), LF_I("suppressed", w->reject_suppressed));
+  char *text = grpc_slice_to_c_string(details); /* only for a line that is written */
+  log_warn("request rejected", LF_S("method", path), LF_I("code", code), LF_S("details", text),
+           LF_I("suppressed", w->reject_suppressed));
+  gpr_free(text);
   w->reject_last = now, w->reject_suppressed = 0;
 }
 
@@ -221,8 +223,10 @@ static bool sample(struct worker *w, double rate) {
 /* Decides whether c goes to the access log (ACCESS_LOG_SAMPLE) and keeps
  * what the line needs from the arena (org may be NULL). */
 static void access_log_sample(struct ucall *c, const char *org) {
-  c->access_logged = sample(c->w, c->w->srv->cfg->access_log_sample);
-  if (c->access_logged) snprintf(c->org, sizeof c->org, "%s", org ? org : "");
+  if (!sample(c->w, c->w->srv->cfg->access_log_sample)) return;
+  size_t n = org ? strlen(org) : 0;
+  c->org = xmalloc(n + 1); /* only sampled calls pay for the copy */
+  memcpy(c->org, org ? org : "", n + 1);
 }
 
 /* Returns true if deadline (any clock) is not in the future. Most calls
@@ -258,12 +262,8 @@ static bool is_rejection(int code) {
 static void unary_account(struct ucall *c) {
   int code = final_code(c->code, c->cancelled, c->deadline);
   metrics_rpc_done(c->w->env.metrics, methods[c->mi].mm, code, c->ns);
-  if (is_rejection(code)) {
-    char *details = grpc_slice_to_c_string(c->details);
-    log_rejected(c->w, methods[c->mi].path, code, details);
-    gpr_free(details);
-  }
-  if (c->access_logged)
+  if (is_rejection(code)) log_rejected(c->w, methods[c->mi].path, code, c->details);
+  if (c->org != NULL)
     log_info("rpc", LF_S("method", methods[c->mi].path), LF_I("code", code),
              LF_I("us", c->ns / 1000), LF_S("organization_id", c->org),
              LF_S("snapshot_version", c->version));
@@ -413,9 +413,9 @@ static void generic_new(struct cq_tag *t, bool ok) {
   char *path = grpc_slice_to_c_string(c->details.method);
   char msg[300];
   snprintf(msg, sizeof msg, "unknown method %.256s", path);
-  log_rejected(c->w, path, GRPC_STATUS_UNIMPLEMENTED, msg);
-  gpr_free(path);
   c->msg = grpc_slice_from_copied_string(msg);
+  log_rejected(c->w, path, GRPC_STATUS_UNIMPLEMENTED, c->msg);
+  gpr_free(path);
   grpc_op ops[3];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
