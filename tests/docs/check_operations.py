@@ -33,6 +33,12 @@ def read(path):
         return f.read()
 
 
+def troubleshooting():
+    """The troubleshooting section of docs/operations.md."""
+    doc = read(DOC)
+    return doc[doc.index('## Troubleshooting'):doc.index('## Fault matrix')]
+
+
 def joined(literals):
     """The text of adjacent C string literals ("a " "b" -> 'a b')."""
     return ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', literals))
@@ -66,17 +72,16 @@ class OperationsDocTest(unittest.TestCase):
         self.assertGreater(len(msgs), 20)
 
     def test_every_warning_error_and_condition_is_documented(self):
-        with open(DOC, encoding='utf-8') as f:
-            doc = f.read()
+        # A row of the troubleshooting table: a mention elsewhere (the fault matrix, the
+        # readiness text) says nothing of what the message means or what to do.
+        rows = '\n'.join(r for r in troubleshooting().splitlines() if r.startswith('| '))
         missing = ['%s `%s` (%s)' % (kind, text, where)
                    for (kind, text), where in sorted(found().items())
-                   if '`%s`' % text not in doc]
+                   if not any('`%s`' % text in r.split(' | ')[0] for r in rows.splitlines())]
         self.assertEqual(missing, [], 'not in docs/operations.md:\n  ' + '\n  '.join(missing))
 
     def test_no_row_names_a_message_the_code_no_longer_logs(self):
-        with open(DOC, encoding='utf-8') as f:
-            doc = f.read()
-        section = doc[doc.index('## Troubleshooting'):doc.index('## Fault matrix')]
+        section = troubleshooting()
         code = ''.join(read(p) for p in sources())
         code = re.sub(r'"\s*\n\s*"', '', code)  # join literals split across lines
         stale = []
