@@ -94,18 +94,23 @@ def stays_not_serving(test, srv, seconds):
 
 class ReplayTrustTest(unittest.TestCase):
 
+    def refused(self, km, seconds=1.5, **env):
+        """A replaying catalogd on km that refuses to serve: its 'replay' condition, once
+        set and NOT_SERVING held for seconds, and the server."""
+        srv = harness.Catalogd(feed_env(km, **env))
+        self.addCleanup(srv.close)
+        srv.wait_listening(10)
+        eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
+        stays_not_serving(self, srv, seconds)
+        return condition(srv, 'replay'), srv
+
     def test_a_truncated_history_is_not_served_unless_allowed(self):
         km = kafka.KafkaMock(partitions=2)
         self.addCleanup(km.stop)
         ru.produce(km, base_events(2) + padding(0))
         lo = ru.watermarks(km)[0][0]
         self.assertGreater(lo, 0, 'setup: the mock dropped the oldest data of partition 0')
-        srv = harness.Catalogd(feed_env(km))
-        self.addCleanup(srv.close)
-        srv.wait_listening(10)
-        eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
-        stays_not_serving(self, srv, 2)
-        c = condition(srv, 'replay')
+        c, srv = self.refused(km, 2)
         self.assertEqual(c['level'], 'error')
         self.assertIn('0@%d' % lo, c['message'])
         self.assertEqual(readyz(srv)[0], 503)
@@ -157,13 +162,9 @@ class ReplayTrustTest(unittest.TestCase):
     def test_c_empty_topic_is_not_served_unless_allowed(self):
         km = kafka.KafkaMock(partitions=2)
         self.addCleanup(km.stop)
-        srv = harness.Catalogd(feed_env(km))
-        self.addCleanup(srv.close)
-        srv.wait_listening(10)
-        eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
-        stays_not_serving(self, srv, 1.5)
+        c, srv = self.refused(km)
         self.assertTrue(logs_with(srv, 'replay refused: the topic is empty'), srv.tail())
-        self.assertIn('ALLOW_EMPTY_CATALOG', condition(srv, 'replay')['message'])
+        self.assertIn('ALLOW_EMPTY_CATALOG', c['message'])
         self.assertEqual(srv.stop(), 0)
         srv = harness.Catalogd(feed_env(km, ALLOW_EMPTY_CATALOG='true'))
         self.addCleanup(srv.close)
@@ -179,11 +180,7 @@ class ReplayTrustTest(unittest.TestCase):
         km = kafka.KafkaMock(partitions=2)
         self.addCleanup(km.stop)
         ru.produce(km, [(i % 2, 'order/%d' % i, '{"order_id":%d}' % i) for i in range(30)])
-        srv = harness.Catalogd(feed_env(km))
-        self.addCleanup(srv.close)
-        srv.wait_listening(10)
-        c = eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
-        stays_not_serving(self, srv, 1.5)
+        c, srv = self.refused(km)
         self.assertEqual(c['level'], 'error')
         self.assertIn('30 events (30 rejected)', c['message'])
         self.assertIn('KAFKA_TOPIC', c['message'])
@@ -208,11 +205,7 @@ class ReplayTrustTest(unittest.TestCase):
         dels += [(i % 2,) + (kafka.deleted(ORG, 'variant', v, 2) if i % 2 else
                              kafka.tombstone(ORG, 'variant', v)) for i, v in enumerate(V)]
         ru.produce(km, base_events(2) + dels)
-        srv = harness.Catalogd(feed_env(km))
-        self.addCleanup(srv.close)
-        srv.wait_listening(10)
-        c = eventually(lambda: condition(srv, 'replay'), 20, 'condition replay')
-        stays_not_serving(self, srv, 1.5)
+        c, srv = self.refused(km)
         self.assertEqual(c['level'], 'error')
         self.assertIn('14 events (0 rejected)', c['message'])
         self.assertTrue(logs_with(srv, 'replay refused: the replayed catalog is empty'),
