@@ -77,7 +77,11 @@ lint-format:
 # errors, bug-prone patterns and the static analyzer as warnings) on every
 # product file, sub-folders included, with the build's compile commands (the
 # generated headers must exist: build).
+# A quoted include that climbs out of its folder ("../x.h") would step around
+# the rooms' include paths (docs/ARCHITECTURE.md, Rooms): refused.
 lint: lint-format build
+	@if git grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"\.\./' -- src sync include; then \
+	  echo 'lint: an #include climbs out of its folder (use the room'"'"'s include path)'; exit 1; fi
 	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'src/*.c' 'sync/*.c')
 
 clean:

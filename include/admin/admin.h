@@ -9,20 +9,25 @@
 #ifndef CATALOGD_ADMIN_H
 #define CATALOGD_ADMIN_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 struct admin;
 struct store;
 struct metrics;
-struct health;
 struct conditions;
 
 struct admin_deps {
   const struct config *cfg;
   struct store *store;
   struct metrics *metrics;
-  struct health *health;
   struct conditions *conditions; /* shown in /readyz and /metrics */
+  /* /readyz's status: whether the gRPC health service says SERVING. A
+   * callback, so that the admin room needs nothing of the transport's.
+   * Called on the admin thread with is_serving_arg. Required. */
+  bool (*is_serving)(void *arg);
+  void *is_serving_arg;
   /* /digest's "offsets": a JSON array of the change-feed offsets the
    * published snapshot covers, or NULL (no feed); malloc'd, admin frees.
    * Called on the admin thread with the source set by

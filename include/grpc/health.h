@@ -30,10 +30,11 @@ bool health_is_serving(struct health *h);
  * calls arriving later are ended at once. For shutdown. */
 void health_close_watchers(struct health *h);
 
-/* Check: unary handler. Unknown service -> NOT_FOUND. */
+/* Check: unary handler (ctx->service: the struct health). Unknown service
+ * -> NOT_FOUND. */
 void health_check(struct rpc_ctx *ctx, const uint8_t *req, size_t len, struct rpc_result *out);
 
-/* Watch: stream handler. */
+/* Watch: stream handler (ctx->service: the struct health). */
 extern const struct stream_ops health_watch_ops;
 
 #endif

@@ -41,8 +41,9 @@ struct stream_env {
   struct metrics_shard *metrics; /* the worker's shard: calls are counted here */
   atomic_long *outstanding;      /* +1 per posted stream, -1 when it is freed */
   atomic_bool *stopping;         /* set: a stream that arrives posts no successor */
-  /* Handed (as a copy) to every stream callback: the worker's arena, cfg,
-   * health and reflection; snap is NULL (streams read no snapshot). */
+  /* Handed (as a copy, with the stream's service set) to every stream
+   * callback: the worker's arena and cfg; snap is NULL (streams read no
+   * snapshot). */
   struct rpc_ctx ctx;
 };
 
@@ -62,11 +63,12 @@ struct stream_ops {
 /* Posts a request for one call of registered method `handle` on env's
  * queue; when it arrives, ops drive it and another request is posted in
  * its place (unless *env->stopping). The call is counted under
- * metrics_method (enum metrics_method) when it ends. Returns 0, or -1 if
- * the core refused (shutting down). @locality env's worker thread, or
- * before it starts. */
+ * metrics_method (enum metrics_method) when it ends. Its callbacks get
+ * service as ctx->service (the method's state; it must outlive the
+ * server's calls). Returns 0, or -1 if the core refused (shutting down).
+ * @locality env's worker thread, or before it starts. */
 int stream_request(const struct stream_env *env, void *handle, const struct stream_ops *ops,
-                   int metrics_method);
+                   int metrics_method, void *service);
 
 /* Asks for the next message (on_message or on_half_close follows). */
 void stream_recv(struct stream *s);

@@ -18,15 +18,14 @@
 #include "config.h"
 #include "store.h"
 
-struct health;
-struct reflection;
-
 struct rpc_ctx {
   struct arena *arena;         /* scratch, reset after the call */
   const struct snapshot *snap; /* non-NULL for catalog methods */
   const struct config *cfg;
-  struct health *health;
-  const struct reflection *reflection; /* NULL when reflection is off */
+  /* The method's own state, as the server's method table gives it (the
+   * health service's status, the reflection index); NULL for the catalog
+   * methods. Only the method that registered it knows its type. */
+  void *service;
 };
 
 struct rpc_result {

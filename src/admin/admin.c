@@ -18,6 +18,7 @@
 #include "admin.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -33,7 +34,6 @@
 #include "clock.h"
 #include "conditions.h"
 #include "digest.h"
-#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_text.h"
@@ -235,7 +235,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return reply(c, status, render_metrics(a), "text/plain; version=0.0.4");
   if (strcmp(url, "/healthz") == 0) return reply(c, status, text("ok\n"), "text/plain");
   if (strcmp(url, "/readyz") == 0) {
-    bool ok = health_is_serving(a->d.health);
+    bool ok = a->d.is_serving(a->d.is_serving_arg);
     return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, render_ready(a, ok),
                  "application/json");
   }
@@ -276,6 +276,7 @@ static socklen_t admin_sockaddr(const char *addr, int port, struct sockaddr_stor
 }
 
 int admin_start(const struct admin_deps *d, struct admin **out) {
+  assert(d->is_serving != NULL);
   *out = NULL;
   if (d->cfg->admin_port == 0) return 0;
   struct sockaddr_storage ss;

@@ -216,13 +216,17 @@ static void block_signals(sigset_t *sigs) {
 /* admin_deps.offsets_json: the writer's offsets (src is the struct sync). */
 static char *sync_offsets_of(void *src) { return sync_offsets_json(src); }
 
+/* admin_deps.is_serving: the gRPC health status (arg is the struct health). */
+static bool health_serving_of(void *h) { return health_is_serving(h); }
+
 /* Starts admin, gRPC and sync. Returns 0 or 1 (logged). */
 static int app_start(struct app *a) {
   struct admin_deps ad = {.cfg = &a->cfg,
                           .store = a->store,
                           .metrics = a->metrics,
-                          .health = a->health,
                           .conditions = a->conditions,
+                          .is_serving = health_serving_of,
+                          .is_serving_arg = a->health,
                           .offsets_json = sync_offsets_of};
   if (admin_start(&ad, &a->admin) != 0) return 1;
   struct server_deps sd = {

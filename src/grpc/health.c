@@ -109,7 +109,7 @@ void health_check(struct rpc_ctx *ctx, const uint8_t *req, size_t len, struct rp
   }
   Grpc__Health__V1__HealthCheckResponse *r = arena_alloc(ctx->arena, sizeof *r);
   *r = (Grpc__Health__V1__HealthCheckResponse)GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-  r->status = health_is_serving(ctx->health) ? ST_SERVING : ST_NOT_SERVING;
+  r->status = health_is_serving(ctx->service) ? ST_SERVING : ST_NOT_SERVING;
   out->reply = &r->base;
 }
 
@@ -128,7 +128,7 @@ static void watch_message(struct stream *s, struct rpc_ctx *ctx, const uint8_t *
     stream_finish(s, GRPC_STATUS_INVALID_ARGUMENT, "request is not a HealthCheckRequest");
     return;
   }
-  struct health *h = ctx->health;
+  struct health *h = ctx->service;
   struct watcher *w = xcalloc(1, sizeof *w);
   w->s = s, w->h = h, w->last_sent = -1, w->known = service_known(rq->service);
   stream_set_user(s, w);

@@ -161,7 +161,7 @@ static void collect(const struct reflection *r, int f, bool *seen, ProtobufCBina
 }
 
 static void answer_files(struct rpc_ctx *ctx, Response *resp, int f) {
-  const struct reflection *r = ctx->reflection;
+  const struct reflection *r = ctx->service;
   Grpc__Reflection__V1__FileDescriptorResponse *fr = arena_alloc(ctx->arena, sizeof *fr);
   *fr = (Grpc__Reflection__V1__FileDescriptorResponse)
       GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
@@ -187,7 +187,7 @@ static void answer_error(struct rpc_ctx *ctx, Response *resp, grpc_status_code c
 }
 
 static void answer_services(struct rpc_ctx *ctx, Response *resp) {
-  const struct reflection *r = ctx->reflection;
+  const struct reflection *r = ctx->service;
   Grpc__Reflection__V1__ListServiceResponse *l = arena_alloc(ctx->arena, sizeof *l);
   *l = (Grpc__Reflection__V1__ListServiceResponse)GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT;
   l->service = arena_alloc(ctx->arena, (r->nservices + 1) * sizeof *l->service);
@@ -210,7 +210,7 @@ static int find_symbol(const struct reflection *r, const char *name) {
 }
 
 static void answer_extensions(struct rpc_ctx *ctx, Response *resp, const char *type) {
-  if (find_symbol(ctx->reflection, type) < 0) {
+  if (find_symbol(ctx->service, type) < 0) {
     answer_error(ctx, resp, GRPC_STATUS_NOT_FOUND, "type not found");
     return;
   }
@@ -225,7 +225,7 @@ static void answer_extensions(struct rpc_ctx *ctx, Response *resp, const char *t
 
 static void answer(struct rpc_ctx *ctx, Grpc__Reflection__V1__ServerReflectionRequest *rq,
                    Response *resp) {
-  const struct reflection *r = ctx->reflection;
+  const struct reflection *r = ctx->service;
   int f;
   switch (rq->message_request_case) {
   case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:

@@ -17,7 +17,7 @@ struct reflection;
 struct reflection *reflection_new(void);
 void reflection_destroy(struct reflection *r);
 
-/* ServerReflectionInfo: stream handler (ctx->reflection must be set). */
+/* ServerReflectionInfo: stream handler (ctx->service: the struct reflection). */
 extern const struct stream_ops reflection_ops;
 
 #endif

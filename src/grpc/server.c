@@ -47,6 +47,8 @@
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 enum { NEEDS_SNAPSHOT = 1, REFLECTION_ONLY = 2 };
+/* Which of the server's services a method's handlers get as ctx->service. */
+enum method_service { SVC_NONE, SVC_HEALTH, SVC_REFLECTION };
 
 struct method_def {
   const char *path;
@@ -55,23 +57,24 @@ struct method_def {
   enum metrics_method mm;
   int flags;
   int preposted; /* requests kept posted per worker */
+  enum method_service service;
 };
 
 static const struct method_def methods[] = {
     {"/catalog.CatalogService/ValidateVariant", rpc_validate_variant, NULL, MM_VALIDATE_VARIANT,
-     NEEDS_SNAPSHOT, 16},
+     NEEDS_SNAPSHOT, 16, SVC_NONE},
     {"/catalog.CatalogService/GetProductDetails", rpc_get_product_details, NULL,
-     MM_GET_PRODUCT_DETAILS, NEEDS_SNAPSHOT, 8},
+     MM_GET_PRODUCT_DETAILS, NEEDS_SNAPSHOT, 8, SVC_NONE},
     {"/catalog.CatalogService/GetVariantsBatch", rpc_get_variants_batch, NULL,
-     MM_GET_VARIANTS_BATCH, NEEDS_SNAPSHOT, 8},
+     MM_GET_VARIANTS_BATCH, NEEDS_SNAPSHOT, 8, SVC_NONE},
     {"/catalog.CatalogService/ValidateVariantsBatch", rpc_validate_variants_batch, NULL,
-     MM_VALIDATE_VARIANTS_BATCH, NEEDS_SNAPSHOT, 8},
-    {"/grpc.health.v1.Health/Check", health_check, NULL, MM_HEALTH_CHECK, 0, 2},
-    {"/grpc.health.v1.Health/Watch", NULL, &health_watch_ops, MM_HEALTH_WATCH, 0, 2},
+     MM_VALIDATE_VARIANTS_BATCH, NEEDS_SNAPSHOT, 8, SVC_NONE},
+    {"/grpc.health.v1.Health/Check", health_check, NULL, MM_HEALTH_CHECK, 0, 2, SVC_HEALTH},
+    {"/grpc.health.v1.Health/Watch", NULL, &health_watch_ops, MM_HEALTH_WATCH, 0, 2, SVC_HEALTH},
     {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", NULL, &reflection_ops,
-     MM_REFLECTION, REFLECTION_ONLY, 1},
+     MM_REFLECTION, REFLECTION_ONLY, 1, SVC_REFLECTION},
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", NULL, &reflection_ops,
-     MM_REFLECTION, REFLECTION_ONLY, 1},
+     MM_REFLECTION, REFLECTION_ONLY, 1, SVC_REFLECTION},
 };
 #define NMETHODS             (sizeof methods / sizeof methods[0])
 #define UNKNOWN_PREPOSTED    2
@@ -93,6 +96,16 @@ struct server {
   atomic_bool stopping;
   atomic_size_t replies_pending; /* packed reply bytes not yet sent, all workers */
 };
+
+/* The state a method's handlers get as ctx->service. */
+static void *service_of(struct server *s, enum method_service which) {
+  switch (which) {
+  case SVC_HEALTH: return s->health;
+  case SVC_REFLECTION: return s->reflection;
+  case SVC_NONE: break;
+  }
+  return NULL;
+}
 
 /* A unary call from request to reply. */
 struct ucall {
@@ -274,6 +287,7 @@ static void unary_account(struct ucall *c) {
 static const char *unary_handle(struct ucall *c) {
   const struct method_def *m = &methods[c->mi];
   struct rpc_ctx ctx = c->w->env.ctx;
+  ctx.service = service_of(c->w->srv, m->service);
   struct rpc_result res = {.code = GRPC_STATUS_OK};
   grpc_byte_buffer_reader r;
   grpc_slice req = grpc_empty_slice();
@@ -448,7 +462,8 @@ static void post_requests(struct worker *w) {
       if (methods[mi].fn != NULL)
         unary_request(w, (int)mi);
       else
-        stream_request(&w->env, s->handles[mi], methods[mi].ops, methods[mi].mm);
+        stream_request(&w->env, s->handles[mi], methods[mi].ops, methods[mi].mm,
+                       service_of(s, methods[mi].service));
     }
   }
   for (int k = 0; k < UNKNOWN_PREPOSTED; k++)
@@ -567,19 +582,16 @@ static int bind_port(struct server *s) {
 
 /* Fills what worker i hands to its handlers and streams: its queue,
  * metrics shard and arena, the server's call counters, and the context
- * template (cfg, health, reflection) that every call copies. The server
+ * template (arena, cfg) that every call copies. The server
  * owns all of it; it outlives the worker's calls. */
 static void worker_env_init(struct server *s, struct worker *w, int i) {
-  w->env = (struct stream_env){.server = s->srv,
-                               .cq = grpc_completion_queue_create_for_next(NULL),
-                               .metrics = metrics_shard(s->metrics, i),
-                               .outstanding = &s->outstanding,
-                               .stopping = &s->stopping,
-                               .ctx = {.arena = &w->arena,
-                                       .snap = NULL,
-                                       .cfg = s->cfg,
-                                       .health = s->health,
-                                       .reflection = s->reflection}};
+  w->env = (struct stream_env){
+      .server = s->srv,
+      .cq = grpc_completion_queue_create_for_next(NULL),
+      .metrics = metrics_shard(s->metrics, i),
+      .outstanding = &s->outstanding,
+      .stopping = &s->stopping,
+      .ctx = {.arena = &w->arena, .snap = NULL, .cfg = s->cfg, .service = NULL}};
 }
 
 int server_start(const struct server_deps *d, struct server **out) {

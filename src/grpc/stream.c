@@ -31,7 +31,8 @@ struct stream {
   const struct stream_env *env; /* the worker's; outlives the stream */
   void *handle;
   const struct stream_ops *ops;
-  int mm; /* enum metrics_method */
+  int mm;        /* enum metrics_method */
+  void *service; /* ctx->service of every callback */
   grpc_call *call;
   gpr_timespec deadline;
   grpc_metadata_array md;
@@ -78,10 +79,17 @@ static void tag_init(struct stream_tag *st, struct stream *s, void (*fn)(struct 
   st->s = s;
 }
 
+/* The context a callback of s gets: the worker's template and s's service. */
+static struct rpc_ctx stream_ctx(const struct stream *s) {
+  struct rpc_ctx ctx = s->env->ctx;
+  ctx.service = s->service;
+  return ctx;
+}
+
 int stream_request(const struct stream_env *env, void *handle, const struct stream_ops *ops,
-                   int metrics_method) {
+                   int metrics_method, void *service) {
   struct stream *s = xcalloc(1, sizeof *s);
-  s->env = env, s->handle = handle, s->ops = ops, s->mm = metrics_method;
+  s->env = env, s->handle = handle, s->ops = ops, s->mm = metrics_method, s->service = service;
   s->details = grpc_empty_slice();
   pthread_mutex_init(&s->mu, NULL);
   grpc_metadata_array_init(&s->md);
@@ -129,14 +137,14 @@ static void on_new(struct cq_tag *t, bool ok) {
     return;
   }
   s->t0 = clock_mono_ns();
-  if (!atomic_load(s->env->stopping)) stream_request(s->env, s->handle, s->ops, s->mm);
+  if (!atomic_load(s->env->stopping)) stream_request(s->env, s->handle, s->ops, s->mm, s->service);
   metrics_in_flight(s->env->metrics, +1);
   grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
   op.data.recv_close_on_server.cancelled = &s->cancelled;
   pthread_mutex_lock(&s->mu);
   start_locked(s, &op, 1, &s->t_close, false);
   pthread_mutex_unlock(&s->mu);
-  struct rpc_ctx ctx = s->env->ctx;
+  struct rpc_ctx ctx = stream_ctx(s);
   s->ops->on_start(s, &ctx);
 }
 
@@ -150,7 +158,7 @@ void stream_recv(struct stream *s) {
 
 static void on_recv(struct cq_tag *t, bool ok) {
   struct stream *s = ((struct stream_tag *)t)->s;
-  struct rpc_ctx ctx = s->env->ctx;
+  struct rpc_ctx ctx = stream_ctx(s);
   if (!ok || s->recv_buf == NULL) {
     if (ok) s->ops->on_half_close(s, &ctx);
   } else {
@@ -192,7 +200,7 @@ static void on_send(struct cq_tag *t, bool ok) {
   grpc_byte_buffer_destroy(s->send_buf);
   s->send_buf = NULL;
   pthread_mutex_unlock(&s->mu);
-  struct rpc_ctx ctx = s->env->ctx;
+  struct rpc_ctx ctx = stream_ctx(s);
   if (s->ops->on_send_done) s->ops->on_send_done(s, &ctx, ok);
   stream_unref(s);
 }

@@ -584,6 +584,7 @@ class Catalogd:
         self._close_channel()
         if self.proc.poll() is not None:
             self.returncode = self.proc.returncode
+            self._show_sanitizer_report()
             return self.returncode
         self.send_signal(sig)
         try:
@@ -593,6 +594,40 @@ class Catalogd:
             raise
         finally:
             self._close_channel()
+            self._show_sanitizer_report()
+
+    def _sanitizer_report(self):
+        """The sanitizer report in the server's stderr, or ''."""
+        err = self.raw_stderr()
+        at = min((i for i in (err.find('WARNING: ThreadSanitizer'), err.find('ERROR: AddressSanitizer'),
+                              err.find('runtime error:'), err.find('ERROR: LeakSanitizer'))
+                  if i >= 0), default=-1)
+        return err[at:at + 12000] if at >= 0 else ''
+
+    def _show_sanitizer_report(self):
+        """A sanitizer's report goes to the test's output: the server's stderr file is
+        removed with its directory, and an exit code of 66 alone says nothing."""
+        report = self._sanitizer_report()
+        if report:
+            sys.stderr.write('\n--- catalogd (pid %s) sanitizer report ---\n%s\n'
+                             % (self.proc.pid, report))
+            sys.stderr.flush()
+
+    def sanitizer_summary(self):
+        """The report cut to what names the fault (headings, the first frames of each
+        stack, the summary), short enough for an assertion message; '' if none."""
+        keep, frames = [], 0
+        for line in self._sanitizer_report().splitlines():
+            s = line.strip()
+            if s.startswith('#'):
+                frames += 1
+                if frames <= 4:
+                    keep.append(s)
+            elif s:
+                frames = 0
+                if not s.startswith(('Thread T', 'Mutex M')) or len(keep) < 40:
+                    keep.append(s)
+        return '\n'.join(keep[:60])
 
     def kill(self):
         if self.alive():

@@ -87,7 +87,7 @@ class TornReadTest(unittest.TestCase):
             self.assertEqual(stats['torn'], [])
             self.assertEqual(stats['backwards'], 0)
         finally:
-            self.assertEqual(srv.stop(), 0)
+            self.assertEqual(srv.stop(), 0, srv.sanitizer_summary())
             mock.stop()
 
 
