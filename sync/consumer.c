@@ -146,8 +146,14 @@ static void add_secret(struct consumer *c, const char *value) {
 
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
   char clean[1024];
-  if (level > 4) return;
+  if (level == 5 || level == 6) return; /* notices: librdkafka's own chatter */
   scrub(rd_kafka_opaque(rk), buf, clean, sizeof clean);
+  /* Level 7 comes only from the debug contexts an operator asked for
+   * (KAFKA_DEBUG): shown at info, so no second switch is needed. */
+  if (level >= 7) {
+    log_info("kafka debug", LF_S("facility", fac), LF_S("message", clean));
+    return;
+  }
   /* AUTOCREATE: an old broker cannot be told not to create topics. That
    * is no risk here (the topic's existence is checked in the all-topics
    * metadata before it is assigned), so it is not an operator's warning. */

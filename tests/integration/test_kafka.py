@@ -230,5 +230,27 @@ class WarmLoadHandOff(unittest.TestCase):
         self.assertEqual(warm['digest'], pd['digest'])
 
 
+class KafkaDebugContexts(unittest.TestCase):
+    """KAFKA_DEBUG (librdkafka's `debug` property) is how an operator asks librdkafka why it
+    cannot reach a broker: its debug lines must reach the log, as JSON, at info level."""
+
+    def test_kafka_debug_lines_are_logged(self):
+        mock = kafka.KafkaMock(partitions=1)
+        self.addCleanup(mock.stop)
+        mock.produce([kafka.product(ORG, P1, 1), kafka.variant(ORG, V1, P1, 1)])
+        srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': mock.bootstrap,
+                                'KAFKA_DEBUG': 'broker'})
+        self.addCleanup(srv.stop)
+        srv.wait_serving(30)
+        debug = eventually(lambda: ru.logs_with(srv, 'kafka debug'), 10,
+                           what='a librdkafka debug line in the log')
+        self.assertTrue(all(r['level'] == 'info' and r.get('facility') for r in debug), debug[:3])
+        # Without KAFKA_DEBUG librdkafka writes none (the control: the lines come from it).
+        quiet = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': mock.bootstrap})
+        self.addCleanup(quiet.stop)
+        quiet.wait_serving(30)
+        self.assertEqual(ru.logs_with(quiet, 'kafka debug'), [])
+
+
 if __name__ == '__main__':
     unittest.main()
