@@ -5,7 +5,9 @@
 #   2. helm template for several value sets, each checked by
 #      tests/helm/check_manifests.py (probes, securityContext, Secrets,
 #      grace period, Services, PDB, optional objects present only when on);
-#   3. value sets the chart must refuse, and broken manifests the checker
+#   3. value sets the chart must refuse (values.schema.json: helm lint AND
+#      helm template must fail naming the key; the chart's own checks), and
+#      broken manifests the checker
 #      must catch (so that a check that passes means something);
 #   4. values.yaml / README.md / dashboard JSON consistency.
 #
@@ -137,6 +139,26 @@ refuse() {
   fi
 }
 
+# reject NAME PATTERN HELM-ARGS...: values.schema.json must refuse the values:
+# `helm lint --strict` AND `helm template` both fail, each saying PATTERN (the
+# key, as the schema error's JSON pointer, e.g. /grpc/port).
+reject() {
+  local name=$1 pattern=$2; shift 2
+  local how=""
+  if helm_ template t "$CHART" --kube-version "$KUBE_VERSION" -f "$FEED" "$@" >"$WORK/out" 2>&1; then
+    how="helm template rendered it"
+  elif ! grep -q -- "$pattern" "$WORK/out"; then
+    how="helm template refused without saying: $pattern"
+  elif helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART" -f "$FEED" "$@" >"$WORK/out" 2>&1; then
+    how="helm lint passed it"
+  elif ! grep -q -- "$pattern" "$WORK/out"; then
+    how="helm lint refused without saying: $pattern"
+  fi
+  if [ -z "$how" ]; then ok "schema refuses $name"
+  else echo "($how)" >>"$WORK/out"; bad "schema refuses $name"
+  fi
+}
+
 # render NAME HELM-ARGS...: helm template into $WORK/NAME.yaml.
 render() {
   local name=$1; shift
@@ -258,8 +280,29 @@ refuse "a password in kafka.properties" "credential" \
   --set 'kafka.properties.sasl\.password=x'
 refuse "a kafka property in env spelling" "not a librdkafka property name" \
   --set kafka.properties.SECURITY_PROTOCOL=SSL
-refuse "an unknown sync mode" "sync.mode" --set sync.mode=lazy
-refuse "an unknown probe mode" "probes.mode" --set probes.mode=tcp
+# values.schema.json: types, ranges, enums and unknown keys.
+reject "a word for replicaCount" "/replicaCount" --set replicaCount=three
+reject "a negative replicaCount" "/replicaCount" --set replicaCount=-1
+reject "a word for grpc.port" "/grpc/port" --set grpc.port=abc
+reject "grpc.port 0" "/grpc/port" --set grpc.port=0
+reject "admin.port above 65535" "/admin/port" --set admin.port=70000
+reject "service.grpcPort above 65535" "/service/grpcPort" --set service.grpcPort=65536
+reject "an unknown top-level key" "replicaCont" --set replicaCont=3
+reject "an unknown key in grpc.tls" "enabeld" --set grpc.tls.enabeld=true
+reject "an unknown sync mode" "/sync/mode" --set sync.mode=lazy
+reject "an unknown probe mode" "/probes/mode" --set probes.mode=tcp
+reject "an unknown log level" "/logging/level" --set logging.level=verbose
+reject "an unknown Service type" "/service/type" --set service.type=Ingress
+reject "a negative shutdownGraceSeconds" "/shutdownGraceSeconds" --set shutdownGraceSeconds=-1
+reject "a word for grpc.maxWorkers" "/grpc/maxWorkers" --set grpc.maxWorkers=many
+reject "an access log sample above 1" "/logging/accessLogSample" --set logging.accessLogSample=2
+reject "a string for grpc.reflection" "/grpc/reflection" --set-string grpc.reflection=yes
+reject "a bad scrape interval" "/serviceMonitor/interval" --set serviceMonitor.interval=often
+reject "a Secret name with capitals" "/database/existingSecret" \
+  --set database.existingSecret=Catalogd_DB
+reject "a startup period of 0" "/probes/startup/periodSeconds" \
+  --set probes.startup.periodSeconds=0
+reject "grpc set to null" "grpc" --set grpc=null
 refuse "Kubernetes older than 1.27" "kubeVersion" \
   --kube-version 1.26.0
 # The checker must notice a feed that is absent, and service links left on.
