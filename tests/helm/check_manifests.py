@@ -2,10 +2,12 @@
 """Checks the catalogd Helm chart's rendered manifests and its static files.
 
   check_manifests.py manifests RENDERED.yaml --probe grpc|http [--enabled a,b,...]
+                     [--grace SECONDS]
       RENDERED.yaml is `helm template` output. --enabled lists the optional
       parts expected in it: hpa, servicemonitor, dashboard, headless, tls,
       mtls, podannotations, nofeed (the change feed turned off: no KAFKA_*).
-      Every part not listed must be absent.
+      Every part not listed must be absent. --grace: the exact
+      terminationGracePeriodSeconds expected.
   check_manifests.py static CHART_DIR
       values.yaml has a comment above every field, README.md's table lists
       every field, dashboards/catalogd.json is a valid dashboard of the
@@ -29,6 +31,10 @@ except ImportError:
     sys.exit(77)
 
 HEALTH_SERVICE = 'catalog.CatalogService'
+# catalogd's own shutdown tail after the grace: up to 5 s for the gRPC core
+# once calls are cancelled, up to 5 s to flush the dead-letter producer
+# (src/grpc/server.c server_stop, sync/consumer.c consumer_destroy).
+SHUTDOWN_TAIL_S = 10
 OPTIONAL = ('hpa', 'servicemonitor', 'dashboard', 'headless', 'tls', 'mtls',
             'podannotations', 'nofeed')
 # Metric names catalogd exports (the dashboard may use only these).
@@ -84,7 +90,7 @@ def env_value(env, name):
     return None if e is None or 'value' not in e else str(e['value'])
 
 
-def check_manifests(path, probe_mode, enabled):
+def check_manifests(path, probe_mode, enabled, grace_expected=None):
     c = Checker(os.path.basename(path))
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -223,8 +229,15 @@ def check_manifests(path, probe_mode, enabled):
         pre = int(cmd[1])
     c.check(isinstance(tgps, int) and tgps > grace,
             f'terminationGracePeriodSeconds ({tgps}) > SHUTDOWN_GRACE_SECONDS ({grace})')
-    c.check(isinstance(tgps, int) and tgps > grace + pre,
-            f'terminationGracePeriodSeconds ({tgps}) > preStop sleep + drain ({pre}+{grace})')
+    drain = -(-int(env_value(env, 'SHUTDOWN_DRAIN_MS') or 5000) // 1000)
+    worst = pre + drain + grace + SHUTDOWN_TAIL_S
+    c.check(isinstance(tgps, int) and tgps > worst,
+            f'terminationGracePeriodSeconds ({tgps}) > worst-case shutdown: preStop + '
+            f'SHUTDOWN_DRAIN_MS rounded up + grace + tail ({pre}+{drain}+{grace}+'
+            f'{SHUTDOWN_TAIL_S} = {worst})')
+    if grace_expected is not None:
+        c.check(tgps == grace_expected,
+                f'terminationGracePeriodSeconds is the documented {grace_expected} (got {tgps})')
 
     # --- probes --------------------------------------------------------------
     for kind in ('startupProbe', 'readinessProbe', 'livenessProbe'):
@@ -483,6 +496,8 @@ def main():
     m.add_argument('rendered')
     m.add_argument('--probe', choices=('grpc', 'http'), required=True)
     m.add_argument('--enabled', default='')
+    m.add_argument('--grace', type=int, default=None,
+                   help='the terminationGracePeriodSeconds expected exactly')
     s = sub.add_parser('static')
     s.add_argument('chart')
     a = ap.parse_args()
@@ -492,7 +507,7 @@ def main():
     bad = enabled - set(OPTIONAL)
     if bad:
         ap.error(f'unknown --enabled parts: {sorted(bad)} (known: {OPTIONAL})')
-    return check_manifests(a.rendered, a.probe, enabled)
+    return check_manifests(a.rendered, a.probe, enabled, a.grace)
 
 
 if __name__ == '__main__':

@@ -197,7 +197,17 @@ step "lint values-all" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHAR
 # 2. render and check
 ALL=hpa,servicemonitor,dashboard,headless
 render default
-check default --probe grpc --enabled podannotations
+# The shutdown budget values.yaml documents ("derive 5 + 5 + 10 + 10 + 5 = 35 s")
+# must add up, and be what the default render sets.
+DOC_SUM=$(tr '\n' ' ' <"$CHART/values.yaml" | sed 's/ *# */ /g' |
+  grep -oE 'derive [0-9]+( \+ [0-9]+)+ = [0-9]+ s' | head -n1)
+DOC_GRACE=${DOC_SUM##*= }; DOC_GRACE=${DOC_GRACE% s}
+if [ -n "$DOC_SUM" ] && [ "$(( $(echo "$DOC_SUM" | sed 's/derive //; s/ = .*//') ))" = "$DOC_GRACE" ]; then
+  ok "values.yaml's shutdown budget adds up ($DOC_SUM)"
+  check default --probe grpc --enabled podannotations --grace "$DOC_GRACE"
+else
+  : >"$WORK/out"; bad "values.yaml documents a shutdown budget that adds up (got: '$DOC_SUM')"
+fi
 render all -f "$VALUES_ALL"
 check all --probe http --enabled "$ALL,tls,mtls"
 render all-plaintext -f "$VALUES_ALL" --set grpc.tls.enabled=false \
@@ -209,6 +219,9 @@ render replay --set sync.mode=replay --set kafka.bootstrapServers=kafka:9092
 check replay --probe grpc --enabled podannotations
 render explicit-grace --set terminationGracePeriodSeconds=60 --set shutdownGraceSeconds=30
 check explicit-grace --probe grpc --enabled podannotations
+# A long drain: the derived grace grows with it (5 + 21 + 10 + 10 + 5).
+render long-drain --set shutdownDrainMs=20001
+check long-drain --probe grpc --enabled podannotations --grace 51
 # Warm mode without a change feed, said explicitly: no KAFKA_* at all.
 render nofeed --set kafka.enabled=false --set kafka.bootstrapServers=
 check nofeed --probe grpc --enabled podannotations,nofeed
@@ -254,7 +267,7 @@ schema_dir() {
 }
 if command -v node >/dev/null 2>&1 && SCHEMA_DIR=$(schema_dir); then
   step "Kubernetes schemas" timeout 60 node "$SCHEMA_DIR/validate_schema.mjs" \
-    "$WORK"/{default,all,all-plaintext,tls-only,replay,explicit-grace,nofeed}.yaml
+    "$WORK"/{default,all,all-plaintext,tls-only,replay,explicit-grace,nofeed,long-drain}.yaml
 else
   skipped=$((skipped + 1))
   say "skip Kubernetes schemas (node or the kubernetes-models npm package unavailable)"
@@ -274,6 +287,15 @@ refuse "replay mode with the feed off" "kafka.enabled=true" --set sync.mode=repl
 refuse "feed off but brokers set" "remove one of them" --set kafka.enabled=false
 refuse "grace period not above the drain" "must exceed" \
   --set terminationGracePeriodSeconds=15
+# Exactly the worst case (5 + 5 + 10 + 10) is not enough: the kubelet would
+# kill catalogd at the moment it may still be flushing.
+refuse "grace period equal to the worst-case shutdown" \
+  "must exceed the worst-case shutdown: preStop 5s + drain 5s" \
+  --set terminationGracePeriodSeconds=30
+# The drain counts, rounded up: 5 + 21 + 10 + 10 = 46 > 45.
+refuse "grace period that leaves out SHUTDOWN_DRAIN_MS" "drain 21s (shutdownDrainMs 20001" \
+  --set terminationGracePeriodSeconds=45 --set shutdownDrainMs=20001
+reject "a drain above catalogd's 600000 ms" "/shutdownDrainMs" --set shutdownDrainMs=600001
 refuse "TLS without a Secret" "grpc.tls.secretName" --set grpc.tls.enabled=true
 refuse "mTLS without TLS" "grpc.tls.enabled" --set grpc.tls.clientAuth.enabled=true
 refuse "a password in kafka.properties" "credential" \

@@ -68,24 +68,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Drain budget the grace period must exceed: preStop sleep + SHUTDOWN_GRACE_SECONDS. */}}
+{{/*
+Worst-case seconds from the pod's deletion to catalogd's exit, which
+terminationGracePeriodSeconds must exceed: the preStop sleep, the drain
+(SHUTDOWN_DRAIN_MS rounded up; catalogd caps it at the grace, counted whole
+here), the grace for in-flight calls (SHUTDOWN_GRACE_SECONDS), then
+catalogd's own tail: up to 5 s for the gRPC core once the remaining calls are
+cancelled, and up to 5 s to flush the dead-letter producer.
+*/}}
+{{- define "catalogd.shutdownTailSeconds" -}}10{{- end }}
 {{- define "catalogd.drainSeconds" -}}
-{{- add (int .Values.lifecycle.preStopSleepSeconds) (int .Values.shutdownGraceSeconds) }}
+{{- div (add (int64 .Values.shutdownDrainMs) 999) 1000 }}
+{{- end }}
+{{- define "catalogd.shutdownBudgetSeconds" -}}
+{{- add (int .Values.lifecycle.preStopSleepSeconds) (int (include "catalogd.drainSeconds" .)) (int .Values.shutdownGraceSeconds) (int (include "catalogd.shutdownTailSeconds" .)) }}
+{{- end }}
+
+{{/* The budget spelled out, for error messages and NOTES.txt. */}}
+{{- define "catalogd.shutdownBudgetText" -}}
+{{- printf "preStop %ds + drain %ds (shutdownDrainMs %d, rounded up) + grace %ds (shutdownGraceSeconds) + %ds catalogd's tail = %ds" (int .Values.lifecycle.preStopSleepSeconds) (int (include "catalogd.drainSeconds" .)) (int64 .Values.shutdownDrainMs) (int .Values.shutdownGraceSeconds) (int (include "catalogd.shutdownTailSeconds" .)) (int (include "catalogd.shutdownBudgetSeconds" .)) }}
 {{- end }}
 
 {{- define "catalogd.terminationGracePeriodSeconds" -}}
-{{- $drain := int (include "catalogd.drainSeconds" .) }}
+{{- $budget := int (include "catalogd.shutdownBudgetSeconds" .) }}
 {{- if and (ne (toString .Values.terminationGracePeriodSeconds) "") (ne (toString .Values.terminationGracePeriodSeconds) "<nil>") }}
 {{- $tgps := int .Values.terminationGracePeriodSeconds }}
-{{- if le $tgps $drain }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + shutdownGraceSeconds (%d)" $tgps $drain) }}
+{{- if le $tgps $budget }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed the worst-case shutdown: %s. Raise it, or leave it \"\" to derive it" $tgps (include "catalogd.shutdownBudgetText" .)) }}
 {{- end }}
 {{- $tgps }}
 {{- else }}
 {{- if lt (int .Values.terminationGraceMarginSeconds) 1 }}
 {{- fail "terminationGraceMarginSeconds must be at least 1" }}
 {{- end }}
-{{- add $drain (int .Values.terminationGraceMarginSeconds) }}
+{{- add $budget (int .Values.terminationGraceMarginSeconds) }}
 {{- end }}
 {{- end }}
 
