@@ -2,12 +2,13 @@
 """Checks the catalogd Helm chart's rendered manifests and its static files.
 
   check_manifests.py manifests RENDERED.yaml --probe grpc|http [--enabled a,b,...]
-                     [--grace SECONDS]
+                     [--grace SECONDS] [--secret-env A,B,...]
       RENDERED.yaml is `helm template` output. --enabled lists the optional
       parts expected in it: hpa, servicemonitor, dashboard, headless, tls,
       mtls, podannotations, nofeed (the change feed turned off: no KAFKA_*).
       Every part not listed must be absent. --grace: the exact
-      terminationGracePeriodSeconds expected.
+      terminationGracePeriodSeconds expected. --secret-env: variables that
+      must come from a secretKeyRef.
   check_manifests.py static CHART_DIR
       values.yaml has a comment above every field, README.md's table lists
       every field, dashboards/catalogd.json is a valid dashboard of the
@@ -90,7 +91,7 @@ def env_value(env, name):
     return None if e is None or 'value' not in e else str(e['value'])
 
 
-def check_manifests(path, probe_mode, enabled, grace_expected=None):
+def check_manifests(path, probe_mode, enabled, grace_expected=None, secret_env=()):
     c = Checker(os.path.basename(path))
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -183,8 +184,12 @@ def check_manifests(path, probe_mode, enabled, grace_expected=None):
     else:
         c.check(db is None, 'replay mode: DATABASE_URL not set')
     for name, e in env.items():
-        if re.search(r'PASSWORD|SECRET|DATABASE_URL|TOKEN', name):
+        if re.search(r'PASSWORD|SECRET|DATABASE_URL|TOKEN|CREDENTIAL|JAAS|KEY_PEM|PRIVATE',
+                     name):
             c.check('value' not in e, f'{name} is not a plain value in the manifest')
+    for name in secret_env:
+        ref = ((env.get(name) or {}).get('valueFrom') or {}).get('secretKeyRef') or {}
+        c.check(ref.get('name') and ref.get('key'), f'{name} is set from a secretKeyRef')
     for name in ('KAFKA_SASL_PASSWORD', 'KAFKA_SASL_USERNAME'):
         if name in env:
             ref = (env[name].get('valueFrom') or {}).get('secretKeyRef') or {}
@@ -498,6 +503,8 @@ def main():
     m.add_argument('--enabled', default='')
     m.add_argument('--grace', type=int, default=None,
                    help='the terminationGracePeriodSeconds expected exactly')
+    m.add_argument('--secret-env', default='',
+                   help='variables that must be set from a secretKeyRef, comma-separated')
     s = sub.add_parser('static')
     s.add_argument('chart')
     a = ap.parse_args()
@@ -507,7 +514,8 @@ def main():
     bad = enabled - set(OPTIONAL)
     if bad:
         ap.error(f'unknown --enabled parts: {sorted(bad)} (known: {OPTIONAL})')
-    return check_manifests(a.rendered, a.probe, enabled, a.grace)
+    return check_manifests(a.rendered, a.probe, enabled, a.grace,
+                           [x for x in a.secret_env.split(',') if x])
 
 
 if __name__ == '__main__':

@@ -209,7 +209,9 @@ else
   : >"$WORK/out"; bad "values.yaml documents a shutdown budget that adds up (got: '$DOC_SUM')"
 fi
 render all -f "$VALUES_ALL"
-check all --probe http --enabled "$ALL,tls,mtls"
+# kafka.secretProperties: each one a KAFKA_<NAME> from its Secret.
+check all --probe http --enabled "$ALL,tls,mtls" \
+  --secret-env KAFKA_SSL_KEY_PASSWORD,KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET,KAFKA_SASL_PASSWORD
 render all-plaintext -f "$VALUES_ALL" --set grpc.tls.enabled=false \
   --set grpc.tls.clientAuth.enabled=false
 check all-plaintext --probe grpc --enabled "$ALL"
@@ -298,8 +300,22 @@ refuse "grace period that leaves out SHUTDOWN_DRAIN_MS" "drain 21s (shutdownDrai
 reject "a drain above catalogd's 600000 ms" "/shutdownDrainMs" --set shutdownDrainMs=600001
 refuse "TLS without a Secret" "grpc.tls.secretName" --set grpc.tls.enabled=true
 refuse "mTLS without TLS" "grpc.tls.enabled" --set grpc.tls.clientAuth.enabled=true
-refuse "a password in kafka.properties" "credential" \
-  --set 'kafka.properties.sasl\.password=x'
+# Every secret-like librdkafka property in plain values is refused.
+for prop in sasl.password sasl.username sasl.oauthbearer.client.secret ssl.keystore.password \
+    ssl.truststore.password ssl.key.password sasl.jaas.config ssl.key.pem \
+    sasl.oauthbearer.config; do
+  refuse "$prop in kafka.properties" "\"$prop\" is a credential" \
+    --set "kafka.properties.${prop//./\\.}=x"
+done
+# ... but not the properties that merely name a file or an endpoint.
+render not-secret --set 'kafka.properties.ssl\.key\.location=/etc/k/key.pem' \
+  --set 'kafka.properties.sasl\.oauthbearer\.token\.endpoint\.url=https://idp.example/token'
+refuse "a secret property set twice" "is set twice" \
+  --set 'kafka.properties.ssl\.key\.location=/x' \
+  --set 'kafka.secretProperties[0].property=ssl.key.location' \
+  --set 'kafka.secretProperties[0].secretName=s' --set 'kafka.secretProperties[0].key=k'
+reject "a secret property without its Secret" "secretName" \
+  --set 'kafka.secretProperties[0].property=sasl.password' --set 'kafka.secretProperties[0].key=k'
 refuse "a kafka property in env spelling" "not a librdkafka property name" \
   --set kafka.properties.SECURITY_PROTOCOL=SSL
 # values.schema.json: types, ranges, enums and unknown keys.

@@ -175,8 +175,35 @@ successThreshold: 1
 {{- if has $k (list "bootstrap.servers" "topic" "dlq.topic") }}
 {{- fail (printf "kafka.properties: set %q with its own kafka.* value" $k) }}
 {{- end }}
-{{- if or (eq $k "sasl.password") (eq $k "sasl.username") (hasPrefix "ssl.key.password" $k) }}
-{{- fail (printf "kafka.properties: %q is a credential; use kafka.sasl.existingSecret or extraEnv with a secretKeyRef" $k) }}
+{{- if include "catalogd.secretLikeProperty" $k }}
+{{- fail (printf "kafka.properties: %q is a credential and must not be in values (they end up in the Deployment, readable by anyone who can read it): put it in a Secret and name it in kafka.secretProperties ({property: %s, secretName: ..., key: ...})" $k $k) }}
 {{- end }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $i, $p := .Values.kafka.secretProperties }}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9.]*$" (toString $p.property)) }}
+{{- fail (printf "kafka.secretProperties[%d].property: %q is not a librdkafka property name (lower case, dot-separated)" $i (toString $p.property)) }}
+{{- end }}
+{{- if or (hasKey $.Values.kafka.properties $p.property) (hasKey $seen $p.property) }}
+{{- fail (printf "kafka.secretProperties[%d]: %q is set twice (kafka.properties or an earlier entry)" $i $p.property) }}
+{{- end }}
+{{- if has $p.property (list "bootstrap.servers" "topic" "dlq.topic") }}
+{{- fail (printf "kafka.secretProperties[%d]: set %q with its own kafka.* value" $i $p.property) }}
+{{- end }}
+{{- $_ := set $seen $p.property true }}
+{{- end }}
+{{- end }}
+
+{{/*
+Non-empty when librdkafka property $k holds (or may hold) a secret: any
+password, secret, token, credential, private key or JAAS/OAUTHBEARER config,
+and the SASL user name. Such properties come from Secrets only
+(kafka.secretProperties, kafka.sasl). Call with the property name.
+*/}}
+{{- define "catalogd.secretLikeProperty" -}}
+{{- $k := . }}
+{{- if regexMatch "(password|passwd|secret|credential|private|jaas)" $k }}yes
+{{- else if regexMatch "(^|\\.)(token|key)(\\.pem)?$" $k }}yes
+{{- else if has $k (list "sasl.username" "sasl.oauthbearer.config" "ssl.key.pem") }}yes
 {{- end }}
 {{- end }}
