@@ -37,7 +37,7 @@ HEALTH_SERVICE = 'catalog.CatalogService'
 # (src/grpc/server.c server_stop, sync/consumer.c consumer_destroy).
 SHUTDOWN_TAIL_S = 10
 OPTIONAL = ('hpa', 'servicemonitor', 'dashboard', 'headless', 'tls', 'mtls',
-            'podannotations', 'nofeed')
+            'podannotations', 'nofeed', 'alerts')
 # Metric names catalogd exports (the dashboard may use only these).
 METRICS = {
     'catalogd_rpc_requests_total', 'catalogd_rpc_duration_seconds_bucket',
@@ -376,6 +376,22 @@ def check_manifests(path, probe_mode, enabled, grace_expected=None, secret_env=(
                     c.check(False, f'dashboard JSON in the ConfigMap parses: {e}')
     else:
         c.check(not cms, 'no dashboard ConfigMap when disabled')
+
+    # --- PrometheusRule ------------------------------------------------------
+    prs = by_kind.get('PrometheusRule', [])
+    if 'alerts' in enabled:
+        if c.check(len(prs) == 1, 'PrometheusRule present when enabled'):
+            ns = dep['metadata'].get('namespace')
+            rules = [r for g in prs[0]['spec']['groups'] for r in g['rules']]
+            c.check(rules, 'PrometheusRule has rules')
+            for r in rules:
+                e = r.get('expr', '')
+                c.check('pod=~".+"' not in e and f'namespace="{ns}"' in e,
+                        f'{r.get("alert")}: scoped to the release namespace {ns} and its pods')
+                c.check((r.get('annotations') or {}).get('runbook_url'),
+                        f'{r.get("alert")} has a runbook_url')
+    else:
+        c.check(not prs, 'no PrometheusRule when disabled')
 
     # --- every object carries the release labels --------------------------
     for d in docs:

@@ -195,7 +195,7 @@ step "lint values-all" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHAR
   -f "$VALUES_ALL"
 
 # 2. render and check
-ALL=hpa,servicemonitor,dashboard,headless
+ALL=hpa,servicemonitor,dashboard,headless,alerts
 render default
 # The shutdown budget values.yaml documents ("derive 5 + 5 + 10 + 10 + 5 = 35 s")
 # must add up, and be what the default render sets.
@@ -227,6 +227,33 @@ check long-drain --probe grpc --enabled podannotations --grace 51
 # Warm mode without a change feed, said explicitly: no KAFKA_* at all.
 render nofeed --set kafka.enabled=false --set kafka.bootstrapServers=
 check nofeed --probe grpc --enabled podannotations,nofeed
+# The PrometheusRule of values-all: valid rules for promtool, the threshold
+# from values, the disabled alert left out.
+# shellcheck disable=SC2317  # called through step
+rendered_rules() {
+  "$PY" - "$WORK/all.yaml" "$WORK/rules.yaml" <<'PY' || return 1
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pr = [d for d in docs if d['kind'] == 'PrometheusRule']
+assert len(pr) == 1, 'one PrometheusRule'
+spec = pr[0]['spec']
+yaml.safe_dump(spec, open(sys.argv[2], 'w'))
+rules = {r['alert']: r for g in spec['groups'] for r in g['rules']}
+assert 'CatalogdRestarting' not in rules, 'alerts.disabled is honoured'
+assert '> 1800 # threshold: staleSeconds' in rules['CatalogdStale']['expr'], \
+    rules['CatalogdStale']['expr']
+assert rules['CatalogdStale']['labels'] == {'severity': 'warning', 'team': 'catalog'}
+assert rules['CatalogdStale']['annotations']['runbook_url'] == \
+    'https://git.example/catalogd/blob/main/docs/operations.md#catalogdstale'
+PY
+  if command -v promtool >/dev/null 2>&1; then
+    timeout 60 promtool check rules "$WORK/rules.yaml" || return 1
+  fi
+}
+if [ -n "$PY" ]; then step "PrometheusRule: thresholds, labels, disabled, promtool" rendered_rules; fi
+refuse "an unknown alert in alerts.disabled" "not an alert" --set alerts.enabled=true \
+  --set 'alerts.disabled[0]=CatalogdTypo'
+
 # NOTES.txt is rendered by install only; --dry-run=client needs no cluster.
 # shellcheck disable=SC2317  # called through step
 notes() {
