@@ -188,8 +188,11 @@ class DashboardAndAlertNamesTest(unittest.TestCase):
                               'catalogd_ready 0 while the replay is refused')
                 cls.ready_before = ru.metric(srv, 'catalogd_ready')
                 # The refusal is a condition: catalogd_condition{name,level} is shown.
-                refused = scrape_names(srv)
-                assert 'level' in refused.get('catalogd_condition', set()), refused
+                def with_condition():
+                    names = scrape_names(srv)
+                    return names if 'level' in names.get('catalogd_condition', ()) else None
+                refused = ru.eventually(with_condition, 30,
+                                        'the replay refusal as catalogd_condition', interval=0.2)
                 ru.produce(km, [(0,) + kafka.product(ORG, PID, 1),
                                 (1,) + kafka.variant(ORG, VID, PID, 1),
                                 (2, kafka.key(ORG, 'variant', VID), '{not json')])
