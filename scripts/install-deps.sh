@@ -11,7 +11,7 @@ build_pkgs="build-essential cmake pkg-config libgrpc-dev protobuf-compiler
   librdkafka-dev libjansson-dev libmicrohttpd-dev libcmocka-dev"
 test_pkgs="postgresql python3 python3-grpcio python3-protobuf
   python3-grpc-tools python3-yaml kcat clang libclang-rt-14-dev clang-format clang-tidy
-  openssl unzip"
+  openssl unzip prometheus"
 
 bench_pkgs="nghttp2-client gnuplot-nox python3-asyncpg linux-perf valgrind"
 

@@ -272,6 +272,16 @@ static rd_kafka_conf_t *base_conf(struct consumer *c, char **env, bool log, char
   return conf;
 }
 
+/* Counts each dead-letter copy once librdkafka knows its fate: delivered,
+ * or failed (retries exhausted, topic missing, not authorised), for
+ * catalogd_dead_letters_total. opaque is the consumer (base_conf).
+ * @locality the consumer thread, in rd_kafka_poll/flush of c->dlq. */
+static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  struct consumer *c = opaque;
+  (void)rk;
+  metrics_add(c->m, m->err ? MC_DLQ_FAILED : MC_DLQ_DELIVERED, 1);
+}
+
 static int set_all(rd_kafka_conf_t *conf, const char *const *kv, char *err, size_t cap) {
   for (; kv[0] != NULL; kv += 2)
     if (rd_kafka_conf_set(conf, kv[0], kv[1], err, cap) != RD_KAFKA_CONF_OK) return -1;
@@ -300,6 +310,7 @@ struct consumer *consumer_new(const struct config *cfg, struct metrics *m, struc
   c->queue = rd_kafka_queue_get_consumer(c->rk);
   if (cfg->kafka_dlq_topic[0] != '\0') {
     rd_kafka_conf_t *pc = base_conf(c, env, false, raw, sizeof raw);
+    if (pc) rd_kafka_conf_set_dr_msg_cb(pc, on_dlq_delivery);
     if (pc == NULL || (c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, raw, sizeof raw)) == NULL) {
       if (pc) rd_kafka_conf_destroy(pc);
       goto fail;
@@ -850,7 +861,10 @@ static void reject(struct consumer *c, const rd_kafka_message_t *msg, int kind, 
       c->dlq, RD_KAFKA_V_TOPIC(c->cfg->kafka_dlq_topic), RD_KAFKA_V_KEY(msg->key, msg->key_len),
       RD_KAFKA_V_VALUE(msg->payload, msg->len), RD_KAFKA_V_HEADER("x-catalogd-reason", why, -1),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-  if (e) log_warn("dead-letter produce failed", LF_S("error", rd_kafka_err2str(e)));
+  if (e) {
+    metrics_add(c->m, MC_DLQ_FAILED, 1);
+    log_warn("dead-letter produce failed", LF_S("error", rd_kafka_err2str(e)));
+  }
 }
 
 static void apply(struct consumer *c, struct store *st, struct batch *b,

@@ -67,6 +67,8 @@ enum metrics_counter {
   MC_ADMIN_CONNECTIONS,  /* gauge: open admin HTTP connections (admin thread) */
   MC_ADMIN_CUT_DEADLINE, /* admin connections closed: request not answered in time */
   MC_ADMIN_CUT_EVICTED,  /* admin connections closed: evicted beyond the limit */
+  MC_DLQ_DELIVERED,      /* rejected events the broker took on the dead-letter topic */
+  MC_DLQ_FAILED,         /* rejected events that could not be copied there */
   MC_COUNT
 };
 

@@ -71,7 +71,8 @@ struct admin {
 };
 
 static char *render_metrics(struct admin *a) {
-  return metrics_text(a->d.metrics, a->d.store, a->d.conditions);
+  return metrics_text(a->d.metrics, a->d.store, a->d.conditions,
+                      a->d.is_serving(a->d.is_serving_arg));
 }
 
 static char *render_digest(struct admin *a, unsigned *status) {

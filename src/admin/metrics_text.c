@@ -317,6 +317,14 @@ static void render_feed(const struct metrics_view *v, struct strbuf *b) {
             v->change_feed);
   if (v->change_feed == 0) return;
   render_partitions(v, b);
+  sb_printf(b,
+            "# HELP catalogd_dead_letters_total Rejected events copied to KAFKA_DLQ_TOPIC: "
+            "delivered, or failed (not queued, or not delivered).\n"
+            "# TYPE catalogd_dead_letters_total counter\n"
+            "catalogd_dead_letters_total{result=\"delivered\"} %llu\n"
+            "catalogd_dead_letters_total{result=\"failed\"} %llu\n",
+            (unsigned long long)v->counters[MC_DLQ_DELIVERED],
+            (unsigned long long)v->counters[MC_DLQ_FAILED]);
   if (v->replay_progress >= 0)
     sb_printf(b,
               "# HELP catalogd_replay_progress_ratio Share of the replay read (events between "
@@ -352,9 +360,13 @@ static void render_conditions(struct conditions *conds, struct strbuf *b) {
   }
 }
 
-char *metrics_text(struct metrics *m, struct store *store, struct conditions *conds) {
+char *metrics_text(struct metrics *m, struct store *store, struct conditions *conds, bool serving) {
   struct strbuf b = {0};
   struct metrics_view *v = metrics_view_new(m);
+  sb_printf(&b,
+            "# HELP catalogd_ready 1 while health (/readyz, grpc.health.v1) says SERVING.\n"
+            "# TYPE catalogd_ready gauge\ncatalogd_ready %d\n",
+            serving ? 1 : 0);
   render_requests(v, &b);
   render_histogram(v, &b);
   sb_printf(&b,

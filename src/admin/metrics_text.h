@@ -10,14 +10,17 @@
 #ifndef CATALOGD_METRICS_TEXT_H
 #define CATALOGD_METRICS_TEXT_H
 
+#include <stdbool.h>
+
 struct metrics;
 struct store;
 struct conditions;
 
 /* Renders /metrics into a malloc'd string (caller frees). Reads the
  * published snapshot inside a read section, so the caller must be a
- * registered RCU reader. conds may be NULL (no condition shown).
+ * registered RCU reader. conds may be NULL (no condition shown). serving:
+ * what /readyz says now (catalogd_ready), so alerts need no probe of their own.
  * @locality the admin thread. */
-char *metrics_text(struct metrics *m, struct store *store, struct conditions *conds);
+char *metrics_text(struct metrics *m, struct store *store, struct conditions *conds, bool serving);
 
 #endif

@@ -2,10 +2,13 @@
 """Checks the catalogd Helm chart's rendered manifests and its static files.
 
   check_manifests.py manifests RENDERED.yaml --probe grpc|http [--enabled a,b,...]
+                     [--grace SECONDS] [--secret-env A,B,...]
       RENDERED.yaml is `helm template` output. --enabled lists the optional
       parts expected in it: hpa, servicemonitor, dashboard, headless, tls,
       mtls, podannotations, nofeed (the change feed turned off: no KAFKA_*).
-      Every part not listed must be absent.
+      Every part not listed must be absent. --grace: the exact
+      terminationGracePeriodSeconds expected. --secret-env: variables that
+      must come from a secretKeyRef.
   check_manifests.py static CHART_DIR
       values.yaml has a comment above every field, README.md's table lists
       every field, dashboards/catalogd.json is a valid dashboard of the
@@ -29,8 +32,12 @@ except ImportError:
     sys.exit(77)
 
 HEALTH_SERVICE = 'catalog.CatalogService'
+# catalogd's own shutdown tail after the grace: up to 5 s for the gRPC core
+# once calls are cancelled, up to 5 s to flush the dead-letter producer
+# (src/grpc/server.c server_stop, sync/consumer.c consumer_destroy).
+SHUTDOWN_TAIL_S = 10
 OPTIONAL = ('hpa', 'servicemonitor', 'dashboard', 'headless', 'tls', 'mtls',
-            'podannotations', 'nofeed')
+            'podannotations', 'nofeed', 'alerts')
 # Metric names catalogd exports (the dashboard may use only these).
 METRICS = {
     'catalogd_rpc_requests_total', 'catalogd_rpc_duration_seconds_bucket',
@@ -84,7 +91,7 @@ def env_value(env, name):
     return None if e is None or 'value' not in e else str(e['value'])
 
 
-def check_manifests(path, probe_mode, enabled):
+def check_manifests(path, probe_mode, enabled, grace_expected=None, secret_env=()):
     c = Checker(os.path.basename(path))
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -177,8 +184,12 @@ def check_manifests(path, probe_mode, enabled):
     else:
         c.check(db is None, 'replay mode: DATABASE_URL not set')
     for name, e in env.items():
-        if re.search(r'PASSWORD|SECRET|DATABASE_URL|TOKEN', name):
+        if re.search(r'PASSWORD|SECRET|DATABASE_URL|TOKEN|CREDENTIAL|JAAS|KEY_PEM|PRIVATE',
+                     name):
             c.check('value' not in e, f'{name} is not a plain value in the manifest')
+    for name in secret_env:
+        ref = ((env.get(name) or {}).get('valueFrom') or {}).get('secretKeyRef') or {}
+        c.check(ref.get('name') and ref.get('key'), f'{name} is set from a secretKeyRef')
     for name in ('KAFKA_SASL_PASSWORD', 'KAFKA_SASL_USERNAME'):
         if name in env:
             ref = (env[name].get('valueFrom') or {}).get('secretKeyRef') or {}
@@ -223,8 +234,15 @@ def check_manifests(path, probe_mode, enabled):
         pre = int(cmd[1])
     c.check(isinstance(tgps, int) and tgps > grace,
             f'terminationGracePeriodSeconds ({tgps}) > SHUTDOWN_GRACE_SECONDS ({grace})')
-    c.check(isinstance(tgps, int) and tgps > grace + pre,
-            f'terminationGracePeriodSeconds ({tgps}) > preStop sleep + drain ({pre}+{grace})')
+    drain = -(-int(env_value(env, 'SHUTDOWN_DRAIN_MS') or 5000) // 1000)
+    worst = pre + drain + grace + SHUTDOWN_TAIL_S
+    c.check(isinstance(tgps, int) and tgps > worst,
+            f'terminationGracePeriodSeconds ({tgps}) > worst-case shutdown: preStop + '
+            f'SHUTDOWN_DRAIN_MS rounded up + grace + tail ({pre}+{drain}+{grace}+'
+            f'{SHUTDOWN_TAIL_S} = {worst})')
+    if grace_expected is not None:
+        c.check(tgps == grace_expected,
+                f'terminationGracePeriodSeconds is the documented {grace_expected} (got {tgps})')
 
     # --- probes --------------------------------------------------------------
     for kind in ('startupProbe', 'readinessProbe', 'livenessProbe'):
@@ -359,6 +377,22 @@ def check_manifests(path, probe_mode, enabled):
     else:
         c.check(not cms, 'no dashboard ConfigMap when disabled')
 
+    # --- PrometheusRule ------------------------------------------------------
+    prs = by_kind.get('PrometheusRule', [])
+    if 'alerts' in enabled:
+        if c.check(len(prs) == 1, 'PrometheusRule present when enabled'):
+            ns = dep['metadata'].get('namespace')
+            rules = [r for g in prs[0]['spec']['groups'] for r in g['rules']]
+            c.check(rules, 'PrometheusRule has rules')
+            for r in rules:
+                e = r.get('expr', '')
+                c.check('pod=~".+"' not in e and f'namespace="{ns}"' in e,
+                        f'{r.get("alert")}: scoped to the release namespace {ns} and its pods')
+                c.check((r.get('annotations') or {}).get('runbook_url'),
+                        f'{r.get("alert")} has a runbook_url')
+    else:
+        c.check(not prs, 'no PrometheusRule when disabled')
+
     # --- every object carries the release labels --------------------------
     for d in docs:
         labels = d['metadata'].get('labels') or {}
@@ -483,6 +517,10 @@ def main():
     m.add_argument('rendered')
     m.add_argument('--probe', choices=('grpc', 'http'), required=True)
     m.add_argument('--enabled', default='')
+    m.add_argument('--grace', type=int, default=None,
+                   help='the terminationGracePeriodSeconds expected exactly')
+    m.add_argument('--secret-env', default='',
+                   help='variables that must be set from a secretKeyRef, comma-separated')
     s = sub.add_parser('static')
     s.add_argument('chart')
     a = ap.parse_args()
@@ -492,7 +530,8 @@ def main():
     bad = enabled - set(OPTIONAL)
     if bad:
         ap.error(f'unknown --enabled parts: {sorted(bad)} (known: {OPTIONAL})')
-    return check_manifests(a.rendered, a.probe, enabled)
+    return check_manifests(a.rendered, a.probe, enabled, a.grace,
+                           [x for x in a.secret_env.split(',') if x])
 
 
 if __name__ == '__main__':

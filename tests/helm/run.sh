@@ -5,7 +5,9 @@
 #   2. helm template for several value sets, each checked by
 #      tests/helm/check_manifests.py (probes, securityContext, Secrets,
 #      grace period, Services, PDB, optional objects present only when on);
-#   3. value sets the chart must refuse, and broken manifests the checker
+#   3. value sets the chart must refuse (values.schema.json: helm lint AND
+#      helm template must fail naming the key; the chart's own checks), and
+#      broken manifests the checker
 #      must catch (so that a check that passes means something);
 #   4. values.yaml / README.md / dashboard JSON consistency.
 #
@@ -137,6 +139,26 @@ refuse() {
   fi
 }
 
+# reject NAME PATTERN HELM-ARGS...: values.schema.json must refuse the values:
+# `helm lint --strict` AND `helm template` both fail, each saying PATTERN (the
+# key, as the schema error's JSON pointer, e.g. /grpc/port).
+reject() {
+  local name=$1 pattern=$2; shift 2
+  local how=""
+  if helm_ template t "$CHART" --kube-version "$KUBE_VERSION" -f "$FEED" "$@" >"$WORK/out" 2>&1; then
+    how="helm template rendered it"
+  elif ! grep -q -- "$pattern" "$WORK/out"; then
+    how="helm template refused without saying: $pattern"
+  elif helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHART" -f "$FEED" "$@" >"$WORK/out" 2>&1; then
+    how="helm lint passed it"
+  elif ! grep -q -- "$pattern" "$WORK/out"; then
+    how="helm lint refused without saying: $pattern"
+  fi
+  if [ -z "$how" ]; then ok "schema refuses $name"
+  else echo "($how)" >>"$WORK/out"; bad "schema refuses $name"
+  fi
+}
+
 # render NAME HELM-ARGS...: helm template into $WORK/NAME.yaml.
 render() {
   local name=$1; shift
@@ -173,11 +195,23 @@ step "lint values-all" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHAR
   -f "$VALUES_ALL"
 
 # 2. render and check
-ALL=hpa,servicemonitor,dashboard,headless
+ALL=hpa,servicemonitor,dashboard,headless,alerts
 render default
-check default --probe grpc --enabled podannotations
+# The shutdown budget values.yaml documents ("derive 5 + 5 + 10 + 10 + 5 = 35 s")
+# must add up, and be what the default render sets.
+DOC_SUM=$(tr '\n' ' ' <"$CHART/values.yaml" | sed 's/ *# */ /g' |
+  grep -oE 'derive [0-9]+( \+ [0-9]+)+ = [0-9]+ s' | head -n1)
+DOC_GRACE=${DOC_SUM##*= }; DOC_GRACE=${DOC_GRACE% s}
+if [ -n "$DOC_SUM" ] && [ "$(( $(echo "$DOC_SUM" | sed 's/derive //; s/ = .*//') ))" = "$DOC_GRACE" ]; then
+  ok "values.yaml's shutdown budget adds up ($DOC_SUM)"
+  check default --probe grpc --enabled podannotations --grace "$DOC_GRACE"
+else
+  : >"$WORK/out"; bad "values.yaml documents a shutdown budget that adds up (got: '$DOC_SUM')"
+fi
 render all -f "$VALUES_ALL"
-check all --probe http --enabled "$ALL,tls,mtls"
+# kafka.secretProperties: each one a KAFKA_<NAME> from its Secret.
+check all --probe http --enabled "$ALL,tls,mtls" \
+  --secret-env KAFKA_SSL_KEY_PASSWORD,KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET,KAFKA_SASL_PASSWORD
 render all-plaintext -f "$VALUES_ALL" --set grpc.tls.enabled=false \
   --set grpc.tls.clientAuth.enabled=false
 check all-plaintext --probe grpc --enabled "$ALL"
@@ -187,9 +221,39 @@ render replay --set sync.mode=replay --set kafka.bootstrapServers=kafka:9092
 check replay --probe grpc --enabled podannotations
 render explicit-grace --set terminationGracePeriodSeconds=60 --set shutdownGraceSeconds=30
 check explicit-grace --probe grpc --enabled podannotations
+# A long drain: the derived grace grows with it (5 + 21 + 10 + 10 + 5).
+render long-drain --set shutdownDrainMs=20001
+check long-drain --probe grpc --enabled podannotations --grace 51
 # Warm mode without a change feed, said explicitly: no KAFKA_* at all.
 render nofeed --set kafka.enabled=false --set kafka.bootstrapServers=
 check nofeed --probe grpc --enabled podannotations,nofeed
+# The PrometheusRule of values-all: valid rules for promtool, the threshold
+# from values, the disabled alert left out.
+# shellcheck disable=SC2317  # called through step
+rendered_rules() {
+  "$PY" - "$WORK/all.yaml" "$WORK/rules.yaml" <<'PY' || return 1
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pr = [d for d in docs if d['kind'] == 'PrometheusRule']
+assert len(pr) == 1, 'one PrometheusRule'
+spec = pr[0]['spec']
+yaml.safe_dump(spec, open(sys.argv[2], 'w'))
+rules = {r['alert']: r for g in spec['groups'] for r in g['rules']}
+assert 'CatalogdRestarting' not in rules, 'alerts.disabled is honoured'
+assert '> 1800 # threshold: staleSeconds' in rules['CatalogdStale']['expr'], \
+    rules['CatalogdStale']['expr']
+assert rules['CatalogdStale']['labels'] == {'severity': 'warning', 'team': 'catalog'}
+assert rules['CatalogdStale']['annotations']['runbook_url'] == \
+    'https://git.example/catalogd/blob/main/docs/operations.md#catalogdstale'
+PY
+  if command -v promtool >/dev/null 2>&1; then
+    timeout 60 promtool check rules "$WORK/rules.yaml" || return 1
+  fi
+}
+if [ -n "$PY" ]; then step "PrometheusRule: thresholds, labels, disabled, promtool" rendered_rules; fi
+refuse "an unknown alert in alerts.disabled" "not an alert" --set alerts.enabled=true \
+  --set 'alerts.disabled[0]=CatalogdTypo'
+
 # NOTES.txt is rendered by install only; --dry-run=client needs no cluster.
 # shellcheck disable=SC2317  # called through step
 notes() {
@@ -232,7 +296,7 @@ schema_dir() {
 }
 if command -v node >/dev/null 2>&1 && SCHEMA_DIR=$(schema_dir); then
   step "Kubernetes schemas" timeout 60 node "$SCHEMA_DIR/validate_schema.mjs" \
-    "$WORK"/{default,all,all-plaintext,tls-only,replay,explicit-grace,nofeed}.yaml
+    "$WORK"/{default,all,all-plaintext,tls-only,replay,explicit-grace,nofeed,long-drain}.yaml
 else
   skipped=$((skipped + 1))
   say "skip Kubernetes schemas (node or the kubernetes-models npm package unavailable)"
@@ -252,14 +316,58 @@ refuse "replay mode with the feed off" "kafka.enabled=true" --set sync.mode=repl
 refuse "feed off but brokers set" "remove one of them" --set kafka.enabled=false
 refuse "grace period not above the drain" "must exceed" \
   --set terminationGracePeriodSeconds=15
+# Exactly the worst case (5 + 5 + 10 + 10) is not enough: the kubelet would
+# kill catalogd at the moment it may still be flushing.
+refuse "grace period equal to the worst-case shutdown" \
+  "must exceed the worst-case shutdown: preStop 5s + drain 5s" \
+  --set terminationGracePeriodSeconds=30
+# The drain counts, rounded up: 5 + 21 + 10 + 10 = 46 > 45.
+refuse "grace period that leaves out SHUTDOWN_DRAIN_MS" "drain 21s (shutdownDrainMs 20001" \
+  --set terminationGracePeriodSeconds=45 --set shutdownDrainMs=20001
+reject "a drain above catalogd's 600000 ms" "/shutdownDrainMs" --set shutdownDrainMs=600001
 refuse "TLS without a Secret" "grpc.tls.secretName" --set grpc.tls.enabled=true
 refuse "mTLS without TLS" "grpc.tls.enabled" --set grpc.tls.clientAuth.enabled=true
-refuse "a password in kafka.properties" "credential" \
-  --set 'kafka.properties.sasl\.password=x'
+# Every secret-like librdkafka property in plain values is refused.
+for prop in sasl.password sasl.username sasl.oauthbearer.client.secret ssl.keystore.password \
+    ssl.truststore.password ssl.key.password sasl.jaas.config ssl.key.pem \
+    sasl.oauthbearer.config; do
+  refuse "$prop in kafka.properties" "\"$prop\" is a credential" \
+    --set "kafka.properties.${prop//./\\.}=x"
+done
+# ... but not the properties that merely name a file or an endpoint.
+render not-secret --set 'kafka.properties.ssl\.key\.location=/etc/k/key.pem' \
+  --set 'kafka.properties.sasl\.oauthbearer\.token\.endpoint\.url=https://idp.example/token'
+refuse "a secret property set twice" "is set twice" \
+  --set 'kafka.properties.ssl\.key\.location=/x' \
+  --set 'kafka.secretProperties[0].property=ssl.key.location' \
+  --set 'kafka.secretProperties[0].secretName=s' --set 'kafka.secretProperties[0].key=k'
+reject "a secret property without its Secret" "secretName" \
+  --set 'kafka.secretProperties[0].property=sasl.password' --set 'kafka.secretProperties[0].key=k'
 refuse "a kafka property in env spelling" "not a librdkafka property name" \
   --set kafka.properties.SECURITY_PROTOCOL=SSL
-refuse "an unknown sync mode" "sync.mode" --set sync.mode=lazy
-refuse "an unknown probe mode" "probes.mode" --set probes.mode=tcp
+# values.schema.json: types, ranges, enums and unknown keys.
+reject "a word for replicaCount" "/replicaCount" --set replicaCount=three
+reject "a negative replicaCount" "/replicaCount" --set replicaCount=-1
+reject "a word for grpc.port" "/grpc/port" --set grpc.port=abc
+reject "grpc.port 0" "/grpc/port" --set grpc.port=0
+reject "admin.port above 65535" "/admin/port" --set admin.port=70000
+reject "service.grpcPort above 65535" "/service/grpcPort" --set service.grpcPort=65536
+reject "an unknown top-level key" "replicaCont" --set replicaCont=3
+reject "an unknown key in grpc.tls" "enabeld" --set grpc.tls.enabeld=true
+reject "an unknown sync mode" "/sync/mode" --set sync.mode=lazy
+reject "an unknown probe mode" "/probes/mode" --set probes.mode=tcp
+reject "an unknown log level" "/logging/level" --set logging.level=verbose
+reject "an unknown Service type" "/service/type" --set service.type=Ingress
+reject "a negative shutdownGraceSeconds" "/shutdownGraceSeconds" --set shutdownGraceSeconds=-1
+reject "a word for grpc.maxWorkers" "/grpc/maxWorkers" --set grpc.maxWorkers=many
+reject "an access log sample above 1" "/logging/accessLogSample" --set logging.accessLogSample=2
+reject "a string for grpc.reflection" "/grpc/reflection" --set-string grpc.reflection=yes
+reject "a bad scrape interval" "/serviceMonitor/interval" --set serviceMonitor.interval=often
+reject "a Secret name with capitals" "/database/existingSecret" \
+  --set database.existingSecret=Catalogd_DB
+reject "a startup period of 0" "/probes/startup/periodSeconds" \
+  --set probes.startup.periodSeconds=0
+reject "grpc set to null" "grpc" --set grpc=null
 refuse "Kubernetes older than 1.27" "kubeVersion" \
   --kube-version 1.26.0
 # The checker must notice a feed that is absent, and service links left on.

@@ -274,6 +274,13 @@ class BrokerFaultsTest(unittest.TestCase):
                 % (len(msgs), rejected, len(keys), dlq))
         self.assertEqual(keys, expected_keys, 'the dead-letter topic holds every poison '
                          'message, keys as sent')
+        # The alert CatalogdDeadLetters reads this counter: every copy counted
+        # once the broker took it, none as failed.
+        eventually(lambda: ru.metric_sum(ru.metrics(srv), 'catalogd_dead_letters_total',
+                                         result='delivered') == len(msgs) or None,
+                   10, 'catalogd_dead_letters_total{result="delivered"} = %d' % len(msgs))
+        self.assertEqual(ru.metric_sum(ru.metrics(srv), 'catalogd_dead_letters_total',
+                                       result='failed'), 0)
         self.assertTrue(srv.alive())
         self.assertEqual(srv.stop(), 0)
 

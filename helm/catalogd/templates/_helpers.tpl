@@ -68,24 +68,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Drain budget the grace period must exceed: preStop sleep + SHUTDOWN_GRACE_SECONDS. */}}
+{{/*
+Worst-case seconds from the pod's deletion to catalogd's exit, which
+terminationGracePeriodSeconds must exceed: the preStop sleep, the drain
+(SHUTDOWN_DRAIN_MS rounded up; catalogd caps it at the grace, counted whole
+here), the grace for in-flight calls (SHUTDOWN_GRACE_SECONDS), then
+catalogd's own tail: up to 5 s for the gRPC core once the remaining calls are
+cancelled, and up to 5 s to flush the dead-letter producer.
+*/}}
+{{- define "catalogd.shutdownTailSeconds" -}}10{{- end }}
 {{- define "catalogd.drainSeconds" -}}
-{{- add (int .Values.lifecycle.preStopSleepSeconds) (int .Values.shutdownGraceSeconds) }}
+{{- div (add (int64 .Values.shutdownDrainMs) 999) 1000 }}
+{{- end }}
+{{- define "catalogd.shutdownBudgetSeconds" -}}
+{{- add (int .Values.lifecycle.preStopSleepSeconds) (int (include "catalogd.drainSeconds" .)) (int .Values.shutdownGraceSeconds) (int (include "catalogd.shutdownTailSeconds" .)) }}
+{{- end }}
+
+{{/* The budget spelled out, for error messages and NOTES.txt. */}}
+{{- define "catalogd.shutdownBudgetText" -}}
+{{- printf "preStop %ds + drain %ds (shutdownDrainMs %d, rounded up) + grace %ds (shutdownGraceSeconds) + %ds catalogd's tail = %ds" (int .Values.lifecycle.preStopSleepSeconds) (int (include "catalogd.drainSeconds" .)) (int64 .Values.shutdownDrainMs) (int .Values.shutdownGraceSeconds) (int (include "catalogd.shutdownTailSeconds" .)) (int (include "catalogd.shutdownBudgetSeconds" .)) }}
 {{- end }}
 
 {{- define "catalogd.terminationGracePeriodSeconds" -}}
-{{- $drain := int (include "catalogd.drainSeconds" .) }}
+{{- $budget := int (include "catalogd.shutdownBudgetSeconds" .) }}
 {{- if and (ne (toString .Values.terminationGracePeriodSeconds) "") (ne (toString .Values.terminationGracePeriodSeconds) "<nil>") }}
 {{- $tgps := int .Values.terminationGracePeriodSeconds }}
-{{- if le $tgps $drain }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + shutdownGraceSeconds (%d)" $tgps $drain) }}
+{{- if le $tgps $budget }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed the worst-case shutdown: %s. Raise it, or leave it \"\" to derive it" $tgps (include "catalogd.shutdownBudgetText" .)) }}
 {{- end }}
 {{- $tgps }}
 {{- else }}
 {{- if lt (int .Values.terminationGraceMarginSeconds) 1 }}
 {{- fail "terminationGraceMarginSeconds must be at least 1" }}
 {{- end }}
-{{- add $drain (int .Values.terminationGraceMarginSeconds) }}
+{{- add $budget (int .Values.terminationGraceMarginSeconds) }}
 {{- end }}
 {{- end }}
 
@@ -159,8 +175,35 @@ successThreshold: 1
 {{- if has $k (list "bootstrap.servers" "topic" "dlq.topic") }}
 {{- fail (printf "kafka.properties: set %q with its own kafka.* value" $k) }}
 {{- end }}
-{{- if or (eq $k "sasl.password") (eq $k "sasl.username") (hasPrefix "ssl.key.password" $k) }}
-{{- fail (printf "kafka.properties: %q is a credential; use kafka.sasl.existingSecret or extraEnv with a secretKeyRef" $k) }}
+{{- if include "catalogd.secretLikeProperty" $k }}
+{{- fail (printf "kafka.properties: %q is a credential and must not be in values (they end up in the Deployment, readable by anyone who can read it): put it in a Secret and name it in kafka.secretProperties ({property: %s, secretName: ..., key: ...})" $k $k) }}
 {{- end }}
+{{- end }}
+{{- $seen := dict }}
+{{- range $i, $p := .Values.kafka.secretProperties }}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9.]*$" (toString $p.property)) }}
+{{- fail (printf "kafka.secretProperties[%d].property: %q is not a librdkafka property name (lower case, dot-separated)" $i (toString $p.property)) }}
+{{- end }}
+{{- if or (hasKey $.Values.kafka.properties $p.property) (hasKey $seen $p.property) }}
+{{- fail (printf "kafka.secretProperties[%d]: %q is set twice (kafka.properties or an earlier entry)" $i $p.property) }}
+{{- end }}
+{{- if has $p.property (list "bootstrap.servers" "topic" "dlq.topic") }}
+{{- fail (printf "kafka.secretProperties[%d]: set %q with its own kafka.* value" $i $p.property) }}
+{{- end }}
+{{- $_ := set $seen $p.property true }}
+{{- end }}
+{{- end }}
+
+{{/*
+Non-empty when librdkafka property $k holds (or may hold) a secret: any
+password, secret, token, credential, private key or JAAS/OAUTHBEARER config,
+and the SASL user name. Such properties come from Secrets only
+(kafka.secretProperties, kafka.sasl). Call with the property name.
+*/}}
+{{- define "catalogd.secretLikeProperty" -}}
+{{- $k := . }}
+{{- if regexMatch "(password|passwd|secret|credential|private|jaas)" $k }}yes
+{{- else if regexMatch "(^|\\.)(token|key)(\\.pem)?$" $k }}yes
+{{- else if has $k (list "sasl.username" "sasl.oauthbearer.config" "ssl.key.pem") }}yes
 {{- end }}
 {{- end }}
