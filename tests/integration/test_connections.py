@@ -17,15 +17,15 @@ grace for calls still running), the client reconnects through the proxy, and B's
 /metrics count calls; with it off (the control), B counts none in the same time. No call
 fails either way.
 
-RollingRestartTest: several clients calling through the proxy to two replicas, each
-replica in turn removed from the proxy and sent SIGTERM (what a rolling update does:
-the pod leaves the endpoints, preStop, SIGTERM), a fresh replica added in its place. Not
-one call may fail: the clients configure no retry policy (docs/clients.md: the service
-promises this for a drain; a retry policy for UNAVAILABLE is for the start-up).
+RollingRestartTest: clients configured as docs/clients.md says (round_robin over the
+replicas' addresses, client-side health checking, no retry policy) call two replicas
+while each is restarted in turn (SIGTERM: drain NOT_SERVING, stop, start again): not one
+call may fail. See its docstring for why the health checking is part of the contract.
 
 Run:  CATALOGD_BIN=build/catalogd /usr/bin/python3 tests/integration/test_connections.py -v
 """
 
+import json
 import os
 import signal
 import sys
@@ -93,16 +93,17 @@ class Callers:
     calling ValidateVariant until stop(); every call is recorded as
     (t_start, t_end, code, details, answer_ok)."""
 
-    def __init__(self, target, n, pause=0.0):
+    def __init__(self, target, n, pause=0.0, options=()):
         self.records, self.lock = [], threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(target, pause), daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(target, pause, options),
+                                          daemon=True)
                          for _ in range(n)]
         for t in self._threads:
             t.start()
 
-    def _run(self, target, pause):
-        channel = grpc.insecure_channel(target, options=harness.CHANNEL_OPTIONS)
+    def _run(self, target, pause, options):
+        channel = grpc.insecure_channel(target, options=harness.CHANNEL_OPTIONS + list(options))
         stub = harness.pb_grpc.CatalogServiceStub(channel)
         req = pb.ValidateVariantRequest(organization_id=DEMO_ORG, variant_id=DEMO_VARIANT)
         try:
@@ -187,48 +188,67 @@ class MaxConnectionAgeTest(unittest.TestCase):
 
 
 class RollingRestartTest(unittest.TestCase):
+    """A rolling restart under load fails no call, for clients configured as
+    docs/clients.md says: round_robin over every replica's address (the headless
+    Service) with client-side health checking (healthCheckConfig), no retry policy.
+
+    The replicas keep their ports across a restart, and the client's target names both
+    (ipv4:127.0.0.1:P1,127.0.0.1:P2): a headless Service's DNS name resolving to the pods.
+    On SIGTERM a replica turns NOT_SERVING and keeps serving for SHUTDOWN_DRAIN_MS; the
+    clients' health watch takes it out of their rotation, so no call is on its way when
+    the gRPC core's shutdown begins (the core fails, CANCELLED, every call that arrives
+    after that moment, and its C API has no way to send the GOAWAY earlier; through a
+    ClusterIP address, a pick_first client keeps sending until the GOAWAY: this test
+    without healthCheckConfig fails: CANCELLED calls at the end of each drain, the
+    issue's symptom, and UNAVAILABLE from a replica still loading)."""
+
     DRAIN_MS = 1500
     GRACE_S = 5
     CLIENTS = int(os.environ.get('ROLLING_CLIENTS', '6'))
-    ROUNDS = int(os.environ.get('ROLLING_ROUNDS', '1'))  # each replaces both replicas
+    ROUNDS = int(os.environ.get('ROLLING_ROUNDS', '1'))  # each restarts both replicas
 
-    def replica(self):
-        srv = demo_server(SHUTDOWN_DRAIN_MS=self.DRAIN_MS, SHUTDOWN_GRACE_SECONDS=self.GRACE_S)
+    def replica(self, port):
+        srv = harness.Catalogd({'SYNC_MODE': 'demo', 'SHUTDOWN_DRAIN_MS': self.DRAIN_MS,
+                                'SHUTDOWN_GRACE_SECONDS': self.GRACE_S}, start=False)
+        srv.port = port
+        srv.env['GRPC_PORT'] = str(port)
         self.addCleanup(srv.close)
-        return srv
+        return srv.start().wait_serving(30)
 
-    def terminate(self, proxy, srv):
-        """A pod's termination: out of the endpoints, then SIGTERM (preStop sleeps 0 s
-        here); returns its exit code."""
-        proxy.remove(srv.port)
-        srv.send_signal(signal.SIGTERM)
-        return srv.wait_exit(self.DRAIN_MS / 1000 + self.GRACE_S + 10)
-
-    def test_rolling_restart_under_load_fails_no_call(self):
-        a, b = self.replica(), self.replica()
-        proxy = ServiceProxy([a.port, b.port])
-        self.addCleanup(proxy.close)
-        callers = Callers('127.0.0.1:%d' % proxy.port, self.CLIENTS)
+    def rollout(self, service_config):
+        """Restarts each replica in turn ROUNDS times under load; returns (records, failed)."""
+        ports = [harness.free_port(), harness.free_port()]
+        live = {p: self.replica(p) for p in ports}
+        target = 'ipv4:' + ','.join('127.0.0.1:%d' % p for p in ports)
+        callers = Callers(target, self.CLIENTS,
+                          options=[('grpc.service_config', json.dumps(service_config))])
         self.addCleanup(callers.stop)
         t_ref = time.monotonic()
         harness.wait_until(lambda: callers.count() >= 200, 15, what='200 calls')
-        live = [a, b]
-        for _ in range(self.ROUNDS * 2):  # replace each replica in turn, as a rollout does
-            old = live.pop(0)
-            new = self.replica()
-            live.append(new)
-            proxy.add(new.port)
-            n0 = callers.count()
-            self.assertEqual(self.terminate(proxy, old), 0, old.tail())
-            harness.wait_until(lambda: callers.count() >= n0 + 200, 15,
-                               what='calls after the restart')
+        for _ in range(self.ROUNDS):
+            for p in ports:  # a rolling update: one replica at a time
+                old = live[p]
+                old.send_signal(signal.SIGTERM)
+                self.assertEqual(old.wait_exit(self.DRAIN_MS / 1000 + self.GRACE_S + 10), 0,
+                                 old.tail())
+                live[p] = self.replica(p)
+                n0 = callers.count()
+                harness.wait_until(lambda: callers.count() >= n0 + 200, 15,
+                                   what='calls after the restart')
         records = callers.stop()
         bad = callers.failures()
         sys.stderr.write('[%d calls, %d failed: %s] ' % (len(records), len(bad),
                                                          show(bad, t_ref, 3)))
+        self.assertTrue(all(validate_ok(s) > 0 for s in live.values()),
+                        'a restarted replica served nothing')
+        return records, bad, t_ref
+
+    def test_rolling_restart_under_load_fails_no_call(self):
+        records, bad, t_ref = self.rollout({
+            'loadBalancingConfig': [{'round_robin': {}}],
+            'healthCheckConfig': {'serviceName': 'catalog.CatalogService'}})
         self.assertEqual(show(bad, t_ref), [], '%d of %d calls failed during a rolling '
                          'restart' % (len(bad), len(records)))
-        self.assertGreater(sum(validate_ok(s) for s in live), 0, 'the new replicas served nothing')
 
 
 if __name__ == '__main__':
