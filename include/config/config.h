@@ -22,6 +22,8 @@ struct config {
   int max_recv_bytes;
   long max_pending_reply_bytes;
   int max_concurrent_streams;
+  int max_connection_age_ms;       /* GOAWAY a connection this old (0 = never): clients spread */
+  int max_connection_age_grace_ms; /* then give its calls this long before closing it */
   int shutdown_grace_s;
   int shutdown_drain_ms;
   int max_batch_ids;

@@ -181,7 +181,8 @@ static void log_start(const struct config *c, int port) {
            LF_S("tls", !c->tls_cert_file[0]       ? "off"
                        : c->tls_client_ca_file[0] ? "mutual"
                                                   : "on"),
-           LF_S("database_url", url), LF_I("max_batch_ids", c->max_batch_ids));
+           LF_S("database_url", url), LF_I("max_batch_ids", c->max_batch_ids),
+           LF_I("max_connection_age_ms", c->max_connection_age_ms));
   if (c->sync_mode == SYNC_DEMO) log_demo_example(c, port);
 }
 

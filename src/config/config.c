@@ -135,6 +135,15 @@ static int load_grpc(struct config *c, char *err, size_t cap) {
   rc = rc
            ?: env_int("GRPC_MAX_CONCURRENT_STREAMS", 1000, 1, 1 << 20, &c->max_concurrent_streams,
                       err, cap);
+  /* Connections are closed (GOAWAY, then the grace for their calls) at this
+   * age so that long-lived clients reconnect and reach replicas added since;
+   * 0 = never (INT_MAX in the core). */
+  rc = rc
+           ?: env_int("GRPC_MAX_CONNECTION_AGE_MS", 300000, 0, 1 << 30, &c->max_connection_age_ms,
+                      err, cap);
+  rc = rc
+           ?: env_int("GRPC_MAX_CONNECTION_AGE_GRACE_MS", 30000, 0, 1 << 30,
+                      &c->max_connection_age_grace_ms, err, cap);
   int mib = 256;
   rc = rc ?: env_int("GRPC_MAX_PENDING_REPLY_MB", 256, 1, 1 << 20, &mib, err, cap);
   c->max_pending_reply_bytes = (long)mib << 20;

@@ -490,17 +490,32 @@ static void *worker_main(void *arg) {
 
 /* ---- Lifecycle ---- */
 
+/* The core server with our channel args: no SO_REUSEPORT (a second server
+ * on the port is an error, not a silent split), the message and stream
+ * limits, and the connection age (GRPC_MAX_CONNECTION_AGE_MS, 0 = off): an
+ * aged connection gets a GOAWAY, its calls get the grace to finish, and the
+ * client reconnects, through the Service, possibly to a replica added since
+ * it first connected. Returns the server (the core aborts on no memory). */
 static grpc_server *create_core_server(const struct config *cfg) {
-  grpc_arg args[3];
-  args[0] =
+  grpc_arg args[5];
+  size_t n = 0;
+  args[n++] =
       (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
-  args[1] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                       .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                       .value.integer = cfg->max_recv_bytes};
-  args[2] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                       .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                       .value.integer = cfg->max_concurrent_streams};
-  grpc_channel_args ch = {.num_args = 3, .args = args};
+  args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                         .value.integer = cfg->max_recv_bytes};
+  args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                         .value.integer = cfg->max_concurrent_streams};
+  if (cfg->max_connection_age_ms > 0) {
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                           .value.integer = cfg->max_connection_age_ms};
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                           .value.integer = cfg->max_connection_age_grace_ms};
+  }
+  grpc_channel_args ch = {.num_args = n, .args = args};
   return grpc_server_create(&ch, NULL);
 }
 

@@ -101,6 +101,10 @@ class TcpProxy:
     _cleanup = close
 
     # -- internals --
+    def _pick_target(self):
+        """Where a new connection goes: self.target (a subclass may balance)."""
+        return self.target
+
     def _accept_loop(self):
         while not self._closed:
             try:
@@ -110,7 +114,7 @@ class TcpProxy:
             except OSError:
                 return
             try:
-                server = socket.create_connection(self.target, timeout=5)
+                server = socket.create_connection(self._pick_target(), timeout=5)
             except OSError:
                 _close(client)
                 continue
