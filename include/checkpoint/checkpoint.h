@@ -18,6 +18,7 @@
 #ifndef CATALOGD_CHECKPOINT_H
 #define CATALOGD_CHECKPOINT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,11 +95,13 @@ struct ckpt_written {
 
 /* Writes s to a new file in dir, crash-safe: a temporary file, fsync,
  * rename to checkpoint-<wall ns>.ckpt, fsync of the directory; then deletes
- * all but the newest keep checkpoints. deadline_ms (monotonic, 0: none)
- * abandons the write past it (-ETIMEDOUT, temp file removed). Returns 0 or
- * a negative errno with why filled. */
+ * all but the newest keep checkpoints. *deadline_ms (monotonic ms; 0 or a
+ * NULL pointer: none), read before every piece written, so another thread
+ * may set it meanwhile, abandons the write past it (-ETIMEDOUT, temp file
+ * removed). Returns 0 or a negative errno with why filled. */
 int ckpt_write_file(const char *dir, const struct snapshot *s, struct ckpt_meta *meta, int keep,
-                    int64_t deadline_ms, struct ckpt_written *out, char *why, size_t cap);
+                    const _Atomic int64_t *deadline_ms, struct ckpt_written *out, char *why,
+                    size_t cap);
 
 /* The checkpoint files of dir, newest first (malloc'd array of malloc'd
  * paths; free with ckpt_list_free). Leftover temporary files of a crashed
@@ -142,8 +145,8 @@ struct ckpt_writer_deps {
 int ckpt_writer_start(const struct ckpt_writer_deps *d, struct ckpt_writer **out);
 
 /* Stops the thread; with final, it first writes one last checkpoint if the
- * state changed since the last one, abandoned if not done within budget_ms.
- * Joins it. NULL is a no-op. @locality main. */
+ * state changed since the last one. Any write in progress or the final one
+ * is abandoned if not done within budget_ms. Joins it. NULL is a no-op. @locality main. */
 void ckpt_writer_stop(struct ckpt_writer *w, bool final, int budget_ms);
 
 /* Frees a stopped writer. NULL is a no-op. */

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +29,14 @@
 struct fout {
   int fd;
   uint64_t bytes;
-  int64_t deadline_ms;
+  const _Atomic int64_t *deadline_ms;
 };
 
 /* ckpt_write_fn over a file descriptor, with the deadline. */
 static int fout_write(void *arg, const void *p, size_t n) {
   struct fout *o = arg;
-  if (o->deadline_ms && clock_mono_ms() > o->deadline_ms) return -ETIMEDOUT;
+  int64_t deadline = o->deadline_ms ? atomic_load(o->deadline_ms) : 0;
+  if (deadline && clock_mono_ms() > deadline) return -ETIMEDOUT;
   for (size_t done = 0; done < n;) {
     ssize_t k = write(o->fd, (const char *)p + done, n - done);
     if (k < 0 && errno == EINTR) continue;
@@ -118,7 +120,8 @@ static int write_tmp(const char *tmp, const struct snapshot *s, struct ckpt_meta
 }
 
 int ckpt_write_file(const char *dir, const struct snapshot *s, struct ckpt_meta *meta, int keep,
-                    int64_t deadline_ms, struct ckpt_written *out, char *why, size_t cap) {
+                    const _Atomic int64_t *deadline_ms, struct ckpt_written *out, char *why,
+                    size_t cap) {
   char tmp[4096];
   const char *step;
   double t0 = clock_mono_s();

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,17 +24,17 @@
 struct ckpt_writer {
   struct ckpt_writer_deps d;
   pthread_t thread;
-  pthread_mutex_t mu; /* guards stop, final, budget_ms; with cv */
+  pthread_mutex_t mu; /* guards stop and final; with cv */
   pthread_cond_t cv;
   bool stop, final;
-  int budget_ms;
-  uint64_t written_version; /* the snapshot version last written (thread only) */
+  _Atomic int64_t deadline_ms; /* 0 until stop: then a write in progress ends by it */
+  uint64_t written_version;    /* the snapshot version last written (thread only) */
   bool started;
 };
 
-/* Writes one checkpoint if the state changed since the last one.
- * deadline_ms: 0, or the monotonic time past which it is abandoned. */
-static void write_once(struct ckpt_writer *w, int64_t deadline_ms) {
+/* Writes one checkpoint if the state changed since the last one; abandoned
+ * past w->deadline_ms once ckpt_writer_stop has set it. */
+static void write_once(struct ckpt_writer *w) {
   struct ckpt_meta meta = {0};
   if (w->d.position(w->d.arg, &meta) != 0) { /* offsets first, then the pin */
     log_debug("checkpoint skipped: the state cannot be vouched for now");
@@ -49,7 +50,7 @@ static void write_once(struct ckpt_writer *w, int64_t deadline_ms) {
   struct ckpt_written out;
   char why[512];
   uint64_t version = snap_version(s);
-  int rc = ckpt_write_file(w->d.dir, s, &meta, w->d.keep, deadline_ms, &out, why, sizeof why);
+  int rc = ckpt_write_file(w->d.dir, s, &meta, w->d.keep, &w->deadline_ms, &out, why, sizeof why);
   store_unpin(w->d.store, s);
   if (rc == 0) {
     w->written_version = version;
@@ -86,12 +87,11 @@ static void *writer_main(void *arg) {
   struct ckpt_writer *w = arg;
   store_reader_register(); /* store_pin opens a read section */
   while (!wait_interval(w))
-    write_once(w, 0);
+    write_once(w);
   pthread_mutex_lock(&w->mu);
   bool final = w->final;
-  int budget = w->budget_ms;
   pthread_mutex_unlock(&w->mu);
-  if (final) write_once(w, clock_mono_ms() + budget);
+  if (final) write_once(w);
   store_reader_unregister();
   return NULL;
 }
@@ -120,7 +120,8 @@ int ckpt_writer_start(const struct ckpt_writer_deps *d, struct ckpt_writer **out
 void ckpt_writer_stop(struct ckpt_writer *w, bool final, int budget_ms) {
   if (w == NULL || !w->started) return;
   pthread_mutex_lock(&w->mu);
-  w->stop = true, w->final = final, w->budget_ms = budget_ms;
+  w->stop = true, w->final = final;
+  atomic_store(&w->deadline_ms, clock_mono_ms() + budget_ms);
   pthread_cond_broadcast(&w->cv);
   pthread_mutex_unlock(&w->mu);
   pthread_join(w->thread, NULL);
