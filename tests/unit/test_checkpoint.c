@@ -290,7 +290,8 @@ static void files_are_kept_newest_first(void **state) {
     struct ckpt_meta meta = {.nparts = 0};
     struct ckpt_written out;
     char why[256];
-    assert_int_equal(ckpt_write_file(dir, store_current(a), &meta, 2, NULL, &out, why, sizeof why), 0);
+    assert_int_equal(ckpt_write_file(dir, store_current(a), &meta, 2, NULL, &out, why, sizeof why),
+                     0);
     if (i == 0) strcpy(first, out.path);
     assert_true(out.bytes > 0);
   }
