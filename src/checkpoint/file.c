@@ -88,9 +88,9 @@ void ckpt_list_free(char **paths, int n) {
 
 /* Deletes all but the newest keep checkpoints of dir. */
 static void prune(const char *dir, int keep) {
-  char **v;
+  char **v = NULL;
   int n = ckpt_list(dir, &v);
-  if (n < 0) return;
+  if (n <= 0 || v == NULL) return;
   for (int i = keep; i < n; i++)
     unlink(v[i]);
   ckpt_list_free(v, n);
