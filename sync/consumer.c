@@ -1133,6 +1133,67 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
   return lost && !atomic_load(stop) ? CONSUMER_LOST : 0;
 }
 
+/* ---- Checkpoints ---- */
+
+/* Checks partition p (watermarks known) against a checkpoint naming next
+ * for it (-1: not named) and sets where the tail starts. 0 or -ESTALE. */
+static int start_one(struct consumer *c, struct part *p, int64_t next, char *why, size_t cap) {
+  if (next < 0 && p->lo0 > 0) {
+    snprintf(why, cap,
+             "partition %d is not in the checkpoint and retention deleted its offsets "
+             "below %lld",
+             p->id, (long long)p->lo0);
+    return -ESTALE;
+  }
+  if (next >= 0 && next < p->lo0) {
+    snprintf(why, cap,
+             "partition %d: the checkpoint covers offsets below %lld, the topic now "
+             "starts at %lld (retention deleted events it needs)",
+             p->id, (long long)next, (long long)p->lo0);
+    return -ESTALE;
+  }
+  if (next > p->hw0) {
+    snprintf(why, cap,
+             "partition %d: the checkpoint is at offset %lld, past the topic's end %lld "
+             "(another topic or cluster)",
+             p->id, (long long)next, (long long)p->hw0);
+    return -ESTALE;
+  }
+  pthread_mutex_lock(&c->mu);
+  p->start = next < 0 ? RD_KAFKA_OFFSET_BEGINNING : next;
+  p->published = next < 0 ? 0 : next;
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
+int consumer_start_at(struct consumer *c, const struct consumer_pos *pos, int n, char *why,
+                      size_t cap) {
+  int rc = discover(c, RD_KAFKA_OFFSET_BEGINNING, 2000);
+  if (rc < 0 || c->nparts == 0) {
+    snprintf(why, cap, "%s", rc == -EIO ? "kafka unreachable" : "the topic does not exist");
+    return rc < 0 ? rc : -ENOENT;
+  }
+  for (int i = 0; i < c->nparts; i++) {
+    int64_t next = -1;
+    for (int j = 0; j < n; j++)
+      if (pos[j].partition == c->parts[i].id) next = pos[j].next;
+    if ((rc = start_one(c, &c->parts[i], next, why, cap)) != 0) return rc;
+  }
+  return 0;
+}
+
+int consumer_published(struct consumer *c, struct consumer_pos *pos, int cap) {
+  int n = -EAGAIN;
+  pthread_mutex_lock(&c->mu);
+  if (c->nparts > 0 && c->nlost == 0) {
+    for (n = 0; n < c->nparts && n < cap; n++)
+      pos[n] = (struct consumer_pos){.partition = c->parts[n].id,
+                                     .next = c->parts[n].published < 0 ? 0 : c->parts[n].published};
+  }
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
 /* ---- Observability ---- */
 
 char *consumer_offsets_json(struct consumer *c) {

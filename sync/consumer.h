@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "store.h"
@@ -97,6 +98,28 @@ void consumer_resynced(struct consumer *c);
  * events still apply) and keeps the flags and the condition, saying why
  * they stay. */
 void consumer_resume_lost(struct consumer *c);
+
+/* One partition's position: every event before next is in the state. */
+struct consumer_pos {
+  int32_t partition;
+  int64_t next;
+};
+
+/* Start-up from a checkpoint covering pos[0..n): learns the topic's
+ * partitions and makes the tail start each at its checkpoint offset, or at
+ * the beginning for a partition the checkpoint does not name. Refuses
+ * (-ESTALE, why filled) if retention deleted events the checkpoint needs (a
+ * partition's first offset above its checkpoint offset, or above 0 for an
+ * unnamed one) or if the checkpoint is ahead of the topic (another topic or
+ * cluster); -ENOENT if the topic is missing; -EIO if the broker did not
+ * answer. On refusal the caller calls consumer_reset. */
+int consumer_start_at(struct consumer *c, const struct consumer_pos *pos, int n, char *why,
+                      size_t cap);
+
+/* The positions the published snapshot covers, into pos (cap entries).
+ * Returns the count, or -EAGAIN when they cannot be vouched for (no
+ * partition known, a lost position not re-synced). @locality any thread. */
+int consumer_published(struct consumer *c, struct consumer_pos *pos, int cap);
 
 /* JSON array of {"partition":p,"next_offset":o}: the offsets the published
  * snapshot covers (malloc'd, caller frees). */

@@ -9,6 +9,11 @@
  *           from the recorded offsets (see docs/ARCHITECTURE.md for why no
  *           change is lost at the hand-off)
  *
+ *   with CHECKPOINT_DIR: the newest usable checkpoint first (its topic is
+ *           the configured one, retention kept every event after its
+ *           offsets, it decodes whole), then the tail from its offsets;
+ *           otherwise the mode's own start
+ *
  * A failed warm load is discarded whole (the transaction is aborted, never
  * published) and retried with capped exponential backoff; health stays
  * NOT_SERVING meanwhile because nothing has been published.
@@ -25,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "clock.h"
 #include "conditions.h"
 #include "consumer.h"
@@ -47,7 +53,8 @@ struct sync {
   atomic_bool stop;
   struct pgload *pg;
   struct consumer *consumer;
-  bool ready; /* the first snapshot was published (writer thread only) */
+  bool ready;       /* the first snapshot was published (writer thread only) */
+  double started_s; /* monotonic, when the thread started (start-up timing) */
 };
 
 /* Sleeps up to ms unless stop is requested; returns true if stopping. */
@@ -88,6 +95,8 @@ static void replay_ready(void *arg) {
     return;
   }
   s->ready = true;
+  log_info("startup source", LF_S("source", "replay"),
+           LF_D("seconds", clock_mono_s() - s->started_s));
   s->d.on_ready(s->d.arg);
 }
 
@@ -246,10 +255,11 @@ static void follow_warm(struct sync *s) {
  * (compacted, or the operator allowed an incomplete one), else the lost
  * partitions read on from their first offset and stay flagged. A position
  * lost before the first publish restarts the replay (which then checks the
- * history again). */
-static void follow_replay(struct sync *s) {
-  bulk_build(true);
-  int rc = consumer_run(s->consumer, s->d.store, true, &s->stop, replay_ready, s);
+ * history again). replay_first false: the state is already published (a
+ * checkpoint), the first run only tails. */
+static void follow_replay(struct sync *s, bool replay_first) {
+  if (replay_first) bulk_build(true);
+  int rc = consumer_run(s->consumer, s->d.store, replay_first, &s->stop, replay_ready, s);
   while (rc == CONSUMER_LOST && !wait_or_stop(s, 500)) {
     bool replay = !s->ready;
     if (s->ready) {
@@ -272,20 +282,115 @@ static void follow_replay(struct sync *s) {
   }
 }
 
+/* ---- Start-up from a checkpoint ---- */
+
+/* ckpt_accept_fn: the checkpoint's topic is ours and the topic still holds
+ * every event after its offsets (retried while the broker does not answer). */
+static int accept_checkpoint(void *arg, const struct ckpt_meta *m, char *why, size_t cap) {
+  struct sync *s = arg;
+  if (strcmp(m->topic, s->cfg->kafka_topic) != 0) {
+    snprintf(why, cap, "written for topic \"%.200s\", KAFKA_TOPIC is \"%.200s\"", m->topic,
+             s->cfg->kafka_topic);
+    return -ESTALE;
+  }
+  if (m->nparts > 0 && m->nparts > INT_MAX / 2) return -EBADMSG;
+  struct consumer_pos *pos = xcalloc(m->nparts + 1, sizeof *pos);
+  for (uint32_t i = 0; i < m->nparts; i++)
+    pos[i] = (struct consumer_pos){.partition = m->parts[i].id, .next = m->parts[i].next};
+  int rc;
+  while ((rc = consumer_start_at(s->consumer, pos, (int)m->nparts, why, cap)) == -EIO) {
+    consumer_reset(s->consumer);
+    if (wait_or_stop(s, 1000)) {
+      rc = -ECANCELED;
+      break;
+    }
+  }
+  free(pos);
+  return rc;
+}
+
+/* Loads one checkpoint file into a new transaction and publishes it.
+ * Returns 0, or a negative errno with why filled (nothing published). */
+static int load_checkpoint(struct sync *s, const char *path, char *why, size_t cap) {
+  struct ckpt_meta meta;
+  double t0 = clock_mono_s();
+  struct store_txn *t = store_begin(s->d.store);
+  int rc = ckpt_load_file(path, accept_checkpoint, s, t, &meta, why, cap);
+  if (rc == 0 && store_txn_live(t) == 0 && !s->cfg->allow_empty_catalog) {
+    snprintf(why, cap,
+             "it holds no live entity (set ALLOW_EMPTY_CATALOG=true if an empty "
+             "catalog is expected)");
+    rc = -ENODATA;
+  }
+  if (rc != 0) {
+    store_abort(t);
+    consumer_reset(s->consumer); /* the fallback learns the partitions afresh */
+    return rc;
+  }
+  double load_s = clock_mono_s() - t0;
+  publish(s, t, "checkpoint");
+  log_info("startup source", LF_S("source", "checkpoint"), LF_S("path", path),
+           LF_D("load_seconds", load_s), LF_D("seconds", clock_mono_s() - s->started_s),
+           LF_I("partitions", meta.nparts), LF_I("checkpoint_snapshot_version", meta.snap_version),
+           LF_D("age_seconds", (double)(clock_wall_ns() - meta.built_ns) / 1e9));
+  ckpt_meta_clear(&meta);
+  return 0;
+}
+
+/* Tries the checkpoints of CHECKPOINT_DIR, newest first. Returns 0 once one
+ * is published, -ECANCELED on stop, -ENOENT if none is usable (each skipped
+ * one is logged with why). */
+static int start_from_checkpoint(struct sync *s) {
+  char **paths, why[600];
+  int n = ckpt_list(s->cfg->checkpoint_dir, &paths), rc = -ENOENT;
+  if (n < 0) {
+    log_warn("checkpoint directory unreadable", LF_S("dir", s->cfg->checkpoint_dir),
+             LF_S("error", strerror(-n)));
+    return -ENOENT;
+  }
+  bulk_build(true);
+  for (int i = 0; i < n && rc != 0 && rc != -ECANCELED; i++) {
+    if ((rc = load_checkpoint(s, paths[i], why, sizeof why)) != 0 && rc != -ECANCELED)
+      log_warn("checkpoint skipped", LF_S("path", paths[i]), LF_S("why", why));
+  }
+  bulk_build(false);
+  if (rc != 0 && rc != -ECANCELED)
+    log_info("no usable checkpoint: starting from the source", LF_S("dir", s->cfg->checkpoint_dir),
+             LF_I("files", n));
+  ckpt_list_free(paths, n);
+  return rc == 0 || rc == -ECANCELED ? rc : -ENOENT;
+}
+
+/* The mode's own start: warm load then tail, or replay then tail. */
+static void start_from_source(struct sync *s) {
+  if (s->cfg->sync_mode != SYNC_WARM) {
+    follow_replay(s, true);
+    return;
+  }
+  bulk_build(true);
+  int rc = s->consumer == NULL || mark_kafka(s) == 0 ? load_postgres(s) : -ECANCELED;
+  bulk_build(false);
+  if (rc != 0) return;
+  s->ready = true;
+  log_info("startup source", LF_S("source", "postgres"),
+           LF_D("seconds", clock_mono_s() - s->started_s));
+  s->d.on_ready(s->d.arg);
+  if (s->consumer) follow_warm(s);
+}
+
 static void *sync_main(void *arg) {
   struct sync *s = arg;
   store_reader_register();
-  if (s->cfg->sync_mode == SYNC_WARM) {
-    bulk_build(true);
-    int rc = s->consumer == NULL || mark_kafka(s) == 0 ? load_postgres(s) : -ECANCELED;
-    bulk_build(false);
-    if (rc == 0) {
-      s->ready = true;
-      s->d.on_ready(s->d.arg);
-      if (s->consumer) follow_warm(s);
-    }
-  } else {
-    follow_replay(s);
+  int rc = s->cfg->checkpoint_dir[0] && s->consumer ? start_from_checkpoint(s) : -ENOENT;
+  if (rc == 0) {
+    s->ready = true;
+    s->d.on_ready(s->d.arg);
+    if (s->cfg->sync_mode == SYNC_WARM)
+      follow_warm(s);
+    else
+      follow_replay(s, false);
+  } else if (rc != -ECANCELED) {
+    start_from_source(s);
   }
   wait_or_stop(s, 1L << 30);
   store_reader_unregister();
@@ -327,6 +432,7 @@ int sync_start(const struct sync_deps *d, struct sync **out) {
   pthread_condattr_t ca;
   s->d = *d;
   s->cfg = d->cfg;
+  s->started_s = clock_mono_s();
   pthread_mutex_init(&s->mu, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -356,6 +462,22 @@ void sync_stop(struct sync *s) {
   sync_request_stop(s);
   pthread_join(s->thread, NULL);
   s->thread = 0;
+}
+
+int sync_checkpoint_position(void *arg, struct ckpt_meta *m) {
+  struct sync *s = arg;
+  if (s->consumer == NULL) return -EAGAIN;
+  struct consumer_pos *pos = xcalloc(CKPT_MAX_PARTS, sizeof *pos);
+  int n = consumer_published(s->consumer, pos, CKPT_MAX_PARTS);
+  if (n > 0) {
+    snprintf(m->topic, sizeof m->topic, "%s", s->cfg->kafka_topic);
+    m->parts = xcalloc((size_t)n, sizeof *m->parts);
+    for (int i = 0; i < n; i++)
+      m->parts[i] = (struct ckpt_part){.id = pos[i].partition, .next = pos[i].next};
+    m->nparts = (uint32_t)n;
+  }
+  free(pos);
+  return n > 0 ? 0 : -EAGAIN;
 }
 
 char *sync_offsets_json(struct sync *s) {

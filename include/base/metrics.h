@@ -69,6 +69,11 @@ enum metrics_counter {
   MC_ADMIN_CUT_EVICTED,  /* admin connections closed: evicted beyond the limit */
   MC_DLQ_DELIVERED,      /* rejected events the broker took on the dead-letter topic */
   MC_DLQ_FAILED,         /* rejected events that could not be copied there */
+  MC_CKPT_WRITES,        /* checkpoints written (checkpoint thread) */
+  MC_CKPT_FAILURES,      /* checkpoint writes that failed or were abandoned */
+  MC_CKPT_LAST_UNIX_MS,  /* gauge: wall time the last checkpoint was written (0: none) */
+  MC_CKPT_LAST_BYTES,    /* gauge: its size */
+  MC_CKPT_LAST_NS,       /* gauge: how long writing it took */
   MC_COUNT
 };
 

@@ -51,6 +51,10 @@ struct config {
   char kafka_dlq_topic[256];
   int sync_max_batch_events;
   int sync_max_batch_ms;
+  /* Checkpoints (empty dir = off) */
+  char checkpoint_dir[1024];
+  int checkpoint_interval_s;
+  int checkpoint_keep;
 };
 
 /* Fills c from the environment (getenv), with defaults for what is unset.

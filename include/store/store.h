@@ -87,13 +87,48 @@ size_t snap_count(const struct snapshot *s, enum cat_kind kind);
 void snap_foreach(const struct snapshot *s, enum cat_kind kind,
                   void (*fn)(const struct cat_hdr *, void *), void *arg);
 
+/* Calls fn on every record of kind, tombstones included (a checkpoint must
+ * keep the versions of deleted entities, or an older upsert arriving after a
+ * restart would resurrect one). */
+void snap_foreach_all(const struct snapshot *s, enum cat_kind kind,
+                      void (*fn)(const struct cat_hdr *, void *), void *arg);
+
+/* ---- Pins: a snapshot held outside a read section ----
+ *
+ * A long reader (a checkpoint written to disk, later a snapshot streamed to
+ * a peer) must not hold an RCU read section for seconds: every publish
+ * waits for a grace period, so the writer would stall. It pins the snapshot
+ * instead. While any pin is held, what commits would free (replaced shards
+ * and records, old snapshot structs, a rebuilt state's old maps) is kept on
+ * a deferred list instead, and freed when the last pin is released. The
+ * writer never waits for a pin holder: a commit only takes the pin mutex to
+ * check the count and append to the list. Memory held meanwhile grows with
+ * what the writer replaces while the pin lasts. */
+
+/* Pins the current snapshot and returns it (NULL before the first publish:
+ * nothing is pinned then). Its records stay valid, outside any read section,
+ * until store_unpin. Several pins may be held at once.
+ * @locality any registered RCU reader thread, not inside a read section. */
+const struct snapshot *store_pin(struct store *st);
+
+/* Releases a pin taken by store_pin (s as returned; NULL is a no-op). The
+ * last release frees what was deferred, on the calling thread.
+ * @locality any thread. */
+void store_unpin(struct store *st, const struct snapshot *s);
+
+/* Pins held now, and objects waiting on the deferred list (for tests and
+ * metrics). @locality any thread. */
+int store_pins(struct store *st);
+size_t store_deferred(struct store *st);
+
 /* ---- Writer side: @locality one writer thread at a time, registered as an
  * RCU reader, never inside a read section. ---- */
 
 /* A new store with no snapshot. Destroy with store_destroy(). */
 struct store *store_new(void);
 
-/* Frees the store and its snapshot. No reader may be active. NULL: no-op. */
+/* Frees the store, its snapshot and anything deferred. No reader may be
+ * active and no pin held. NULL: no-op. */
 void store_destroy(struct store *st);
 
 /* Opens a transaction on top of the current snapshot (or on an empty state
@@ -131,6 +166,11 @@ int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], 
  * included; NULL if none. */
 const struct cat_hdr *store_txn_get(struct store_txn *t, enum cat_kind kind, const uint8_t id[16],
                                     const char *org, size_t orglen);
+
+/* The state t builds, readable as a snapshot (version 0) by the writer
+ * while t is open: e.g. to compute its digest before publishing it. Not
+ * valid after commit or abort. */
+const struct snapshot *store_txn_view(const struct store_txn *t);
 
 /* Number of puts/deletes applied so far in t. */
 size_t store_txn_changes(const struct store_txn *t);

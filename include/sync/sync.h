@@ -48,6 +48,14 @@ void sync_stop(struct sync *s);
  * server. sync_stop() then joins. NULL is a no-op. @locality any thread. */
 void sync_request_stop(struct sync *s);
 
+struct ckpt_meta;
+
+/* The checkpoint writer's position callback (ckpt_writer_deps.position; arg
+ * is the struct sync): the topic and the offsets the published snapshot
+ * covers, or -EAGAIN without a change feed or while a lost position is not
+ * re-synced. @locality any thread. */
+int sync_checkpoint_position(void *arg, struct ckpt_meta *m);
+
 /* JSON array of per-partition next offsets; NULL without Kafka. Caller
  * frees. @locality any thread. */
 char *sync_offsets_json(struct sync *s);

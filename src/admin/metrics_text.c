@@ -251,13 +251,31 @@ static void render_totals(const struct metrics_view *v, struct strbuf *b) {
       "# TYPE catalogd_admin_connections_closed_total counter\n"
       "catalogd_admin_connections_closed_total{reason=\"deadline\"} %llu\n"
       "catalogd_admin_connections_closed_total{reason=\"evicted\"} %llu\n"
+      "# HELP catalogd_checkpoints_written_total Checkpoints written to CHECKPOINT_DIR.\n"
+      "# TYPE catalogd_checkpoints_written_total counter\ncatalogd_checkpoints_written_total %llu\n"
+      "# HELP catalogd_checkpoint_failures_total Checkpoint writes that failed or were "
+      "abandoned.\n"
+      "# TYPE catalogd_checkpoint_failures_total counter\n"
+      "catalogd_checkpoint_failures_total %llu\n"
+      "# HELP catalogd_checkpoint_last_timestamp_seconds When the last checkpoint was written "
+      "(0: none yet).\n"
+      "# TYPE catalogd_checkpoint_last_timestamp_seconds gauge\n"
+      "catalogd_checkpoint_last_timestamp_seconds %.3f\n"
+      "# HELP catalogd_checkpoint_last_bytes Size of the last checkpoint.\n"
+      "# TYPE catalogd_checkpoint_last_bytes gauge\ncatalogd_checkpoint_last_bytes %llu\n"
+      "# HELP catalogd_checkpoint_last_duration_seconds How long writing the last checkpoint "
+      "took.\n"
+      "# TYPE catalogd_checkpoint_last_duration_seconds gauge\n"
+      "catalogd_checkpoint_last_duration_seconds %.3f\n"
       "# HELP process_resident_memory_bytes Resident set size.\n"
       "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
       (unsigned long long)publishes(v), (unsigned long long)c[MC_PG_ROWS],
       (unsigned long long)c[MC_PG_ROWS_SKIPPED], (double)c[MC_PG_LOAD_NS] / 1e9,
       (unsigned long long)c[MC_PG_ATTEMPTS], (unsigned long long)c[MC_BAD_REQUESTS],
       (unsigned)c[MC_ADMIN_CONNECTIONS], (unsigned long long)c[MC_ADMIN_CUT_DEADLINE],
-      (unsigned long long)c[MC_ADMIN_CUT_EVICTED], rss_bytes());
+      (unsigned long long)c[MC_ADMIN_CUT_EVICTED], (unsigned long long)c[MC_CKPT_WRITES],
+      (unsigned long long)c[MC_CKPT_FAILURES], (double)c[MC_CKPT_LAST_UNIX_MS] / 1e3,
+      (unsigned long long)c[MC_CKPT_LAST_BYTES], (double)c[MC_CKPT_LAST_NS] / 1e9, rss_bytes());
 }
 
 /* The standard process metrics (Prometheus client conventions) and build info. */

@@ -21,6 +21,7 @@
 
 #include "admin.h"
 #include "build_info.h"
+#include "checkpoint.h"
 #include "clock.h"
 #include "conditions.h"
 #include "config.h"
@@ -200,6 +201,7 @@ struct app {
   struct config sync_cfg;     /* the writer's: cfg, or the demo broker as a replay source */
   struct demo_broker *broker; /* SYNC_MODE=demo only; outlives the writer */
   struct sync *sy;
+  struct ckpt_writer *ckpt; /* CHECKPOINT_DIR only */
   struct ready_ctx ready;
 };
 
@@ -219,6 +221,22 @@ static char *sync_offsets_of(void *src) { return sync_offsets_json(src); }
 
 /* admin_deps.is_serving: the gRPC health status (arg is the struct health). */
 static bool health_serving_of(void *h) { return health_is_serving(h); }
+
+/* Starts the checkpoint writer when CHECKPOINT_DIR is set (after the sync
+ * thread: it asks the writer for the offsets). Returns 0 or 1 (logged). */
+static int start_checkpoints(struct app *a) {
+  if (a->cfg.checkpoint_dir[0] == '\0') return 0;
+  struct ckpt_writer_deps cd = {.dir = a->cfg.checkpoint_dir,
+                                .interval_s = a->cfg.checkpoint_interval_s,
+                                .keep = a->cfg.checkpoint_keep,
+                                .store = a->store,
+                                .metrics = a->metrics,
+                                .position = sync_checkpoint_position,
+                                .arg = a->sy};
+  int rc = ckpt_writer_start(&cd, &a->ckpt);
+  if (rc != 0) log_error("cannot start the checkpoint thread", LF_S("error", strerror(-rc)));
+  return rc != 0;
+}
 
 /* Starts admin, gRPC and sync. Returns 0 or 1 (logged). */
 static int app_start(struct app *a) {
@@ -256,11 +274,11 @@ static int app_start(struct app *a) {
     return 1;
   }
   admin_set_offsets_source(a->admin, a->sy);
-  return 0;
+  return start_checkpoints(a);
 }
 
 /* Stops in dependency order: gRPC first (health NOT_SERVING, drain), then
- * the writer, then admin; frees everything. */
+ * the writer, the last checkpoint, then admin; frees everything. */
 static void app_stop(struct app *a) {
   /* The writer first, without waiting: a load in progress must not go on
    * (nor turn SERVING) while the server drains. */
@@ -268,6 +286,10 @@ static void app_stop(struct app *a) {
   sync_request_stop(a->sy);
   if (a->srv) server_stop(a->srv);
   if (a->sy) sync_stop(a->sy);
+  /* The last checkpoint: the writer is stopped, so the state and its
+   * offsets hold still; bounded like the drain of calls. */
+  ckpt_writer_stop(a->ckpt, true, a->cfg.shutdown_grace_s * 1000);
+  ckpt_writer_destroy(a->ckpt);
   admin_destroy(a->admin);
   server_destroy(a->srv);
   sync_destroy(a->sy);

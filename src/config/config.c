@@ -283,6 +283,31 @@ static int pick_sync_mode(struct config *c, const char *mode, char *err, size_t 
   return 0;
 }
 
+/* CHECKPOINT_DIR and its knobs. A checkpoint is brought up to date from the
+ * change topic, so it needs one; the demo's broker starts empty every time,
+ * so its offsets would mean nothing at the next start. Returns 0, or
+ * -EINVAL with the reason in err. */
+static int load_checkpoint(struct config *c, char *err, size_t cap) {
+  int rc = env_source("CHECKPOINT_DIR", "", c->checkpoint_dir, sizeof c->checkpoint_dir, err, cap);
+  rc = rc
+           ?: env_int("CHECKPOINT_INTERVAL_SECONDS", 60, 1, 86400, &c->checkpoint_interval_s, err,
+                      cap);
+  rc = rc ?: env_int("CHECKPOINT_KEEP", 2, 1, 100, &c->checkpoint_keep, err, cap);
+  if (rc != 0 || c->checkpoint_dir[0] == '\0') return rc;
+  if (c->sync_mode == SYNC_DEMO || c->kafka_bootstrap[0] == '\0') {
+    snprintf(err, cap,
+             "CHECKPOINT_DIR needs KAFKA_BOOTSTRAP_SERVERS (and is not for SYNC_MODE=demo): a "
+             "checkpoint is brought up to date from the change topic");
+    return -EINVAL;
+  }
+  if (access(c->checkpoint_dir, W_OK | X_OK) != 0) {
+    snprintf(err, cap, "CHECKPOINT_DIR=%s: not a writable directory (%s)", c->checkpoint_dir,
+             strerror(errno));
+    return -EINVAL;
+  }
+  return 0;
+}
+
 /* The writer's settings: the environment, the topic names, then the mode.
  * Returns 0, or -EINVAL with the first problem described in err. */
 static int load_sync(struct config *c, char *err, size_t cap) {
@@ -296,7 +321,7 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   if ((rc = topic_name("KAFKA_TOPIC", c->kafka_topic, err, cap)) != 0) return rc;
   if (c->kafka_dlq_topic[0] && (rc = topic_name("KAFKA_DLQ_TOPIC", c->kafka_dlq_topic, err, cap)))
     return rc;
-  return pick_sync_mode(c, mode, err, cap);
+  return pick_sync_mode(c, mode, err, cap) ?: load_checkpoint(c, err, cap);
 }
 
 int config_load(struct config *c, char *err, size_t cap) {

@@ -270,6 +270,9 @@ void retire_free(struct retire *r) {
     switch (it->type) {
     case RETIRE_SHARD: free(it->p); break; /* its records live on elsewhere */
     case RETIRE_REC: model_free(it->p); break;
+    case RETIRE_SHELL: smap_free_shell(it->p); break;
+    case RETIRE_MAP_ALL: smap_destroy(it->p, 1); break;
+    case RETIRE_MEM: free(it->p); break;
     default: assert(0);
     }
   }

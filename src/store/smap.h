@@ -33,12 +33,15 @@ struct smap;
 struct retire {
   struct retire_item {
     void *p;
-    int type; /* RETIRE_SHARD, RETIRE_REC */
+    int type; /* RETIRE_* */
   } * items;
   size_t n, cap;
 };
 
-enum { RETIRE_SHARD = 1, RETIRE_REC };
+/* A replaced shard (its records live on elsewhere), a replaced record, a
+ * map shell (smap_free_shell), a whole map with every record it references
+ * (smap_destroy all_gens: a rebuilt state's predecessor), plain memory. */
+enum { RETIRE_SHARD = 1, RETIRE_REC, RETIRE_SHELL, RETIRE_MAP_ALL, RETIRE_MEM };
 
 /* Hash of a record key; also picks the shard (top bits). */
 uint32_t smap_hash(const uint8_t *key, size_t len);

@@ -7,11 +7,20 @@
  * snapshot no longer references: the old snapshot struct, the map shells
  * that were forked, and the shards and records that were replaced (the
  * retire list). Everything else is shared by the two versions.
+ *
+ * Pins (store_pin): a long reader outside any read section. While a pin is
+ * held, what a commit would free after its grace period goes to the store's
+ * deferred list instead; the last unpin frees it. Conservative (a commit's
+ * retire list may hold things the pinned snapshot never saw) and simple:
+ * nothing the pinned snapshot reaches can be freed, whichever snapshot of
+ * the lineage was pinned. The pin mutex is held only to count and to move
+ * list items, never across a grace period or a free of the deferred list.
  */
 #include "store.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "clock.h"
@@ -36,6 +45,9 @@ struct store {
   struct snapshot *current; /* RCU-published */
   uint64_t gen;             /* writer only */
   int rebuild;              /* writer only: store_begin starts empty */
+  pthread_mutex_t pin_mu;   /* guards pins and deferred */
+  int pins;                 /* snapshots pinned now (any of them) */
+  struct retire deferred;   /* freed when pins drops to 0 */
 };
 
 struct store_txn {
@@ -49,11 +61,17 @@ struct store_txn {
 };
 
 struct store *store_new(void) {
-  return xcalloc(1, sizeof(struct store));
+  struct store *st = xcalloc(1, sizeof(struct store));
+  pthread_mutex_init(&st->pin_mu, NULL);
+  return st;
 }
 
 void store_destroy(struct store *st) {
   if (st == NULL) return;
+  assert(st->pins == 0);
+  retire_free(&st->deferred);
+  free(st->deferred.items);
+  pthread_mutex_destroy(&st->pin_mu);
   struct snapshot *s = st->current;
   if (s != NULL) {
     for (int k = 0; k < CAT_KIND_COUNT; k++)
@@ -128,6 +146,69 @@ void snap_foreach(const struct snapshot *s, enum cat_kind kind,
                   void (*fn)(const struct cat_hdr *, void *), void *arg) {
   struct foreach_live f = {fn, arg};
   smap_foreach(s->maps[kind], call_if_live, &f);
+}
+
+void snap_foreach_all(const struct snapshot *s, enum cat_kind kind,
+                      void (*fn)(const struct cat_hdr *, void *), void *arg) {
+  smap_foreach(s->maps[kind], fn, arg);
+}
+
+/* ---- Pins ---- */
+
+const struct snapshot *store_pin(struct store *st) {
+  /* Inside a read section, the snapshot read cannot be freed before the pin
+   * is counted: a commit that replaced it waits for this section to end
+   * before it looks at the count. */
+  store_read_lock();
+  const struct snapshot *s = store_current(st);
+  if (s != NULL) {
+    pthread_mutex_lock(&st->pin_mu);
+    st->pins++;
+    pthread_mutex_unlock(&st->pin_mu);
+  }
+  store_read_unlock();
+  return s;
+}
+
+void store_unpin(struct store *st, const struct snapshot *s) {
+  if (s == NULL) return;
+  struct retire drop = {0};
+  pthread_mutex_lock(&st->pin_mu);
+  assert(st->pins > 0);
+  if (--st->pins == 0) {
+    drop = st->deferred; /* freed below, outside the mutex */
+    st->deferred = (struct retire){0};
+  }
+  pthread_mutex_unlock(&st->pin_mu);
+  retire_free(&drop);
+  free(drop.items);
+}
+
+int store_pins(struct store *st) {
+  pthread_mutex_lock(&st->pin_mu);
+  int n = st->pins;
+  pthread_mutex_unlock(&st->pin_mu);
+  return n;
+}
+
+size_t store_deferred(struct store *st) {
+  pthread_mutex_lock(&st->pin_mu);
+  size_t n = st->deferred.n;
+  pthread_mutex_unlock(&st->pin_mu);
+  return n;
+}
+
+/* After a commit's grace period: frees r's items, or moves them to the
+ * deferred list while a pin is held (a pinned snapshot may reach them). */
+static void free_or_defer(struct store *st, struct retire *r) {
+  pthread_mutex_lock(&st->pin_mu);
+  if (st->pins > 0) {
+    for (size_t i = 0; i < r->n; i++)
+      retire_add(&st->deferred, r->items[i].p, r->items[i].type);
+    r->n = 0;
+  }
+  pthread_mutex_unlock(&st->pin_mu);
+  retire_free(r); /* nothing left if deferred */
 }
 
 struct store_txn *store_begin(struct store *st) {
@@ -313,6 +394,8 @@ int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], 
   return STORE_APPLIED;
 }
 
+const struct snapshot *store_txn_view(const struct store_txn *t) { return &t->next; }
+
 size_t store_txn_changes(const struct store_txn *t) { return t->changes; }
 
 size_t store_txn_live(const struct store_txn *t) {
@@ -338,18 +421,18 @@ uint64_t store_commit(struct store_txn *t) {
   synchronize_rcu();
   TSAN_GRACE_DONE();
   /* No reader holds base now: free what next does not share (a rebuild
-   * shares nothing: all of base goes). */
-  if (base != NULL && t->fresh) {
+   * shares nothing: all of base goes), unless a pin still needs it. */
+  struct retire *r = &t->retired;
+  if (base != NULL) {
     for (int k = 0; k < CAT_KIND_COUNT; k++)
-      smap_destroy(base->maps[k], 1);
-    free(base);
-  } else if (base != NULL) {
-    for (int k = 0; k < CAT_KIND_COUNT; k++)
-      if (next->maps[k] != base->maps[k]) smap_free_shell(base->maps[k]);
-    free(base);
+      if (t->fresh)
+        retire_add(r, base->maps[k], RETIRE_MAP_ALL);
+      else if (next->maps[k] != base->maps[k])
+        retire_add(r, base->maps[k], RETIRE_SHELL);
+    retire_add(r, base, RETIRE_MEM);
   }
-  retire_free(&t->retired);
-  free(t->retired.items);
+  free_or_defer(st, r);
+  free(r->items);
   /* next is not leaked: PUBLISH stored it in st->current through
    * uatomic_xchg's inline asm, which the analyzer does not follow. */
   uint64_t v = next->version; // NOLINT(clang-analyzer-unix.Malloc): published above

@@ -17,7 +17,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-60}
 build=${2:-${CATALOGD_FUZZ_BUILD:-build-fuzz}}
-targets=${FUZZ_TARGETS:-"fuzz_event_decode fuzz_copy_row fuzz_rpc"}
+targets=${FUZZ_TARGETS:-"fuzz_event_decode fuzz_copy_row fuzz_rpc fuzz_checkpoint"}
 
 case $secs in '' | *[!0-9]*) echo "run.sh: seconds must be a number" >&2; exit 2 ;; esac
 

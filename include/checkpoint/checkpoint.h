@@ -1,0 +1,155 @@
+/*
+ * checkpoint.h - a snapshot as a byte stream (the checkpoint format), the
+ * checkpoint files in CHECKPOINT_DIR, and the background thread that writes
+ * them.
+ *
+ * The stream (docs/ARCHITECTURE.md, "Checkpoints") is a header (magic,
+ * format version, the Kafka topic and per-partition next offsets the state
+ * covers, record counts per kind, the state digest), then blocks of records
+ * each with its CRC-32C, then a trailer. It is written and read through
+ * callbacks, in blocks of bounded size, so the same bytes can go to a file
+ * or (later) over HTTP to a peer, with bounded memory on both sides.
+ *
+ * Reading trusts nothing: every length is bounded by what remains, every
+ * block's checksum is checked before a byte of it is used, every record goes
+ * through the model's builders (the same validation as events), and the
+ * counts and the digest of the decoded state must equal the header's.
+ */
+#ifndef CATALOGD_CHECKPOINT_H
+#define CATALOGD_CHECKPOINT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "model.h"
+#include "store.h"
+
+#define CKPT_FORMAT_VERSION 1
+#define CKPT_MAX_PARTS      65536
+#define CKPT_TOPIC_MAX      255
+
+struct ckpt_part {
+  int32_t id;
+  int64_t next; /* the next offset to read: every event before it is in the state */
+};
+
+/* What a checkpoint says about itself (its header). */
+struct ckpt_meta {
+  char topic[CKPT_TOPIC_MAX + 1];
+  uint32_t nparts;
+  struct ckpt_part *parts;            /* malloc'd; ckpt_meta_clear frees it */
+  uint64_t records[CAT_ENTITY_KINDS]; /* records per kind, tombstones included */
+  uint64_t live[CAT_ENTITY_KINDS];    /* live entities per kind */
+  char digest[33];                    /* digest.h's hex of the live state */
+  uint64_t snap_version;              /* of the snapshot written (informative) */
+  int64_t built_ns;                   /* when that snapshot was built (wall) */
+};
+
+/* Frees m->parts and zeroes *m. NULL is a no-op. */
+void ckpt_meta_clear(struct ckpt_meta *m);
+
+/* ---- The stream ---- */
+
+/* Output: writes all n bytes; 0, or a negative errno (ends the encoding). */
+typedef int (*ckpt_write_fn)(void *arg, const void *p, size_t n);
+/* Input: reads up to n bytes; returns how many (0 at the end), or a
+ * negative errno. */
+typedef ssize_t (*ckpt_read_fn)(void *arg, void *p, size_t n);
+
+/* Encodes s (pinned, or otherwise held still) as a checkpoint covering
+ * meta's topic and partitions; fills meta's counts and digest first. Output
+ * goes to w in pieces of at most about 64 KiB. Returns 0, or w's error.
+ * @locality any registered thread; s must not be freed meanwhile. */
+int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn w, void *arg);
+
+struct ckpt_reader;
+
+/* A reader of the stream r gives. Free with ckpt_reader_destroy. */
+struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg);
+void ckpt_reader_destroy(struct ckpt_reader *rd); /* NULL: no-op */
+
+/* Reads and checks the header into *out (ckpt_meta_clear it). Returns 0;
+ * -EBADMSG if it is not a checkpoint, another format version, or damaged;
+ * -EIO (or r's error) if reading failed. why gets a short reason. */
+int ckpt_read_header(struct ckpt_reader *rd, struct ckpt_meta *out, char *why, size_t cap);
+
+/* After the header: reads every block into t (store_put of each record),
+ * then the trailer, and checks that the stream ends there and that t's
+ * counts and digest equal meta's. Returns 0; -EBADMSG if anything is
+ * damaged or inconsistent (t then holds a partial state: abort it); -EIO or
+ * r's error. Never crashes on any input. @locality the store's writer. */
+int ckpt_read_body(struct ckpt_reader *rd, const struct ckpt_meta *meta, struct store_txn *t,
+                   char *why, size_t cap);
+
+/* ---- Files ---- */
+
+/* Written checkpoint: its name, size and how long writing took. */
+struct ckpt_written {
+  char path[4096];
+  uint64_t bytes;
+  double seconds;
+};
+
+/* Writes s to a new file in dir, crash-safe: a temporary file, fsync,
+ * rename to checkpoint-<wall ns>.ckpt, fsync of the directory; then deletes
+ * all but the newest keep checkpoints. *deadline_ms (monotonic ms; 0 or a
+ * NULL pointer: none), read before every piece written, so another thread
+ * may set it meanwhile, abandons the write past it (-ETIMEDOUT, temp file
+ * removed). Returns 0 or a negative errno with why filled. */
+int ckpt_write_file(const char *dir, const struct snapshot *s, struct ckpt_meta *meta, int keep,
+                    const _Atomic int64_t *deadline_ms, struct ckpt_written *out, char *why,
+                    size_t cap);
+
+/* The checkpoint files of dir, newest first (malloc'd array of malloc'd
+ * paths; free with ckpt_list_free). Leftover temporary files of a crashed
+ * write are deleted. Returns the count, or a negative errno. */
+int ckpt_list(const char *dir, char ***paths);
+void ckpt_list_free(char **paths, int n);
+
+/* Decides whether a checkpoint's header is usable (topic, offsets against
+ * the topic's retention): 0 yes, else a negative errno with why filled. */
+typedef int (*ckpt_accept_fn)(void *arg, const struct ckpt_meta *m, char *why, size_t cap);
+
+/* Loads the checkpoint at path into t: header, accept(), body. Returns 0
+ * with *meta filled (ckpt_meta_clear it), or a negative errno with why
+ * filled (-EBADMSG damaged or foreign, accept's error, -errno of open or
+ * read); t may then hold part of it. @locality the store's writer. */
+int ckpt_load_file(const char *path, ckpt_accept_fn accept, void *arg, struct store_txn *t,
+                   struct ckpt_meta *meta, char *why, size_t cap);
+
+/* ---- The background writer ---- */
+
+struct metrics;
+struct ckpt_writer;
+
+struct ckpt_writer_deps {
+  const char *dir; /* borrowed, outlives the writer */
+  int interval_s;  /* write every this many seconds when the state changed */
+  int keep;        /* checkpoints kept */
+  struct store *store;
+  struct metrics *metrics;
+  /* Fills m->topic and m->parts (malloc'd) with the offsets the current
+   * snapshot covers, read BEFORE the snapshot is pinned (offsets may lag
+   * the snapshot, never lead it: re-applied events are stale no-ops).
+   * Returns 0, or -EAGAIN when the state cannot be vouched for now (a lost
+   * position, a re-sync pending): no checkpoint then. @locality the
+   * checkpoint thread. */
+  int (*position)(void *arg, struct ckpt_meta *m);
+  void *arg;
+};
+
+/* Starts the thread. Returns 0 or a negative errno. */
+int ckpt_writer_start(const struct ckpt_writer_deps *d, struct ckpt_writer **out);
+
+/* Stops the thread; with final, it first writes one last checkpoint if the
+ * state changed since the last one. Any write in progress or the final one
+ * is abandoned if not done within budget_ms. Joins it. NULL is a no-op. @locality main. */
+void ckpt_writer_stop(struct ckpt_writer *w, bool final, int budget_ms);
+
+/* Frees a stopped writer. NULL is a no-op. */
+void ckpt_writer_destroy(struct ckpt_writer *w);
+
+#endif

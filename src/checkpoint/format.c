@@ -1,0 +1,657 @@
+/*
+ * format.c - the checkpoint stream: a snapshot to bytes and back (see
+ * checkpoint.h; the layout is in docs/ARCHITECTURE.md, "Checkpoints").
+ *
+ *   header   "CATDCKPT" | u32 version | u32 body length | body | u32 crc
+ *   block*   'B' | u32 payload length | u32 records | payload | u32 crc
+ *   trailer  'E' | u64 records | u32 crc
+ *
+ * Integers in bodies and payloads are LEB128 varints (signed ones zigzag),
+ * fixed fields little-endian; every crc is CRC-32C of the bytes before it in
+ * the same unit. A record is a flag byte (kind, tombstone, "same organization
+ * as the previous record"), the 16-byte id, the organization unless the
+ * flag says it repeats, the version, then its fields; strings are a length,
+ * the bytes and a NUL (checked), so fields point into the block while it is
+ * decoded. Doubles that are 0 are left out (a bitmask says which follow).
+ *
+ * Records are rebuilt through the model's builders, the path events and rows
+ * take: a checkpoint cannot produce a record an event could not.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "crc32c.h"
+#include "digest.h"
+#include "xalloc.h"
+
+#define MAGIC        "CATDCKPT"
+#define BLOCK_TARGET (64 * 1024)        /* a block is flushed once this full */
+#define BLOCK_MAX    (16 * 1024 * 1024) /* a reader refuses larger blocks */
+#define HEADER_MAX   (4 * 1024 * 1024)
+#define F_KIND       0x07
+#define F_DELETED    0x08
+#define F_SAME_ORG   0x10
+#define MAX_IMAGES   100000
+#define MAX_IDS      1000000
+
+void ckpt_meta_clear(struct ckpt_meta *m) {
+  if (m == NULL) return;
+  free(m->parts);
+  memset(m, 0, sizeof *m);
+}
+
+/* ---- Writing ---- */
+
+/* A growing byte buffer. */
+struct bbuf {
+  char *data;
+  size_t len, cap;
+};
+
+static void bb_append(struct bbuf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
+    b->data = xrealloc(b->data, b->cap);
+  }
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+struct enc {
+  struct bbuf b; /* the block being built (or the header body) */
+  uint32_t nrec;
+  const char *prev_org; /* organization of the previous record in this block */
+  ckpt_write_fn w;
+  void *arg;
+  int err;
+  uint64_t total;
+};
+
+static void put_u8(struct bbuf *b, uint8_t v) { bb_append(b, (const char *)&v, 1); }
+
+static void put_le(struct bbuf *b, uint64_t v, int n) {
+  uint8_t x[8];
+  for (int i = 0; i < n; i++)
+    x[i] = (uint8_t)(v >> (8 * i));
+  bb_append(b, (const char *)x, (size_t)n);
+}
+
+static void put_var(struct bbuf *b, uint64_t v) {
+  uint8_t x[10];
+  int n = 0;
+  do {
+    x[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v);
+  bb_append(b, (const char *)x, (size_t)n);
+}
+
+static void put_zz(struct bbuf *b, int64_t v) {
+  put_var(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+static void put_str(struct bbuf *b, const char *s) {
+  size_t n = strlen(s);
+  put_var(b, n);
+  bb_append(b, s, n + 1); /* with its NUL */
+}
+
+static void put_images(struct bbuf *b, const struct cat_image *im, uint32_t n) {
+  put_var(b, n);
+  for (uint32_t i = 0; i < n; i++) {
+    bb_append(b, (const char *)im[i].id, 16);
+    put_zz(b, im[i].position);
+    put_str(b, im[i].url);
+    put_str(b, im[i].alt);
+  }
+}
+
+static void put_ids(struct bbuf *b, const uint8_t (*ids)[16], uint32_t n) {
+  put_var(b, n);
+  bb_append(b, (const char *)ids, (size_t)n * 16);
+}
+
+static void put_variant(struct bbuf *b, const struct cat_variant *v) {
+  bb_append(b, (const char *)v->product_id, 16);
+  put_str(b, v->sku), put_str(b, v->barcode), put_str(b, v->warehouse_id);
+  put_str(b, v->lot_number), put_str(b, v->vendor);
+  const double d[7] = {v->sale_price, v->cost_price, v->tax,   v->weight,
+                       v->length,     v->width,      v->height};
+  uint8_t mask = 0;
+  for (int i = 0; i < 7; i++)
+    if (d[i] != 0 || __builtin_signbit(d[i])) mask |= (uint8_t)(1u << i);
+  put_u8(b, mask);
+  for (int i = 0; i < 7; i++)
+    if (mask & (1u << i)) bb_append(b, (const char *)&d[i], 8);
+  const int32_t n[5] = {v->stock_total, v->stock_available, v->stock_reserved, v->min_stock,
+                        v->max_stock};
+  for (int i = 0; i < 5; i++)
+    put_zz(b, n[i]);
+  put_u8(b, (uint8_t)(v->active | v->track_inventory << 1));
+  put_images(b, v->images, v->n_images);
+}
+
+static void put_product(struct bbuf *b, const struct cat_product *p) {
+  put_str(b, p->local_id), put_str(b, p->title), put_str(b, p->sku), put_str(b, p->barcode);
+  put_str(b, p->description), put_str(b, p->status), put_str(b, p->product_type);
+  put_str(b, p->unit_of_measure);
+  put_zz(b, p->alert_stock);
+  put_u8(b, p->has_brand);
+  if (p->has_brand) bb_append(b, (const char *)p->brand_id, 16);
+  put_images(b, p->images, p->n_images);
+  put_ids(b, p->tag_ids, p->n_tags);
+  put_ids(b, p->collection_ids, p->n_collections);
+}
+
+/* Sends one framed unit: tag, length and count (blocks), body, crc. */
+static void emit(struct enc *e, uint8_t tag, const char *body, size_t n, uint32_t nrec) {
+  struct bbuf f = {0};
+  put_u8(&f, tag);
+  put_le(&f, n, 4);
+  put_le(&f, nrec, 4);
+  uint32_t crc = crc32c(crc32c(0, f.data, f.len), body, n);
+  if (e->err == 0) e->err = e->w(e->arg, f.data, f.len);
+  if (e->err == 0 && n) e->err = e->w(e->arg, body, n);
+  put_le(&f, crc, 4);
+  if (e->err == 0) e->err = e->w(e->arg, f.data + f.len - 4, 4);
+  free(f.data);
+}
+
+static void flush_block(struct enc *e) {
+  if (e->nrec == 0) return;
+  emit(e, 'B', e->b.data, e->b.len, e->nrec);
+  e->b.len = 0, e->nrec = 0, e->prev_org = NULL;
+}
+
+/* snap_foreach_all callback: appends one record, flushing full blocks. */
+static void enc_record(const struct cat_hdr *h, void *arg) {
+  struct enc *e = arg;
+  if (e->err) return;
+  uint8_t flags = (uint8_t)(h->kind | (h->deleted ? F_DELETED : 0));
+  bool same = e->prev_org != NULL && strcmp(e->prev_org, h->org) == 0;
+  put_u8(&e->b, (uint8_t)(flags | (same ? F_SAME_ORG : 0)));
+  bb_append(&e->b, (const char *)h->key, 16);
+  if (!same) put_str(&e->b, h->org);
+  e->prev_org = h->org;
+  put_zz(&e->b, h->version);
+  if (!h->deleted && h->kind == CAT_VARIANT) put_variant(&e->b, (const struct cat_variant *)h);
+  if (!h->deleted && h->kind == CAT_PRODUCT) put_product(&e->b, (const struct cat_product *)h);
+  if (!h->deleted && h->kind >= CAT_BRAND) {
+    const struct cat_named *n = (const struct cat_named *)h;
+    put_str(&e->b, n->name), put_str(&e->b, n->slug), put_str(&e->b, n->description);
+  }
+  e->nrec++, e->total++;
+  if (e->b.len >= BLOCK_TARGET) flush_block(e);
+}
+
+static void count_record(const struct cat_hdr *h, void *arg) {
+  uint64_t *n = arg;
+  n[h->kind]++;
+}
+
+/* The header body: topic, partitions, counts, digest, version, time. */
+static void header_body(struct bbuf *b, const struct ckpt_meta *m) {
+  put_var(b, strlen(m->topic));
+  bb_append(b, m->topic, strlen(m->topic));
+  put_var(b, m->nparts);
+  for (uint32_t i = 0; i < m->nparts; i++)
+    put_zz(b, m->parts[i].id), put_zz(b, m->parts[i].next);
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+    put_var(b, m->records[k]), put_var(b, m->live[k]);
+  bb_append(b, m->digest, 32);
+  put_var(b, m->snap_version);
+  put_zz(b, m->built_ns);
+}
+
+int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn w, void *arg) {
+  struct digest d;
+  digest_compute(s, &d);
+  memcpy(meta->digest, d.hex, 33);
+  memset(meta->records, 0, sizeof meta->records);
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
+    snap_foreach_all(s, (enum cat_kind)k, count_record, meta->records);
+    meta->live[k] = snap_count(s, (enum cat_kind)k);
+  }
+  meta->snap_version = snap_version(s);
+  meta->built_ns = snap_built_ns(s);
+  struct enc e = {.w = w, .arg = arg};
+  struct bbuf h = {0};
+  bb_append(&h, MAGIC, 8);
+  put_le(&h, CKPT_FORMAT_VERSION, 4);
+  header_body(&e.b, meta);
+  put_le(&h, e.b.len, 4);
+  bb_append(&h, e.b.data, e.b.len);
+  put_le(&h, crc32c(0, h.data, h.len), 4);
+  e.err = w(arg, h.data, h.len);
+  free(h.data);
+  e.b.len = 0;
+  for (int k = 0; k < CAT_ENTITY_KINDS && e.err == 0; k++) {
+    snap_foreach_all(s, (enum cat_kind)k, enc_record, &e);
+    flush_block(&e);
+  }
+  struct bbuf t = {0};
+  put_le(&t, e.total, 8);
+  if (e.err == 0) emit(&e, 'E', t.data, t.len, 0);
+  free(t.data);
+  free(e.b.data);
+  return e.err;
+}
+
+/* ---- Reading ---- */
+
+/* Text ids for the builders (they take the UUID text events carry). */
+struct ids {
+  char (*txt)[UUID_STR_LEN + 1];
+  const char **ptr;
+  size_t cap;
+};
+
+struct ckpt_reader {
+  ckpt_read_fn r;
+  void *arg;
+  uint8_t *buf; /* the current unit */
+  size_t cap;
+  struct image_fields *ims;
+  size_t ims_cap;
+  struct ids img_ids, tag_ids, col_ids;
+  uint64_t records[CAT_ENTITY_KINDS];
+  uint64_t total;
+};
+
+/* A bounded view of a unit being decoded; bad is sticky. */
+struct cur {
+  const uint8_t *p, *end;
+  bool bad;
+};
+
+struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg) {
+  struct ckpt_reader *rd = xcalloc(1, sizeof *rd);
+  rd->r = r, rd->arg = arg;
+  return rd;
+}
+
+static void ids_free(struct ids *x) {
+  free(x->txt);
+  free(x->ptr);
+}
+
+void ckpt_reader_destroy(struct ckpt_reader *rd) {
+  if (rd == NULL) return;
+  free(rd->buf);
+  free(rd->ims);
+  ids_free(&rd->img_ids), ids_free(&rd->tag_ids), ids_free(&rd->col_ids);
+  free(rd);
+}
+
+/* Reads exactly n bytes into p. 0; -EBADMSG if the stream ends first
+ * (truncated); the reader's error. */
+static int read_full(struct ckpt_reader *rd, void *p, size_t n, char *why, size_t cap) {
+  for (size_t got = 0; got < n;) {
+    ssize_t k = rd->r(rd->arg, (char *)p + got, n - got);
+    if (k < 0) {
+      snprintf(why, cap, "read failed: %s", strerror((int)-k));
+      return (int)k;
+    }
+    if (k == 0) {
+      snprintf(why, cap, "truncated");
+      return -EBADMSG;
+    }
+    got += (size_t)k;
+  }
+  return 0;
+}
+
+/* rd->buf with room for n bytes. */
+static uint8_t *room(struct ckpt_reader *rd, size_t n) {
+  if (n > rd->cap) {
+    rd->buf = xrealloc(rd->buf, n);
+    rd->cap = n;
+  }
+  return rd->buf;
+}
+
+static uint32_t le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+static const uint8_t *get_bytes(struct cur *c, size_t n) {
+  if (c->bad || (size_t)(c->end - c->p) < n) {
+    c->bad = true;
+    return NULL;
+  }
+  const uint8_t *at = c->p;
+  c->p += n;
+  return at;
+}
+
+static uint8_t get_u8(struct cur *c) {
+  const uint8_t *b = get_bytes(c, 1);
+  return b ? *b : 0;
+}
+
+static uint64_t get_var(struct cur *c) {
+  uint64_t v = 0;
+  for (int sh = 0; sh < 64; sh += 7) {
+    const uint8_t *b = get_bytes(c, 1);
+    if (b == NULL) return 0;
+    v |= (uint64_t)(*b & 0x7f) << sh;
+    if (!(*b & 0x80)) return v;
+  }
+  c->bad = true;
+  return 0;
+}
+
+static int64_t get_zz(struct cur *c) {
+  uint64_t v = get_var(c);
+  return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static int32_t get_i32(struct cur *c) {
+  int64_t v = get_zz(c);
+  if (v < INT32_MIN || v > INT32_MAX) c->bad = true;
+  return (int32_t)v;
+}
+
+/* A string: its bytes and NUL in place, no NUL inside. NULL if bad. */
+static const char *get_str(struct cur *c) {
+  uint64_t n = get_var(c);
+  if (c->bad || n >= (uint64_t)(c->end - c->p)) {
+    c->bad = true;
+    return NULL;
+  }
+  const char *s = (const char *)get_bytes(c, n + 1);
+  if (s == NULL || s[n] != '\0' || memchr(s, 0, n) != NULL) {
+    c->bad = true;
+    return NULL;
+  }
+  return s;
+}
+
+/* x with room for n ids. */
+static void ids_grow(struct ids *x, size_t n) {
+  if (n <= x->cap) return;
+  x->txt = xrealloc(x->txt, n * sizeof *x->txt);
+  x->ptr = xrealloc(x->ptr, n * sizeof *x->ptr);
+  x->cap = n;
+}
+
+/* n ids read as text into x (on a short read the rest are unset: the
+ * caller checks c->bad). */
+static const char *const *get_ids(struct cur *c, struct ids *x, size_t n) {
+  ids_grow(x, n);
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *b = get_bytes(c, 16);
+    if (b == NULL) return x->ptr;
+    uuid_format(b, x->txt[i]);
+    x->ptr[i] = x->txt[i];
+  }
+  return x->ptr;
+}
+
+/* A count of items of at least min bytes each: bounded by what remains. */
+static size_t get_count(struct cur *c, size_t min, size_t max) {
+  uint64_t n = get_var(c);
+  if (n > max || n > (uint64_t)(c->end - c->p) / min) c->bad = true;
+  return c->bad ? 0 : (size_t)n;
+}
+
+static const struct image_fields *get_images(struct cur *c, struct ckpt_reader *rd, size_t *n) {
+  *n = get_count(c, 16 + 1 + 2 + 2, MAX_IMAGES);
+  if (*n > rd->ims_cap) {
+    rd->ims = xrealloc(rd->ims, *n * sizeof *rd->ims);
+    rd->ims_cap = *n;
+  }
+  ids_grow(&rd->img_ids, *n);
+  for (size_t i = 0; i < *n && !c->bad; i++) {
+    const uint8_t *b = get_bytes(c, 16);
+    if (b == NULL) break;
+    uuid_format(b, rd->img_ids.txt[i]);
+    rd->ims[i] = (struct image_fields){.id = rd->img_ids.txt[i], .position = get_i32(c)};
+    rd->ims[i].url = get_str(c);
+    rd->ims[i].alt = get_str(c);
+  }
+  return rd->ims;
+}
+
+/* The identity of a record being decoded. */
+struct rec_id {
+  char id[UUID_STR_LEN + 1];
+  const uint8_t *bin;
+  const char *org;
+  int64_t version;
+};
+
+static struct cat_hdr *dec_variant(struct cur *c, struct ckpt_reader *rd, const struct rec_id *r,
+                                   const char **why) {
+  char pid[UUID_STR_LEN + 1];
+  struct variant_fields f = {.id = r->id, .org = r->org, .version = r->version};
+  const uint8_t *pb = get_bytes(c, 16);
+  if (pb) uuid_format(pb, pid), f.product_id = pid;
+  f.sku = get_str(c), f.barcode = get_str(c), f.warehouse_id = get_str(c);
+  f.lot_number = get_str(c), f.vendor = get_str(c);
+  double *d[7] = {&f.sale_price, &f.cost_price, &f.tax, &f.weight, &f.length, &f.width, &f.height};
+  uint8_t mask = get_u8(c);
+  for (int i = 0; i < 7; i++) {
+    const uint8_t *b = mask & (1u << i) ? get_bytes(c, 8) : NULL;
+    if (b) memcpy(d[i], b, 8);
+  }
+  f.stock_total = get_i32(c), f.stock_available = get_i32(c), f.stock_reserved = get_i32(c);
+  f.min_stock = get_i32(c), f.max_stock = get_i32(c);
+  uint8_t flags = get_u8(c);
+  f.status = flags & 1 ? "active" : "inactive";
+  f.track_inventory = flags & 2;
+  f.images = get_images(c, rd, &f.n_images);
+  if (c->bad || (mask & 0x80) || (flags & ~3u)) return NULL;
+  struct cat_variant *v = model_variant_new(&f, why);
+  return v ? &v->h : NULL;
+}
+
+static struct cat_hdr *dec_product(struct cur *c, struct ckpt_reader *rd, const struct rec_id *r,
+                                   const char **why) {
+  char brand[UUID_STR_LEN + 1];
+  struct product_fields f = {.id = r->id, .org = r->org, .version = r->version};
+  f.local_id = get_str(c), f.title = get_str(c), f.sku = get_str(c), f.barcode = get_str(c);
+  f.description = get_str(c), f.status = get_str(c), f.product_type = get_str(c);
+  f.unit_of_measure = get_str(c);
+  f.alert_stock = get_i32(c);
+  uint8_t has_brand = get_u8(c);
+  const uint8_t *bb = has_brand == 1 ? get_bytes(c, 16) : NULL;
+  if (bb) uuid_format(bb, brand), f.brand_id = brand;
+  f.images = get_images(c, rd, &f.n_images);
+  f.n_tags = get_count(c, 16, MAX_IDS);
+  f.tag_ids = get_ids(c, &rd->tag_ids, f.n_tags);
+  f.n_collections = get_count(c, 16, MAX_IDS);
+  f.collection_ids = get_ids(c, &rd->col_ids, f.n_collections);
+  if (c->bad || has_brand > 1) return NULL;
+  struct cat_product *p = model_product_new(&f, why);
+  return p ? &p->h : NULL;
+}
+
+static struct cat_hdr *dec_named(struct cur *c, enum cat_kind kind, const struct rec_id *r,
+                                 const char **why) {
+  struct named_fields f = {.id = r->id, .org = r->org, .version = r->version};
+  f.name = get_str(c), f.slug = get_str(c), f.description = get_str(c);
+  if (c->bad) return NULL;
+  struct cat_named *n = model_named_new(kind, &f, why);
+  return n ? &n->h : NULL;
+}
+
+/* Decodes one record at c and puts it into t. *prev_org: the previous
+ * record's organization in this block (updated). Returns 0, or -EBADMSG
+ * with *why set to a static reason. */
+static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t,
+                      const char **prev_org, const char **why) {
+  struct rec_id r = {0};
+  uint8_t flags = get_u8(c);
+  enum cat_kind kind = (enum cat_kind)(flags & F_KIND);
+  r.bin = get_bytes(c, 16);
+  r.org = flags & F_SAME_ORG ? *prev_org : get_str(c);
+  r.version = get_zz(c);
+  if (c->bad || r.org == NULL || kind >= CAT_ENTITY_KINDS || (flags & ~0x1fu)) {
+    *why = "malformed record";
+    return -EBADMSG;
+  }
+  *prev_org = r.org;
+  uuid_format(r.bin, r.id);
+  struct cat_hdr *h = NULL;
+  *why = "malformed record";
+  if (flags & F_DELETED)
+    h = model_tombstone_new(kind, r.bin, r.org, strlen(r.org), r.version);
+  else if (kind == CAT_VARIANT)
+    h = dec_variant(c, rd, &r, why);
+  else if (kind == CAT_PRODUCT)
+    h = dec_product(c, rd, &r, why);
+  else
+    h = dec_named(c, kind, &r, why);
+  if (h == NULL) return -EBADMSG;
+  if (store_put(t, h) != STORE_APPLIED) {
+    *why = "the same entity twice";
+    return -EBADMSG;
+  }
+  rd->records[kind]++;
+  return 0;
+}
+
+/* Reads one framed unit (block or trailer) into rd->buf and checks its
+ * crc. *tag, *len, *nrec describe it. */
+static int read_unit(struct ckpt_reader *rd, uint8_t *tag, uint32_t *len, uint32_t *nrec, char *why,
+                     size_t cap) {
+  uint8_t f[9];
+  int rc = read_full(rd, f, sizeof f, why, cap);
+  if (rc != 0) return rc;
+  *tag = f[0], *len = le32(f + 1), *nrec = le32(f + 5);
+  if ((*tag != 'B' && *tag != 'E') || *len > BLOCK_MAX || (*tag == 'E' && *len != 8)) {
+    snprintf(why, cap, "damaged block frame");
+    return -EBADMSG;
+  }
+  uint8_t *b = room(rd, (size_t)*len + 4);
+  if ((rc = read_full(rd, b, (size_t)*len + 4, why, cap)) != 0) return rc;
+  if (crc32c(crc32c(0, f, sizeof f), b, *len) != le32(b + *len)) {
+    snprintf(why, cap, "block checksum mismatch");
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+/* Decodes the records of the block in rd->buf into t. */
+static int dec_block(struct ckpt_reader *rd, uint32_t len, uint32_t nrec, struct store_txn *t,
+                     char *why, size_t cap) {
+  struct cur c = {rd->buf, rd->buf + len, false};
+  const char *prev_org = NULL, *w = NULL;
+  for (uint32_t i = 0; i < nrec; i++)
+    if (dec_record(&c, rd, t, &prev_org, &w) != 0) {
+      snprintf(why, cap, "record %llu: %s", (unsigned long long)rd->total + i, w);
+      return -EBADMSG;
+    }
+  rd->total += nrec;
+  if (c.p != c.end || nrec == 0) {
+    snprintf(why, cap, "block length does not match its records");
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+/* After the trailer: the stream must end, and the state must be what the
+ * header says (counts per kind, live counts, digest). */
+static int check_end(struct ckpt_reader *rd, const struct ckpt_meta *m, struct store_txn *t,
+                     char *why, size_t cap) {
+  uint8_t extra;
+  ssize_t k = rd->r(rd->arg, &extra, 1);
+  if (k != 0) {
+    snprintf(why, cap, k < 0 ? "read failed after the trailer" : "bytes after the trailer");
+    return k < 0 ? (int)k : -EBADMSG;
+  }
+  const struct snapshot *view = store_txn_view(t);
+  for (int i = 0; i < CAT_ENTITY_KINDS; i++)
+    if (rd->records[i] != m->records[i] || snap_count(view, (enum cat_kind)i) != m->live[i]) {
+      snprintf(why, cap, "%s count differs from the header", model_kind_name((enum cat_kind)i));
+      return -EBADMSG;
+    }
+  struct digest d;
+  digest_compute(view, &d);
+  if (memcmp(d.hex, m->digest, 32) != 0) {
+    snprintf(why, cap, "state digest %s differs from the header's %.32s", d.hex, m->digest);
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+int ckpt_read_body(struct ckpt_reader *rd, const struct ckpt_meta *meta, struct store_txn *t,
+                   char *why, size_t cap) {
+  for (;;) {
+    uint8_t tag;
+    uint32_t len, nrec;
+    int rc = read_unit(rd, &tag, &len, &nrec, why, cap);
+    if (rc != 0) return rc;
+    if (tag == 'E') {
+      if (nrec != 0 || le64(rd->buf) != rd->total) {
+        snprintf(why, cap, "trailer's record count differs");
+        return -EBADMSG;
+      }
+      return check_end(rd, meta, t, why, cap);
+    }
+    if ((rc = dec_block(rd, len, nrec, t, why, cap)) != 0) return rc;
+  }
+}
+
+/* Parses the header body at c into m. */
+static int parse_header(struct cur *c, struct ckpt_meta *m) {
+  size_t tl = get_count(c, 1, CKPT_TOPIC_MAX);
+  const uint8_t *tp = get_bytes(c, tl);
+  if (tp) memcpy(m->topic, tp, tl);
+  m->nparts = (uint32_t)get_count(c, 2, CKPT_MAX_PARTS);
+  m->parts = xcalloc(m->nparts + 1, sizeof *m->parts);
+  for (uint32_t i = 0; i < m->nparts && !c->bad; i++) {
+    int64_t id = get_zz(c), next = get_zz(c);
+    if (id < 0 || id > INT32_MAX || next < 0) c->bad = true;
+    m->parts[i] = (struct ckpt_part){.id = (int32_t)id, .next = next};
+  }
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
+    m->records[k] = get_var(c), m->live[k] = get_var(c);
+    if (m->live[k] > m->records[k]) c->bad = true;
+  }
+  const uint8_t *dg = get_bytes(c, 32);
+  if (dg) memcpy(m->digest, dg, 32);
+  if (dg && strspn(m->digest, "0123456789abcdef") != 32) c->bad = true;
+  m->snap_version = get_var(c);
+  m->built_ns = get_zz(c);
+  return c->bad || c->p != c->end || memchr(m->topic, 0, tl) ? -EBADMSG : 0;
+}
+
+int ckpt_read_header(struct ckpt_reader *rd, struct ckpt_meta *out, char *why, size_t cap) {
+  uint8_t f[16];
+  memset(out, 0, sizeof *out);
+  int rc = read_full(rd, f, sizeof f, why, cap);
+  if (rc != 0) return rc;
+  if (memcmp(f, MAGIC, 8) != 0) {
+    snprintf(why, cap, "not a catalogd checkpoint (bad magic)");
+    return -EBADMSG;
+  }
+  if (le32(f + 8) != CKPT_FORMAT_VERSION) {
+    snprintf(why, cap, "format version %u; this build reads %d", le32(f + 8), CKPT_FORMAT_VERSION);
+    return -EBADMSG;
+  }
+  uint32_t len = le32(f + 12);
+  if (len > HEADER_MAX) {
+    snprintf(why, cap, "damaged header");
+    return -EBADMSG;
+  }
+  uint8_t *b = room(rd, (size_t)len + 4);
+  if ((rc = read_full(rd, b, (size_t)len + 4, why, cap)) != 0) return rc;
+  if (crc32c(crc32c(0, f, sizeof f), b, len) != le32(b + len)) {
+    snprintf(why, cap, "header checksum mismatch");
+    return -EBADMSG;
+  }
+  struct cur c = {b, b + len, false};
+  if (parse_header(&c, out) != 0) {
+    ckpt_meta_clear(out);
+    snprintf(why, cap, "malformed header");
+    return -EBADMSG;
+  }
+  return 0;
+}

@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""Checkpoints (issue 13, local part): a replica restarts from its own checkpoint file.
+
+  test_a  kill -9, PostgreSQL stopped, events produced while it is down: the restarted
+          replica serves from its checkpoint (log "startup source" source=checkpoint),
+          applies the events it missed, and its state digest equals that of a replica that
+          never restarted once both tailed the same events.
+  test_b  a checkpoint older than the topic's retention (the mock's 5 MiB cap pushed the
+          partition's first offset past the checkpoint's) is refused with the reason, and
+          the warm load from PostgreSQL is used.
+  test_c  a foreign file, a corrupt checkpoint and a truncated one, all newer than a good
+          checkpoint, are skipped with a warning each; the good one is used.
+
+Real parts: the binary, PostgreSQL (PgCluster), the mock broker over TCP.
+Run: /usr/bin/python3 tests/integration/test_checkpoint.py -v   (about 1 min)
+"""
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import kafka  # noqa: E402
+import reliability_util as ru  # noqa: E402
+from harness import pb  # noqa: E402
+
+ORG = 'org_ckpt'
+P1 = '44444444-0000-4000-8000-00000000a001'
+V = ['55555555-0000-4000-8000-00000000b%03d' % i for i in range(1, 9)]
+eventually, logs_with = ru.eventually, ru.logs_with
+
+
+def setUpModule():
+    harness.require_binary()
+
+
+def sku_of(srv, vid, org=ORG):
+    r = srv.catalog_stub().ValidateVariant(
+        pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
+    return r.sku if r.exists else None
+
+
+def events(version, variants, sku='S'):
+    """A product and variants of ORG at version, spread over two partitions."""
+    msgs = [(0,) + kafka.product(ORG, P1, version)]
+    for i, v in enumerate(variants):
+        msgs.append((i % 2,) + kafka.variant(ORG, v, P1, version, sku='%s%d-%d' % (sku, i, version)))
+    return msgs
+
+
+def padding(partition, mib=6.0):
+    """About mib MiB of events of an organisation nobody asks about: the mock keeps 5 MiB
+    per partition, so the partition's oldest offsets are deleted."""
+    pad = 'x' * 1000
+    n = int(mib * 1024 * 1024 / 1100)
+    return [(partition,) + kafka.variant('org_pad', '66666666-0000-4000-8000-%012x' % i, P1, 1,
+                                         sku='PAD', vendor=pad) for i in range(n)]
+
+
+def checkpoint_covering(srv, timeout=20):
+    """Waits until srv wrote a checkpoint of its current snapshot (or a later one); returns
+    that log record."""
+    want = ru.digest(srv)['snapshot_version']
+
+    def written():
+        recs = [r for r in logs_with(srv, 'checkpoint written')
+                if r['snapshot_version'] >= want]
+        return recs[-1] if recs else None
+    return eventually(written, timeout, 'a checkpoint of snapshot %d' % want)
+
+
+def startup_source(srv):
+    recs = logs_with(srv, 'startup source')
+    return recs[0] if recs else None
+
+
+class CheckpointTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = harness.PgCluster()
+        cls.pg.load_fixtures()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.stop()
+
+    def setUp(self):
+        if not self.pg._postmaster_pid():
+            self.pg.start()
+        self.km = kafka.KafkaMock(partitions=2)
+        self.addCleanup(self.km.stop)
+        self.dir = tempfile.mkdtemp(prefix='catalogd-ckpt-')
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def env(self, checkpoints=True, **extra):
+        env = {'DATABASE_URL': self.pg.url(), 'KAFKA_BOOTSTRAP_SERVERS': self.km.bootstrap,
+               'SYNC_MAX_BATCH_MS': '5', 'PG_RETRY_MAX_SECONDS': '1'}
+        if checkpoints:
+            env.update({'CHECKPOINT_DIR': self.dir, 'CHECKPOINT_INTERVAL_SECONDS': '1'})
+        env.update(extra)
+        return env
+
+    def server(self, **env):
+        srv = harness.Catalogd(self.env(**env))
+        self.addCleanup(srv.close)
+        return srv
+
+    def same_state(self, a, b, timeout=30):
+        """Waits until a's digest equals b's (both caught up with the topic)."""
+        ru.wait_caught_up(a, self.km), ru.wait_caught_up(b, self.km)
+        want = ru.digest(b)['digest']
+        got = ru.wait_digest(a, want, timeout)
+        self.assertEqual(got['digest'], want, a.tail())
+
+    def test_a_restart_after_kill_with_postgres_stopped(self):
+        ref = self.server(checkpoints=False)  # never restarts
+        a = self.server()
+        ref.wait_serving(30), a.wait_serving(30)
+        self.assertEqual(startup_source(a)['source'], 'postgres')
+        ru.produce(self.km, events(1, V[:6]))
+        self.same_state(a, ref)
+        self.assertEqual(sku_of(a, V[5]), 'S5-1')
+        checkpoint_covering(a)
+        self.assertGreaterEqual(ru.metric(a, 'catalogd_checkpoints_written_total'), 1)
+        self.assertGreater(ru.metric(a, 'catalogd_checkpoint_last_bytes'), 0)
+        a.kill()
+        self.pg.stop()
+        # While it is down: an update, a delete and new variants.
+        ru.produce(self.km, events(2, V[:2] + V[6:], sku='T') +
+                   [(1,) + kafka.deleted(ORG, 'variant', V[3], 2)])
+        b = self.server()
+        b.wait_serving(30)
+        src = startup_source(b)
+        self.assertEqual(src['source'], 'checkpoint', b.tail())
+        self.assertFalse(logs_with(b, 'warm load starting'), 'PostgreSQL was asked')
+        self.same_state(b, ref)
+        self.assertEqual(sku_of(b, V[0]), 'T0-2')
+        self.assertEqual(sku_of(b, V[7]), 'T3-2')
+        self.assertIsNone(sku_of(b, V[3]))
+        self.assertEqual(sku_of(b, V[5]), 'S5-1')
+        self.assertEqual(b.stop(), 0)
+        self.assertEqual(ref.stop(), 0)
+
+    def test_b_checkpoint_older_than_retention_is_refused(self):
+        a = self.server()
+        a.wait_serving(30)
+        ru.produce(self.km, events(1, V[:4]))
+        ru.wait_caught_up(a, self.km)
+        checkpoint_covering(a)
+        self.assertEqual(a.stop(), 0)
+        ru.produce(self.km, padding(0))
+        lo = ru.watermarks(self.km)[0][0]
+        self.assertGreater(lo, 0, 'setup: the mock dropped the oldest data of partition 0')
+        b = self.server()
+        b.wait_serving(60)
+        skipped = logs_with(b, 'checkpoint skipped')
+        self.assertTrue(skipped, b.tail())
+        self.assertIn('retention', skipped[0]['why'])
+        self.assertIn('starts at %d' % lo, skipped[0]['why'])
+        self.assertEqual(startup_source(b)['source'], 'postgres')
+        # The state is PostgreSQL's: what only the refused checkpoint held is not served.
+        self.assertIsNone(sku_of(b, V[1]))
+        self.assertEqual(b.stop(), 0)
+
+    def test_c_damaged_and_foreign_files_are_skipped(self):
+        ref = self.server(checkpoints=False)
+        a = self.server(CHECKPOINT_KEEP='5')
+        ref.wait_serving(30), a.wait_serving(30)
+        ru.produce(self.km, events(1, V[:4]))
+        ru.wait_caught_up(a, self.km)
+        good = checkpoint_covering(a)['path']
+        ru.produce(self.km, events(2, V[:4], sku='U'))
+        ru.wait_caught_up(a, self.km)
+        newer = checkpoint_covering(a)['path']
+        self.assertNotEqual(good, newer)
+        a.send_signal(signal.SIGSTOP)  # no more checkpoints; killed below
+        for p in os.listdir(self.dir):
+            full = os.path.join(self.dir, p)
+            if full not in (good, newer):
+                os.unlink(full)
+        with open(newer, 'rb') as f:
+            data = f.read()
+        corrupt = bytearray(data)
+        corrupt[len(data) // 2] ^= 0x10
+        with open(newer, 'wb') as f:
+            f.write(corrupt)
+        with open(os.path.join(self.dir, 'checkpoint-99999999999999999998.ckpt'), 'wb') as f:
+            f.write(data[:len(data) - 7])  # truncated
+        with open(os.path.join(self.dir, 'checkpoint-99999999999999999999.ckpt'), 'wb') as f:
+            f.write(b'PK\x03\x04 not ours' * 10)  # foreign
+        a.kill()
+        self.pg.stop()
+        b = self.server()
+        b.wait_serving(30)
+        whys = [r['why'] for r in logs_with(b, 'checkpoint skipped')]
+        self.assertEqual(len(whys), 3, b.tail())
+        self.assertIn('bad magic', whys[0])
+        self.assertIn('truncated', whys[1])
+        self.assertIn('checksum', whys[2])
+        self.assertTrue(all(r['level'] == 'warn' for r in logs_with(b, 'checkpoint skipped')))
+        src = startup_source(b)
+        self.assertEqual((src['source'], src['path']), ('checkpoint', good), b.tail())
+        self.same_state(b, ref)  # and it caught up from the older checkpoint's offsets
+        self.assertEqual(sku_of(b, V[2]), 'U2-2')
+        self.assertEqual(b.stop(), 0)
+        self.assertEqual(ref.stop(), 0)
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,335 @@
+/*
+ * Unit tests of the checkpoint stream (src/checkpoint/format.c): a snapshot
+ * encoded and decoded gives the same state (digest, counts, tombstones with
+ * their versions, offsets); a small checkpoint with any one byte flipped,
+ * or cut at any point, is refused, never trusted and never a crash; a
+ * foreign file and another format version are refused. Also the files:
+ * written crash-safe, the newest listed first, only CHECKPOINT_KEEP kept.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "crc32c.h"
+#include "digest.h"
+#include "store.h"
+#include "test_util.h"
+
+/* ---- An in-memory stream ---- */
+
+struct mem {
+  uint8_t *p;
+  size_t n, cap, off;
+};
+
+static int mem_write(void *arg, const void *p, size_t n) {
+  struct mem *m = arg;
+  if (m->n + n > m->cap) {
+    m->cap = (m->n + n) * 2;
+    m->p = realloc(m->p, m->cap);
+  }
+  memcpy(m->p + m->n, p, n);
+  m->n += n;
+  return 0;
+}
+
+/* Reads in odd-sized pieces, as a socket would hand them over. */
+static ssize_t mem_read(void *arg, void *p, size_t n) {
+  struct mem *m = arg;
+  size_t k = m->n - m->off < n ? m->n - m->off : n;
+  if (k > 7) k = k / 2 + 1;
+  memcpy(p, m->p + m->off, k);
+  m->off += k;
+  return (ssize_t)k;
+}
+
+/* ---- A catalog with every kind, field shape and a tombstone ---- */
+
+static struct cat_hdr *rich_variant(const char *org, unsigned n, int64_t version) {
+  char id[37], pid[37], im1[37], im2[37];
+  const char *why;
+  struct image_fields ims[2] = {{.id = tid(0xe1, n, im1), .url = "https://x/1.jpg", .position = 2},
+                                {.id = tid(0xe1, n + 1000, im2), .url = "u2", .alt = "alt"}};
+  struct variant_fields f = {.id = tid(0xd2, n, id),
+                             .org = org,
+                             .product_id = tid(0xd1, 1, pid),
+                             .sku = "SKU-ü",
+                             .barcode = "779",
+                             .status = n % 2 ? "active" : "inactive",
+                             .warehouse_id = "WH",
+                             .vendor = "V",
+                             .version = version,
+                             .sale_price = 12.5,
+                             .cost_price = -0.0,
+                             .height = -3.25,
+                             .stock_total = -7,
+                             .max_stock = 2147483647,
+                             .track_inventory = true,
+                             .images = ims,
+                             .n_images = n % 3 == 0 ? 0 : 2};
+  struct cat_variant *v = model_variant_new(&f, &why);
+  return &v->h;
+}
+
+static struct cat_hdr *rich_product(const char *org, unsigned n) {
+  char id[37], brand[37], t1[37], t2[37], c1[37], im[37];
+  const char *why;
+  const char *tags[2] = {tid(0xa1, 2, t1), tid(0xa1, 1, t2)}, *cols[1] = {tid(0xc1, 1, c1)};
+  struct image_fields ims[1] = {{.id = tid(0xe2, n, im), .url = "p.jpg", .position = -1}};
+  struct product_fields f = {.id = tid(0xd1, n, id),
+                             .org = org,
+                             .title = "Title",
+                             .sku = "P-1",
+                             .status = "activa",
+                             .description = "desc",
+                             .brand_id = n % 2 ? tid(0xb1, 1, brand) : NULL,
+                             .alert_stock = 3,
+                             .version = 9,
+                             .images = ims,
+                             .n_images = 1,
+                             .tag_ids = tags,
+                             .n_tags = 2,
+                             .collection_ids = cols,
+                             .n_collections = 1};
+  return &model_product_new(&f, &why)->h;
+}
+
+static struct cat_hdr *named(enum cat_kind kind, unsigned idkind, const char *org, unsigned n) {
+  char id[37];
+  const char *why;
+  struct named_fields f = {
+      .id = tid(idkind, n, id), .org = org, .name = "Name", .slug = "slug", .version = 4};
+  return &model_named_new(kind, &f, &why)->h;
+}
+
+/* Fills st with nvar variants (and a bit of everything) in two orgs. */
+static void fill(struct store *st, unsigned nvar) {
+  uint8_t id[16];
+  struct store_txn *t = store_begin(st);
+  for (unsigned v = 1; v <= nvar; v++)
+    store_put(t, rich_variant(v % 4 ? "org-a" : "org-b", v, v));
+  store_put(t, rich_product("org-a", 1));
+  store_put(t, rich_product("org-a", 2));
+  store_put(t, named(CAT_BRAND, 0xb1, "org-a", 1));
+  store_put(t, named(CAT_TAG, 0xa1, "org-a", 1));
+  store_put(t, named(CAT_COLLECTION, 0xc1, "org-b", 1));
+  store_delete(t, CAT_VARIANT, bid(0xd2, 777777, id), "org-a", 5, 42); /* a tombstone */
+  store_commit(t);
+}
+
+static const struct ckpt_part parts[3] = {{0, 17}, {1, 0}, {5, 123456789012}};
+
+/* Encodes st's current snapshot into m. */
+static void encode(struct store *st, struct mem *m) {
+  struct ckpt_meta meta = {.nparts = 3, .parts = (struct ckpt_part *)parts};
+  strcpy(meta.topic, "catalog.changes");
+  *m = (struct mem){0};
+  assert_int_equal(ckpt_encode(store_current(st), &meta, mem_write, m), 0);
+}
+
+/* Decodes m into a fresh store; returns the result, *out the store (NULL
+ * if refused). why gets the reason. */
+static int decode(struct mem *m, struct store **out, struct ckpt_meta *meta, char *why,
+                  size_t cap) {
+  struct store *st = store_new();
+  struct store_txn *t = store_begin(st);
+  m->off = 0;
+  struct ckpt_reader *rd = ckpt_reader_new(mem_read, m);
+  int rc = ckpt_read_header(rd, meta, why, cap);
+  if (rc == 0) rc = ckpt_read_body(rd, meta, t, why, cap);
+  ckpt_reader_destroy(rd);
+  if (rc != 0) {
+    ckpt_meta_clear(meta);
+    store_abort(t);
+    store_destroy(st);
+    *out = NULL;
+    return rc;
+  }
+  store_commit(t);
+  *out = st;
+  return 0;
+}
+
+static void digest_of(struct store *st, struct digest *d) {
+  store_read_lock();
+  digest_compute(store_current(st), d);
+  store_read_unlock();
+}
+
+static void round_trip_keeps_the_state(void **state) {
+  (void)state;
+  assert_int_equal(crc32c(0, "123456789", 9), 0xE3069283u); /* the standard check value */
+  assert_int_equal(crc32c(crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+  struct store *a = store_new(), *b;
+  fill(a, 3000); /* several 64 KiB blocks */
+  struct mem m;
+  encode(a, &m);
+  struct ckpt_meta meta;
+  char why[256] = "";
+  assert_int_equal(decode(&m, &b, &meta, why, sizeof why), 0);
+  struct digest da, db;
+  digest_of(a, &da), digest_of(b, &db);
+  assert_string_equal(da.hex, db.hex);
+  assert_string_equal(meta.digest, da.hex);
+  assert_int_equal(snap_count(store_current(b), CAT_VARIANT), 3000);
+  assert_int_equal(snap_count(store_current(b), CAT_PRODUCT), 2);
+  assert_int_equal(meta.records[CAT_VARIANT], 3001); /* the tombstone too */
+  assert_string_equal(meta.topic, "catalog.changes");
+  assert_int_equal(meta.nparts, 3);
+  assert_int_equal(meta.parts[2].id, 5);
+  assert_int_equal(meta.parts[2].next, 123456789012);
+  /* The tombstone kept its version: an older upsert stays stale. */
+  struct store_txn *t = store_begin(b);
+  assert_int_equal(store_put(t, rich_variant("org-a", 777777, 41)), STORE_STALE);
+  store_abort(t);
+  const struct cat_variant *v;
+  uint8_t id[16];
+  v = snap_variant(store_current(b), bid(0xd2, 5, id), "org-a", 5);
+  assert_non_null(v);
+  assert_true(v->active && v->track_inventory && v->n_images == 2);
+  assert_true(__builtin_signbit(v->cost_price) && v->height == -3.25);
+  printf("# %zu bytes for 3000 variants: %.0f B/variant\n", m.n, (double)m.n / 3000);
+  ckpt_meta_clear(&meta);
+  store_destroy(a);
+  store_destroy(b);
+  free(m.p);
+}
+
+static void every_flipped_byte_is_refused(void **state) {
+  (void)state;
+  struct store *a = store_new(), *b;
+  fill(a, 6);
+  struct mem m;
+  encode(a, &m);
+  uint8_t *orig = malloc(m.n);
+  memcpy(orig, m.p, m.n);
+  int refused = 0;
+  for (size_t i = 0; i < m.n; i++) {
+    memcpy(m.p, orig, m.n);
+    m.p[i] ^= (uint8_t)(1u << (i % 8)); /* one bit, a different one per position */
+    struct ckpt_meta meta;
+    char why[256];
+    int rc = decode(&m, &b, &meta, why, sizeof why);
+    if (rc == 0) {
+      fail_msg("byte %zu of %zu flipped: accepted", i, m.n);
+      store_destroy(b);
+      ckpt_meta_clear(&meta);
+    }
+    assert_int_equal(rc, -EBADMSG);
+    refused++;
+  }
+  printf("# %d flipped positions refused\n", refused);
+  store_destroy(a);
+  free(orig);
+  free(m.p);
+}
+
+static void every_truncation_is_refused(void **state) {
+  (void)state;
+  struct store *a = store_new(), *b;
+  fill(a, 6);
+  struct mem m;
+  encode(a, &m);
+  size_t full = m.n;
+  for (size_t cut = 0; cut < full; cut++) {
+    m.n = cut;
+    struct ckpt_meta meta;
+    char why[256];
+    int rc = decode(&m, &b, &meta, why, sizeof why);
+    if (rc == 0) fail_msg("cut at %zu of %zu: accepted", cut, full);
+    assert_int_equal(rc, -EBADMSG);
+  }
+  /* And one byte too many. */
+  m.n = full;
+  uint8_t extra = 0;
+  mem_write(&m, &extra, 1);
+  struct ckpt_meta meta;
+  char why[256];
+  assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
+  assert_string_equal(why, "bytes after the trailer");
+  store_destroy(a);
+  free(m.p);
+}
+
+static void foreign_and_other_versions_are_refused(void **state) {
+  (void)state;
+  struct store *a = store_new(), *b;
+  fill(a, 2);
+  struct mem m;
+  encode(a, &m);
+  struct ckpt_meta meta;
+  char why[256];
+  m.p[8] = 2; /* format version 2 */
+  assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
+  assert_string_equal(why, "format version 2; this build reads 1");
+  memcpy(m.p, "PK\003\004junk", 8); /* a zip file, say */
+  assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
+  assert_string_equal(why, "not a catalogd checkpoint (bad magic)");
+  store_destroy(a);
+  free(m.p);
+}
+
+static void files_are_kept_newest_first(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ckpt-unit-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  struct store *a = store_new();
+  fill(a, 10);
+  char stray[4200];
+  snprintf(stray, sizeof stray, "%s/.tmp-checkpoint-1-2", dir); /* a crashed write */
+  fclose(fopen(stray, "w"));
+  char first[4096] = "";
+  for (int i = 0; i < 4; i++) {
+    struct ckpt_meta meta = {.nparts = 0};
+    struct ckpt_written out;
+    char why[256];
+    assert_int_equal(ckpt_write_file(dir, store_current(a), &meta, 2, NULL, &out, why, sizeof why),
+                     0);
+    if (i == 0) strcpy(first, out.path);
+    assert_true(out.bytes > 0);
+  }
+  char **v;
+  int n = ckpt_list(dir, &v);
+  assert_int_equal(n, 2); /* CHECKPOINT_KEEP */
+  assert_true(strcmp(v[0], v[1]) > 0);
+  assert_int_not_equal(access(first, F_OK), 0);
+  assert_int_not_equal(access(stray, F_OK), 0);
+  struct store *b = store_new();
+  struct store_txn *t = store_begin(b);
+  struct ckpt_meta meta;
+  char why[256];
+  assert_int_equal(ckpt_load_file(v[0], NULL, NULL, t, &meta, why, sizeof why), 0);
+  store_commit(t);
+  struct digest da, db;
+  digest_of(a, &da), digest_of(b, &db);
+  assert_string_equal(da.hex, db.hex);
+  for (int i = 0; i < n; i++)
+    unlink(v[i]);
+  ckpt_list_free(v, n);
+  rmdir(dir);
+  ckpt_meta_clear(&meta);
+  store_destroy(a);
+  store_destroy(b);
+}
+
+int main(void) {
+  rcu_init();
+  rcu_register_thread();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(round_trip_keeps_the_state),
+      cmocka_unit_test(every_flipped_byte_is_refused),
+      cmocka_unit_test(every_truncation_is_refused),
+      cmocka_unit_test(foreign_and_other_versions_are_refused),
+      cmocka_unit_test(files_are_kept_newest_first),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  rcu_unregister_thread();
+  return rc;
+}
