@@ -277,9 +277,20 @@ static int app_start(struct app *a) {
   return start_checkpoints(a);
 }
 
+/* The time the last checkpoint may take: what is left of the shutdown
+ * budget the deployment plans for (SHUTDOWN_DRAIN_MS + SHUTDOWN_GRACE_SECONDS
+ * from t0, the start of the shutdown), so that it never makes shutdown
+ * longer than a full drain would. 0: no time left. */
+static int last_checkpoint_budget_ms(const struct config *cfg, int64_t t0) {
+  int64_t left = (int64_t)cfg->shutdown_drain_ms + (int64_t)cfg->shutdown_grace_s * 1000 -
+                 (clock_mono_ms() - t0);
+  return left < 1000 ? 0 : (int)left;
+}
+
 /* Stops in dependency order: gRPC first (health NOT_SERVING, drain), then
  * the writer, the last checkpoint, then admin; frees everything. */
 static void app_stop(struct app *a) {
+  int64_t t0 = clock_mono_ms();
   /* The writer first, without waiting: a load in progress must not go on
    * (nor turn SERVING) while the server drains. */
   atomic_store(&a->ready.stopping, true);
@@ -287,8 +298,16 @@ static void app_stop(struct app *a) {
   if (a->srv) server_stop(a->srv);
   if (a->sy) sync_stop(a->sy);
   /* The last checkpoint: the writer is stopped, so the state and its
-   * offsets hold still; bounded like the drain of calls. */
-  ckpt_writer_stop(a->ckpt, true, a->cfg.shutdown_grace_s * 1000);
+   * offsets hold still. Within the shutdown budget only: the interval's
+   * checkpoints stand if the drain used it all. */
+  if (a->ckpt != NULL) {
+    int budget = last_checkpoint_budget_ms(&a->cfg, t0);
+    if (budget == 0)
+      log_info("no time left for the last checkpoint; the newest one stands",
+               LF_I("drain_ms", a->cfg.shutdown_drain_ms),
+               LF_I("grace_seconds", a->cfg.shutdown_grace_s));
+    ckpt_writer_stop(a->ckpt, budget > 0, budget);
+  }
   ckpt_writer_destroy(a->ckpt);
   admin_destroy(a->admin);
   server_destroy(a->srv);
