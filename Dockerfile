@@ -5,8 +5,18 @@
 # Stage 1 builds the binary on Debian 12; stage 2 is debian:12-slim with only
 # the shared libraries the binary links (tests/helm/check_runtime_libs.sh
 # checks that list against `ldd build/catalogd`).
+#
+# Base images by digest: a tag moves, a digest does not. Where the build host
+# can reach the registry, pin both stages (docs/operations.md, "Container
+# image", says how to read the digests and when to refresh them):
+#   docker build \
+#     --build-arg BUILD_IMAGE=debian:12@sha256:<digest> \
+#     --build-arg RUNTIME_IMAGE=debian:12-slim@sha256:<digest> \
+#     --build-arg CATALOGD_VERSION=0.1.0 --build-arg CATALOGD_COMMIT=$(git rev-parse HEAD) .
+ARG BUILD_IMAGE=debian:12
+ARG RUNTIME_IMAGE=debian:12-slim
 
-FROM debian:12 AS build
+FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libgrpc-dev protobuf-compiler \
@@ -23,7 +33,19 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCATALOGD_TESTS=OFF \
       -DCATALOGD_COMMIT="$CATALOGD_COMMIT" \
  && cmake --build build -j --target catalogd
 
-FROM debian:12-slim
+FROM ${RUNTIME_IMAGE}
+# OCI annotations (docker inspect, registries, scanners).
+ARG CATALOGD_VERSION=0.1.0
+ARG CATALOGD_COMMIT=unknown
+ARG CATALOGD_SOURCE=""
+# SPDX expression; NOASSERTION until the project states its licence.
+ARG CATALOGD_LICENSES=NOASSERTION
+LABEL org.opencontainers.image.title="catalogd" \
+      org.opencontainers.image.description="catalog.CatalogService answered from memory (gRPC)" \
+      org.opencontainers.image.version="${CATALOGD_VERSION}" \
+      org.opencontainers.image.revision="${CATALOGD_COMMIT}" \
+      org.opencontainers.image.source="${CATALOGD_SOURCE}" \
+      org.opencontainers.image.licenses="${CATALOGD_LICENSES}"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates libgrpc29 libprotobuf-c1 libpq5 liburcu8 librdkafka1 \
@@ -38,4 +60,9 @@ ENV GRPC_PORT=50052 \
     ADMIN_PORT=9090
 EXPOSE 50052 9090
 STOPSIGNAL SIGTERM
+# docker / compose health without extra binaries: one gRPC health Check over
+# loopback, configured by the same environment (GRPC_PORT, the TLS files).
+# Kubernetes ignores HEALTHCHECK and uses the chart's probes.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+  CMD ["/usr/local/bin/catalogd", "--probe"]
 ENTRYPOINT ["/usr/local/bin/catalogd"]

@@ -30,6 +30,7 @@
 #include "digest.h"
 #include "health.h"
 #include "log.h"
+#include "probe.h"
 #include "metrics.h"
 #include "pg_redact.h"
 #include "server.h"
@@ -82,11 +83,13 @@ static void print_version(void) {
 }
 
 static void usage(void) {
-  printf("usage: catalogd [--digest | --version | --help]\n"
+  printf("usage: catalogd [--digest | --probe | --version | --help]\n"
          "Serves catalog.CatalogService from memory. Configured by environment\n"
          "variables; see README.md (GRPC_PORT, DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, ...).\n"
          "  --digest  load the catalog as configured (warm load or replay), print its\n"
          "            state digest as JSON on stdout, and exit\n"
+         "  --probe   ask the local server (GRPC_PORT, the TLS files) for its gRPC health:\n"
+         "            exit 0 when SERVING, 1 otherwise (for a container HEALTHCHECK)\n"
          "  --version print the version, commit and library versions, and exit\n");
 }
 
@@ -358,8 +361,15 @@ int main(int argc, char **argv) {
     print_version();
     return 0;
   }
-  heap_hugepages(argv);
   char err[512];
+  if (argc == 2 && strcmp(argv[1], "--probe") == 0) {
+    if (config_load(&a.cfg, err, sizeof err) != 0) {
+      log_error("bad configuration", LF_S("error", err));
+      return 2;
+    }
+    return probe_run(&a.cfg);
+  }
+  heap_hugepages(argv);
   int sig = 0, rc;
   bool digest_mode = argc == 2 && strcmp(argv[1], "--digest") == 0;
   if (digest_mode) log_set_fd(STDERR_FILENO); /* stdout is the digest's */
