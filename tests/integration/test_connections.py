@@ -233,6 +233,11 @@ class RollingRestartTest(unittest.TestCase):
                                  old.tail())
                 live[p] = self.replica(p)
                 n0 = callers.count()
+                # The clients find the new replica again (their reconnect backoff runs
+                # on its own clock: on a loaded box it takes seconds) before the next
+                # one is restarted, as a rollout waits for readiness.
+                harness.wait_until(lambda: validate_ok(live[p]) > 0, 30,
+                                   what='calls reaching the restarted replica')
                 harness.wait_until(lambda: callers.count() >= n0 + 200, 15,
                                    what='calls after the restart')
         records = callers.stop()
