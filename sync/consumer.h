@@ -98,6 +98,11 @@ void consumer_resynced(struct consumer *c);
  * they stay. */
 void consumer_resume_lost(struct consumer *c);
 
+/* Sets the positions a state built now covers on t (every known
+ * partition: the next offset to read, or the start offset before any was
+ * read). The warm load calls it before publishing. */
+void consumer_stamp_positions(struct consumer *c, struct store_txn *t);
+
 /* JSON array of {"partition":p,"next_offset":o}: the offsets the published
  * snapshot covers (malloc'd, caller frees). */
 char *consumer_offsets_json(struct consumer *c);

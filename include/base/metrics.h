@@ -67,6 +67,10 @@ enum metrics_counter {
   MC_ADMIN_CONNECTIONS,  /* gauge: open admin HTTP connections (admin thread) */
   MC_ADMIN_CUT_DEADLINE, /* admin connections closed: request not answered in time */
   MC_ADMIN_CUT_EVICTED,  /* admin connections closed: evicted beyond the limit */
+  MC_PARKED_NOW,         /* gauge: calls waiting for a fresher snapshot (freshness headers) */
+  MC_PARKED_TOTAL,       /* calls that waited (parked at least once) */
+  MC_PARK_EXPIRED,       /* parked calls answered UNAVAILABLE after MAX_WAIT_MS */
+  MC_PARK_DROPPED,       /* parked calls cancelled or past their deadline while waiting */
   MC_COUNT
 };
 
