@@ -1050,15 +1050,18 @@ static bool published_caught_up(struct consumer *c) {
   return all;
 }
 
-/* While the brokers are reported down, asks one for a high watermark (at
- * most 100 ms, every PROBE_NS): an answer means the feed is back. */
+/* While the brokers are reported down, asks for metadata (brokers and the
+ * topics already known: it never names, so never creates, a topic; at most
+ * 100 ms, every PROBE_NS): an answer means the feed is back. (A watermark
+ * query was tried: librdkafka 2.0 overruns its timeout while no broker is
+ * up.) */
 static void probe_feed(struct consumer *c, int64_t now) {
-  if (atomic_load(&c->down_since) == 0 || now - c->probe_ns < PROBE_NS || c->nparts == 0) return;
+  if (atomic_load(&c->down_since) == 0 || now - c->probe_ns < PROBE_NS) return;
   c->probe_ns = now;
-  int64_t lo, hi;
-  if (rd_kafka_query_watermark_offsets(c->rk, c->cfg->kafka_topic, c->parts[0].id, &lo, &hi,
-                                       100) == RD_KAFKA_RESP_ERR_NO_ERROR)
+  const struct rd_kafka_metadata *md = NULL;
+  if (rd_kafka_metadata(c->rk, 0, NULL, &md, 100) == RD_KAFKA_RESP_ERR_NO_ERROR)
     atomic_store(&c->down_since, 0);
+  if (md) rd_kafka_metadata_destroy(md);
 }
 
 /* Keeps the store's staleness in step with the tail, every FRESH_CHECK_NS:
@@ -1212,6 +1215,9 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
       next_refresh = now + REFRESH_MS;
     }
     if (c->dlq) rd_kafka_poll(c->dlq, 0);
+    /* Serves librdkafka's error callback (its main queue): a broker going
+     * away is how freshness() learns the feed is down. */
+    rd_kafka_poll(c->rk, 0);
   }
   if (b.t != NULL) {
     if (catching)
