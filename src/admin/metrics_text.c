@@ -226,8 +226,7 @@ static long max_fds(void) {
 /* Freshness: how far behind its change feed the snapshot is, and the
  * calls that waited for a fresher one (x-catalog-min-position /
  * x-catalog-min-version). */
-static void render_freshness(const struct metrics_view *v, struct store *store,
-                             struct strbuf *b) {
+static void render_freshness(const struct metrics_view *v, struct store *store, struct strbuf *b) {
   const uint64_t *c = v->counters;
   double stale = (double)store_staleness_ns(store, clock_mono_ns()) / 1e9;
   sb_printf(b,

@@ -43,8 +43,8 @@ static int parse_positions(const char *s, size_t n, struct fresh_req *r) {
   const char *p = s, *end = s + n;
   for (;;) {
     int64_t part, off;
-    if (r->npos == FRESH_MAX_POSITIONS || parse_uint(&p, end, INT32_MAX, &part) != 0 ||
-        p == end || *p++ != ':' || parse_uint(&p, end, INT64_MAX - 1, &off) != 0)
+    if (r->npos == FRESH_MAX_POSITIONS || parse_uint(&p, end, INT32_MAX, &part) != 0 || p == end ||
+        *p++ != ':' || parse_uint(&p, end, INT64_MAX - 1, &off) != 0)
       return -1;
     if (r->pos == NULL) r->pos = xmalloc(FRESH_MAX_POSITIONS * sizeof *r->pos);
     r->pos[r->npos++] = (struct snap_pos){.partition = (int32_t)part, .next = off};
@@ -73,13 +73,12 @@ static int parse_one(const char *key, size_t klen, const char *val, size_t vlen,
                        err, cap);
   } else if (kl == 11 && memcmp(k, "min-version", 11) == 0) {
     if (parse_whole(val, vlen, 1, INT64_MAX, &v) != 0)
-      return malformed("x-catalog-min-version", "a positive integer (an entity version)", err,
-                       cap);
+      return malformed("x-catalog-min-version", "a positive integer (an entity version)", err, cap);
     if (v > r->min_version) r->min_version = v;
   } else if (kl == 16 && memcmp(k, "max-staleness-ms", 16) == 0) {
     if (parse_whole(val, vlen, 0, INT64_MAX / 1000000, &v) != 0)
-      return malformed("x-catalog-max-staleness-ms", "a non-negative integer (milliseconds)",
-                       err, cap);
+      return malformed("x-catalog-max-staleness-ms", "a non-negative integer (milliseconds)", err,
+                       cap);
     if (r->max_staleness_ms < 0 || v < r->max_staleness_ms) r->max_staleness_ms = v;
   }
   return 0;
@@ -113,8 +112,9 @@ bool fresh_positions_met(const struct fresh_req *r, const struct snapshot *s, ch
     if (at > r->pos[i].next) continue;
     if (why == NULL) return false;
     if (at < 0)
-      snprintf(why, cap, "partition %d is not known to this replica (no change feed, or no such "
-                         "partition)",
+      snprintf(why, cap,
+               "partition %d is not known to this replica (no change feed, or no such "
+               "partition)",
                (int)r->pos[i].partition);
     else
       snprintf(why, cap, "partition %d is at offset %lld (next offset applied), offset %lld is not",

@@ -96,8 +96,8 @@ static void release_satisfied(struct park *p) {
   const struct snapshot *s = store_current(p->st);
   for (size_t i = 0; i < p->n; i++) {
     struct parked *e = p->heap[i];
-    bool wake = s != NULL && (e->by_version || e->need == NULL ||
-                              fresh_positions_met(e->need, s, NULL, 0));
+    bool wake =
+        s != NULL && (e->by_version || e->need == NULL || fresh_positions_met(e->need, s, NULL, 0));
     if (!wake) {
       heap_set(p, kept++, e);
       continue;

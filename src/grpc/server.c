@@ -521,8 +521,8 @@ static void unary_new(struct cq_tag *t, bool ok) {
   const char *bad = NULL;
   if (c->md.count > 0) { /* a call without metadata pays nothing */
     if (fresh_parse(&c->md, &c->fx, fx_err, sizeof fx_err) != 0) bad = fx_err;
-    c->fx_any = bad == NULL && (c->fx.npos > 0 || c->fx.min_version > 0 ||
-                                c->fx.max_staleness_ms >= 0);
+    c->fx_any =
+        bad == NULL && (c->fx.npos > 0 || c->fx.min_version > 0 || c->fx.max_staleness_ms >= 0);
     c->pk.until_ns = c->t0 + (int64_t)c->w->srv->cfg->max_wait_ms * 1000000;
   }
   unary_run(c, bad);

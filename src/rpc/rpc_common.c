@@ -290,8 +290,9 @@ int rpc_check_versions(struct rpc_ctx *ctx, struct rpc_result *out, enum cat_kin
     char text[UUID_STR_LEN + 1], at[40] = "not held";
     uuid_format(ids[i], text);
     if (held > 0) snprintf(at, sizeof at, "held at version %lld", (long long)held);
-    rpc_fail(ctx, out, GRPC_STATUS_UNAVAILABLE, "x-catalog-min-version %lld not reached: %s %s is %s",
-             (long long)ctx->min_version, kind == CAT_PRODUCT ? "product" : "variant", text, at);
+    rpc_fail(ctx, out, GRPC_STATUS_UNAVAILABLE,
+             "x-catalog-min-version %lld not reached: %s %s is %s", (long long)ctx->min_version,
+             kind == CAT_PRODUCT ? "product" : "variant", text, at);
     ctx->version_unmet = out->details;
     return -1;
   }
