@@ -1162,6 +1162,19 @@ static bool replay_step(struct consumer *c, struct store *st, struct batch *b, s
   return true;
 }
 
+/* One pass of the tail after a read, at now (monotonic ms): publishes the
+ * open batch once SYNC_MAX_BATCH_MS old (opening one if only the positions
+ * moved: rejected events, so that callers waiting for them are released),
+ * and keeps the staleness in step. */
+static void tail_step(struct consumer *c, struct store *st, struct batch *b, int64_t now) {
+  if (b->t == NULL && positions_behind(c)) {
+    b->t = store_begin(st);
+    b->opened_ms = now;
+  }
+  if (b->t != NULL && now - b->opened_ms >= c->cfg->sync_max_batch_ms) publish(c, b);
+  freshness(c, st);
+}
+
 int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
                  void (*on_ready)(void *), void *arg) {
   rd_kafka_message_t *msgs[BATCH_READ];
@@ -1203,12 +1216,7 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
         if (on_ready) on_ready(arg);
       }
     } else {
-      if (b.t == NULL && positions_behind(c)) { /* publish the positions alone */
-        b.t = store_begin(st);
-        b.opened_ms = now;
-      }
-      if (b.t != NULL && now - b.opened_ms >= c->cfg->sync_max_batch_ms) publish(c, &b);
-      freshness(c, st);
+      tail_step(c, st, &b, now);
     }
     if (now >= next_refresh) {
       refresh(c);

@@ -376,8 +376,8 @@ void store_txn_set_positions(struct store_txn *t, const struct snap_pos *p, size
 
 /* Did t set positions other than base's? */
 static bool positions_moved(const struct store_txn *t) {
-  if (t->pos == NULL && t->npos == 0) return false;
-  if (t->base == NULL || t->base->npos != t->npos) return true;
+  if (t->pos == NULL) return false; /* none set (or an empty set): base's are kept */
+  if (t->base == NULL || t->base->pos == NULL || t->base->npos != t->npos) return true;
   return memcmp(t->base->pos, t->pos, t->npos * sizeof *t->pos) != 0;
 }
 
