@@ -60,6 +60,12 @@ int park_add(struct park *p, struct parked *e, uint64_t seen_publishes);
  * handed back (its wake tag is on the way). @locality the call's worker. */
 bool park_remove(struct park *p, struct parked *e);
 
+/* The worker takes back a call whose wake tag arrived: waits until the
+ * releaser is done with the entry (it hands back under the set's mutex), so
+ * the call may be freed or parked again afterwards. @locality the call's
+ * worker, first thing on the wake. */
+void park_claim(struct park *p, struct parked *e);
+
 /* Number of calls parked now. @locality any thread. */
 size_t park_count(struct park *p);
 

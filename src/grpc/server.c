@@ -564,6 +564,7 @@ static void unary_closed(struct cq_tag *t, bool ok) {
 static void unary_woken(struct cq_tag *t, bool ok) {
   struct ucall *c = container_of(t, struct ucall, t_wake);
   (void)ok;
+  park_claim(c->w->srv->park, &c->pk);
   if (c->closed) { /* cancelled or expired while the wake was on its way */
     metrics_add(c->w->srv->metrics, MC_PARK_DROPPED, 1);
     unary_release(c);
