@@ -56,6 +56,7 @@ struct part {
   int64_t hw0;       /* high watermark seen at start (replay catch-up target) */
   int64_t hw;        /* last known high watermark (lag) */
   int64_t published; /* next offset covered by the published snapshot (-1 none) */
+  int64_t covered;   /* the same, as the snapshot's positions say it (see covered_at) */
   bool caught;
   bool assigned; /* in the consumer's assignment (at start) */
 };
@@ -95,6 +96,13 @@ struct consumer {
   int64_t empty_logged_ms;    /* when that was last logged */
   char *secrets[MAX_SECRETS]; /* values of secret properties, scrubbed from text */
   int nsecrets;
+  /* Freshness (store_set_stale_since): librdkafka's error callback stamps
+   * when the brokers went away (monotonic ns, 0: reachable as far as we
+   * know); the consumer thread keeps the last moment it was caught up and
+   * when it last looked at the high watermarks. */
+  _Atomic int64_t down_since;
+  int64_t last_caught_ns, fresh_checked_ns, probe_ns;
+  struct snap_pos *pos; /* publish()'s scratch: MAX_PARTITIONS entries */
 };
 
 enum feed_state { FEED_OK = 0, FEED_UNREACHABLE, FEED_MISSING };
@@ -179,6 +187,10 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
     c->err_logged_ms = now;
   }
   pthread_mutex_unlock(&c->mu);
+  if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    int64_t zero = 0; /* the first failure counts: keep an earlier stamp */
+    atomic_compare_exchange_strong(&c->down_since, &zero, clock_mono_ns());
+  }
   if (show)
     log_warn("kafka error", LF_S("error", clean),
              LF_S("code", rd_kafka_err2name((rd_kafka_resp_err_t)err)));
@@ -300,6 +312,8 @@ struct consumer *consumer_new(const struct config *cfg, struct metrics *m, struc
                             "fetch.wait.max.ms", "10", "fetch.error.backoff.ms", "100",
                             "queued.max.messages.kbytes", "65536", NULL};
   struct consumer *c = xcalloc(1, sizeof *c);
+  c->pos = xcalloc(MAX_PARTITIONS, sizeof *c->pos);
+  c->last_caught_ns = clock_mono_ns(); /* never 0: 0 says "caught up" to the store */
   char raw[512];
   c->cfg = cfg, c->m = m, c->conds = conds, c->stop = stop, c->progress = -1;
   pthread_mutex_init(&c->mu, NULL);
@@ -343,6 +357,7 @@ void consumer_destroy(struct consumer *c) {
   }
   for (int i = 0; i < c->nsecrets; i++)
     free(c->secrets[i]);
+  free(c->pos);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -473,6 +488,7 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
     c->parts[c->nparts++] = (struct part){.id = ids[i],
                                           .start = start < 0 ? start : hi,
                                           .published = start < 0 ? -1 : hi,
+                                          .covered = start < 0 ? lo : hi,
                                           .next = -1,
                                           .lo0 = lo,
                                           .hw0 = hi,
@@ -897,13 +913,35 @@ static void stamp_applied(struct consumer *c) {
   pthread_mutex_unlock(&c->mu);
 }
 
+/* The next offset of p that a snapshot built now covers: the next one to
+ * read, or before any was read the start offset (a warm load covers what
+ * lies below its hand-off point) or the low watermark (nothing below it
+ * exists any more). */
+static int64_t covered_at(const struct part *p) {
+  if (p->next >= 0) return p->next;
+  return p->start >= 0 ? p->start : p->lo0;
+}
+
+/* Stamps t with the positions it covers (every known partition).
+ * @locality the consumer thread (parts are only written there). */
+static void stamp_positions(struct consumer *c, struct store_txn *t) {
+  for (int i = 0; i < c->nparts; i++)
+    c->pos[i] = (struct snap_pos){.partition = c->parts[i].id, .next = covered_at(&c->parts[i])};
+  store_txn_set_positions(t, c->pos, (size_t)c->nparts);
+}
+
+void consumer_stamp_positions(struct consumer *c, struct store_txn *t) { stamp_positions(c, t); }
+
 /* Publishes the batch's transaction and moves the offsets reported with
  * the digest to those the published state covers. */
 static void publish(struct consumer *c, struct batch *b) {
+  stamp_positions(c, b->t);
   uint64_t ns, v = publish_commit(b->t, c->m, &ns);
   pthread_mutex_lock(&c->mu);
-  for (int i = 0; i < c->nparts; i++)
+  for (int i = 0; i < c->nparts; i++) {
     if (c->parts[i].next >= 0) c->parts[i].published = c->parts[i].next;
+    c->parts[i].covered = covered_at(&c->parts[i]);
+  }
   pthread_mutex_unlock(&c->mu);
   log_debug("snapshot published", LF_S("source", "kafka"), LF_I("version", v), LF_I("events", b->n),
             LF_D("publish_ms", (double)ns / 1e6));
@@ -995,6 +1033,69 @@ static bool replay_publishable(struct consumer *c, struct store_txn *t, size_t e
   return false;
 }
 
+/* ---- Freshness ---- */
+
+#define FRESH_CHECK_NS (10 * 1000000LL)  /* high watermarks looked at this often */
+#define PROBE_NS       (200 * 1000000LL) /* a broker reported down is asked this often */
+
+/* Did a partition move past what the published snapshot covers without a
+ * batch to publish it (only rejected events, an end of partition)? */
+static bool positions_behind(const struct consumer *c) {
+  for (int i = 0; i < c->nparts; i++)
+    if (covered_at(&c->parts[i]) != c->parts[i].covered) return true;
+  return false;
+}
+
+/* Is the published snapshot at the high watermark of every partition, as
+ * last fetched (or past what was read, if that is further)? */
+static bool published_caught_up(struct consumer *c) {
+  bool all = c->nparts > 0;
+  pthread_mutex_lock(&c->mu);
+  for (int i = 0; all && i < c->nparts; i++) {
+    struct part *p = &c->parts[i];
+    int64_t lo, hi;
+    if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->kafka_topic, p->id, &lo, &hi) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        hi > p->hw)
+      p->hw = hi; /* the cached value of the last fetch: no network */
+    all = p->covered >= (p->hw > p->next ? p->hw : p->next);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return all;
+}
+
+/* While the brokers are reported down, asks for metadata (brokers and the
+ * topics already known: it never names, so never creates, a topic; at most
+ * 100 ms, every PROBE_NS): an answer means the feed is back. (A watermark
+ * query was tried: librdkafka 2.0 overruns its timeout while no broker is
+ * up.) */
+static void probe_feed(struct consumer *c, int64_t now) {
+  if (atomic_load(&c->down_since) == 0 || now - c->probe_ns < PROBE_NS) return;
+  c->probe_ns = now;
+  const struct rd_kafka_metadata *md = NULL;
+  if (rd_kafka_metadata(c->rk, 0, NULL, &md, 100) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    atomic_store(&c->down_since, 0);
+  if (md) rd_kafka_metadata_destroy(md);
+}
+
+/* Keeps the store's staleness in step with the tail, every FRESH_CHECK_NS:
+ * caught up while the brokers answer and the published snapshot is at
+ * every high watermark fetched; otherwise behind since the last moment it
+ * was (or since the brokers went away, if that was earlier). */
+static void freshness(struct consumer *c, struct store *st) {
+  int64_t now = clock_mono_ns();
+  if (now - c->fresh_checked_ns < FRESH_CHECK_NS) return;
+  c->fresh_checked_ns = now;
+  probe_feed(c, now);
+  int64_t down = atomic_load(&c->down_since);
+  if (down == 0 && published_caught_up(c)) {
+    c->last_caught_ns = now;
+    store_set_stale_since(st, 0);
+    return;
+  }
+  store_set_stale_since(st, down != 0 && down < c->last_caught_ns ? down : c->last_caught_ns);
+}
+
 static bool all_caught(struct consumer *c) {
   bool all = c->nparts > 0;
   pthread_mutex_lock(&c->mu);
@@ -1075,6 +1176,19 @@ static bool replay_step(struct consumer *c, struct store *st, struct batch *b, s
   return true;
 }
 
+/* One pass of the tail after a read, at now (monotonic ms): publishes the
+ * open batch once SYNC_MAX_BATCH_MS old (opening one if only the positions
+ * moved: rejected events, so that callers waiting for them are released),
+ * and keeps the staleness in step. */
+static void tail_step(struct consumer *c, struct store *st, struct batch *b, int64_t now) {
+  if (b->t == NULL && positions_behind(c)) {
+    b->t = store_begin(st);
+    b->opened_ms = now;
+  }
+  if (b->t != NULL && now - b->opened_ms >= c->cfg->sync_max_batch_ms) publish(c, b);
+  freshness(c, st);
+}
+
 int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
                  void (*on_ready)(void *), void *arg) {
   rd_kafka_message_t *msgs[BATCH_READ];
@@ -1115,14 +1229,17 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
         catching = false;
         if (on_ready) on_ready(arg);
       }
-    } else if (b.t != NULL && now - b.opened_ms >= c->cfg->sync_max_batch_ms) {
-      publish(c, &b);
+    } else {
+      tail_step(c, st, &b, now);
     }
     if (now >= next_refresh) {
       refresh(c);
       next_refresh = now + REFRESH_MS;
     }
     if (c->dlq) rd_kafka_poll(c->dlq, 0);
+    /* Serves librdkafka's error callback (its main queue): a broker going
+     * away is how freshness() learns the feed is down. */
+    rd_kafka_poll(c->rk, 0);
   }
   if (b.t != NULL) {
     if (catching)
@@ -1130,6 +1247,7 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
     else
       publish(c, &b); /* what was read is true, gap or not */
   }
+  if (lost) store_set_stale_since(st, c->last_caught_ns); /* events were missed */
   return lost && !atomic_load(stop) ? CONSUMER_LOST : 0;
 }
 

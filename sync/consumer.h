@@ -120,6 +120,10 @@ int consumer_start_at(struct consumer *c, const struct consumer_pos *pos, int n,
  * Returns the count, or -EAGAIN when they cannot be vouched for (no
  * partition known, a lost position not re-synced). @locality any thread. */
 int consumer_published(struct consumer *c, struct consumer_pos *pos, int cap);
+/* Sets the positions a state built now covers on t (every known
+ * partition: the next offset to read, or the start offset before any was
+ * read). The warm load calls it before publishing. */
+void consumer_stamp_positions(struct consumer *c, struct store_txn *t);
 
 /* JSON array of {"partition":p,"next_offset":o}: the offsets the published
  * snapshot covers (malloc'd, caller frees). */

@@ -176,6 +176,7 @@ static int load_postgres(struct sync *s) {
   for (int attempt = 1;; attempt++) {
     struct pgload_stats st = {0};
     struct store_txn *t = store_begin(s->d.store);
+    int64_t t0 = clock_mono_ns(); /* about when the load's REPEATABLE READ snapshot is taken */
     metrics_add(s->d.metrics, MC_PG_ATTEMPTS, 1);
     log_info("warm load starting", LF_I("attempt", attempt));
     int rc = pgload_run(s->pg, &o, t, &st);
@@ -188,7 +189,11 @@ static int load_postgres(struct sync *s) {
       log_info("warm load done", LF_I("rows", st.rows), LF_I("skipped", st.skipped),
                LF_D("seconds", st.seconds),
                LF_D("rows_per_s", st.seconds > 0 ? (double)st.rows / st.seconds : 0));
+      if (s->consumer) consumer_stamp_positions(s->consumer, t); /* the hand-off offsets */
       publish(s, t, "postgres");
+      /* As fresh as the load; the tail says when it has caught up. Without
+       * a feed this is the staleness origin for ever. */
+      store_set_stale_since(s->d.store, t0);
       conditions_set(s->d.conditions, "postgres", NULL, NULL);
       return 0;
     }

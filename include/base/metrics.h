@@ -74,6 +74,10 @@ enum metrics_counter {
   MC_CKPT_LAST_UNIX_MS,  /* gauge: wall time the last checkpoint was written (0: none) */
   MC_CKPT_LAST_BYTES,    /* gauge: its size */
   MC_CKPT_LAST_NS,       /* gauge: how long writing it took */
+  MC_PARKED_NOW,         /* gauge: calls waiting for a fresher snapshot (freshness headers) */
+  MC_PARKED_TOTAL,       /* calls that waited (parked at least once) */
+  MC_PARK_EXPIRED,       /* parked calls answered UNAVAILABLE after MAX_WAIT_MS */
+  MC_PARK_DROPPED,       /* parked calls cancelled or past their deadline while waiting */
   MC_COUNT
 };
 

@@ -27,6 +27,8 @@ struct config {
   int shutdown_grace_s;
   int shutdown_drain_ms;
   int max_batch_ids;
+  int max_wait_ms; /* a call waiting for a fresher snapshot (freshness headers) waits at most this
+                    */
   /* TLS (empty = plaintext) */
   char tls_cert_file[512], tls_key_file[512], tls_client_ca_file[512];
   /* Admin HTTP */

@@ -26,6 +26,13 @@ struct rpc_ctx {
    * health service's status, the reflection index); NULL for the catalog
    * methods. Only the method that registered it knows its type. */
   void *service;
+  /* Read-your-writes by version (x-catalog-min-version): > 0 asks that every
+   * entity the request names by id be held at this version or later (live
+   * or deleted). A handler that finds one held below it fails the call with
+   * UNAVAILABLE and sets version_unmet (the failure's text): the server may
+   * then park the call and run the handler again on a later snapshot. */
+  int64_t min_version;
+  const char *version_unmet;
 };
 
 struct rpc_result {
@@ -83,6 +90,14 @@ void *rpc_request(struct rpc_ctx *ctx, struct rpc_result *out, const uint8_t *re
  * a UUID fills out with INVALID_ARGUMENT naming the field and returns -1. */
 int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field, const char *s,
                  uint8_t id[16]);
+
+/* x-catalog-min-version: checks that each of the n ids of kind (org
+ * organization) is held at ctx->min_version or later (rpc.h's rpc_ctx).
+ * Returns 0 (also when no minimum is asked), or -1 with out filled
+ * (UNAVAILABLE naming the first id that falls short and the version held)
+ * and ctx->version_unmet set. */
+int rpc_check_versions(struct rpc_ctx *ctx, struct rpc_result *out, enum cat_kind kind,
+                       const uint8_t (*ids)[16], size_t n, const char *org);
 
 /* Parses a batch of ids (count checked against cfg->max_batch_ids) into an
  * arena array. Returns the array, or NULL with out filled. */

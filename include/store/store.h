@@ -83,6 +83,51 @@ uint64_t snap_version(const struct snapshot *s);
 int64_t snap_built_ns(const struct snapshot *s);
 size_t snap_count(const struct snapshot *s, enum cat_kind kind);
 
+/* The version held for (kind, id, org): the record's, live or tombstone
+ * (deletes leave one with their version), or 0 if the snapshot holds
+ * neither (never seen, or deleted before a warm load / rebuild that kept
+ * no tombstone). @locality inside a read section. */
+int64_t snap_held_version(const struct snapshot *s, enum cat_kind kind, const uint8_t id[16],
+                          const char *org, size_t orglen);
+
+/* ---- Positions: which change-feed offsets a snapshot covers ---- */
+
+/* Partition p of the change topic is covered up to (not including) offset
+ * next: every event below it was applied, found stale or rejected. */
+struct snap_pos {
+  int32_t partition;
+  int64_t next;
+};
+
+/* The positions the snapshot covers (immutable, owned by the snapshot;
+ * *out is valid until store_read_unlock). Returns their number (0: the
+ * snapshot was built without a change feed, or before any position was
+ * known). @locality inside a read section. */
+size_t snap_positions(const struct snapshot *s, const struct snap_pos **out);
+
+/* The next offset covered for partition, or -1 if the snapshot names no
+ * such partition. @locality inside a read section. */
+int64_t snap_position(const struct snapshot *s, int32_t partition);
+
+/* ---- Freshness (staleness), lock-free for readers ---- */
+
+/* Staleness in ns at monotonic time now_ns: 0 while the writer says the
+ * snapshot is caught up with its source, else now_ns minus the last
+ * moment it was (see store_set_stale_since). @locality any thread. */
+int64_t store_staleness_ns(const struct store *st, int64_t now_ns);
+
+/* The writer says how fresh the published snapshot is: since_ns 0 means
+ * caught up now; otherwise the monotonic time of the last moment it was
+ * caught up. Without a feed the warm load's start is that moment for ever.
+ * @locality the writer. */
+void store_set_stale_since(struct store *st, int64_t since_ns);
+
+/* Calls fn(arg) after every publish (including one that only moved the
+ * positions), on the writer thread, right after the new snapshot is
+ * visible: it must not block (e.g. signal a condition variable). Set once,
+ * before the writer starts. */
+void store_on_publish(struct store *st, void (*fn)(void *arg), void *arg);
+
 /* Calls fn on every live record of kind. */
 void snap_foreach(const struct snapshot *s, enum cat_kind kind,
                   void (*fn)(const struct cat_hdr *, void *), void *arg);
@@ -179,11 +224,18 @@ size_t store_txn_changes(const struct store_txn *t);
  * holds: what its snapshot would serve if committed now. */
 size_t store_txn_live(const struct store_txn *t);
 
+/* Sets the change-feed positions (n entries, copied) the state t builds
+ * covers; they go with the snapshot t publishes. Without a call, the
+ * snapshot keeps its predecessor's. */
+void store_txn_set_positions(struct store_txn *t, const struct snap_pos *p, size_t n);
+
 /* Publishes t as the new snapshot and frees what it replaced once no reader
  * can see it (blocks for an RCU grace period). A transaction with no change
  * publishes nothing, except the very first one and a rebuild (an empty
- * rebuild publishes an empty catalog). Returns the version now
- * current. t is freed. */
+ * rebuild publishes an empty catalog), or when it moved the positions (a
+ * batch of stale or rejected events): then the same data is published
+ * again under the same version with the new positions. Returns the
+ * version now current. t is freed. */
 uint64_t store_commit(struct store_txn *t);
 
 /* Discards t and everything it built; the current snapshot is untouched.

@@ -94,14 +94,16 @@ static char *render_digest(struct admin *a, unsigned *status) {
   return out;
 }
 
-/* /readyz's body: {"status":"serving"|"not serving","conditions":[...]}.
+/* /readyz's body: {"status":"serving"|"not serving","staleness_seconds":s,
+ * "conditions":[...]} (staleness: see catalogd_staleness_seconds).
  * The status is the probe's answer; the conditions say what an operator
  * should know either way (e.g. a stalled partition while still serving). */
 static char *render_ready(struct admin *a, bool serving) {
   char *cs = conditions_json(a->d.conditions);
   struct strbuf sb = {0};
-  sb_printf(&sb, "{\"status\":\"%s\",\"conditions\":%s}\n", serving ? "serving" : "not serving",
-            cs);
+  double stale = (double)store_staleness_ns(a->d.store, clock_mono_ns()) / 1e9;
+  sb_printf(&sb, "{\"status\":\"%s\",\"staleness_seconds\":%.3f,\"conditions\":%s}\n",
+            serving ? "serving" : "not serving", stale, cs);
   free(cs);
   return sb_take(&sb);
 }

@@ -223,6 +223,30 @@ static long max_fds(void) {
   return (long)rl.rlim_cur;
 }
 
+/* Freshness: how far behind its change feed the snapshot is, and the
+ * calls that waited for a fresher one (x-catalog-min-position /
+ * x-catalog-min-version). */
+static void render_freshness(const struct metrics_view *v, struct store *store, struct strbuf *b) {
+  const uint64_t *c = v->counters;
+  double stale = (double)store_staleness_ns(store, clock_mono_ns()) / 1e9;
+  sb_printf(b,
+            "# HELP catalogd_staleness_seconds How far behind its change feed the snapshot is: "
+            "0 while it holds everything up to the high watermarks fetched, else the time since "
+            "it last did (without a feed: since the warm load).\n"
+            "# TYPE catalogd_staleness_seconds gauge\ncatalogd_staleness_seconds %.3f\n"
+            "# HELP catalogd_parked_calls Calls waiting for a fresher snapshot.\n"
+            "# TYPE catalogd_parked_calls gauge\ncatalogd_parked_calls %lld\n"
+            "# HELP catalogd_parked_calls_total Calls that waited for a fresher snapshot, by "
+            "outcome: all, expired (UNAVAILABLE after MAX_WAIT_MS or at shutdown), dropped "
+            "(cancelled or past their deadline while waiting).\n"
+            "# TYPE catalogd_parked_calls_total counter\n"
+            "catalogd_parked_calls_total{result=\"all\"} %llu\n"
+            "catalogd_parked_calls_total{result=\"expired\"} %llu\n"
+            "catalogd_parked_calls_total{result=\"dropped\"} %llu\n",
+            stale, (long long)(int64_t)c[MC_PARKED_NOW], (unsigned long long)c[MC_PARKED_TOTAL],
+            (unsigned long long)c[MC_PARK_EXPIRED], (unsigned long long)c[MC_PARK_DROPPED]);
+}
+
 /* Warm load totals, rejected requests, admin connections and the resident
  * set. */
 static void render_totals(const struct metrics_view *v, struct strbuf *b) {
@@ -395,6 +419,7 @@ char *metrics_text(struct metrics *m, struct store *store, struct conditions *co
   render_publish(v, &b);
   render_warm_load(v, &b);
   render_snapshot(store, &b);
+  render_freshness(v, store, &b);
   render_totals(v, &b);
   render_process(&b);
   render_feed(v, &b);

@@ -35,9 +35,11 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fresh.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "park.h"
 #include "reflection.h"
 #include "server_internal.h"
 #include "stream.h"
@@ -79,6 +81,7 @@ static const struct method_def methods[] = {
 #define NMETHODS             (sizeof methods / sizeof methods[0])
 #define UNKNOWN_PREPOSTED    2
 #define SNAPSHOT_VERSION_KEY "x-catalog-snapshot-version"
+#define STALENESS_KEY        "x-catalog-staleness-ms"
 
 struct server {
   const struct config *cfg;
@@ -86,7 +89,8 @@ struct server {
   struct metrics *metrics;
   struct health *health;
   struct reflection *reflection;
-  struct tls *tls; /* NULL: plaintext */
+  struct tls *tls;   /* NULL: plaintext */
+  struct park *park; /* calls waiting for a fresher snapshot */
   grpc_server *srv;
   grpc_completion_queue *shutdown_cq;
   void *handles[NMETHODS]; /* NULL when not registered */
@@ -107,9 +111,12 @@ static void *service_of(struct server *s, enum method_service which) {
   return NULL;
 }
 
-/* A unary call from request to reply. */
+/* A unary call from request to reply. A call whose freshness headers the
+ * snapshot does not meet yet is parked (park.h): it then has its own
+ * RECV_CLOSE_ON_SERVER batch (t_close), comes back through t_wake, and is
+ * freed when refs (batches and the park's hold) drops to 0. */
 struct ucall {
-  struct cq_tag t_new, t_done;
+  struct cq_tag t_new, t_done, t_close, t_wake;
   struct worker *w;
   int mi; /* index in methods[] */
   grpc_call *call;
@@ -117,9 +124,19 @@ struct ucall {
   grpc_metadata_array md;
   grpc_byte_buffer *payload, *reply;
   grpc_slice details;
-  grpc_metadata trailer;
-  char version[24];
+  grpc_metadata trailer[2];
+  char version[24], staleness[24];
   int cancelled, code;
+  int refs;           /* batches in flight on the call, plus 1 while parked */
+  bool close_started; /* its own RECV_CLOSE_ON_SERVER batch (parked once) */
+  bool closed;        /* ... completed: cancelled, or after the reply */
+  bool want_park;     /* the last run found the requirement unmet and may wait */
+  bool fx_any;        /* the call carries a freshness header */
+  bool no_wait;       /* the parked set refused it (shutting down) */
+  bool parked_once;   /* it waited: an UNAVAILABLE answer is counted as expired */
+  uint64_t seen_pubs; /* park_publishes() before the last run's snapshot */
+  struct fresh_req fx;
+  struct parked pk;
   size_t reply_size; /* counted in w->reply_bytes until the reply batch ends */
   int64_t t0;        /* clock_mono_ns() when the call arrived */
   uint64_t ns;       /* handler time */
@@ -144,6 +161,8 @@ static uint64_t elapsed_ns(int64_t t0) { return (uint64_t)(clock_mono_ns() - t0)
 
 static void unary_new(struct cq_tag *t, bool ok);
 static void unary_done(struct cq_tag *t, bool ok);
+static void unary_closed(struct cq_tag *t, bool ok);
+static void unary_woken(struct cq_tag *t, bool ok);
 
 /* Reserves size bytes of the reply budget for one reply. Returns NULL, or
  * why not (arena text, for RESOURCE_EXHAUSTED). The budget
@@ -187,6 +206,7 @@ static void ucall_free(struct ucall *c) {
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
   grpc_slice_unref(c->details);
+  fresh_req_clear(&c->fx);
   if (c->call) grpc_call_unref(c->call);
   atomic_fetch_sub(c->w->env.outstanding, 1);
   free(c);
@@ -197,7 +217,9 @@ static void unary_request(struct worker *w, int mi) {
   struct ucall *c = xcalloc(1, sizeof *c);
   c->w = w, c->mi = mi;
   c->t_new.fn = unary_new, c->t_done.fn = unary_done;
+  c->t_close.fn = unary_closed, c->t_wake.fn = unary_woken;
   c->details = grpc_empty_slice();
+  c->fx.max_staleness_ms = -1;
   grpc_metadata_array_init(&c->md);
   atomic_fetch_add(w->env.outstanding, 1);
   grpc_call_error e = grpc_server_request_registered_call(
@@ -282,9 +304,87 @@ static void unary_account(struct ucall *c) {
              LF_S("snapshot_version", c->version));
 }
 
+/* Why a call whose freshness requirement is unmet cannot wait any longer
+ * (the text ends its UNAVAILABLE message), or NULL if it may park: it may
+ * until MAX_WAIT_MS after its arrival, unless the server is stopping. */
+static const char *wait_refusal(struct ucall *c, struct arena *a) {
+  if (c->no_wait || atomic_load(c->w->env.stopping)) return "(the server is shutting down)";
+  int64_t now = clock_mono_ns();
+  if (now < c->pk.until_ns) return NULL;
+  return arena_printf(a, "after %lld ms (MAX_WAIT_MS %d)", (long long)((now - c->t0) / 1000000),
+                      c->w->srv->cfg->max_wait_ms);
+}
+
+/* The freshness gate before the handler: x-catalog-max-staleness-ms
+ * refuses at once; an uncovered x-catalog-min-position parks the call
+ * (returns 1) unless cannot_wait says why it may not (then refused). Returns
+ * 0 to run the handler, -1 with res filled. */
+static int fresh_gate(struct ucall *c, struct rpc_ctx *ctx, struct rpc_result *res,
+                      const struct snapshot *snap, const char *cannot_wait) {
+  if (c->fx.max_staleness_ms >= 0) {
+    int64_t ms = store_staleness_ns(c->w->srv->store, clock_mono_ns()) / 1000000;
+    if (ms > c->fx.max_staleness_ms) {
+      rpc_fail(ctx, res, GRPC_STATUS_UNAVAILABLE,
+               "x-catalog-max-staleness-ms %lld: this replica is %lld ms behind its change feed; "
+               "try another replica",
+               (long long)c->fx.max_staleness_ms, (long long)ms);
+      return -1;
+    }
+  }
+  char why[200];
+  if (c->fx.npos == 0 || fresh_positions_met(&c->fx, snap, why, sizeof why)) return 0;
+  if (cannot_wait == NULL) return 1;
+  rpc_fail(ctx, res, GRPC_STATUS_UNAVAILABLE, "x-catalog-min-position not reached %s: %s",
+           cannot_wait, why);
+  return -1;
+}
+
+/* Runs the method on snap (non-NULL for catalog methods), through the
+ * freshness gate if the call carries a header. Sets c->want_park instead of
+ * an answer when the call should wait for a later snapshot. */
+static void unary_dispatch(struct ucall *c, struct rpc_ctx *ctx, struct rpc_result *res,
+                           const struct snapshot *snap, const grpc_slice *req) {
+  const struct method_def *m = &methods[c->mi];
+  const char *cannot_wait = NULL;
+  ctx->snap = snap;
+  if (c->fx_any && (m->flags & NEEDS_SNAPSHOT)) {
+    cannot_wait = wait_refusal(c, ctx->arena);
+    int g = fresh_gate(c, ctx, res, snap, cannot_wait);
+    if (g != 0) {
+      c->want_park = g > 0;
+      return;
+    }
+    ctx->min_version = c->fx.min_version;
+  }
+  m->fn(ctx, GRPC_SLICE_START_PTR(*req), GRPC_SLICE_LENGTH(*req), res);
+  if (ctx->version_unmet == NULL) return;
+  if (cannot_wait == NULL)
+    c->want_park = true;
+  else
+    rpc_fail(ctx, res, GRPC_STATUS_UNAVAILABLE, "%s %s", ctx->version_unmet, cannot_wait);
+}
+
+/* Packs an OK reply into c->reply within the reply budget (or turns res
+ * into RESOURCE_EXHAUSTED). @locality c's worker, inside the read section
+ * that res points into. */
+static void unary_pack(struct ucall *c, struct rpc_ctx *ctx, struct rpc_result *res) {
+  size_t size = res->code == GRPC_STATUS_OK ? protobuf_c_message_get_packed_size(res->reply) : 0;
+  const char *over = size > 0 ? reply_reserve(c->w, ctx->arena, size) : NULL;
+  if (over != NULL) rpc_fail(ctx, res, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", over);
+  if (res->code != GRPC_STATUS_OK) return;
+  assert(res->reply != NULL);
+  c->reply_size = size; /* reserved: released in ucall_free */
+  grpc_slice out = grpc_slice_malloc(size);
+  protobuf_c_message_pack(res->reply, GRPC_SLICE_START_PTR(out));
+  c->reply = grpc_raw_byte_buffer_create(&out, 1);
+  grpc_slice_unref(out);
+}
+
 /* Runs the handler in a read section and packs the reply there. Returns
- * the request's organization (arena memory, valid until the arena reset). */
-static const char *unary_handle(struct ucall *c) {
+ * the request's organization (arena memory, valid until the arena reset).
+ * fx_err: why the call's freshness headers are malformed, or NULL. If the
+ * call should wait instead (c->want_park), nothing is packed. */
+static const char *unary_handle(struct ucall *c, const char *fx_err) {
   const struct method_def *m = &methods[c->mi];
   struct rpc_ctx ctx = c->w->env.ctx;
   ctx.service = service_of(c->w->srv, m->service);
@@ -295,34 +395,30 @@ static const char *unary_handle(struct ucall *c) {
     req = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
   }
+  c->want_park = false;
+  if (c->fx_any) c->seen_pubs = park_publishes(c->w->srv->park); /* before the snapshot */
   store_read_lock();
   const struct snapshot *snap = store_current(c->w->srv->store);
   if (c->payload == NULL)
     rpc_fail(&ctx, &res, GRPC_STATUS_INVALID_ARGUMENT, "request message is missing");
   else if (deadline_passed(c->deadline)) /* nobody waits for the answer: do not compute it */
     rpc_fail(&ctx, &res, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded before the call ran");
+  else if ((m->flags & NEEDS_SNAPSHOT) && fx_err != NULL)
+    rpc_fail(&ctx, &res, GRPC_STATUS_INVALID_ARGUMENT, "%s", fx_err);
   else if ((m->flags & NEEDS_SNAPSHOT) && snap == NULL)
     rpc_fail(&ctx, &res, GRPC_STATUS_UNAVAILABLE, "catalog is loading; retry shortly");
-  else {
-    ctx.snap = snap;
-    m->fn(&ctx, GRPC_SLICE_START_PTR(req), GRPC_SLICE_LENGTH(req), &res);
-  }
-  size_t size = res.code == GRPC_STATUS_OK ? protobuf_c_message_get_packed_size(res.reply) : 0;
-  const char *over = size > 0 ? reply_reserve(c->w, ctx.arena, size) : NULL;
-  if (over != NULL) rpc_fail(&ctx, &res, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", over);
-  if (res.code == GRPC_STATUS_OK) {
-    assert(res.reply != NULL);
-    c->reply_size = size; /* reserved: released in ucall_free */
-    grpc_slice out = grpc_slice_malloc(size);
-    protobuf_c_message_pack(res.reply, GRPC_SLICE_START_PTR(out));
-    c->reply = grpc_raw_byte_buffer_create(&out, 1);
-    grpc_slice_unref(out);
-  }
+  else
+    unary_dispatch(c, &ctx, &res, snap, &req);
+  if (!c->want_park) unary_pack(c, &ctx, &res);
   c->version[0] = '\0';
-  if (snap != NULL && (m->flags & NEEDS_SNAPSHOT))
+  if (snap != NULL && (m->flags & NEEDS_SNAPSHOT)) {
     snprintf(c->version, sizeof c->version, "%" PRIu64, snap_version(snap));
+    snprintf(c->staleness, sizeof c->staleness, "%lld",
+             (long long)(store_staleness_ns(c->w->srv->store, clock_mono_ns()) / 1000000));
+  }
   store_read_unlock();
   grpc_slice_unref(req);
+  if (c->want_park) return NULL;
   c->code = res.code;
   if (res.details != NULL) c->details = grpc_slice_from_copied_string(res.details);
   return res.org;
@@ -341,21 +437,75 @@ static void unary_send(struct ucall *c) {
   ops[n].data.send_status_from_server.status = c->code;
   ops[n].data.send_status_from_server.status_details = &c->details;
   if (c->version[0] != '\0') {
-    c->trailer.key = grpc_slice_from_static_string(SNAPSHOT_VERSION_KEY);
-    c->trailer.value = grpc_slice_from_static_string(c->version);
-    ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
-    ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+    c->trailer[0].key = grpc_slice_from_static_string(SNAPSHOT_VERSION_KEY);
+    c->trailer[0].value = grpc_slice_from_static_string(c->version);
+    c->trailer[1].key = grpc_slice_from_static_string(STALENESS_KEY);
+    c->trailer[1].value = grpc_slice_from_static_string(c->staleness);
+    ops[n].data.send_status_from_server.trailing_metadata = c->trailer;
+    ops[n].data.send_status_from_server.trailing_metadata_count = 2;
   }
   n++;
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  if (!c->close_started) { /* a parked call has its own */
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  }
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL);
-  if (e != GRPC_CALL_OK) {
-    log_error("reply batch refused", LF_I("grpc_call_error", e));
+  if (e == GRPC_CALL_OK) {
+    c->refs++;
+    return;
+  }
+  log_error("reply batch refused", LF_I("grpc_call_error", e));
+  if (c->refs == 0) {
     unary_account(c);
     metrics_in_flight(c->w->env.metrics, -1);
     ucall_free(c);
   }
+}
+
+/* Counts, logs and frees c once nothing is in flight on it any more. */
+static void unary_release(struct ucall *c) {
+  if (--c->refs > 0) return;
+  if (c->ns == 0) c->ns = elapsed_ns(c->t0);
+  unary_account(c);
+  metrics_in_flight(c->w->env.metrics, -1);
+  ucall_free(c);
+}
+
+/* Parks c: starts its own RECV_CLOSE_ON_SERVER (the cancel and deadline
+ * detector; the reply batch then holds only send ops) and adds it to the
+ * parked set. Returns 0, or -1 if it cannot wait (the set is closed, or
+ * the core refused the batch): the caller answers now. */
+static int park_call(struct ucall *c) {
+  if (!c->close_started) {
+    grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) return -1;
+    c->close_started = true;
+    c->refs++;
+  }
+  c->pk.call = c->call, c->pk.wake = &c->t_wake;
+  c->pk.need = c->fx.npos > 0 ? &c->fx : NULL;
+  c->pk.by_version = c->fx.min_version > 0;
+  if (park_add(c->w->srv->park, &c->pk, c->seen_pubs) != 0) return -1;
+  c->parked_once = true;
+  c->refs++; /* the park's hold, dropped when it comes back or is taken out */
+  return 0;
+}
+
+/* Runs c (again, after a wait) and answers it, or parks it. fx_err: see
+ * unary_handle. */
+static void unary_run(struct ucall *c, const char *fx_err) {
+  const char *org = unary_handle(c, fx_err);
+  if (c->want_park) {
+    if (park_call(c) == 0) return;
+    c->no_wait = true; /* the parked set is closed: the next run answers */
+    org = unary_handle(c, NULL);
+  }
+  if (c->parked_once && c->code == GRPC_STATUS_UNAVAILABLE)
+    metrics_add(c->w->srv->metrics, MC_PARK_EXPIRED, 1);
+  c->ns = elapsed_ns(c->t0);
+  if (org != NULL && c->org == NULL) access_log_sample(c, org);
+  unary_send(c);
 }
 
 static void unary_new(struct cq_tag *t, bool ok) {
@@ -367,10 +517,15 @@ static void unary_new(struct cq_tag *t, bool ok) {
   c->t0 = clock_mono_ns();
   if (!atomic_load(c->w->env.stopping)) unary_request(c->w, c->mi);
   metrics_in_flight(c->w->env.metrics, +1);
-  const char *org = unary_handle(c);
-  c->ns = elapsed_ns(c->t0);
-  access_log_sample(c, org);
-  unary_send(c);
+  char fx_err[200];
+  const char *bad = NULL;
+  if (c->md.count > 0) { /* a call without metadata pays nothing */
+    if (fresh_parse(&c->md, &c->fx, fx_err, sizeof fx_err) != 0) bad = fx_err;
+    c->fx_any =
+        bad == NULL && (c->fx.npos > 0 || c->fx.min_version > 0 || c->fx.max_staleness_ms >= 0);
+    c->pk.until_ns = c->t0 + (int64_t)c->w->srv->cfg->max_wait_ms * 1000000;
+  }
+  unary_run(c, bad);
 }
 
 /* The reply batch ended: the call is counted now, when RECV_CLOSE_ON_SERVER
@@ -380,13 +535,43 @@ static void unary_new(struct cq_tag *t, bool ok) {
  * client that reset the stream before its message arrived, while one that
  * really sent none is INVALID_ARGUMENT "request message is missing"
  * (logged). A client may thus get its answer a moment before /metrics
- * counts it. */
+ * counts it. (A call that was parked is counted when the later of its
+ * reply and its own close batch ends.) */
 static void unary_done(struct cq_tag *t, bool ok) {
   struct ucall *c = container_of(t, struct ucall, t_done);
   (void)ok;
-  unary_account(c);
-  metrics_in_flight(c->w->env.metrics, -1);
-  ucall_free(c);
+  unary_release(c);
+}
+
+/* A parked (or once parked) call's RECV_CLOSE_ON_SERVER completed: after
+ * its reply, or because the client cancelled or its deadline passed. A
+ * call still in the parked set is then dropped there (counted, never
+ * computed); one already handed back is dropped when its wake arrives. */
+static void unary_closed(struct cq_tag *t, bool ok) {
+  struct ucall *c = container_of(t, struct ucall, t_close);
+  (void)ok;
+  c->closed = true;
+  if (c->cancelled && park_remove(c->w->srv->park, &c->pk)) {
+    metrics_add(c->w->srv->metrics, MC_PARK_DROPPED, 1);
+    c->refs--; /* the park's hold */
+  }
+  unary_release(c);
+}
+
+/* A parked call was handed back (a publish may satisfy it, MAX_WAIT_MS is
+ * over, or the server is stopping): run it again, unless the client went
+ * away meanwhile. */
+static void unary_woken(struct cq_tag *t, bool ok) {
+  struct ucall *c = container_of(t, struct ucall, t_wake);
+  (void)ok;
+  park_claim(c->w->srv->park, &c->pk);
+  if (c->closed) { /* cancelled or expired while the wake was on its way */
+    metrics_add(c->w->srv->metrics, MC_PARK_DROPPED, 1);
+    unary_release(c);
+    return;
+  }
+  c->refs--; /* the park's hold; the close batch still holds the call */
+  unary_run(c, NULL);
 }
 
 /* ---- Unknown methods ---- */
@@ -613,6 +798,10 @@ int server_start(const struct server_deps *d, struct server **out) {
   struct server *s = xcalloc(1, sizeof *s);
   int rc = 0;
   s->cfg = d->cfg, s->store = d->store, s->metrics = d->metrics, s->health = d->health;
+  if ((s->park = park_new(s->store, s->metrics)) == NULL) {
+    rc = -ENOMEM;
+    goto fail;
+  }
   if (s->cfg->reflection && (s->reflection = reflection_new()) == NULL) {
     rc = -EINVAL;
     goto fail;
@@ -689,6 +878,7 @@ static void drain(struct server *s) {
 }
 
 void server_stop(struct server *s) {
+  park_close(s->park); /* parked calls are answered now (the workers still poll) */
   health_set_serving(s->health, false);
   health_close_watchers(s->health);
   drain(s);
@@ -725,5 +915,6 @@ void server_destroy(struct server *s) {
   free(s->workers);
   reflection_destroy(s->reflection);
   tls_destroy(s->tls);
+  park_destroy(s->park);
   free(s);
 }

@@ -279,3 +279,22 @@ Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v) 
   }
   return m;
 }
+
+int rpc_check_versions(struct rpc_ctx *ctx, struct rpc_result *out, enum cat_kind kind,
+                       const uint8_t (*ids)[16], size_t n, const char *org) {
+  if (ctx->min_version <= 0) return 0;
+  size_t orglen = strlen(org);
+  for (size_t i = 0; i < n; i++) {
+    int64_t held = snap_held_version(ctx->snap, kind, ids[i], org, orglen);
+    if (held >= ctx->min_version) continue;
+    char text[UUID_STR_LEN + 1], at[40] = "not held";
+    uuid_format(ids[i], text);
+    if (held > 0) snprintf(at, sizeof at, "held at version %lld", (long long)held);
+    rpc_fail(ctx, out, GRPC_STATUS_UNAVAILABLE,
+             "x-catalog-min-version %lld not reached: %s %s is %s", (long long)ctx->min_version,
+             kind == CAT_PRODUCT ? "product" : "variant", text, at);
+    ctx->version_unmet = out->details;
+    return -1;
+  }
+  return 0;
+}

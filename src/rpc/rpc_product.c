@@ -129,7 +129,9 @@ void rpc_get_product_details(struct rpc_ctx *ctx, const uint8_t *req, size_t len
   uint8_t id[16];
   const Catalog__GetProductDetailsRequest *rq = rpc_request(
       ctx, out, req, len, &catalog__get_product_details_request__descriptor, "product_id");
-  if (rq == NULL || rpc_parse_id(ctx, out, "product_id", rq->product_id, id) != 0) return;
+  if (rq == NULL || rpc_parse_id(ctx, out, "product_id", rq->product_id, id) != 0 ||
+      rpc_check_versions(ctx, out, CAT_PRODUCT, (const uint8_t(*)[16])id, 1, rq->organization_id))
+    return;
   Catalog__GetProductDetailsResponse *r = arena_alloc(ctx->arena, sizeof *r);
   *r = (Catalog__GetProductDetailsResponse)CATALOG__GET_PRODUCT_DETAILS_RESPONSE__INIT;
   const struct cat_product *p =

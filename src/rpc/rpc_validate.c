@@ -16,7 +16,9 @@ void rpc_validate_variant(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
   uint8_t id[16];
   const Catalog__ValidateVariantRequest *rq =
       rpc_request(ctx, out, req, len, &catalog__validate_variant_request__descriptor, "variant_id");
-  if (rq == NULL || rpc_parse_id(ctx, out, "variant_id", rq->variant_id, id) != 0) return;
+  if (rq == NULL || rpc_parse_id(ctx, out, "variant_id", rq->variant_id, id) != 0 ||
+      rpc_check_versions(ctx, out, CAT_VARIANT, (const uint8_t(*)[16])id, 1, rq->organization_id))
+    return;
   Catalog__ValidateVariantResponse *r = arena_alloc(ctx->arena, sizeof *r);
   *r = (Catalog__ValidateVariantResponse)CATALOG__VALIDATE_VARIANT_RESPONSE__INIT;
   r->variant_id = rq->variant_id;
@@ -62,7 +64,9 @@ void rpc_validate_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t
       ctx, out, req, len, &catalog__validate_variants_batch_request__descriptor, "variant_ids");
   if (rq == NULL) return;
   uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, rq->n_variant_ids);
-  if (ids == NULL) return;
+  if (ids == NULL || rpc_check_versions(ctx, out, CAT_VARIANT, (const uint8_t(*)[16])ids,
+                                        rq->n_variant_ids, rq->organization_id))
+    return;
   size_t n = rq->n_variant_ids, orglen = strlen(rq->organization_id);
   const struct cat_variant **v = arena_alloc(ctx->arena, (n + 1) * sizeof *v);
   bool *sellable = arena_alloc(ctx->arena, n + 1);

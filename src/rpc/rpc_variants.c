@@ -45,7 +45,9 @@ void rpc_get_variants_batch(struct rpc_ctx *ctx, const uint8_t *req, size_t len,
   if (rq == NULL) return;
   size_t n = rq->n_variant_ids, orglen = strlen(rq->organization_id);
   uint8_t(*ids)[16] = rpc_parse_ids(ctx, out, rq->variant_ids, n);
-  if (ids == NULL) return;
+  if (ids == NULL ||
+      rpc_check_versions(ctx, out, CAT_VARIANT, (const uint8_t(*)[16])ids, n, rq->organization_id))
+    return;
   Catalog__GetVariantsBatchResponse *r = arena_alloc(ctx->arena, sizeof *r);
   *r = (Catalog__GetVariantsBatchResponse)CATALOG__GET_VARIANTS_BATCH_RESPONSE__INIT;
   r->variants = arena_alloc(ctx->arena, (n + 1) * sizeof *r->variants);

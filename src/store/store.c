@@ -21,6 +21,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "clock.h"
@@ -39,6 +41,11 @@ struct snapshot {
   int64_t built_ns;
   size_t live[CAT_KIND_COUNT]; /* records that are not tombstones */
   struct smap *maps[CAT_KIND_COUNT];
+  /* Change-feed positions covered; may be shared with the snapshot before
+   * or after (a commit that sets none keeps its predecessor's array): the
+   * one freeing a snapshot frees pos only if its successor does not hold it. */
+  struct snap_pos *pos;
+  size_t npos;
 };
 
 struct store {
@@ -48,6 +55,11 @@ struct store {
   pthread_mutex_t pin_mu;   /* guards pins and deferred */
   int pins;                 /* snapshots pinned now (any of them) */
   struct retire deferred;   /* freed when pins drops to 0 */
+  /* Monotonic ns of the last moment the snapshot was caught up, 0 while it
+   * is: one atomic, so readers never see half an update. */
+  _Atomic int64_t stale_since;
+  void (*on_publish)(void *); /* set before the writer starts; may be NULL */
+  void *on_publish_arg;
 };
 
 struct store_txn {
@@ -58,12 +70,29 @@ struct store_txn {
   size_t changes;
   int fresh; /* a rebuild: started empty, shares nothing with base */
   struct retire retired;
+  struct snap_pos *pos; /* set by store_txn_set_positions (owned), else NULL */
+  size_t npos;
 };
 
 struct store *store_new(void) {
   struct store *st = xcalloc(1, sizeof(struct store));
   pthread_mutex_init(&st->pin_mu, NULL);
+  /* Nothing is published yet: behind since now. */
+  atomic_store_explicit(&st->stale_since, clock_mono_ns(), memory_order_relaxed);
   return st;
+}
+
+int64_t store_staleness_ns(const struct store *st, int64_t now_ns) {
+  int64_t since = atomic_load_explicit(&st->stale_since, memory_order_relaxed);
+  return since == 0 || now_ns < since ? 0 : now_ns - since;
+}
+
+void store_set_stale_since(struct store *st, int64_t since_ns) {
+  atomic_store_explicit(&st->stale_since, since_ns, memory_order_relaxed);
+}
+
+void store_on_publish(struct store *st, void (*fn)(void *arg), void *arg) {
+  st->on_publish = fn, st->on_publish_arg = arg;
 }
 
 void store_destroy(struct store *st) {
@@ -76,6 +105,7 @@ void store_destroy(struct store *st) {
   if (s != NULL) {
     for (int k = 0; k < CAT_KIND_COUNT; k++)
       smap_destroy(s->maps[k], 1);
+    free(s->pos);
     free(s);
   }
   free(st);
@@ -126,6 +156,26 @@ void snap_get_many(const struct snapshot *s, enum cat_kind kind, const uint8_t (
     for (size_t i = 0; i < g; i++)
       out[at + i] = got[i] && !got[i]->deleted ? got[i] : NULL;
   }
+}
+
+int64_t snap_held_version(const struct snapshot *s, enum cat_kind kind, const uint8_t id[16],
+                          const char *org, size_t orglen) {
+  uint8_t key[16 + CAT_ORG_MAX];
+  size_t len = model_key(key, id, org, orglen);
+  if (len == 0) return 0;
+  const struct cat_hdr *h = smap_get(s->maps[kind], key, len, smap_hash(key, len));
+  return h ? h->version : 0;
+}
+
+size_t snap_positions(const struct snapshot *s, const struct snap_pos **out) {
+  *out = s->pos;
+  return s->npos;
+}
+
+int64_t snap_position(const struct snapshot *s, int32_t partition) {
+  for (size_t i = 0; i < s->npos; i++)
+    if (s->pos[i].partition == partition) return s->pos[i].next;
+  return -1;
 }
 
 uint64_t snap_version(const struct snapshot *s) { return s->version; }
@@ -398,6 +448,21 @@ const struct snapshot *store_txn_view(const struct store_txn *t) { return &t->ne
 
 size_t store_txn_changes(const struct store_txn *t) { return t->changes; }
 
+void store_txn_set_positions(struct store_txn *t, const struct snap_pos *p, size_t n) {
+  free(t->pos);
+  t->pos = n ? xmalloc(n * sizeof *p) : NULL;
+  if (n) memcpy(t->pos, p, n * sizeof *p);
+  t->npos = n;
+  t->next.pos = NULL, t->next.npos = 0; /* set at commit */
+}
+
+/* Did t set positions other than base's? */
+static bool positions_moved(const struct store_txn *t) {
+  if (t->pos == NULL) return false; /* none set (or an empty set): base's are kept */
+  if (t->base == NULL || t->base->pos == NULL || t->base->npos != t->npos) return true;
+  return memcmp(t->base->pos, t->pos, t->npos * sizeof *t->pos) != 0;
+}
+
 size_t store_txn_live(const struct store_txn *t) {
   size_t n = 0;
   for (int k = 0; k < CAT_ENTITY_KINDS; k++)
@@ -408,22 +473,34 @@ size_t store_txn_live(const struct store_txn *t) {
 uint64_t store_commit(struct store_txn *t) {
   struct store *st = t->st;
   struct snapshot *base = t->base;
-  if (base != NULL && t->changes == 0 && !t->fresh) {
+  bool moved = positions_moved(t);
+  if (base != NULL && t->changes == 0 && !t->fresh && !moved) {
     store_abort(t);
     return base->version;
   }
   struct snapshot *next = xmalloc(sizeof *next);
   *next = t->next;
-  next->version = base ? base->version + 1 : 1;
-  next->built_ns = clock_wall_ns();
+  if (t->pos != NULL || t->npos > 0) {
+    next->pos = t->pos, next->npos = t->npos; /* handed over */
+    t->pos = NULL, t->npos = 0;
+  } else {
+    next->pos = base ? base->pos : NULL, next->npos = base ? base->npos : 0;
+  }
+  /* Only the positions moved: the same data, the same version. */
+  bool same_data = base != NULL && t->changes == 0 && !t->fresh;
+  next->version = base ? base->version + !same_data : 1;
+  next->built_ns = same_data ? base->built_ns : clock_wall_ns();
   PUBLISH(&st->current, next);
   st->rebuild = 0; /* a rebuild (or a first publish) is complete */
+  if (st->on_publish) st->on_publish(st->on_publish_arg);
   synchronize_rcu();
   TSAN_GRACE_DONE();
   /* No reader holds base now: free what next does not share (a rebuild
-   * shares nothing: all of base goes), unless a pin still needs it. */
+   * shares nothing: all of base goes; its positions unless next kept
+   * them), unless a pin still needs it. */
   struct retire *r = &t->retired;
   if (base != NULL) {
+    if (base->pos != NULL && base->pos != next->pos) retire_add(r, base->pos, RETIRE_MEM);
     for (int k = 0; k < CAT_KIND_COUNT; k++)
       if (t->fresh)
         retire_add(r, base->maps[k], RETIRE_MAP_ALL);
@@ -448,5 +525,6 @@ void store_abort(struct store_txn *t) {
   }
   /* The retire list holds parts of base, which stays published. */
   free(t->retired.items);
+  free(t->pos);
   free(t);
 }

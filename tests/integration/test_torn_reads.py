@@ -3,11 +3,15 @@
 product and all its variants together (one batch = one generation), clients on many
 threads and channels (spread over every worker thread) check that every response is
 internally consistent with one generation, and that the snapshot version they see never
-goes backwards.
+goes backwards. Two more readers park on a future position (x-catalog-min-position: the offset
+the next event will get) and are released by the publish that applies it: their answer must be
+one generation and hold at least the generation they waited for.
 """
 import threading
 import time
 import unittest
+
+import grpc
 
 import harness
 import kafka
@@ -34,11 +38,12 @@ class TornReadTest(unittest.TestCase):
         # One batch per generation exactly: closes at 1 + NVAR events, never on time.
         srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': mock.bootstrap,
                                 'SYNC_MAX_BATCH_EVENTS': str(1 + NVAR),
-                                'SYNC_MAX_BATCH_MS': '60000', 'GRPC_MAX_WORKERS': '4'})
+                                'SYNC_MAX_BATCH_MS': '60000', 'GRPC_MAX_WORKERS': '4',
+                                'MAX_WAIT_MS': '10000'})
         try:
             srv.wait_serving(30)
             stop = threading.Event()
-            stats = {'checks': 0, 'torn': [], 'backwards': 0}
+            stats = {'checks': 0, 'torn': [], 'backwards': 0, 'released': 0, 'early': []}
             lock = threading.Lock()
 
             def reader(k):
@@ -69,10 +74,39 @@ class TornReadTest(unittest.TestCase):
                     n += 1
                 ch.close()
 
+            def parker(k):
+                """Waits for the next event's offset; released by the publish applying it."""
+                ch = srv.new_channel([('grpc.use_local_subchannel_pool', 1)])
+                stub = harness.pb_grpc.CatalogServiceStub(ch)
+                deadline = time.monotonic() + 120
+                while not stop.is_set() and time.monotonic() < deadline:
+                    hi = int(mock.command('watermarks %s' % kafka.TOPIC).split(':')[1]
+                             .split('-')[1])
+                    want = hi // (1 + NVAR) + 1  # the generation offset hi belongs to
+                    try:
+                        r = stub.GetProductDetails(pb.GetProductDetailsRequest(
+                            organization_id=ORG, product_id=PID, include_variants=True),
+                            timeout=8, metadata=(('x-catalog-min-position', '0:%d' % hi),))
+                    except grpc.RpcError:
+                        if stop.is_set():
+                            break  # nothing more is produced: the last wait cannot end
+                        raise
+                    gens = {r.product.title.split('-')[1]}
+                    gens |= {v.sku.split('-')[1] for v in r.product.variants}
+                    with lock:
+                        stats['released'] += 1
+                        if len(gens) != 1 or len(r.product.variants) != NVAR:
+                            stats['torn'].append(sorted(gens))
+                        elif int(gens.pop()) < want:
+                            stats['early'].append((hi, want, r.product.title))
+                ch.close()
+
             threads = [threading.Thread(target=reader, args=(k,)) for k in range(6)]
+            threads += [threading.Thread(target=parker, args=(k,)) for k in range(2)]
             for t in threads:
                 t.start()
             for g in range(2, GENERATIONS + 1, 10):
+                time.sleep(0.05)  # let the parkers park on the next offset
                 mock.produce([m for x in range(g, min(g + 10, GENERATIONS + 1))
                               for m in generation(x)], partition=0)
             harness.wait_until(lambda: srv.catalog_stub().GetProductDetails(
@@ -81,11 +115,14 @@ class TornReadTest(unittest.TestCase):
             stop.set()
             for t in threads:
                 t.join(30)
-            print('checks=%d torn=%d backwards=%d' % (stats['checks'], len(stats['torn']),
-                                                     stats['backwards']))
+            print('checks=%d torn=%d backwards=%d released=%d early=%d' % (
+                stats['checks'], len(stats['torn']), stats['backwards'], stats['released'],
+                len(stats['early'])))
             self.assertGreater(stats['checks'], 100)
             self.assertEqual(stats['torn'], [])
             self.assertEqual(stats['backwards'], 0)
+            self.assertGreater(stats['released'], 5, 'parked readers were released by publishes')
+            self.assertEqual(stats['early'], [], 'released before the position was applied')
         finally:
             self.assertEqual(srv.stop(), 0, srv.sanitizer_summary())
             mock.stop()

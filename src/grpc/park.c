@@ -1,0 +1,265 @@
+/*
+ * park.c - the parked-call set and its releaser thread (see park.h).
+ *
+ * The set is a min-heap of entries by expiry, under one mutex. The releaser
+ * sleeps on a condition variable until the earliest expiry or a publish
+ * (the store's hook signals it). On a publish it hands back every call the
+ * new snapshot may satisfy: those waiting for positions it now covers
+ * (checked here, in a read section, so the other calls are not woken for
+ * nothing) and every call waiting for a version (only its handler can tell,
+ * on its worker). On expiry it hands the call back too: its worker answers
+ * UNAVAILABLE. A call is handed back with an empty batch, posted while the
+ * mutex is held: a call is thus never handed back twice, and its worker's
+ * park_remove (on cancellation) knows whether it still owns it.
+ */
+#include "park.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "clock.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "xalloc.h"
+
+struct park {
+  struct store *st;
+  struct metrics *m;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* CLOCK_MONOTONIC */
+  struct parked **heap;
+  size_t n, cap;
+  atomic_uint_fast64_t publishes; /* written under mu, read without */
+  uint64_t scanned;               /* publishes the releaser has looked at (under mu) */
+  bool closing;                   /* under mu */
+};
+
+/* ---- The heap (under mu) ---- */
+
+static void heap_set(struct park *p, size_t i, struct parked *e) {
+  p->heap[i] = e;
+  e->at = i;
+}
+
+static void sift_up(struct park *p, size_t i) {
+  struct parked *e = p->heap[i];
+  while (i > 0 && p->heap[(i - 1) / 2]->until_ns > e->until_ns) {
+    heap_set(p, i, p->heap[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  heap_set(p, i, e);
+}
+
+static void sift_down(struct park *p, size_t i) {
+  struct parked *e = p->heap[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= p->n) break;
+    if (c + 1 < p->n && p->heap[c + 1]->until_ns < p->heap[c]->until_ns) c++;
+    if (p->heap[c]->until_ns >= e->until_ns) break;
+    heap_set(p, i, p->heap[c]);
+    i = c;
+  }
+  heap_set(p, i, e);
+}
+
+/* Takes the entry at index i out of the heap. */
+static void heap_remove(struct park *p, size_t i) {
+  p->heap[i]->in_set = false;
+  p->n--;
+  if (i == p->n) return;
+  heap_set(p, i, p->heap[p->n]);
+  sift_down(p, i); /* if it moved down, what rose to i is no smaller than i's parent */
+  sift_up(p, i);
+}
+
+/* Hands e (already out of the heap) back to its worker. */
+static void hand_back(struct park *p, struct parked *e) {
+  metrics_add(p->m, MC_PARKED_NOW, (uint64_t)-1);
+  grpc_call_error rc = grpc_call_start_batch(e->call, NULL, 0, e->wake, NULL);
+  if (rc != GRPC_CALL_OK) /* not seen in practice: the call then ends at its deadline */
+    log_error("parked call could not be handed back", LF_I("grpc_call_error", rc));
+}
+
+/* ---- The releaser ---- */
+
+/* After a publish: hands back the calls the current snapshot may satisfy,
+ * keeping the rest (re-heapified). @locality the releaser, under mu. */
+static void release_satisfied(struct park *p) {
+  size_t kept = 0;
+  store_read_lock();
+  const struct snapshot *s = store_current(p->st);
+  for (size_t i = 0; i < p->n; i++) {
+    struct parked *e = p->heap[i];
+    bool wake =
+        s != NULL && (e->by_version || e->need == NULL || fresh_positions_met(e->need, s, NULL, 0));
+    if (!wake) {
+      heap_set(p, kept++, e);
+      continue;
+    }
+    e->in_set = false;
+    hand_back(p, e);
+  }
+  store_read_unlock();
+  p->n = kept;
+  for (size_t i = p->n / 2; i-- > 0;)
+    sift_down(p, i);
+}
+
+/* Hands back every call whose MAX_WAIT_MS is over at now. @locality the
+ * releaser, under mu. */
+static void release_expired(struct park *p, int64_t now) {
+  while (p->n > 0 && p->heap[0]->until_ns <= now) {
+    struct parked *e = p->heap[0];
+    heap_remove(p, 0);
+    hand_back(p, e);
+  }
+}
+
+/* Sleeps until the earliest expiry, a publish or closing. @locality the
+ * releaser, under mu. */
+static void wait_for_work(struct park *p) {
+  if (p->closing || p->scanned != atomic_load(&p->publishes)) return;
+  if (p->n == 0) {
+    pthread_cond_wait(&p->cv, &p->mu);
+    return;
+  }
+  int64_t at = p->heap[0]->until_ns;
+  struct timespec ts = {.tv_sec = at / 1000000000LL, .tv_nsec = at % 1000000000LL};
+  pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+}
+
+/* @locality its own thread; an RCU reader (it looks at snapshot positions). */
+static void *releaser_main(void *arg) {
+  struct park *p = arg;
+  store_reader_register();
+  pthread_mutex_lock(&p->mu);
+  while (!p->closing) {
+    uint64_t pubs = atomic_load(&p->publishes);
+    if (p->scanned != pubs) {
+      p->scanned = pubs;
+      release_satisfied(p);
+    }
+    release_expired(p, clock_mono_ns());
+    wait_for_work(p);
+  }
+  while (p->n > 0) { /* closing: everyone goes back to be answered */
+    struct parked *e = p->heap[p->n - 1];
+    heap_remove(p, p->n - 1);
+    hand_back(p, e);
+  }
+  pthread_mutex_unlock(&p->mu);
+  store_reader_unregister();
+  return NULL;
+}
+
+/* store_on_publish's hook: counts the publish and wakes the releaser.
+ * @locality the writer; never blocks for long (the mutex is held briefly). */
+static void on_publish(void *arg) {
+  struct park *p = arg;
+  pthread_mutex_lock(&p->mu);
+  atomic_fetch_add(&p->publishes, 1);
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- API ---- */
+
+struct park *park_new(struct store *st, struct metrics *m) {
+  struct park *p = xcalloc(1, sizeof *p);
+  pthread_condattr_t ca;
+  p->st = st, p->m = m;
+  p->cap = 64;
+  p->heap = xmalloc(p->cap * sizeof *p->heap);
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_create(&p->thread, NULL, releaser_main, p) != 0) {
+    p->thread = 0;
+    park_destroy(p);
+    return NULL;
+  }
+  store_on_publish(st, on_publish, p);
+  return p;
+}
+
+uint64_t park_publishes(const struct park *p) {
+  return atomic_load(&((struct park *)p)->publishes);
+}
+
+int park_add(struct park *p, struct parked *e, uint64_t seen_publishes) {
+  pthread_mutex_lock(&p->mu);
+  if (p->closing) {
+    pthread_mutex_unlock(&p->mu);
+    return -1;
+  }
+  if (p->n == p->cap) {
+    p->cap *= 2;
+    p->heap = xrealloc(p->heap, p->cap * sizeof *p->heap);
+  }
+  e->in_set = true;
+  heap_set(p, p->n++, e);
+  sift_up(p, p->n - 1);
+  metrics_add(p->m, MC_PARKED_NOW, 1);
+  metrics_add(p->m, MC_PARKED_TOTAL, 1);
+  /* A publish since the caller's check: make the releaser look at it
+   * again (it may have scanned before e was in the set). Also wake it if
+   * e expires before anything else parked. */
+  if (seen_publishes != atomic_load(&p->publishes)) p->scanned = seen_publishes;
+  if (p->scanned != atomic_load(&p->publishes) || e->at == 0) pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  return 0;
+}
+
+bool park_remove(struct park *p, struct parked *e) {
+  pthread_mutex_lock(&p->mu);
+  bool was = e->in_set;
+  if (was) {
+    heap_remove(p, e->at);
+    metrics_add(p->m, MC_PARKED_NOW, (uint64_t)-1);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return was;
+}
+
+void park_claim(struct park *p, struct parked *e) {
+  /* The completion queue orders the wake after the hand-back, but through
+   * the core's own synchronisation; the mutex makes the order explicit
+   * (and visible to ThreadSanitizer), at one uncontended lock per wake. */
+  pthread_mutex_lock(&p->mu);
+  (void)e;
+  pthread_mutex_unlock(&p->mu);
+}
+
+size_t park_count(struct park *p) {
+  pthread_mutex_lock(&p->mu);
+  size_t n = p->n;
+  pthread_mutex_unlock(&p->mu);
+  return n;
+}
+
+void park_close(struct park *p) {
+  if (p == NULL || p->thread == 0) return;
+  pthread_mutex_lock(&p->mu);
+  p->closing = true;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  pthread_join(p->thread, NULL);
+  p->thread = 0;
+}
+
+void park_destroy(struct park *p) {
+  if (p == NULL) return;
+  park_close(p);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p->heap);
+  free(p);
+}
