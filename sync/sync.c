@@ -12,6 +12,8 @@
  *   with CHECKPOINT_DIR: the newest usable checkpoint first (its topic is
  *           the configured one, retention kept every event after its
  *           offsets, it decodes whole), then the tail from its offsets;
+ *           then with BOOTSTRAP_PEERS: a ready peer's GET /snapshot (the
+ *           same checks, streamed), then the tail from its offsets;
  *           otherwise the mode's own start
  *
  * A failed warm load is discarded whole (the transaction is aborted, never
@@ -366,6 +368,56 @@ static int start_from_checkpoint(struct sync *s) {
   return rc == 0 || rc == -ECANCELED ? rc : -ENOENT;
 }
 
+/* ---- Start-up from a peer ---- */
+
+/* Fetches p's snapshot into a new transaction and publishes it. Returns 0,
+ * or a negative errno with why filled (nothing published). */
+static int load_peer(struct sync *s, const struct ckpt_peer_addr *p, char *why, size_t cap) {
+  struct ckpt_meta meta;
+  struct ckpt_peer_stats st = {0};
+  struct store_txn *t = store_begin(s->d.store);
+  int rc = ckpt_load_peer(p, s->cfg->bootstrap_peer_timeout_ms, &s->stop, accept_checkpoint, s, t,
+                          &meta, &st, why, cap);
+  if (rc == 0 && store_txn_live(t) == 0 && !s->cfg->allow_empty_catalog) {
+    snprintf(why, cap,
+             "its snapshot holds no live entity (set ALLOW_EMPTY_CATALOG=true if an empty "
+             "catalog is expected)");
+    rc = -ENODATA;
+  }
+  if (rc != 0) {
+    store_abort(t);
+    consumer_reset(s->consumer); /* the next source learns the partitions afresh */
+    return rc;
+  }
+  publish(s, t, "peer");
+  log_info("startup source", LF_S("source", "peer"), LF_S("peer", p->name), LF_I("bytes", st.bytes),
+           LF_D("connect_seconds", st.connect_s), LF_D("transfer_seconds", st.seconds),
+           LF_D("seconds", clock_mono_s() - s->started_s), LF_I("partitions", meta.nparts),
+           LF_I("peer_snapshot_version", meta.snap_version));
+  ckpt_meta_clear(&meta);
+  return 0;
+}
+
+/* Tries every address of BOOTSTRAP_PEERS in turn. Returns 0 once one is
+ * published, -ECANCELED on stop, -ENOENT if none could be used (each
+ * failure logged with why). */
+static int start_from_peer(struct sync *s) {
+  struct ckpt_peer_addr *peers;
+  char why[600];
+  int n = ckpt_peers_resolve(s->cfg->bootstrap_peers, &peers), rc = -ENOENT;
+  bulk_build(true);
+  for (int i = 0; i < n && rc != 0 && rc != -ECANCELED; i++) {
+    if ((rc = load_peer(s, &peers[i], why, sizeof why)) != 0 && rc != -ECANCELED)
+      log_warn("peer bootstrap failed", LF_S("peer", peers[i].name), LF_S("why", why));
+  }
+  bulk_build(false);
+  if (rc != 0 && rc != -ECANCELED)
+    log_info("no usable peer: starting from the source", LF_S("peers", s->cfg->bootstrap_peers),
+             LF_I("addresses", n));
+  free(peers);
+  return rc == 0 || rc == -ECANCELED ? rc : -ENOENT;
+}
+
 /* The mode's own start: warm load then tail, or replay then tail. */
 static void start_from_source(struct sync *s) {
   if (s->cfg->sync_mode != SYNC_WARM) {
@@ -387,6 +439,7 @@ static void *sync_main(void *arg) {
   struct sync *s = arg;
   store_reader_register();
   int rc = s->cfg->checkpoint_dir[0] && s->consumer ? start_from_checkpoint(s) : -ENOENT;
+  if (rc == -ENOENT && s->cfg->bootstrap_peers[0] && s->consumer) rc = start_from_peer(s);
   if (rc == 0) {
     s->ready = true;
     s->d.on_ready(s->d.arg);

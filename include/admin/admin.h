@@ -1,7 +1,8 @@
 /*
  * admin.h - the admin HTTP listener (ADMIN_PORT): /metrics (Prometheus
  * text), /healthz (live), /readyz (serving, with the conditions as JSON),
- * /digest (state digest JSON).
+ * /digest (state digest JSON), and with SNAPSHOT_SERVE /snapshot (the
+ * published snapshot in the checkpoint format, for a peer's bootstrap).
  *
  * It runs its own thread, an RCU reader, separate from the gRPC workers so
  * a slow scrape never delays an RPC.
@@ -10,6 +11,7 @@
 #define CATALOGD_ADMIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "config.h"
 
@@ -33,6 +35,16 @@ struct admin_deps {
    * Called on the admin thread with the source set by
    * admin_set_offsets_source. May be NULL (never any offsets). */
   char *(*offsets_json)(void *src);
+  /* /snapshot's body: writes the published snapshot, with the offsets it
+   * covers, to sink in pieces (sink returns 0 or a negative errno, which
+   * ends the writing and is returned). Returns 0 or a negative errno
+   * (-EAGAIN: nothing that can be vouched for now). Called on a transfer
+   * thread of admin's (an RCU reader, not inside a read section) with the
+   * source set by admin_set_offsets_source and d->store. May be NULL (no
+   * /snapshot: 404). The checkpoint room's encoder, wired by the
+   * application, so that admin links nothing of it. */
+  int (*snapshot_stream)(void *src, struct store *store,
+                         int (*sink)(void *sink_arg, const void *p, size_t n), void *sink_arg);
 };
 
 /* Starts listening on cfg->admin_port (0: no admin listener, *out = NULL).

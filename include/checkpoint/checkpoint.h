@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "model.h"
@@ -119,6 +120,40 @@ typedef int (*ckpt_accept_fn)(void *arg, const struct ckpt_meta *m, char *why, s
  * read); t may then hold part of it. @locality the store's writer. */
 int ckpt_load_file(const char *path, ckpt_accept_fn accept, void *arg, struct store_txn *t,
                    struct ckpt_meta *meta, char *why, size_t cap);
+
+/* ---- Peers (BOOTSTRAP_PEERS) ---- */
+
+/* One address of a peer's admin port. */
+struct ckpt_peer_addr {
+  struct sockaddr_storage sa;
+  socklen_t len;
+  char host[256]; /* as named (the Host header) */
+  char name[320]; /* "host:port (address)", for logs */
+};
+
+/* Resolves a "host:port[,host:port...]" list; a name may give several
+ * addresses (all are kept, in the resolver's order). A name that does not
+ * resolve is logged and left out. Returns how many (the malloc'd array in
+ * *out, free it; NULL when 0). Blocks for the resolver (its own timeouts). */
+int ckpt_peers_resolve(const char *list, struct ckpt_peer_addr **out);
+
+/* What a transfer from a peer took. */
+struct ckpt_peer_stats {
+  uint64_t bytes;   /* body bytes received */
+  double connect_s; /* until connected */
+  double seconds;   /* the whole transfer, decoding included */
+};
+
+/* GET /snapshot from p, streamed straight into a reader: the header,
+ * accept(), the body into t, as ckpt_load_file. Connecting, and any wait
+ * for a byte, is bounded by timeout_ms; *stop set ends it within 100 ms
+ * (-ECANCELED). Returns 0 with *meta filled (ckpt_meta_clear it), or a
+ * negative errno with why filled (-EPROTO: the peer did not answer 200;
+ * -EBADMSG: damaged or truncated stream; -ETIMEDOUT; accept's error); t may
+ * then hold part of it. @locality the store's writer. */
+int ckpt_load_peer(const struct ckpt_peer_addr *p, int timeout_ms, const atomic_bool *stop,
+                   ckpt_accept_fn accept, void *arg, struct store_txn *t, struct ckpt_meta *meta,
+                   struct ckpt_peer_stats *st, char *why, size_t cap);
 
 /* ---- The background writer ---- */
 

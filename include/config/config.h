@@ -57,6 +57,10 @@ struct config {
   char checkpoint_dir[1024];
   int checkpoint_interval_s;
   int checkpoint_keep;
+  /* Peers: serve GET /snapshot on the admin port; fetch one at start */
+  bool snapshot_serve;           /* SNAPSHOT_SERVE: every tenant's data, off by default */
+  char bootstrap_peers[2048];    /* BOOTSTRAP_PEERS: host:port[,host:port...]; empty = off */
+  int bootstrap_peer_timeout_ms; /* connect, and no byte for this long: the next peer */
 };
 
 /* Fills c from the environment (getenv), with defaults for what is unset.

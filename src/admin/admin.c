@@ -14,6 +14,17 @@
  * the connection's start (or of the previous answer on a kept-alive one),
  * else the socket is shut down; and beyond ADMIN_MAX_CONNS a new connection
  * evicts the one that has waited longest for its request to complete.
+ *
+ * GET /snapshot (SNAPSHOT_SERVE, only while serving) streams the published
+ * snapshot in the checkpoint format to a peer that bootstraps from it. The
+ * encoder pushes bytes, libmicrohttpd pulls them, and the admin thread must
+ * never wait for the encoder (probes): so each transfer has a thread of its
+ * own that runs the encoder into a bounded ring (XFER_RING bytes; it waits
+ * while the ring is full), and the response's content reader takes what is
+ * there, or suspends the connection until the transfer thread resumes it.
+ * At most XFER_MAX transfers run at once (503 beyond), so peers cannot
+ * swamp a replica; a peer that stops reading is cut by the request timeout
+ * like any client (the deadline moves on with every piece sent).
  */
 #include "admin.h"
 
@@ -46,6 +57,10 @@
 #define ADMIN_MAX_CONNS 256
 /* libmicrohttpd's own limit: room for the evicted ones it has yet to close. */
 #define ADMIN_HARD_CONNS (ADMIN_MAX_CONNS + 64)
+/* Snapshot transfers at once, and the bytes each may hold between its
+ * encoder and the socket (plus the encoder's own block of about 64 KiB). */
+#define XFER_MAX  2
+#define XFER_RING (256 * 1024)
 
 /* One accepted connection (the socket context), in a list oldest first. */
 struct aconn {
@@ -54,6 +69,27 @@ struct aconn {
   double deadline; /* monotonic seconds: the pending request's answer is due */
   bool answering;  /* the handler ran; the answer is being sent */
   bool cut;        /* shut down by us; libmicrohttpd closes it next */
+};
+
+struct admin;
+
+/* One /snapshot transfer: shared by its thread (the encoder, producing into
+ * ring) and the admin thread (the content reader, consuming), under mu. */
+struct xfer {
+  struct admin *a;
+  struct MHD_Connection *c;
+  int slot; /* index in admin.xfers */
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* the producer waits for room */
+  char *ring;
+  size_t head, len; /* ring[head..head+len) (mod XFER_RING) holds bytes to send */
+  bool done;        /* the encoder returned (err is its result) */
+  bool cancel;      /* the response is gone or admin stops: the encoder ends */
+  bool suspended;   /* the connection waits for bytes; the producer resumes it */
+  int err;
+  uint64_t sent;
+  double t0;
 };
 
 struct admin {
@@ -68,6 +104,7 @@ struct admin {
    * the start-up thread, then the admin thread only. */
   double mhd_log_window;
   unsigned mhd_log_lines, mhd_log_suppressed;
+  struct xfer *xfers[XFER_MAX]; /* running transfers (admin thread; main once it is joined) */
 };
 
 static char *render_metrics(struct admin *a) {
@@ -224,6 +261,152 @@ static void mhd_log_json(void *cls, const char *fmt, va_list ap) {
   a->mhd_log_suppressed = 0;
 }
 
+/* ---- GET /snapshot ---- */
+
+/* Resumes x's connection if it waits for bytes. Called with x->mu held:
+ * the reader suspends under it too, so a resume never precedes its suspend.
+ * @locality a transfer thread, or main in admin_destroy. */
+static void xfer_wake(struct xfer *x) {
+  if (!x->suspended) return;
+  x->suspended = false;
+  MHD_resume_connection(x->c);
+}
+
+/* The encoder's sink: copies p into the ring, waiting while it is full.
+ * Returns 0, or -ECANCELED once the transfer is cancelled. @locality the
+ * transfer thread. */
+static int xfer_push(void *arg, const void *p, size_t n) {
+  struct xfer *x = arg;
+  const char *b = p;
+  pthread_mutex_lock(&x->mu);
+  while (n > 0) {
+    while (x->len == XFER_RING && !x->cancel)
+      pthread_cond_wait(&x->cv, &x->mu);
+    if (x->cancel) break;
+    size_t at = (x->head + x->len) % XFER_RING, k = XFER_RING - x->len;
+    if (k > XFER_RING - at) k = XFER_RING - at;
+    if (k > n) k = n;
+    memcpy(x->ring + at, b, k);
+    x->len += k, b += k, n -= k;
+    xfer_wake(x);
+  }
+  int rc = x->cancel ? -ECANCELED : 0;
+  pthread_mutex_unlock(&x->mu);
+  return rc;
+}
+
+/* The transfer thread: runs the encoder into the ring, then says it is
+ * done (waking the reader). */
+static void *xfer_main(void *arg) {
+  struct xfer *x = arg;
+  store_reader_register(); /* the encoder pins the snapshot */
+  void *src = atomic_load(&x->a->offsets_src);
+  int rc = src ? x->a->d.snapshot_stream(src, x->a->d.store, xfer_push, x) : -EAGAIN;
+  store_reader_unregister();
+  pthread_mutex_lock(&x->mu);
+  x->done = true, x->err = rc;
+  xfer_wake(x);
+  pthread_mutex_unlock(&x->mu);
+  return NULL;
+}
+
+/* MHD_ContentReaderCallback: what the ring holds, else the end, else
+ * suspends the connection until the producer resumes it. @locality admin
+ * thread. */
+static ssize_t xfer_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  struct xfer *x = cls;
+  (void)pos;
+  pthread_mutex_lock(&x->mu);
+  ssize_t out = 0;
+  if (x->len > 0) {
+    size_t k = XFER_RING - x->head;
+    if (k > x->len) k = x->len;
+    if (k > max) k = max;
+    memcpy(buf, x->ring + x->head, k);
+    x->head = (x->head + k) % XFER_RING, x->len -= k, x->sent += k;
+    pthread_cond_signal(&x->cv);
+    out = (ssize_t)k;
+    struct aconn *ac = conn_of(x->c); /* progress: a slow but moving peer is not cut */
+    if (ac != NULL) ac->deadline = clock_mono_s() + x->a->d.cfg->admin_request_timeout_s;
+  } else if (x->done) {
+    out = x->err == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+  } else {
+    x->suspended = true;
+    MHD_suspend_connection(x->c);
+  }
+  pthread_mutex_unlock(&x->mu);
+  return out;
+}
+
+/* Stops x's thread (cancelling its encoder) and joins it. @locality admin
+ * thread, or main once the admin thread is joined. */
+static void xfer_join(struct xfer *x) {
+  pthread_mutex_lock(&x->mu);
+  x->cancel = true;
+  pthread_cond_signal(&x->cv);
+  pthread_mutex_unlock(&x->mu);
+  pthread_join(x->thread, NULL);
+  x->thread = 0;
+}
+
+/* MHD_ContentReaderFreeCallback: the response is done (sent, failed, or its
+ * connection closed). Logs the outcome and frees the transfer. @locality
+ * admin thread (or main, from MHD_stop_daemon). */
+static void xfer_free(void *cls) {
+  struct xfer *x = cls;
+  if (x->thread) xfer_join(x);
+  bool whole = x->done && x->err == 0 && x->len == 0;
+  log_info("snapshot transfer ended", LF_S("outcome", whole ? "sent" : "incomplete"),
+           LF_I("bytes", x->sent), LF_D("seconds", clock_mono_s() - x->t0),
+           LF_S("error", x->err ? strerror(-x->err) : ""));
+  x->a->xfers[x->slot] = NULL;
+  pthread_cond_destroy(&x->cv);
+  pthread_mutex_destroy(&x->mu);
+  free(x->ring);
+  free(x);
+}
+
+/* A free transfer slot, or -1. */
+static int xfer_slot(const struct admin *a) {
+  for (int i = 0; i < XFER_MAX; i++)
+    if (a->xfers[i] == NULL) return i;
+  return -1;
+}
+
+/* GET /snapshot: 404 unless SNAPSHOT_SERVE, 503 unless serving or when
+ * XFER_MAX transfers run; else starts a transfer and queues its streamed
+ * response. @locality admin thread. */
+static enum MHD_Result serve_snapshot(struct admin *a, struct MHD_Connection *c) {
+  if (!a->d.cfg->snapshot_serve || a->d.snapshot_stream == NULL)
+    return reply(c, MHD_HTTP_NOT_FOUND, text("not found (SNAPSHOT_SERVE is off)\n"), "text/plain");
+  if (!a->d.is_serving(a->d.is_serving_arg) || atomic_load(&a->offsets_src) == NULL)
+    return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text("not serving\n"), "text/plain");
+  int slot = xfer_slot(a);
+  if (slot < 0)
+    return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text("busy: transfers at their limit\n"),
+                 "text/plain");
+  struct xfer *x = xcalloc(1, sizeof *x);
+  x->a = a, x->c = c, x->slot = slot, x->t0 = clock_mono_s();
+  x->ring = xmalloc(XFER_RING);
+  pthread_mutex_init(&x->mu, NULL);
+  pthread_cond_init(&x->cv, NULL);
+  if (pthread_create(&x->thread, NULL, xfer_main, x) != 0) {
+    x->thread = 0, x->done = true, x->err = -EAGAIN;
+  }
+  a->xfers[slot] = x;
+  struct MHD_Response *r =
+      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, xfer_read, x, xfer_free);
+  MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+  MHD_destroy_response(r); /* the last reference, if queueing failed: xfer_free runs */
+  int running = 0;
+  for (int i = 0; i < XFER_MAX; i++)
+    running += a->xfers[i] != NULL;
+  log_info("snapshot transfer started", LF_I("transfers", running));
+  return rc;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *data,
                                   size_t *size, void **state) {
@@ -242,6 +425,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, render_ready(a, ok),
                  "application/json");
   }
+  if (strcmp(url, "/snapshot") == 0 && strcmp(method, "GET") == 0) return serve_snapshot(a, c);
   if (strcmp(url, "/digest") == 0) {
     char *body = render_digest(a, &status);
     return reply(c, status, body, "application/json");
@@ -292,8 +476,9 @@ int admin_start(const struct admin_deps *d, struct admin **out) {
   a->d = *d;
   a->conns.prev = a->conns.next = &a->conns;
   /* epoll: no FD_SETSIZE ceiling on the sockets' numbers */
-  unsigned flags =
-      MHD_USE_ERROR_LOG | MHD_USE_EPOLL | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+  /* suspend/resume: a /snapshot response waits for its encoder that way */
+  unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                   (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
   a->mhd = MHD_start_daemon(
       /* The logger first: libmicrohttpd warns (on its own logger) otherwise. */
       flags, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
@@ -322,6 +507,18 @@ void admin_destroy(struct admin *a) {
   if (a == NULL) return;
   atomic_store(&a->stop, true);
   pthread_join(a->thread, NULL);
+  /* Transfers' threads first: none may resume a connection while
+   * libmicrohttpd closes it. A suspended one is resumed here, so that the
+   * daemon finishes it (with an error: the stream stops short). */
+  for (int i = 0; i < XFER_MAX; i++) {
+    struct xfer *x = a->xfers[i];
+    if (x == NULL) continue;
+    if (x->thread) xfer_join(x);
+    pthread_mutex_lock(&x->mu);
+    x->err = x->err ? x->err : -ECANCELED, x->done = true;
+    xfer_wake(x);
+    pthread_mutex_unlock(&x->mu);
+  }
   MHD_stop_daemon(a->mhd); /* closes (and un-tracks) every connection */
   while (a->conns.next != &a->conns) {
     struct aconn *ac = a->conns.next;

@@ -222,6 +222,23 @@ static void block_signals(sigset_t *sigs) {
 /* admin_deps.offsets_json: the writer's offsets (src is the struct sync). */
 static char *sync_offsets_of(void *src) { return sync_offsets_json(src); }
 
+/* admin_deps.snapshot_stream: the published snapshot in the checkpoint
+ * format, with the offsets it covers (asked of the writer before the pin:
+ * they may lag the snapshot, never lead it). src is the struct sync.
+ * Returns 0, -EAGAIN (no offsets to vouch for now), or sink's error.
+ * @locality an admin transfer thread (registered RCU reader). */
+static int snapshot_stream_of(void *src, struct store *store,
+                              int (*sink)(void *, const void *, size_t), void *sink_arg) {
+  struct ckpt_meta meta = {0};
+  int rc = sync_checkpoint_position(src, &meta);
+  const struct snapshot *s = rc == 0 ? store_pin(store) : NULL;
+  if (rc == 0 && s == NULL) rc = -EAGAIN;
+  if (s != NULL) rc = ckpt_encode(s, &meta, sink, sink_arg);
+  store_unpin(store, s);
+  ckpt_meta_clear(&meta);
+  return rc;
+}
+
 /* admin_deps.is_serving: the gRPC health status (arg is the struct health). */
 static bool health_serving_of(void *h) { return health_is_serving(h); }
 
@@ -249,7 +266,8 @@ static int app_start(struct app *a) {
                           .conditions = a->conditions,
                           .is_serving = health_serving_of,
                           .is_serving_arg = a->health,
-                          .offsets_json = sync_offsets_of};
+                          .offsets_json = sync_offsets_of,
+                          .snapshot_stream = snapshot_stream_of};
   if (admin_start(&ad, &a->admin) != 0) return 1;
   struct server_deps sd = {
       .cfg = &a->cfg, .store = a->store, .metrics = a->metrics, .health = a->health};

@@ -309,6 +309,39 @@ static int load_checkpoint(struct config *c, char *err, size_t cap) {
   return 0;
 }
 
+/* SNAPSHOT_SERVE, BOOTSTRAP_PEERS and its timeout. A peer's snapshot is
+ * brought up to date from the change topic like a checkpoint, so fetching
+ * one needs Kafka. Every entry of BOOTSTRAP_PEERS must be host:port (a
+ * bracketed IPv6 literal allowed). Returns 0, or -EINVAL with err. */
+static int load_peers(struct config *c, char *err, size_t cap) {
+  int rc = env_bool("SNAPSHOT_SERVE", false, &c->snapshot_serve, err, cap);
+  rc = rc
+           ?: env_source("BOOTSTRAP_PEERS", "", c->bootstrap_peers, sizeof c->bootstrap_peers, err,
+                         cap);
+  rc = rc
+           ?: env_int("BOOTSTRAP_PEER_TIMEOUT_MS", 5000, 100, 600000, &c->bootstrap_peer_timeout_ms,
+                      err, cap);
+  if (rc != 0 || c->bootstrap_peers[0] == '\0') return rc;
+  if (c->sync_mode == SYNC_DEMO || c->kafka_bootstrap[0] == '\0') {
+    snprintf(err, cap,
+             "BOOTSTRAP_PEERS needs KAFKA_BOOTSTRAP_SERVERS (and is not for SYNC_MODE=demo): a "
+             "peer's snapshot is brought up to date from the change topic");
+    return -EINVAL;
+  }
+  char list[sizeof c->bootstrap_peers], *save = NULL;
+  strcpy(list, c->bootstrap_peers);
+  for (char *e = strtok_r(list, ", ", &save); e != NULL; e = strtok_r(NULL, ", ", &save)) {
+    char *colon = strrchr(e, ':'), *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon == e || end == colon + 1 || *end != '\0' || port < 1 ||
+        port > 65535) {
+      snprintf(err, cap, "BOOTSTRAP_PEERS: \"%.200s\" is not host:port", e);
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
 /* The writer's settings: the environment, the topic names, then the mode.
  * Returns 0, or -EINVAL with the first problem described in err. */
 static int load_sync(struct config *c, char *err, size_t cap) {
@@ -322,7 +355,8 @@ static int load_sync(struct config *c, char *err, size_t cap) {
   if ((rc = topic_name("KAFKA_TOPIC", c->kafka_topic, err, cap)) != 0) return rc;
   if (c->kafka_dlq_topic[0] && (rc = topic_name("KAFKA_DLQ_TOPIC", c->kafka_dlq_topic, err, cap)))
     return rc;
-  return pick_sync_mode(c, mode, err, cap) ?: load_checkpoint(c, err, cap);
+  return pick_sync_mode(c, mode, err, cap) ?: load_checkpoint(c, err, cap)
+                                            ?: load_peers(c, err, cap);
 }
 
 int config_load(struct config *c, char *err, size_t cap) {

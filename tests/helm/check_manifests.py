@@ -37,7 +37,7 @@ HEALTH_SERVICE = 'catalog.CatalogService'
 # (src/grpc/server.c server_stop, sync/consumer.c consumer_destroy).
 SHUTDOWN_TAIL_S = 10
 OPTIONAL = ('hpa', 'servicemonitor', 'dashboard', 'headless', 'tls', 'mtls',
-            'podannotations', 'nofeed', 'alerts')
+            'podannotations', 'nofeed', 'alerts', 'checkpoint', 'pvc', 'peers', 'netpol')
 # Metric names catalogd exports (the dashboard may use only these).
 METRICS = {
     'catalogd_rpc_requests_total', 'catalogd_rpc_duration_seconds_bucket',
@@ -89,6 +89,52 @@ def env_map(container):
 def env_value(env, name):
     e = env.get(name)
     return None if e is None or 'value' not in e else str(e['value'])
+
+
+def check_peers(c, by_kind, pod, peers, pod_labels, enabled):
+    """Checkpoint volume, peer bootstrap and the NetworkPolicy: present (and wired)
+    only when enabled."""
+    cont = [x for x in pod['containers'] if x['name'] == 'catalogd'][0]
+    env = env_map(cont)
+    vols = {v['name']: v for v in pod.get('volumes') or []}
+    mounts = {m['name']: m for m in cont.get('volumeMounts') or []}
+    if 'checkpoint' in enabled:
+        v = vols.get('checkpoints') or {}
+        want = 'persistentVolumeClaim' if 'pvc' in enabled else 'emptyDir'
+        c.check(want in v, f'checkpoint volume is a {want}')
+        c.check('checkpoints' in mounts and env_value(env, 'CHECKPOINT_DIR') ==
+                mounts['checkpoints']['mountPath'], 'CHECKPOINT_DIR is the mounted volume')
+    else:
+        c.check('checkpoints' not in vols and 'CHECKPOINT_DIR' not in env,
+                'no checkpoint volume nor CHECKPOINT_DIR')
+    if 'peers' in enabled:
+        ok = len(peers) == 1 and matches(peers[0]['spec'].get('selector'), pod_labels)
+        c.check(ok and [p['name'] for p in peers[0]['spec']['ports']] == ['admin'] and
+                not peers[0]['spec'].get('publishNotReadyAddresses'),
+                'peers: a headless Service on the admin port, ready pods only')
+        c.check(env_value(env, 'SNAPSHOT_SERVE') == 'true', 'SNAPSHOT_SERVE=true')
+        bp = env_value(env, 'BOOTSTRAP_PEERS') or ''
+        c.check(ok and bp.startswith(peers[0]['metadata']['name'] + '.') and bp.endswith(':9090'),
+                f'BOOTSTRAP_PEERS names the peers Service and the admin port (got {bp!r})')
+    else:
+        c.check(not peers and 'SNAPSHOT_SERVE' not in env and 'BOOTSTRAP_PEERS' not in env,
+                'no peers Service, SNAPSHOT_SERVE nor BOOTSTRAP_PEERS')
+    nps = by_kind.get('NetworkPolicy', [])
+    if 'netpol' in enabled:
+        if c.check(len(nps) == 1, 'one NetworkPolicy'):
+            spec = nps[0]['spec']
+            c.check(matches(spec['podSelector'].get('matchLabels'), pod_labels),
+                    'NetworkPolicy selects the pods')
+            admin = [r for r in spec.get('ingress') or []
+                     if any(p.get('port') == 'admin' for p in r.get('ports') or [])]
+            froms = admin[0].get('from') if len(admin) == 1 else None
+            c.check(bool(froms), 'the admin port is limited to named sources')
+            own = [f for f in froms or [] if 'podSelector' in f and 'namespaceSelector' not in f]
+            c.check(len(own) == 1 and matches(own[0]['podSelector'].get('matchLabels'), pod_labels),
+                    "the admin port admits the release's own pods")
+            c.check(len(froms or []) == 2, 'the admin port admits the scraper and nothing else')
+    else:
+        c.check(not nps, 'no NetworkPolicy')
 
 
 def check_manifests(path, probe_mode, enabled, grace_expected=None, secret_env=()):
@@ -299,7 +345,9 @@ def check_manifests(path, probe_mode, enabled, grace_expected=None, secret_env=(
 
     svcs = by_kind.get('Service', [])
     main = [s for s in svcs if s['spec'].get('clusterIP') != 'None']
-    headless = [s for s in svcs if s['spec'].get('clusterIP') == 'None']
+    headless = [s for s in svcs if s['spec'].get('clusterIP') == 'None'
+                and any(p['name'] == 'grpc' for p in s['spec']['ports'])]
+    peers = [s for s in svcs if s['spec'].get('clusterIP') == 'None' and s not in headless]
     if c.check(len(main) == 1, f'one ClusterIP Service (got {len(main)})'):
         s = main[0]
         c.check(matches(s['spec'].get('selector'), pod_labels),
@@ -318,6 +366,7 @@ def check_manifests(path, probe_mode, enabled, grace_expected=None, secret_env=(
                 'headless Service with the grpc port')
     else:
         c.check(not headless, 'no headless Service')
+    check_peers(c, by_kind, pod, peers, pod_labels, enabled)
 
     # --- PDB -----------------------------------------------------------------
     pdbs = by_kind.get('PodDisruptionBudget', [])

@@ -195,7 +195,7 @@ step "lint values-all" helm_ lint --strict --kube-version "$KUBE_VERSION" "$CHAR
   -f "$VALUES_ALL"
 
 # 2. render and check
-ALL=hpa,servicemonitor,dashboard,headless,alerts
+ALL=hpa,servicemonitor,dashboard,headless,alerts,checkpoint,peers,netpol
 render default
 # The shutdown budget values.yaml documents ("derive 5 + 5 + 10 + 10 + 5 = 35 s")
 # must add up, and be what the default render sets.
@@ -212,6 +212,9 @@ render all -f "$VALUES_ALL"
 # kafka.secretProperties: each one a KAFKA_<NAME> from its Secret.
 check all --probe http --enabled "$ALL,tls,mtls" \
   --secret-env KAFKA_SSL_KEY_PASSWORD,KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET,KAFKA_SASL_PASSWORD
+render ckpt-pvc --set checkpoint.enabled=true --set checkpoint.volumeType=pvc \
+  --set checkpoint.existingClaim=catalogd-ckpt
+check ckpt-pvc --probe grpc --enabled podannotations,checkpoint,pvc
 render all-plaintext -f "$VALUES_ALL" --set grpc.tls.enabled=false \
   --set grpc.tls.clientAuth.enabled=false
 check all-plaintext --probe grpc --enabled "$ALL"
@@ -326,6 +329,11 @@ refuse "grace period that leaves out SHUTDOWN_DRAIN_MS" "drain 21s (shutdownDrai
   --set terminationGracePeriodSeconds=45 --set shutdownDrainMs=20001
 reject "a drain above catalogd's 600000 ms" "/shutdownDrainMs" --set shutdownDrainMs=600001
 refuse "TLS without a Secret" "grpc.tls.secretName" --set grpc.tls.enabled=true
+refuse "a PVC checkpoint volume without a claim" "checkpoint.existingClaim" \
+  --set checkpoint.enabled=true --set checkpoint.volumeType=pvc
+refuse "peer bootstrap without Kafka" "peerBootstrap.enabled needs kafka" \
+  --set peerBootstrap.enabled=true --set kafka.enabled=false --set kafka.bootstrapServers=
+reject "an unknown checkpoint key" "checkpoint" --set checkpoint.dir=/x
 refuse "mTLS without TLS" "grpc.tls.enabled" --set grpc.tls.clientAuth.enabled=true
 # Every secret-like librdkafka property in plain values is refused.
 for prop in sasl.password sasl.username sasl.oauthbearer.client.secret ssl.keystore.password \

@@ -162,6 +162,15 @@ successThreshold: 1
 {{- if and (not .Values.kafka.enabled) .Values.kafka.bootstrapServers }}
 {{- fail "kafka.enabled=false but kafka.bootstrapServers is set: remove one of them" }}
 {{- end }}
+{{- if and .Values.checkpoint.enabled (not .Values.kafka.enabled) }}
+{{- fail "checkpoint.enabled needs kafka.enabled=true: a checkpoint is brought up to date from the change topic" }}
+{{- end }}
+{{- if and .Values.checkpoint.enabled (eq .Values.checkpoint.volumeType "pvc") (not .Values.checkpoint.existingClaim) }}
+{{- fail "checkpoint.volumeType pvc needs checkpoint.existingClaim" }}
+{{- end }}
+{{- if and .Values.peerBootstrap.enabled (not .Values.kafka.enabled) }}
+{{- fail "peerBootstrap.enabled needs kafka.enabled=true: a peer's snapshot is brought up to date from the change topic" }}
+{{- end }}
 {{- if and .Values.grpc.tls.enabled (not .Values.grpc.tls.secretName) }}
 {{- fail "grpc.tls.enabled needs grpc.tls.secretName" }}
 {{- end }}
@@ -206,4 +215,9 @@ and the SASL user name. Such properties come from Secrets only
 {{- else if regexMatch "(^|\\.)(token|key)(\\.pem)?$" $k }}yes
 {{- else if has $k (list "sasl.username" "sasl.oauthbearer.config" "ssl.key.pem") }}yes
 {{- end }}
+{{- end }}
+
+{{/* The headless Service on the admin port that lists ready pods, for peer bootstrap. */}}
+{{- define "catalogd.peersService" -}}
+{{- printf "%s-peers" (include "catalogd.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
