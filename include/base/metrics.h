@@ -74,6 +74,13 @@ enum metrics_counter {
   MC_CKPT_LAST_UNIX_MS,  /* gauge: wall time the last checkpoint was written (0: none) */
   MC_CKPT_LAST_BYTES,    /* gauge: its size */
   MC_CKPT_LAST_NS,       /* gauge: how long writing it took */
+  MC_AUDIT_EQUAL,        /* auditor checks: the snapshot holds what PostgreSQL holds */
+  MC_AUDIT_LAGGING,      /* ... PostgreSQL holds a newer version (its event not applied yet) */
+  MC_AUDIT_DIVERGENT,    /* ... same version, other content; or gone there past the grace */
+  MC_AUDIT_RATIO_PPM,    /* gauge: equal share of the last checks, in millionths */
+  MC_AUDIT_WINDOW,       /* gauge: how many checks that share is over (0: none yet) */
+  MC_AUDIT_LAG_MS,       /* gauge: age of the oldest lagging row of the last round */
+  MC_AUDIT_ERRORS,       /* auditor rounds that failed on PostgreSQL (then backed off) */
   MC_COUNT
 };
 
