@@ -551,3 +551,58 @@ int pgload_run(struct pgload *p, const struct pgload_opts *o, struct store_txn *
   st->seconds = clock_mono_s() - L.t0;
   return rc;
 }
+
+/* ---- Sessions: one connection for short queries (the auditor) ---- */
+
+struct pgsession {
+  struct load L;
+  struct pgload_opts o;
+  struct pgload_stats st;
+};
+
+/* Copies the session's failure reason (already redacted by fail()). */
+static void session_reason(const struct pgsession *s, char *reason, size_t n) {
+  snprintf(reason, n, "%s", s->st.reason[0] ? s->st.reason : "failed");
+}
+
+int pgsession_open(struct pgload *p, int stall_timeout_s, struct pgsession **out, char *reason,
+                   size_t n) {
+  struct pgsession *s = xcalloc(1, sizeof *s);
+  s->o = (struct pgload_opts){.stall_timeout_s = stall_timeout_s, .progress_interval_s = 1};
+  s->L = (struct load){.p = p, .o = &s->o, .st = &s->st, .step = "connecting"};
+  s->L.t0 = clock_mono_s();
+  s->L.next_progress = 1e300; /* a session never logs warm-load progress */
+  int rc = atomic_load(&p->interrupted) ? -ECANCELED : connect_db(&s->L);
+  if (rc != 0) {
+    session_reason(s, reason, n);
+    pgsession_close(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+int pgsession_query(struct pgsession *s, const char *step, const char *sql, PGresult **res,
+                    char *reason, size_t n) {
+  s->st.reason[0] = '\0';
+  s->L.step = step;
+  int rc = query(&s->L, sql, PGRES_TUPLES_OK, res);
+  if (rc != 0 && atomic_load(&s->L.p->interrupted)) rc = -ECANCELED;
+  if (rc != 0) session_reason(s, reason, n);
+  return rc;
+}
+
+int pgsession_command(struct pgsession *s, const char *sql, char *reason, size_t n) {
+  s->st.reason[0] = '\0';
+  s->L.step = sql;
+  int rc = query(&s->L, sql, PGRES_COMMAND_OK, NULL);
+  if (rc != 0 && atomic_load(&s->L.p->interrupted)) rc = -ECANCELED;
+  if (rc != 0) session_reason(s, reason, n);
+  return rc;
+}
+
+void pgsession_close(struct pgsession *s) {
+  if (s == NULL) return;
+  PQfinish(s->L.conn); /* returns at once, whatever state the connection is in */
+  free(s);
+}

@@ -67,4 +67,32 @@ void pgload_interrupt(struct pgload *p);
 /* NULL is a no-op. */
 void pgload_destroy(struct pgload *p);
 
+/* ---- Sessions: one connection for short queries, opened and read exactly
+ * as the warm load's (the same keepalives, tcp_user_timeout, stall timeout,
+ * client_encoding, non-blocking waits that see pgload_interrupt(), and
+ * failure reasons redacted of the URL's secrets). The consistency auditor's
+ * connection. @locality one thread per session. ---- */
+
+struct pgsession;
+struct pg_result; /* libpq's PGresult */
+
+/* Connects with p's URL. Returns 0 and *out, or a negative errno as
+ * pgload_run (-ECONNREFUSED, -EINVAL, -ETIMEDOUT, -ECANCELED) with a
+ * one-line reason (no secret) in reason[n]. */
+int pgsession_open(struct pgload *p, int stall_timeout_s, struct pgsession **out, char *reason,
+                   size_t n);
+
+/* Runs sql (a query returning rows; step names it in messages) and hands
+ * its result to *res (the caller PQclear()s it). Returns 0, or -EIO,
+ * -ETIMEDOUT, -ECANCELED with reason[n] set; the session should then be
+ * closed (its connection may be unusable). */
+int pgsession_query(struct pgsession *s, const char *step, const char *sql, struct pg_result **res,
+                    char *reason, size_t n);
+
+/* Runs a command that returns no rows (BEGIN, COMMIT). Same returns. */
+int pgsession_command(struct pgsession *s, const char *sql, char *reason, size_t n);
+
+/* Drops the connection at once (PQfinish). NULL is a no-op. */
+void pgsession_close(struct pgsession *s);
+
 #endif

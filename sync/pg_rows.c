@@ -65,7 +65,10 @@ static int product_collection_row(struct pgrows *rows, char **f, int nf, const c
  * publishes has every row the schema allows. */
 static int put_record(struct pgrows *rows, struct cat_hdr *h) {
   if (h == NULL) return -1;
-  store_put(rows->t, h);
+  if (rows->sink != NULL)
+    rows->sink(rows->sink_arg, h);
+  else
+    store_put(rows->t, h);
   return 0;
 }
 
@@ -153,29 +156,29 @@ static int variant_row(struct pgrows *rows, char **f, int nf, const char **why) 
 
 const struct pgrows_table pgrows_tables[] = {
     {"brands", "SELECT id, organization_id, name, slug, description, version FROM brands",
-     brand_row, 6, PGROWS_KEEP_NONE, false},
+     brand_row, 6, PGROWS_KEEP_NONE, false, CAT_BRAND, "id"},
     {"tags", "SELECT id, organization_id, name, NULL, NULL, version FROM tags", tag_row, 6,
-     PGROWS_KEEP_NONE, false},
+     PGROWS_KEEP_NONE, false, CAT_TAG, "id"},
     {"collections", "SELECT id, organization_id, name, slug, NULL, version FROM collections",
-     collection_row, 6, PGROWS_KEEP_NONE, false},
+     collection_row, 6, PGROWS_KEEP_NONE, false, CAT_COLLECTION, "id"},
     {"product_images", "SELECT product_id, id, url, alt, position FROM product_images",
-     product_image_row, 5, PGROWS_KEEP_PRODUCT, false},
+     product_image_row, 5, PGROWS_KEEP_PRODUCT, false, -1, "product_id"},
     {"product_tags", "SELECT product_id, tag_id FROM product_tags", product_tag_row, 2,
-     PGROWS_KEEP_PRODUCT, false},
+     PGROWS_KEEP_PRODUCT, false, -1, "product_id"},
     {"product_collections", "SELECT product_id, collection_id FROM product_collections",
-     product_collection_row, 2, PGROWS_KEEP_PRODUCT, false},
+     product_collection_row, 2, PGROWS_KEEP_PRODUCT, false, -1, "product_id"},
     {"products",
      "SELECT id, organization_id, local_id, title, sku, barcode, description, status, "
      "product_type, unit_of_measure, alert_stock, brand_id, version FROM products",
-     product_row, 13, PGROWS_KEEP_NONE, true},
+     product_row, 13, PGROWS_KEEP_NONE, true, CAT_PRODUCT, "id"},
     {"variant_images", "SELECT variant_id, id, url, alt, position FROM variant_images",
-     variant_image_row, 5, PGROWS_KEEP_VARIANT, false},
+     variant_image_row, 5, PGROWS_KEEP_VARIANT, false, -1, "variant_id"},
     {"variants",
      "SELECT id, organization_id, product_id, sku, barcode, status, sale_price, cost_price, "
      "tax, weight, dim_length, dim_width, dim_height, lot_number, stock_total, "
      "stock_available, stock_reserved, warehouse_id, vendor, track_inventory, "
      "default_min_stock, default_max_stock, version FROM variants",
-     variant_row, 23, PGROWS_KEEP_NONE, false},
+     variant_row, 23, PGROWS_KEEP_NONE, false, CAT_VARIANT, "id"},
 };
 
 const size_t pgrows_ntables = sizeof pgrows_tables / sizeof pgrows_tables[0];

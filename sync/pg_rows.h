@@ -26,6 +26,11 @@
 struct pgrows {
   struct store_txn *t;                          /* records are put here */
   struct children *product_kids, *variant_kids; /* children of the parents to come */
+  /* If set, built records go to sink (which owns them) instead of
+   * store_put(t, ...): the consistency auditor builds rows to compare them
+   * with the snapshot, not to store them. */
+  void (*sink)(void *arg, struct cat_hdr *rec);
+  void *sink_arg;
 };
 
 /* Maps one row of nf fields (f[i] NULL for SQL NULL; the caller has checked
@@ -44,6 +49,9 @@ struct pgrows_table {
   int nfields; /* rows with another count never reach row() */
   enum pgrows_keep keep;
   bool drops_product_kids; /* after this table, the product children are no longer needed */
+  int kind;                /* enum cat_kind of an entity table; -1 for a child table */
+  const char *key_column;  /* the indexed column its rows are found by: the entity's primary
+                              key, or a child's parent id (the auditor's point reads) */
 };
 
 /* Every table of the schema, children before their parents (pgrows_ntables). */

@@ -78,6 +78,13 @@ enum metrics_counter {
   MC_PARKED_TOTAL,       /* calls that waited (parked at least once) */
   MC_PARK_EXPIRED,       /* parked calls answered UNAVAILABLE after MAX_WAIT_MS */
   MC_PARK_DROPPED,       /* parked calls cancelled or past their deadline while waiting */
+  MC_AUDIT_EQUAL,        /* auditor checks: the snapshot holds what PostgreSQL holds */
+  MC_AUDIT_LAGGING,      /* ... PostgreSQL holds a newer version (its event not applied yet) */
+  MC_AUDIT_DIVERGENT,    /* ... same version, other content; or gone there past the grace */
+  MC_AUDIT_RATIO_PPM,    /* gauge: equal share of the last checks, in millionths */
+  MC_AUDIT_WINDOW,       /* gauge: how many checks that share is over (0: none yet) */
+  MC_AUDIT_LAG_MS,       /* gauge: age of the oldest lagging row of the last round */
+  MC_AUDIT_ERRORS,       /* auditor rounds that failed on PostgreSQL (then backed off) */
   MC_COUNT
 };
 

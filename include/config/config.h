@@ -45,6 +45,8 @@ struct config {
   int pg_stall_timeout_s;       /* no COPY bytes for this long: abandon the load */
   int pg_permanent_attempts;    /* exit after this many attempts failing permanently */
   int pg_progress_interval_s;   /* "warm load progress" log period */
+  int audit_rows_per_second;    /* consistency auditor's sampling rate; 0: off */
+  int audit_grace_s;            /* held here, gone from PostgreSQL this long: divergent */
   bool replay_allow_incomplete; /* publish a replay of a truncated topic anyway */
   bool allow_empty_catalog;     /* a source with no live entity (empty topic or tables) may
                                    be served: ALLOW_EMPTY_CATALOG or REPLAY_ALLOW_EMPTY */

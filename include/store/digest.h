@@ -23,6 +23,13 @@ struct digest {
   uint64_t version;
 };
 
+/* The 128-bit canonical hash of one record (kind, key, version, every
+ * field; id lists sorted) into out: two records built from the same row
+ * or event hash equal, and a different field almost surely does not (the
+ * consistency auditor compares a row built from PostgreSQL with the
+ * snapshot's record this way). @locality any thread; h must stay valid. */
+void digest_record(const struct cat_hdr *h, uint64_t out[2]);
+
 /* Computes the digest of s. */
 void digest_compute(const struct snapshot *s, struct digest *out);
 

@@ -62,6 +62,16 @@ const struct snapshot *store_current(struct store *st);
 const struct cat_hdr *snap_get(const struct snapshot *s, enum cat_kind kind, const uint8_t id[16],
                                const char *org, size_t orglen);
 
+/* Like snap_get, but a tombstone is returned too (h->deleted set): the
+ * version a deleted entity was deleted at. @locality inside a read section. */
+const struct cat_hdr *snap_get_any(const struct snapshot *s, enum cat_kind kind,
+                                   const uint8_t id[16], const char *org, size_t orglen);
+
+/* A record of kind picked by the random number r (tombstones included; not
+ * uniform: see smap_sample), NULL if the kind holds none. For sampling the
+ * snapshot (the consistency auditor). @locality inside a read section. */
+const struct cat_hdr *snap_sample(const struct snapshot *s, enum cat_kind kind, uint64_t r);
+
 /* out[i] = snap_get(s, kind, ids[i], org, orglen) for i < n, faster than n
  * calls for large n (the lookups' cache misses overlap). Every id of one
  * call is in the same organization. @locality inside a read section. */

@@ -112,6 +112,32 @@ static char *render_metrics(struct admin *a) {
                       a->d.is_serving(a->d.is_serving_arg));
 }
 
+/* Appends the consistency auditor's figures to the digest's JSON object
+ * (json ends with "}\n"): "audit":{"checks":{...},"consistency_ratio":r}
+ * with null for r before the first check. Returns the new string; json is
+ * freed. */
+static char *with_audit(struct admin *a, char *json) {
+  uint64_t eq = metrics_get(a->d.metrics, MC_AUDIT_EQUAL);
+  uint64_t lag = metrics_get(a->d.metrics, MC_AUDIT_LAGGING);
+  uint64_t div = metrics_get(a->d.metrics, MC_AUDIT_DIVERGENT);
+  uint64_t window = metrics_get(a->d.metrics, MC_AUDIT_WINDOW);
+  char ratio[32] = "null";
+  if (window > 0)
+    snprintf(ratio, sizeof ratio, "%.6f",
+             (double)metrics_get(a->d.metrics, MC_AUDIT_RATIO_PPM) / 1e6);
+  char *end = strrchr(json, '}');
+  if (end == NULL) return json;
+  *end = '\0';
+  struct strbuf sb = {0};
+  sb_printf(&sb,
+            "%s,\"audit\":{\"checks\":{\"equal\":%llu,\"lagging\":%llu,\"divergent\":%llu},"
+            "\"window\":%llu,\"consistency_ratio\":%s}}\n",
+            json, (unsigned long long)eq, (unsigned long long)lag, (unsigned long long)div,
+            (unsigned long long)window, ratio);
+  free(json);
+  return sb_take(&sb);
+}
+
 static char *render_digest(struct admin *a, unsigned *status) {
   struct digest d;
   store_read_lock();
@@ -126,7 +152,7 @@ static char *render_digest(struct admin *a, unsigned *status) {
   }
   void *src = atomic_load(&a->offsets_src);
   char *offs = src && a->d.offsets_json ? a->d.offsets_json(src) : NULL;
-  char *out = digest_json(&d, offs);
+  char *out = with_audit(a, digest_json(&d, offs));
   free(offs);
   return out;
 }

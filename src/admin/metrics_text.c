@@ -134,6 +134,35 @@ static void render_warm_load(const struct metrics_view *v, struct strbuf *b) {
             (unsigned long long)v->counters[MC_PG_STALLS]);
 }
 
+/* The consistency auditor's checks and its rolling ratio (the ratio only
+ * once there are checks: no data is not "consistent"). */
+static void render_audit(const struct metrics_view *v, struct strbuf *b) {
+  const uint64_t *c = v->counters;
+  sb_printf(b,
+            "# HELP catalogd_audit_checks_total Entities the consistency auditor compared with "
+            "PostgreSQL, by result.\n"
+            "# TYPE catalogd_audit_checks_total counter\n"
+            "catalogd_audit_checks_total{result=\"equal\"} %llu\n"
+            "catalogd_audit_checks_total{result=\"lagging\"} %llu\n"
+            "catalogd_audit_checks_total{result=\"divergent\"} %llu\n"
+            "# HELP catalogd_audit_errors_total Auditor rounds that failed on PostgreSQL (then "
+            "backed off).\n"
+            "# TYPE catalogd_audit_errors_total counter\ncatalogd_audit_errors_total %llu\n"
+            "# HELP catalogd_audit_lag_seconds Age of the oldest lagging row the auditor saw in "
+            "its last round (0: none).\n"
+            "# TYPE catalogd_audit_lag_seconds gauge\ncatalogd_audit_lag_seconds %.3f\n",
+            (unsigned long long)c[MC_AUDIT_EQUAL], (unsigned long long)c[MC_AUDIT_LAGGING],
+            (unsigned long long)c[MC_AUDIT_DIVERGENT], (unsigned long long)c[MC_AUDIT_ERRORS],
+            (double)c[MC_AUDIT_LAG_MS] / 1e3);
+  if (c[MC_AUDIT_WINDOW] > 0)
+    sb_printf(b,
+              "# HELP catalogd_audit_consistency_ratio Share of the auditor's last checks that "
+              "found the snapshot equal to PostgreSQL.\n"
+              "# TYPE catalogd_audit_consistency_ratio gauge\n"
+              "catalogd_audit_consistency_ratio %.6f\n",
+              (double)c[MC_AUDIT_RATIO_PPM] / 1e6);
+}
+
 /* ---- The published snapshot ---- */
 
 /* Version, age and entity counts of the published snapshot, read in one
@@ -418,6 +447,7 @@ char *metrics_text(struct metrics *m, struct store *store, struct conditions *co
   render_events(v, &b);
   render_publish(v, &b);
   render_warm_load(v, &b);
+  render_audit(v, &b);
   render_snapshot(store, &b);
   render_freshness(v, store, &b);
   render_totals(v, &b);

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "demo.h"
 #include "demo_broker.h"
+#include "audit.h"
 #include "digest.h"
 #include "health.h"
 #include "log.h"
@@ -204,6 +205,7 @@ struct app {
   struct config sync_cfg;     /* the writer's: cfg, or the demo broker as a replay source */
   struct demo_broker *broker; /* SYNC_MODE=demo only; outlives the writer */
   struct sync *sy;
+  struct audit *audit;      /* the consistency auditor; NULL: off */
   struct ckpt_writer *ckpt; /* CHECKPOINT_DIR only */
   struct ready_ctx ready;
 };
@@ -295,6 +297,11 @@ static int app_start(struct app *a) {
     return 1;
   }
   admin_set_offsets_source(a->admin, a->sy);
+  struct audit_deps aud = {.cfg = &a->cfg, .store = a->store, .metrics = a->metrics};
+  if ((rc = audit_start(&aud, &a->audit)) != 0) {
+    log_error("cannot start the consistency auditor", LF_S("error", strerror(-rc)));
+    return 1;
+  }
   return start_checkpoints(a);
 }
 
@@ -316,8 +323,10 @@ static void app_stop(struct app *a) {
    * (nor turn SERVING) while the server drains. */
   atomic_store(&a->ready.stopping, true);
   sync_request_stop(a->sy);
+  audit_request_stop(a->audit); /* a query in flight is dropped within 0.1 s */
   if (a->srv) server_stop(a->srv);
   if (a->sy) sync_stop(a->sy);
+  audit_stop(a->audit);
   /* The last checkpoint: the writer is stopped, so the state and its
    * offsets hold still. Within the shutdown budget only: the interval's
    * checkpoints stand if the drain used it all. */

@@ -217,6 +217,8 @@ static int load_sync_env(struct config *c, char *mode, size_t modecap, char *err
                       cap);
   rc =
       rc ?: env_int("WARM_LOAD_PROGRESS_SECONDS", 5, 1, 3600, &c->pg_progress_interval_s, err, cap);
+  rc = rc ?: env_int("AUDIT_ROWS_PER_SECOND", 20, 0, 10000, &c->audit_rows_per_second, err, cap);
+  rc = rc ?: env_int("AUDIT_GRACE_SECONDS", 60, 1, 86400, &c->audit_grace_s, err, cap);
   rc = rc ?: env_bool("REPLAY_ALLOW_INCOMPLETE", false, &c->replay_allow_incomplete, err, cap);
   rc = rc ?: env_bool("ALLOW_EMPTY_CATALOG", false, &c->allow_empty_catalog, err, cap);
   /* REPLAY_ALLOW_EMPTY: the knob's first name (replay only), still accepted. */

@@ -86,8 +86,8 @@ struct walk {
   size_t n, cap;
 };
 
-static void hash_record(const struct cat_hdr *h, void *arg) {
-  struct walk *w = arg;
+/* The canonical hash of one record: kind, key, version and every field. */
+static struct canon canon_record(const struct cat_hdr *h) {
   struct canon c = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
   uint8_t kind = h->kind;
   MIX(&c, kind);
@@ -101,6 +101,17 @@ static void hash_record(const struct cat_hdr *h, void *arg) {
     const struct cat_named *n = (const struct cat_named *)h;
     mix_str(&c, n->name), mix_str(&c, n->slug), mix_str(&c, n->description);
   }
+  return c;
+}
+
+void digest_record(const struct cat_hdr *h, uint64_t out[2]) {
+  struct canon c = canon_record(h);
+  out[0] = c.h1, out[1] = c.h2;
+}
+
+static void hash_record(const struct cat_hdr *h, void *arg) {
+  struct walk *w = arg;
+  struct canon c = canon_record(h);
   if (w->n == w->cap) {
     w->cap = w->cap ? 2 * w->cap : 1024;
     w->v = xrealloc(w->v, w->cap * sizeof *w->v);

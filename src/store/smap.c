@@ -230,6 +230,21 @@ void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void 
   }
 }
 
+struct cat_hdr *smap_sample(const struct smap *m, uint64_t r) {
+  size_t n = (size_t)1 << m->bits;
+  size_t first = (size_t)(r % n);
+  for (size_t k = 0; k < n; k++) {
+    const struct shard *sh = m->shards[(first + k) % n];
+    if (sh == NULL || sh->count == 0) continue;
+    uint32_t start = (uint32_t)(r >> 32) & sh->mask;
+    for (uint32_t j = 0; j <= sh->mask; j++) {
+      struct cat_hdr *h = sh->e[(start + j) & sh->mask].val;
+      if (h != NULL) return h;
+    }
+  }
+  return NULL;
+}
+
 /* Frees a shard and, when `all` is set, every record in it; otherwise the
  * records built by owner_gen (a private shard's own records). */
 static void shard_free(struct shard *sh, uint64_t owner_gen, int all) {

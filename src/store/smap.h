@@ -83,6 +83,13 @@ size_t smap_slots(const struct smap *m);
 /* Calls fn on every record, in no particular order. Reader or writer. */
 void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void *), void *arg);
 
+/* Reader: a record chosen by r (a random number): the first one at or
+ * after a slot that r picks (shard r mod 2^bits, slot r >> 32 in it),
+ * tombstones included; NULL if the map is empty. Not uniform (a record
+ * after a run of empty slots is likelier), but every record can come out.
+ * At most one pass over the shards. */
+struct cat_hdr *smap_sample(const struct smap *m, uint64_t r);
+
 /* Writer: frees the map's private parts (shards and records of its own gen).
  * Used to drop an unpublished fork, and to free a whole map at shutdown when
  * passed all_gens = 1 (then everything it references is freed). */

@@ -135,6 +135,17 @@ const struct cat_hdr *snap_get(const struct snapshot *s, enum cat_kind kind, con
   return h && !h->deleted ? h : NULL;
 }
 
+const struct cat_hdr *snap_get_any(const struct snapshot *s, enum cat_kind kind,
+                                   const uint8_t id[16], const char *org, size_t orglen) {
+  uint8_t key[16 + CAT_ORG_MAX];
+  size_t len = model_key(key, id, org, orglen);
+  return len == 0 ? NULL : smap_get(s->maps[kind], key, len, smap_hash(key, len));
+}
+
+const struct cat_hdr *snap_sample(const struct snapshot *s, enum cat_kind kind, uint64_t r) {
+  return smap_sample(s->maps[kind], r);
+}
+
 void snap_get_many(const struct snapshot *s, enum cat_kind kind, const uint8_t (*ids)[16], size_t n,
                    const char *org, size_t orglen, const struct cat_hdr **out) {
   uint8_t keys[SMAP_GET_MANY_MAX][16 + CAT_ORG_MAX];
