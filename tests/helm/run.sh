@@ -376,6 +376,36 @@ reject "a Secret name with capitals" "/database/existingSecret" \
 reject "a startup period of 0" "/probes/startup/periodSeconds" \
   --set probes.startup.periodSeconds=0
 reject "grpc set to null" "grpc" --set grpc=null
+reject "the connection age set to null (would turn it off)" "maxConnectionAgeMs" \
+  --set grpc.maxConnectionAgeMs=null
+# A property the chart sets from another value is not set again (one variable, once).
+refuse "sasl.password next to kafka.sasl.existingSecret" "already set by kafka.sasl" \
+  --set kafka.sasl.existingSecret=s --set kafka.sasl.passwordKey=p \
+  --set 'kafka.secretProperties[0].property=sasl.password' \
+  --set 'kafka.secretProperties[0].secretName=s2' --set 'kafka.secretProperties[0].key=k'
+refuse "ssl.ca.location next to kafka.tls.caSecretName" "already set by kafka.tls" \
+  --set kafka.tls.caSecretName=ca --set 'kafka.properties.ssl\.ca\.location=/x'
+# Numbers reach the container as the numbers written: YAML gives whole numbers to
+# the templates as floats (1048576 would render 1.048576e+06, which librdkafka reads
+# as 1), and small fractions would render 1e-05 (which catalogd refuses).
+printf 'kafka:\n  properties:\n    queued.max.messages.kbytes: 1048576\n    fetch.wait.max.ms: 0.5\nlogging:\n  accessLogSample: 0.00001\n' >"$WORK/numbers.yaml"
+if helm_ template t "$CHART" --kube-version "$KUBE_VERSION" -f "$FEED" -f "$WORK/numbers.yaml" >"$WORK/out" 2>&1 &&
+   grep -q 'value: "1048576"' "$WORK/out" && grep -q 'value: "0.5"' "$WORK/out" &&
+   grep -q 'value: "0.00001"' "$WORK/out"; then
+  ok "numbers render as written"
+else
+  bad "numbers render as written"
+fi
+# Long release names: the Services keep distinct names, and the alerts still match the pods.
+long=catalog-service-production-europe-west1-catalogd-x
+if helm_ template "$long" "$CHART" --kube-version "$KUBE_VERSION" -f "$FEED" \
+     --set service.headless.enabled=true --set alerts.enabled=true >"$WORK/out" 2>&1 &&
+   [ "$(grep -A2 '^kind: Service$' "$WORK/out" | grep '  name:' | sort | uniq -d | wc -l)" = 0 ] &&
+   grep -q "pod=~\\\\\"${long:0:58}\.\*" "$WORK/out"; then
+  ok "a 50-character release name"
+else
+  bad "a 50-character release name"
+fi
 refuse "Kubernetes older than 1.27" "kubeVersion" \
   --kube-version 1.26.0
 # The checker must notice a feed that is absent, and service links left on.

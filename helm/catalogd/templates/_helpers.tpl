@@ -177,7 +177,24 @@ successThreshold: 1
 {{- if and .Values.grpc.tls.clientAuth.enabled (not .Values.grpc.tls.enabled) }}
 {{- fail "grpc.tls.clientAuth.enabled needs grpc.tls.enabled" }}
 {{- end }}
+{{- /* Properties the chart sets itself from other values: setting them again would
+render the variable twice (Kubernetes keeps one of them, silently). */}}
+{{- $own := dict }}
+{{- if .Values.kafka.sasl.existingSecret }}
+{{- $_ := set $own "sasl.password" "kafka.sasl.existingSecret" }}
+{{- if .Values.kafka.sasl.usernameKey }}{{ $_ := set $own "sasl.username" "kafka.sasl.existingSecret" }}{{ end }}
+{{- end }}
+{{- with .Values.kafka.tls }}
+{{- if .caSecretName }}{{ $_ := set $own "ssl.ca.location" "kafka.tls.caSecretName" }}{{ end }}
+{{- if .clientCertSecretName }}
+{{- $_ := set $own "ssl.certificate.location" "kafka.tls.clientCertSecretName" }}
+{{- $_ := set $own "ssl.key.location" "kafka.tls.clientCertSecretName" }}
+{{- end }}
+{{- end }}
 {{- range $k, $v := .Values.kafka.properties }}
+{{- if hasKey $own $k }}
+{{- fail (printf "kafka.properties: %q is already set by %s" $k (get $own $k)) }}
+{{- end }}
 {{- if not (regexMatch "^[a-z0-9][a-z0-9.]*$" $k) }}
 {{- fail (printf "kafka.properties: %q is not a librdkafka property name (lower case, dot-separated)" $k) }}
 {{- end }}
@@ -192,6 +209,9 @@ successThreshold: 1
 {{- range $i, $p := .Values.kafka.secretProperties }}
 {{- if not (regexMatch "^[a-z0-9][a-z0-9.]*$" (toString $p.property)) }}
 {{- fail (printf "kafka.secretProperties[%d].property: %q is not a librdkafka property name (lower case, dot-separated)" $i (toString $p.property)) }}
+{{- end }}
+{{- if hasKey $own (toString $p.property) }}
+{{- fail (printf "kafka.secretProperties[%d]: %q is already set by %s" $i $p.property (get $own (toString $p.property))) }}
 {{- end }}
 {{- if or (hasKey $.Values.kafka.properties $p.property) (hasKey $seen $p.property) }}
 {{- fail (printf "kafka.secretProperties[%d]: %q is set twice (kafka.properties or an earlier entry)" $i $p.property) }}
@@ -217,7 +237,33 @@ and the SASL user name. Such properties come from Secrets only
 {{- end }}
 {{- end }}
 
-{{/* The headless Service on the admin port that lists ready pods, for peer bootstrap. */}}
+{{/* The headless Service on the admin port that lists ready pods, for peer bootstrap.
+The fullname is cut first, so the suffix survives (the name never equals the main Service's). */}}
 {{- define "catalogd.peersService" -}}
-{{- printf "%s-peers" (include "catalogd.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-peers" (include "catalogd.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The headless Service on the gRPC port, for client-side round_robin (same rule). */}}
+{{- define "catalogd.headlessService" -}}
+{{- printf "%s-headless" (include "catalogd.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{/* A value for an environment variable: numbers as Go's %v would give them
+except whole numbers, which YAML hands over as float64 (1048576 would render
+as 1.048576e+06, which librdkafka reads as 1), and small fractions (1e-05),
+which become plain decimals. */}}
+{{- define "catalogd.envValue" -}}
+{{- $v := . }}
+{{- if or (eq (kindOf $v) "float64") (eq (kindOf $v) "float32") }}
+{{- if eq (float64 (int64 $v)) (float64 $v) }}{{ int64 $v }}{{ else }}{{ regexReplaceAll "\\.?0+$" (printf "%.9f" $v) "" }}{{ end }}
+{{- else }}{{ toString $v }}{{ end }}
+{{- end }}
+
+{{/* The pods of this release, as a Prometheus regular expression. A pod's name is its
+Deployment's name, the pod-template hash (up to 10 characters) and 5 random ones, the part
+before the random ones cut to 58 characters: for a long fullname only its first 58
+characters are certain. */}}
+{{- define "catalogd.podRegex" -}}
+{{- $f := include "catalogd.fullname" . }}
+{{- if le (len $f) 46 }}{{ printf "%s-[a-z0-9]+-[a-z0-9]+" $f }}{{ else }}{{ printf "%s.*" (trunc 58 $f) }}{{ end }}
 {{- end }}
