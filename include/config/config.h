@@ -63,11 +63,19 @@ struct config {
   bool snapshot_serve;           /* SNAPSHOT_SERVE: every tenant's data, off by default */
   char bootstrap_peers[2048];    /* BOOTSTRAP_PEERS: host:port[,host:port...]; empty = off */
   int bootstrap_peer_timeout_ms; /* connect, and no byte for this long: the next peer */
+  /* --probe: its deadline, and its client pair under mutual TLS (both or none) */
+  int probe_timeout_ms;
+  char probe_cert_file[512], probe_key_file[512];
 };
 
 /* Fills c from the environment (getenv), with defaults for what is unset.
  * Returns 0, or -EINVAL after writing a message naming the bad variable into
  * err (cap bytes). */
 int config_load(struct config *c, char *err, size_t cap);
+
+/* Only the gRPC transport's settings (address, port, TLS, limits, the
+ * probe's), as config_load reads them; the catalog source is not asked for.
+ * For `--probe`, which talks to a running server. Same returns. */
+int config_load_transport(struct config *c, char *err, size_t cap);
 
 #endif

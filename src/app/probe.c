@@ -12,7 +12,8 @@
  * signed).
  *
  * One call, one line on stdout, an exit code: 0 SERVING, 1 anything else
- * (NOT_SERVING, unreachable, a deadline of PROBE_TIMEOUT_MS).
+ * (NOT_SERVING, unreachable, a deadline of PROBE_TIMEOUT_MS, a bad setting):
+ * never 2, which docker reserves in a HEALTHCHECK.
  */
 #include "probe.h"
 
@@ -27,8 +28,6 @@
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
-
-#define PROBE_DEFAULT_TIMEOUT_MS 3000
 
 /* Writes the loopback target for the configured listen address: a wildcard
  * becomes the loopback of its family; an IPv6 literal gets brackets. */
@@ -73,9 +72,8 @@ static grpc_channel_credentials *probe_credentials(const struct config *cfg, con
   if (cfg->tls_cert_file[0] == '\0') return grpc_insecure_credentials_create();
   grpc_tls_identity_pairs *pairs = NULL;
   if (cfg->tls_client_ca_file[0] != '\0') {
-    const char *cert = getenv("GRPC_PROBE_CERT_FILE"), *key = getenv("GRPC_PROBE_KEY_FILE");
-    if (cert == NULL || key == NULL || cert[0] == '\0' || key[0] == '\0')
-      cert = cfg->tls_cert_file, key = cfg->tls_key_file;
+    const char *cert = cfg->probe_cert_file, *key = cfg->probe_key_file;
+    if (cert[0] == '\0') cert = cfg->tls_cert_file, key = cfg->tls_key_file;
     char *cert_pem = probe_read_file(cert), *key_pem = probe_read_file(key);
     if (cert_pem != NULL && key_pem != NULL) {
       pairs = grpc_tls_identity_pairs_create();
@@ -171,8 +169,7 @@ static void probe_cq_destroy(grpc_completion_queue *cq) {
 }
 
 int probe_run(const struct config *cfg) {
-  const char *t = getenv("PROBE_TIMEOUT_MS");
-  long timeout_ms = t != NULL && atol(t) > 0 ? atol(t) : PROBE_DEFAULT_TIMEOUT_MS;
+  long timeout_ms = cfg->probe_timeout_ms;
   char target[192];
   probe_target(cfg, target, sizeof target);
   gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR); /* the core's connect chatter */

@@ -119,6 +119,23 @@ static bool ip_literal(const char *s) {
   return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+/* `--probe`'s own settings (read with the server's, so a typo fails the
+ * server's start too, not only the probe). */
+static int load_probe(struct config *c, char *err, size_t cap) {
+  int rc = env_int("PROBE_TIMEOUT_MS", 3000, 1, 600000, &c->probe_timeout_ms, err, cap);
+  rc = rc
+           ?: env_str("GRPC_PROBE_CERT_FILE", "", c->probe_cert_file, sizeof c->probe_cert_file,
+                      err, cap);
+  rc = rc
+           ?: env_str("GRPC_PROBE_KEY_FILE", "", c->probe_key_file, sizeof c->probe_key_file, err,
+                      cap);
+  if (rc == 0 && (c->probe_cert_file[0] != '\0') != (c->probe_key_file[0] != '\0')) {
+    snprintf(err, cap, "GRPC_PROBE_CERT_FILE and GRPC_PROBE_KEY_FILE must be set together");
+    rc = -EINVAL;
+  }
+  return rc;
+}
+
 static int load_grpc(struct config *c, char *err, size_t cap) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int rc = 0;
@@ -160,7 +177,7 @@ static int load_grpc(struct config *c, char *err, size_t cap) {
     snprintf(err, cap, "GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE must be set together");
     rc = -EINVAL;
   }
-  return rc;
+  return rc ?: load_probe(c, err, cap);
 }
 
 static int load_ops(struct config *c, char *err, size_t cap) {
@@ -359,6 +376,11 @@ static int load_sync(struct config *c, char *err, size_t cap) {
     return rc;
   return pick_sync_mode(c, mode, err, cap) ?: load_checkpoint(c, err, cap)
                                             ?: load_peers(c, err, cap);
+}
+
+int config_load_transport(struct config *c, char *err, size_t cap) {
+  memset(c, 0, sizeof *c);
+  return load_grpc(c, err, cap);
 }
 
 int config_load(struct config *c, char *err, size_t cap) {

@@ -61,11 +61,22 @@ class ProbeTest(unittest.TestCase):
         self.assertLess(took, 1.0 + 3.0, out)  # the timeout, plus the queue's second and slack
         self.assertEqual(probe(srv.env)[0], 0)
 
-    def test_bad_configuration_is_exit_2(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(('GRPC_', 'SYNC_'))}
-        env.update({'SYNC_MODE': 'demo', 'GRPC_PORT': 'abc'})
-        rc, _, _ = probe(env)
-        self.assertEqual(rc, 2)
+    def test_needs_no_catalog_source_and_never_exits_2(self):
+        """Docker reserves exit code 2 in a HEALTHCHECK: a bad setting is unhealthy (1),
+        named. The probe reads only the transport's settings: run from a plain shell next
+        to a server, it needs no DATABASE_URL or Kafka."""
+        srv = harness.Catalogd({'SYNC_MODE': 'demo'})
+        self.addCleanup(srv.close)
+        srv.wait_serving(30)
+        plain = {k: v for k, v in srv.env.items() if k != 'SYNC_MODE'}
+        rc, out, _ = probe(plain)
+        self.assertEqual((rc, out.split()[0]), (0, 'SERVING'), out)
+        for name, value in (('GRPC_PORT', 'abc'), ('PROBE_TIMEOUT_MS', '5s'),
+                            ('PROBE_TIMEOUT_MS', '0'), ('GRPC_PROBE_CERT_FILE', '/x.crt')):
+            rc, out, _ = probe(plain, **{name: value})
+            self.assertEqual(rc, 1, (name, value, out))
+            self.assertIn('UNHEALTHY bad configuration', out)
+            self.assertIn(name, out)
 
 
 class ProbeTlsTest(unittest.TestCase):
