@@ -77,9 +77,11 @@ struct consumer {
   pthread_mutex_t mu; /* guards parts, nparts, last_event_ns, lost, progress, kafka_err, rows */
   struct part parts[MAX_PARTITIONS];
   int nparts;
-  int nlost;             /* flags on in lost[] */
-  int64_t last_event_ns; /* wall clock of the last applied event (stamped once per poll) */
-  uint64_t applied;      /* events applied so far (consumer thread only) */
+  int nlost;                    /* flags on in lost[] */
+  int64_t last_event_ns;        /* wall clock of the last applied event (stamped once per poll) */
+  uint64_t applied;             /* events applied so far (consumer thread only) */
+  int64_t dlq_failed_logged_ms; /* consumer thread only: last 'dead-letter copy failed' line */
+  unsigned long dlq_failed_unlogged; /* failures since that line */
   uint64_t rejected_logged;
   struct lost lost[MAX_PARTITIONS];                  /* by partition id */
   struct metrics_partition rows[2 * MAX_PARTITIONS]; /* export_metrics' scratch (under mu) */
@@ -292,6 +294,16 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
   struct consumer *c = opaque;
   (void)rk;
   metrics_add(c->m, m->err ? MC_DLQ_FAILED : MC_DLQ_DELIVERED, 1);
+  if (!m->err) return;
+  /* Why matters (a missing topic, a missing ACL): said at most once a
+   * minute, with how many failed since. */
+  c->dlq_failed_unlogged++;
+  int64_t now = clock_mono_ms();
+  if (c->dlq_failed_logged_ms != 0 && now - c->dlq_failed_logged_ms < RELOG_MS) return;
+  log_warn("dead-letter copy failed", LF_S("topic", c->cfg->kafka_dlq_topic),
+           LF_S("error", rd_kafka_err2str(m->err)),
+           LF_I("failed", (long long)c->dlq_failed_unlogged));
+  c->dlq_failed_logged_ms = now, c->dlq_failed_unlogged = 0;
 }
 
 static int set_all(rd_kafka_conf_t *conf, const char *const *kv, char *err, size_t cap) {

@@ -284,6 +284,33 @@ class BrokerFaultsTest(unittest.TestCase):
         self.assertTrue(srv.alive())
         self.assertEqual(srv.stop(), 0)
 
+    def test_h_dead_letter_copies_the_broker_refuses_are_counted_and_said(self):
+        """The broker refuses the copies (e.g. no WRITE on the dead-letter topic): each is
+        counted failed, and the log says why, once, with the count (the alert's runbook
+        points at that line)."""
+        dlq = 'catalog.dlq'
+        km = kafka.KafkaMock(partitions=1)
+        self.addCleanup(km.stop)
+        km.command('create %s 1' % dlq)
+        vid = '22222222-0000-4000-8000-0000000000e2'
+        ru.produce(km, [(0,) + kafka.product(ORG, P1, 1)] +
+                   [(0, kafka.key(ORG, 'variant', vid), '{not json')] * 5)
+        km.command('produce-errors 1000')  # after our own produce: only catalogd's fail
+        srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': km.bootstrap,
+                                'KAFKA_DLQ_TOPIC': dlq, 'SYNC_MAX_BATCH_MS': '5'})
+        self.addCleanup(srv.close)
+        srv.wait_serving(30)
+        eventually(lambda: ru.metric_sum(ru.metrics(srv), 'catalogd_dead_letters_total',
+                                         result='failed') == 5 or None,
+                   20, 'catalogd_dead_letters_total{result="failed"} = 5')
+        lines = eventually(lambda: ru.logs_with(srv, 'dead-letter copy failed'), 10,
+                           'a dead-letter copy failed line')
+        self.assertEqual(len(lines), 1, lines)  # once a minute at most
+        self.assertEqual(lines[0]['level'], 'warn')
+        self.assertIn('uthoriz', lines[0]['error'])
+        self.assertEqual(lines[0]['topic'], dlq)
+        self.assertEqual(srv.stop(), 0)
+
 
 def load_probes():
     """Calls on the seed fixture whose right answers are known (expected.py)."""

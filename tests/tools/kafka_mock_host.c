@@ -309,6 +309,21 @@ static int handle_command(struct host *h, char *line) {
     }
     if (broker_arg(h, argv[3], &id) == 0)
       reply_err(rd_kafka_mock_partition_set_leader(h->mc, argv[1], part, id));
+  } else if (!strcmp(argv[0], "produce-errors")) {
+    /* The next n Produce requests (any client, any topic) fail with
+     * TOPIC_AUTHORIZATION_FAILED, an error producers do not retry. */
+    NEED_ARGS(1, "produce-errors <count>");
+    if (parse_int(argv[1], 1, 100000, &n) != 0) {
+      reply("ERR count must be 1..100000");
+      return 0;
+    }
+    rd_kafka_resp_err_t errs[64];
+    for (int i = 0; i < 64; i++)
+      errs[i] = RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+    for (int left = n; left > 0; left -= 64)
+      rd_kafka_mock_push_request_errors_array(h->mc, 0 /* ApiKey Produce */,
+                                              (size_t)(left < 64 ? left : 64), errs);
+    reply("OK");
   } else if (!strcmp(argv[0], "partitions")) {
     NEED_ARGS(1, "partitions <topic>");
     if (topic_partition_count(h, argv[1], &n, why, sizeof(why)) == 0)
