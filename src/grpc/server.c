@@ -79,6 +79,7 @@ static const struct method_def methods[] = {
      MM_REFLECTION, REFLECTION_ONLY, 1, SVC_REFLECTION},
 };
 #define NMETHODS             (sizeof methods / sizeof methods[0])
+#define SHUTDOWN_TAIL_MS     5000 /* after the grace: the core's end and the calls' frees */
 #define UNKNOWN_PREPOSTED    2
 #define SNAPSHOT_VERSION_KEY "x-catalog-snapshot-version"
 #define STALENESS_KEY        "x-catalog-staleness-ms"
@@ -884,14 +885,21 @@ void server_stop(struct server *s) {
   drain(s);
   atomic_store(&s->stopping, true);
   grpc_server_shutdown_and_notify(s->srv, s->shutdown_cq, s);
+  /* After the grace, at most SHUTDOWN_TAIL_MS more for the core and the
+   * call contexts together: the chart's shutdown budget counts on it. */
+  int64_t tail_end;
   if (!await_shutdown(s, in_ms(s->cfg->shutdown_grace_s * 1000L))) {
     log_warn("grace period over; cancelling remaining calls",
              LF_I("grace_seconds", s->cfg->shutdown_grace_s));
     grpc_server_cancel_all_calls(s->srv);
-    if (!await_shutdown(s, in_ms(5000))) log_error("server shutdown did not complete", );
+    tail_end = clock_mono_ms() + SHUTDOWN_TAIL_MS;
+    if (!await_shutdown(s, in_ms(SHUTDOWN_TAIL_MS)))
+      log_error("server shutdown did not complete", );
+  } else {
+    tail_end = clock_mono_ms() + SHUTDOWN_TAIL_MS;
   }
   /* Every call context must be freed while the workers still poll. */
-  for (int i = 0; i < 10000 && atomic_load(&s->outstanding) > 0; i++)
+  while (atomic_load(&s->outstanding) > 0 && clock_mono_ms() < tail_end)
     usleep(1000);
   if (atomic_load(&s->outstanding) > 0)
     log_error("calls still outstanding at shutdown", LF_I("calls", atomic_load(&s->outstanding)));

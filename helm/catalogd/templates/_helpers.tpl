@@ -73,8 +73,9 @@ Worst-case seconds from the pod's deletion to catalogd's exit, which
 terminationGracePeriodSeconds must exceed: the preStop sleep, the drain
 (SHUTDOWN_DRAIN_MS rounded up; catalogd caps it at the grace, counted whole
 here), the grace for in-flight calls (SHUTDOWN_GRACE_SECONDS), then
-catalogd's own tail: up to 5 s for the gRPC core once the remaining calls are
-cancelled, and up to 5 s to flush the dead-letter producer.
+catalogd's own tail: up to 5 s for the gRPC core and the calls' contexts once the
+grace is over (SHUTDOWN_TAIL_MS in src/grpc/server.c), and up to 5 s to flush the
+dead-letter producer.
 */}}
 {{- define "catalogd.shutdownTailSeconds" -}}10{{- end }}
 {{- define "catalogd.drainSeconds" -}}
