@@ -459,12 +459,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   return reply(c, MHD_HTTP_NOT_FOUND, text("not found\n"), "text/plain");
 }
 
-/* @locality its own thread, an RCU reader for its life. */
+/* Whether a snapshot transfer runs. @locality admin thread (the only one
+ * that fills or empties a->xfers while it runs). */
+static bool xfer_running(const struct admin *a) {
+  for (int i = 0; i < XFER_MAX; i++)
+    if (a->xfers[i] != NULL) return true;
+  return false;
+}
+
+/* @locality its own thread, an RCU reader for its life. While a transfer
+ * runs the wait is 1 ms, not 200: libmicrohttpd (0.9.75, external epoll)
+ * does not end MHD_run_wait when xfer_wake resumes a suspended connection,
+ * so every refill of the ring waited out the whole timeout (a 24 MB
+ * snapshot took 18 s instead of 1 s, bench/lifecycle.py). */
 static void *admin_main(void *arg) {
   struct admin *a = arg;
   store_reader_register();
   while (!atomic_load(&a->stop)) {
-    MHD_run_wait(a->mhd, 200);
+    MHD_run_wait(a->mhd, xfer_running(a) ? 1 : 200);
     conn_sweep(a);
   }
   store_reader_unregister();
