@@ -515,6 +515,15 @@ class Lifecycle(Bench):
         self.R['background_after'] = bench.background_cpu()
         self.R['elapsed_s'] = round(time.monotonic() - t_all, 1)
         base = os.path.join(self.results_dir, self.a.profile + '-lifecycle')
+        if self.a.scenarios != {'startup', 'freshness'} and os.path.exists(base + '.json'):
+            # A partial run keeps the other scenarios' results (from their own run).
+            with open(base + '.json') as f:
+                old = json.load(f)
+            old['scenarios'].update(self.R['scenarios'])
+            old.setdefault('partial_runs', []).append(
+                {k: self.R[k] for k in ('started', 'elapsed_s', 'background_before',
+                                        'background_after')})
+            self.R = old
         with open(base + '.json', 'w') as f:
             json.dump(self.R, f, indent=1)
             f.write('\n')
