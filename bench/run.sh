@@ -23,8 +23,15 @@ cmake --build "$BUILD" -j"$(nproc)" --target catalogd catalog-bench catalog-gen 
 
 args=(--profile "$profile" --build "$BUILD")
 [ -n "${BENCH_WORKDIR:-}" ] && args+=(--workdir "$BENCH_WORKDIR")
-/usr/bin/python3 bench/bench.py "${args[@]}" &
-pid=$!
-# The driver stops everything it started when it gets SIGTERM (and on any exit).
-trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; exit 130' INT TERM
-wait "$pid"
+# Each driver stops everything it started when it gets SIGTERM (and on any exit).
+# bench.py: latency, throughput, warm load, replay; lifecycle.py: start-up from checkpoints
+# and peers, freshness (issues 13 and 14), into bench/results/<profile>-lifecycle.json.
+for driver in bench/bench.py bench/lifecycle.py; do
+  largs=("${args[@]}")
+  [ "$driver" = bench/lifecycle.py ] && [ -n "${BENCH_WORKDIR:-}" ] &&
+    largs=(--profile "$profile" --build "$BUILD" --workdir "$BENCH_WORKDIR-lifecycle")
+  /usr/bin/python3 "$driver" "${largs[@]}" &
+  pid=$!
+  trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; exit 130' INT TERM
+  wait "$pid"
+done
