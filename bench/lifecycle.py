@@ -35,7 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench  # noqa: E402  (also puts tests/integration on sys.path)
-from bench import Bench, Proc, log, scrape, http_json, FEED_RATE, REPO  # noqa: E402
+from bench import Bench, Proc, log, scrape, FEED_RATE, REPO  # noqa: E402
 
 TOPIC = 'catalog.changes'
 PROBE_PART, FEED_PART = 0, 1         # probes alone on partition 0: their offsets are known
