@@ -13,7 +13,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "clock.h"
@@ -83,8 +86,14 @@ static bool wait_interval(struct ckpt_writer *w) {
   return stop;
 }
 
+#define CKPT_NICE 10 /* nice value of the checkpoint thread */
+
 static void *writer_main(void *arg) {
   struct ckpt_writer *w = arg;
+  /* Background work: on a busy box a checkpoint takes longer rather than
+   * the writer's publishes or the gRPC workers' calls (Linux: per thread). */
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CKPT_NICE) != 0)
+    log_debug("checkpoint thread keeps its priority", LF_S("error", strerror(errno)));
   store_reader_register(); /* store_pin opens a read section */
   while (!wait_interval(w))
     write_once(w);
