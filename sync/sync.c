@@ -376,8 +376,11 @@ static int load_peer(struct sync *s, const struct ckpt_peer_addr *p, char *why, 
   struct ckpt_meta meta;
   struct ckpt_peer_stats st = {0};
   struct store_txn *t = store_begin(s->d.store);
-  int rc = ckpt_load_peer(p, s->cfg->bootstrap_peer_timeout_ms, &s->stop, accept_checkpoint, s, t,
-                          &meta, &st, why, cap);
+  struct ckpt_peer_opts o = {.timeout_ms = s->cfg->bootstrap_peer_timeout_ms,
+                             .stop = &s->stop,
+                             .accept = accept_checkpoint,
+                             .arg = s};
+  int rc = ckpt_load_peer(p, &o, t, &meta, &st, why, cap);
   if (rc == 0 && store_txn_live(t) == 0 && !s->cfg->allow_empty_catalog) {
     snprintf(why, cap,
              "its snapshot holds no live entity (set ALLOW_EMPTY_CATALOG=true if an empty "

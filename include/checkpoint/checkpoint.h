@@ -144,16 +144,24 @@ struct ckpt_peer_stats {
   double seconds;   /* the whole transfer, decoding included */
 };
 
+/* How to fetch from a peer: connecting, and any wait for a byte, bounded
+ * by timeout_ms; *stop set ends it within 100 ms (-ECANCELED); accept(arg,
+ * ...) judges the header before the body is read (NULL: any). */
+struct ckpt_peer_opts {
+  int timeout_ms;
+  const atomic_bool *stop;
+  ckpt_accept_fn accept;
+  void *arg;
+};
+
 /* GET /snapshot from p, streamed straight into a reader: the header,
- * accept(), the body into t, as ckpt_load_file. Connecting, and any wait
- * for a byte, is bounded by timeout_ms; *stop set ends it within 100 ms
- * (-ECANCELED). Returns 0 with *meta filled (ckpt_meta_clear it), or a
- * negative errno with why filled (-EPROTO: the peer did not answer 200;
- * -EBADMSG: damaged or truncated stream; -ETIMEDOUT; accept's error); t may
- * then hold part of it. @locality the store's writer. */
-int ckpt_load_peer(const struct ckpt_peer_addr *p, int timeout_ms, const atomic_bool *stop,
-                   ckpt_accept_fn accept, void *arg, struct store_txn *t, struct ckpt_meta *meta,
-                   struct ckpt_peer_stats *st, char *why, size_t cap);
+ * o->accept(), the body into t, as ckpt_load_file. Returns 0 with *meta filled (ckpt_meta_clear
+ * it), or a negative errno with why filled (-EPROTO: the peer did not answer 200; -EBADMSG: damaged
+ * or truncated stream; -ETIMEDOUT; accept's error); t may then hold part of it. @locality the
+ * store's writer. */
+int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *o,
+                   struct store_txn *t, struct ckpt_meta *meta, struct ckpt_peer_stats *st,
+                   char *why, size_t cap);
 
 /* ---- The background writer ---- */
 

@@ -180,11 +180,11 @@ static int peer_request(struct peer_conn *c, const struct ckpt_peer_addr *p, cha
   return 0;
 }
 
-int ckpt_load_peer(const struct ckpt_peer_addr *p, int timeout_ms, const atomic_bool *stop,
-                   ckpt_accept_fn accept, void *arg, struct store_txn *t, struct ckpt_meta *meta,
-                   struct ckpt_peer_stats *st, char *why, size_t cap) {
+int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *o,
+                   struct store_txn *t, struct ckpt_meta *meta, struct ckpt_peer_stats *st,
+                   char *why, size_t cap) {
   struct peer_conn *c = xcalloc(1, sizeof *c);
-  c->fd = -1, c->timeout_ms = timeout_ms, c->stop = stop;
+  c->fd = -1, c->timeout_ms = o->timeout_ms, c->stop = o->stop;
   memset(meta, 0, sizeof *meta);
   double t0 = clock_mono_s();
   snprintf(why, cap, "?");
@@ -196,7 +196,7 @@ int ckpt_load_peer(const struct ckpt_peer_addr *p, int timeout_ms, const atomic_
     snprintf(why, cap, "request: %s", strerror(-rc));
   struct ckpt_reader *rd = rc == 0 ? ckpt_reader_new(peer_read, c) : NULL;
   if (rc == 0) rc = ckpt_read_header(rd, meta, why, cap);
-  if (rc == 0 && accept != NULL) rc = accept(arg, meta, why, cap);
+  if (rc == 0 && o->accept != NULL) rc = o->accept(o->arg, meta, why, cap);
   if (rc == 0) rc = ckpt_read_body(rd, meta, t, why, cap);
   if (rc != 0) ckpt_meta_clear(meta);
   ckpt_reader_destroy(rd);
