@@ -1108,6 +1108,10 @@ static void freshness(struct consumer *c, struct store *st) {
   store_set_stale_since(st, down != 0 && down < c->last_caught_ns ? down : c->last_caught_ns);
 }
 
+void consumer_caught_up_at(struct consumer *c, int64_t mono_ns) {
+  c->last_caught_ns = mono_ns > 0 ? mono_ns : 1; /* never 0: 0 says "caught up" */
+}
+
 static bool all_caught(struct consumer *c) {
   bool all = c->nparts > 0;
   pthread_mutex_lock(&c->mu);

@@ -85,6 +85,11 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
  * -ECANCELED on stop. Needs the partitions known (consumer_run did it). */
 int consumer_check_history(struct consumer *c);
 
+/* The state just published was last caught up with the feed at mono_ns
+ * (CLOCK_MONOTONIC; e.g. a checkpoint's build time): staleness counts from
+ * there until the tail catches up, not from this process's start. */
+void consumer_caught_up_at(struct consumer *c, int64_t mono_ns);
+
 /* Forgets every partition (unassigned, dropped) so that the next
  * consumer_mark_start / replay starts afresh; lost-position flags stay. */
 void consumer_reset(struct consumer *c);

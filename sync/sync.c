@@ -316,6 +316,18 @@ static int accept_checkpoint(void *arg, const struct ckpt_meta *m, char *why, si
   return rc;
 }
 
+/* A snapshot built elsewhere (a checkpoint, a peer) at built_wall_ns was at
+ * best caught up then: staleness counts from that moment, so a bound a
+ * caller sets (x-catalog-max-staleness-ms) refuses it until the tail has
+ * caught up. */
+static void fresh_as_of(struct sync *s, int64_t built_wall_ns) {
+  int64_t age = clock_wall_ns() - built_wall_ns;
+  int64_t since = clock_mono_ns() - (age > 0 ? age : 0);
+  if (since <= 0) since = 1;
+  consumer_caught_up_at(s->consumer, since);
+  store_set_stale_since(s->d.store, since);
+}
+
 /* Loads one checkpoint file into a new transaction and publishes it.
  * Returns 0, or a negative errno with why filled (nothing published). */
 static int load_checkpoint(struct sync *s, const char *path, char *why, size_t cap) {
@@ -335,6 +347,7 @@ static int load_checkpoint(struct sync *s, const char *path, char *why, size_t c
     return rc;
   }
   double load_s = clock_mono_s() - t0;
+  fresh_as_of(s, meta.built_ns); /* before it is visible */
   publish(s, t, "checkpoint");
   log_info("startup source", LF_S("source", "checkpoint"), LF_S("path", path),
            LF_D("load_seconds", load_s), LF_D("seconds", clock_mono_s() - s->started_s),
@@ -392,6 +405,7 @@ static int load_peer(struct sync *s, const struct ckpt_peer_addr *p, char *why, 
     consumer_reset(s->consumer); /* the next source learns the partitions afresh */
     return rc;
   }
+  fresh_as_of(s, meta.built_ns); /* before it is visible */
   publish(s, t, "peer");
   log_info("startup source", LF_S("source", "peer"), LF_S("peer", p->name), LF_I("bytes", st.bytes),
            LF_D("connect_seconds", st.connect_s), LF_D("transfer_seconds", st.seconds),
