@@ -81,6 +81,7 @@ struct consumer {
   int64_t last_event_ns;        /* wall clock of the last applied event (stamped once per poll) */
   uint64_t applied;             /* events applied so far (consumer thread only) */
   int64_t dlq_failed_logged_ms; /* consumer thread only: last 'dead-letter copy failed' line */
+  atomic_bool partial; /* serving a replay of an incomplete history (REPLAY_ALLOW_INCOMPLETE) */
   unsigned long dlq_failed_unlogged; /* failures since that line */
   uint64_t rejected_logged;
   struct lost lost[MAX_PARTITIONS];                  /* by partition id */
@@ -621,6 +622,7 @@ static int topic_compacted(struct consumer *c, char *why, size_t cap) {
  * (msg: its sentence; NULL clears it). */
 static void history_state(struct consumer *c, int state, const char *level, const char *msg) {
   conditions_set(c->conds, "replay", msg ? level : NULL, msg);
+  atomic_store(&c->partial, state == HIST_ALLOWED);
   c->history = state;
   c->history_level = msg ? level : NULL;
   snprintf(c->history_msg, sizeof c->history_msg, "%s", msg ? msg : "");
@@ -1318,6 +1320,9 @@ int consumer_start_at(struct consumer *c, const struct consumer_pos *pos, int n,
 
 int consumer_published(struct consumer *c, struct consumer_pos *pos, int cap) {
   int n = -EAGAIN;
+  /* A replay served under REPLAY_ALLOW_INCOMPLETE is no state to hand on:
+   * a checkpoint or a peer would serve it without the warning. */
+  if (atomic_load(&c->partial)) return n;
   pthread_mutex_lock(&c->mu);
   if (c->nparts > 0 && c->nlost == 0) {
     for (n = 0; n < c->nparts && n < cap; n++)

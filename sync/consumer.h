@@ -123,7 +123,9 @@ int consumer_start_at(struct consumer *c, const struct consumer_pos *pos, int n,
 
 /* The positions the published snapshot covers, into pos (cap entries).
  * Returns the count, or -EAGAIN when they cannot be vouched for (no
- * partition known, a lost position not re-synced). @locality any thread. */
+ * partition known, a lost position not re-synced, a replay of an
+ * incomplete history served under REPLAY_ALLOW_INCOMPLETE). @locality any
+ * thread. */
 int consumer_published(struct consumer *c, struct consumer_pos *pos, int cap);
 /* Sets the positions a state built now covers on t (every known
  * partition: the next offset to read, or the start offset before any was

@@ -42,7 +42,9 @@ struct admin_deps {
    * thread of admin's (an RCU reader, not inside a read section) with the
    * source set by admin_set_offsets_source and d->store. May be NULL (no
    * /snapshot: 404). The checkpoint room's encoder, wired by the
-   * application, so that admin links nothing of it. */
+   * application, so that admin links nothing of it. With sink NULL it
+   * writes nothing and only says whether a transfer could start now (0)
+   * or not (-EAGAIN), before a 200 is promised. */
   int (*snapshot_stream)(void *src, struct store *store,
                          int (*sink)(void *sink_arg, const void *p, size_t n), void *sink_arg);
 };

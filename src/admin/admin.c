@@ -405,8 +405,16 @@ static int xfer_slot(const struct admin *a) {
 static enum MHD_Result serve_snapshot(struct admin *a, struct MHD_Connection *c) {
   if (!a->d.cfg->snapshot_serve || a->d.snapshot_stream == NULL)
     return reply(c, MHD_HTTP_NOT_FOUND, text("not found (SNAPSHOT_SERVE is off)\n"), "text/plain");
-  if (!a->d.is_serving(a->d.is_serving_arg) || atomic_load(&a->offsets_src) == NULL)
+  void *src = atomic_load(&a->offsets_src);
+  if (!a->d.is_serving(a->d.is_serving_arg) || src == NULL)
     return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text("not serving\n"), "text/plain");
+  /* Asked before a 200 is promised: a snapshot whose change-feed positions
+   * cannot be vouched for (no feed, a lost position, an incomplete replay)
+   * is no snapshot a peer could bring up to date. */
+  if (a->d.snapshot_stream(src, a->d.store, NULL, NULL) != 0)
+    return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                 text("no snapshot to serve: its change-feed positions cannot be vouched for\n"),
+                 "text/plain");
   int slot = xfer_slot(a);
   if (slot < 0)
     return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text("busy: transfers at their limit\n"),

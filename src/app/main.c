@@ -233,6 +233,10 @@ static int snapshot_stream_of(void *src, struct store *store,
                               int (*sink)(void *, const void *, size_t), void *sink_arg) {
   struct ckpt_meta meta = {0};
   int rc = sync_checkpoint_position(src, &meta);
+  if (sink == NULL) { /* the question only */
+    ckpt_meta_clear(&meta);
+    return rc;
+  }
   const struct snapshot *s = rc == 0 ? store_pin(store) : NULL;
   if (rc == 0 && s == NULL) rc = -EAGAIN;
   if (s != NULL) rc = ckpt_encode(s, &meta, sink, sink_arg);

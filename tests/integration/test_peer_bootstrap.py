@@ -171,6 +171,13 @@ class PeerBootstrapTest(unittest.TestCase):
         off = self.server()
         off.wait_serving(30)
         self.assertEqual(ru.admin_status(off, '/snapshot')[0], 404)
+        # Serving, but with no change feed: no positions a peer could tail from. 503
+        # before any 200 is promised (was: 200 and a cut, empty body).
+        nofeed = harness.Catalogd({'DATABASE_URL': self.pg.url(), 'SNAPSHOT_SERVE': 'true'})
+        self.addCleanup(nofeed.close)
+        nofeed.wait_serving(30)
+        self.assertEqual(ru.admin_status(nofeed, '/snapshot')[0], 503)
+        self.assertEqual(nofeed.stop(), 0)
         self.pg.stop()
         # Serving is on, but this one never gets a catalog (no source reachable).
         unready = self.server(SNAPSHOT_SERVE='true')

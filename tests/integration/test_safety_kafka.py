@@ -29,8 +29,10 @@ Run: /usr/bin/python3 tests/integration/test_safety_kafka.py -v   (about 2 min)
 """
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import unittest
 
@@ -132,10 +134,17 @@ class ReplayTrustTest(unittest.TestCase):
         self.assertIn('compact', err[0]['fix'])
         self.assertEqual(srv.stop(), 0)
 
-        # The operator's override: serves, loudly.
-        srv = harness.Catalogd(feed_env(km, REPLAY_ALLOW_INCOMPLETE='true'))
+        # The operator's override: serves, loudly; and never hands the partial state on
+        # (a checkpoint or a peer would serve it without the warning).
+        ckdir = tempfile.mkdtemp(prefix='catalogd-ckpt-')
+        self.addCleanup(shutil.rmtree, ckdir, True)
+        srv = harness.Catalogd(feed_env(km, REPLAY_ALLOW_INCOMPLETE='true', CHECKPOINT_DIR=ckdir,
+                                        CHECKPOINT_INTERVAL_SECONDS='1', SNAPSHOT_SERVE='true'))
         self.addCleanup(srv.close)
         srv.wait_serving(30)
+        time.sleep(2.5)  # two checkpoint intervals
+        self.assertEqual([f for f in os.listdir(ckdir) if f.endswith('.ckpt')], [])
+        self.assertEqual(ru.admin_status(srv, '/snapshot')[0], 503)
         loud = [l for l in srv.logs() if 'REPLAY_ALLOW_INCOMPLETE' in json.dumps(l)
                 and l.get('level') in ('warn', 'error')]
         self.assertTrue(loud, srv.tail())
