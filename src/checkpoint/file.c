@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -160,12 +161,20 @@ static ssize_t fd_read(void *arg, void *p, size_t n) {
 
 int ckpt_load_file(const char *path, ckpt_accept_fn accept, void *arg, struct store_txn *t,
                    struct ckpt_meta *meta, char *why, size_t cap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO (or a device) under a checkpoint's name must not
+   * block the start-up; anything but a regular file is refused. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   memset(meta, 0, sizeof *meta);
   if (fd < 0) {
     int e = errno;
     snprintf(why, cap, "open: %s", strerror(e));
     return -e;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    snprintf(why, cap, "not a regular file");
+    return -EINVAL;
   }
   struct ckpt_reader *rd = ckpt_reader_new(fd_read, &fd);
   int rc = ckpt_read_header(rd, meta, why, cap);
