@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -53,6 +54,8 @@ static int is_checkpoint_name(const char *n) {
   return l > pl + sl && !strncmp(n, PREFIX, pl) && !strcmp(n + l - sl, SUFFIX);
 }
 
+#define TMP_STALE_S 600 /* a temp file untouched this long is a dead write */
+
 static int name_cmp_desc(const void *a, const void *b) {
   return strcmp(*(const char *const *)b, *(const char *const *)a);
 }
@@ -65,11 +68,16 @@ int ckpt_list(const char *dir, char ***paths) {
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    struct stat sb;
     if (!strncmp(e->d_name, TMP, strlen(TMP))) {
-      unlink(path); /* a write that never finished */
+      /* A write that never finished, if it is old: a young one may be
+       * another replica's in progress (a shared directory). */
+      if (lstat(path, &sb) == 0 && time(NULL) - sb.st_mtime > TMP_STALE_S) unlink(path);
       continue;
     }
-    if (!is_checkpoint_name(e->d_name)) continue;
+    /* Only regular files count: a directory or a FIFO under a checkpoint's
+     * name would otherwise take a place of the newest that prune keeps. */
+    if (!is_checkpoint_name(e->d_name) || lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
     if (n == cap) v = xrealloc(v, (size_t)(cap = cap ? 2 * cap : 8) * sizeof *v);
     size_t l = strlen(path) + 1;
     v[n] = xmalloc(l);

@@ -228,18 +228,18 @@ class CheckpointTest(unittest.TestCase):
             f.write(data[:len(data) - 7])  # truncated
         with open(os.path.join(self.dir, 'checkpoint-99999999999999999999.ckpt'), 'wb') as f:
             f.write(b'PK\x03\x04 not ours' * 10)  # foreign
-        # A FIFO under the newest name: opening it must not block the start-up for ever.
+        # A FIFO under the newest name: not a checkpoint (only regular files are listed);
+        # opening it blocked the start-up for ever.
         os.mkfifo(os.path.join(self.dir, 'checkpoint-999999999999999999999.ckpt'))
         a.kill()
         self.pg.stop()
         b = self.server()
         b.wait_serving(30)
         whys = [r['why'] for r in logs_with(b, 'checkpoint skipped')]
-        self.assertEqual(len(whys), 4, b.tail())
-        self.assertIn('not a regular file', whys[0])
-        self.assertIn('bad magic', whys[1])
-        self.assertIn('truncated', whys[2])
-        self.assertIn('checksum', whys[3])
+        self.assertEqual(len(whys), 3, b.tail())
+        self.assertIn('bad magic', whys[0])
+        self.assertIn('truncated', whys[1])
+        self.assertIn('checksum', whys[2])
         self.assertTrue(all(r['level'] == 'warn' for r in logs_with(b, 'checkpoint skipped')))
         src = startup_source(b)
         self.assertEqual((src['source'], src['path']), ('checkpoint', good), b.tail())

@@ -14,6 +14,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -283,8 +286,16 @@ static void files_are_kept_newest_first(void **state) {
   struct store *a = store_new();
   fill(a, 10);
   char stray[4200];
-  snprintf(stray, sizeof stray, "%s/.tmp-checkpoint-1-2", dir); /* a crashed write */
+  snprintf(stray, sizeof stray, "%s/.tmp-checkpoint-1-2", dir); /* a crashed write, old */
   fclose(fopen(stray, "w"));
+  struct timeval old[2] = {{.tv_sec = time(NULL) - 3600}, {.tv_sec = time(NULL) - 3600}};
+  assert_int_equal(utimes(stray, old), 0);
+  char young[4200]; /* another replica's write in progress (a shared directory) */
+  snprintf(young, sizeof young, "%s/.tmp-checkpoint-3-4", dir);
+  fclose(fopen(young, "w"));
+  char notfile[4200]; /* a directory under a newer checkpoint's name takes no place */
+  snprintf(notfile, sizeof notfile, "%s/checkpoint-99999999999999999999.ckpt", dir);
+  assert_int_equal(mkdir(notfile, 0700), 0);
   char first[4096] = "";
   for (int i = 0; i < 4; i++) {
     struct ckpt_meta meta = {.nparts = 0};
@@ -301,6 +312,9 @@ static void files_are_kept_newest_first(void **state) {
   assert_true(strcmp(v[0], v[1]) > 0);
   assert_int_not_equal(access(first, F_OK), 0);
   assert_int_not_equal(access(stray, F_OK), 0);
+  assert_int_equal(access(young, F_OK), 0);
+  assert_int_equal(unlink(young), 0);
+  assert_int_equal(rmdir(notfile), 0);
   struct store *b = store_new();
   struct store_txn *t = store_begin(b);
   struct ckpt_meta meta;
