@@ -36,7 +36,8 @@ test-asan: deps
 	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCATALOGD_SANITIZE=address"
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ABUSE_MAX_RSS_MB=3072 ABUSE_PROGRESS_TIMEOUT_S=60 FAULTS_GRACE_S=40 ctest $(CTEST_FLAGS) -j2 -LE nosan
+	  ABUSE_MAX_RSS_MB=3072 ABUSE_PROGRESS_TIMEOUT_S=60 FAULTS_GRACE_S=40 PEER_RSS_GROWTH_SHARE=4 \
+	  ctest $(CTEST_FLAGS) -j2 -LE nosan
 
 # The concurrency tests under ThreadSanitizer: the store's readers and writer,
 # and the instrumented server under the torn-read test. The uninstrumented

@@ -271,7 +271,10 @@ INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, 
         growth = peak - rss0
         ru.note('rss before %.1f MiB, peak growth %.1f MiB, body %.1f MiB' %
                 (rss0 / 2**20, growth / 2**20, got / 2**20))
-        self.assertLess(growth, catalog / 4, 'RSS grew by %d bytes during transfers of %d'
+        # PEER_RSS_GROWTH_SHARE: the bound as a share of the catalog; the ASan suite raises
+        # it (its quarantine keeps freed memory resident: 64 MiB there).
+        share = ru.env_float('PEER_RSS_GROWTH_SHARE', 0.25)
+        self.assertLess(growth, catalog * share, 'RSS grew by %d bytes during transfers of %d'
                         % (growth, got))
         eventually(lambda: len(logs_with(a, 'snapshot transfer ended')) >= 2, 10, 'both ended')
         self.assertEqual(a.stop(), 0)
