@@ -716,3 +716,20 @@ def raw_unary_future(channel, path, payload, timeout=30):
     """A unary call of raw bytes on any path, as a future."""
     return channel.unary_unary(path, request_serializer=None,
                                response_deserializer=None).future(payload, timeout=timeout)
+
+
+def sku_of(srv, vid, org):
+    """The sku srv holds for variant vid of org, or None if it holds none."""
+    r = srv.catalog_stub().ValidateVariant(
+        harness.pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
+    return r.sku if r.exists else None
+
+
+def padding(partition, product, mib=6.0):
+    """(partition, key, value) messages totalling about mib MiB: variants (of product) of an
+    organisation nobody asks about, so that the mock's 5 MiB cap per partition drops the
+    partition's oldest data (retention overtaking a position)."""
+    pad = 'x' * 1000
+    n = int(mib * 1024 * 1024 / 1100)
+    return [(partition,) + kafka.variant('org_pad', '33333333-0000-4000-8000-%012x' % i, product,
+                                         1, sku='PAD', vendor=pad) for i in range(n)]

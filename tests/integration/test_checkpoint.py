@@ -41,9 +41,7 @@ def setUpModule():
 
 
 def sku_of(srv, vid, org=ORG):
-    r = srv.catalog_stub().ValidateVariant(
-        pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
-    return r.sku if r.exists else None
+    return ru.sku_of(srv, vid, org)
 
 
 def events(version, variants, sku='S'):
@@ -55,12 +53,7 @@ def events(version, variants, sku='S'):
 
 
 def padding(partition, mib=6.0):
-    """About mib MiB of events of an organisation nobody asks about: the mock keeps 5 MiB
-    per partition, so the partition's oldest offsets are deleted."""
-    pad = 'x' * 1000
-    n = int(mib * 1024 * 1024 / 1100)
-    return [(partition,) + kafka.variant('org_pad', '66666666-0000-4000-8000-%012x' % i, P1, 1,
-                                         sku='PAD', vendor=pad) for i in range(n)]
+    return ru.padding(partition, P1, mib)
 
 
 def checkpoint_covering(srv, timeout=20):
@@ -190,7 +183,6 @@ class CheckpointTest(unittest.TestCase):
         ru.produce(self.km, padding(0))
         lo = ru.watermarks(self.km)[0][0]
         self.assertGreater(lo, 0, 'setup: the mock dropped the oldest data of partition 0')
-        t_start = time.monotonic()
         b = self.server()
         b.wait_serving(60)
         skipped = logs_with(b, 'checkpoint skipped')

@@ -55,9 +55,7 @@ eventually = ru.eventually
 
 
 def sku_of(srv, vid, org=ORG):
-    r = srv.catalog_stub().ValidateVariant(
-        pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
-    return r.sku if r.exists else None
+    return ru.sku_of(srv, vid, org)
 
 
 class FeedFixture:

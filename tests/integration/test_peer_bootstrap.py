@@ -30,7 +30,6 @@ import harness  # noqa: E402
 import kafka  # noqa: E402
 import reliability_util as ru  # noqa: E402
 import tcp_proxy  # noqa: E402
-from harness import pb  # noqa: E402
 
 ORG = 'org_peer'
 P1 = '44444444-0000-4000-8000-00000000c001'
@@ -43,9 +42,7 @@ def setUpModule():
 
 
 def sku_of(srv, vid, org=ORG):
-    r = srv.catalog_stub().ValidateVariant(
-        pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
-    return r.sku if r.exists else None
+    return ru.sku_of(srv, vid, org)
 
 
 def events(version, variants, sku='S'):

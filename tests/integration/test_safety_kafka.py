@@ -60,18 +60,11 @@ readyz, condition, logs_with = ru.readyz, ru.condition, ru.logs_with
 
 
 def sku_of(srv, vid, org=ORG):
-    r = srv.catalog_stub().ValidateVariant(
-        pb.ValidateVariantRequest(organization_id=org, variant_id=vid), timeout=5)
-    return r.sku if r.exists else None
+    return ru.sku_of(srv, vid, org)
 
 
 def padding(partition, mib=6.0):
-    """(partition, key, value) messages totalling about mib MiB: events of an organisation
-    nobody asks about, so that the mock's 5 MiB cap drops the partition's oldest data."""
-    pad = 'x' * 1000
-    n = int(mib * 1024 * 1024 / 1100)
-    return [(partition,) + kafka.variant('org_pad', '33333333-0000-4000-8000-%012x' % i, P1, 1,
-                                         sku='PAD', vendor=pad) for i in range(n)]
+    return ru.padding(partition, P1, mib)
 
 
 def base_events(partitions):
