@@ -57,6 +57,12 @@ struct part {
   int64_t hw;        /* last known high watermark (lag) */
   int64_t published; /* next offset covered by the published snapshot (-1 none) */
   int64_t covered;   /* the same, as the snapshot's positions say it (see covered_at) */
+  /* Offsets below this may re-deliver events the state already reflects:
+   * after a warm load, the feed is read from offsets recorded before
+   * PostgreSQL's snapshot. INT64_MAX from consumer_mark_start until the
+   * partition's first end (then that offset); -1 otherwise. Versionless
+   * deletes below it go through store_delete_redelivered. */
+  int64_t redo_end;
   bool caught;
   bool assigned; /* in the consumer's assignment (at start) */
 };
@@ -503,6 +509,7 @@ static int discover(struct consumer *c, int64_t start, int timeout_ms) {
                                           .published = start < 0 ? -1 : hi,
                                           .covered = start < 0 ? lo : hi,
                                           .next = -1,
+                                          .redo_end = -1,
                                           .lo0 = lo,
                                           .hw0 = hi,
                                           .hw = hi,
@@ -522,6 +529,10 @@ int consumer_mark_start(struct consumer *c, int timeout_ms) {
     usleep(200000);
   }
   if (rc < 0) return rc;
+  pthread_mutex_lock(&c->mu);
+  for (int i = 0; i < c->nparts; i++)
+    c->parts[i].redo_end = INT64_MAX; /* the load's snapshot comes later: see struct part */
+  pthread_mutex_unlock(&c->mu);
   log_info("kafka start offsets recorded", LF_S("topic", c->cfg->kafka_topic),
            LF_I("partitions", c->nparts));
   return 0;
@@ -897,7 +908,17 @@ static void reject(struct consumer *c, const rd_kafka_message_t *msg, int kind, 
   }
 }
 
-static void apply(struct consumer *c, struct store *st, struct batch *b,
+/* Deletes what ev names; a versionless delete that may be a re-delivery
+ * (below p's redo_end) leaves a tombstone its re-creation can replace. */
+static int apply_delete(struct store_txn *t, const struct event *ev, const struct part *p,
+                        int64_t offset) {
+  size_t orglen = strlen(ev->org);
+  if (ev->version == 0 && offset < p->redo_end)
+    return store_delete_redelivered(t, ev->kind, ev->id, ev->org, orglen);
+  return store_delete(t, ev->kind, ev->id, ev->org, orglen, ev->version);
+}
+
+static void apply(struct consumer *c, struct store *st, struct batch *b, const struct part *p,
                   const rd_kafka_message_t *msg) {
   struct event ev;
   const char *why;
@@ -910,9 +931,8 @@ static void apply(struct consumer *c, struct store *st, struct batch *b,
     b->t = store_begin(st);
     b->opened_ms = clock_mono_ms();
   }
-  int rc = ev.op == EVENT_UPSERT
-               ? store_put(b->t, ev.record)
-               : store_delete(b->t, ev.kind, ev.id, ev.org, strlen(ev.org), ev.version);
+  int rc = ev.op == EVENT_UPSERT ? store_put(b->t, ev.record)
+                                 : apply_delete(b->t, &ev, p, msg->offset);
   metrics_event(c->m, ev.kind, rc == STORE_APPLIED ? METRICS_EVENT_APPLIED : METRICS_EVENT_STALE);
   b->n++;
   c->applied++;
@@ -966,6 +986,7 @@ static void mark_position(struct consumer *c, struct part *p, int64_t next, bool
   pthread_mutex_lock(&c->mu);
   p->next = next;
   if (eof || next >= p->hw0) p->caught = true;
+  if (eof && p->redo_end == INT64_MAX) p->redo_end = next;
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -975,7 +996,7 @@ static bool handle(struct consumer *c, struct store *st, struct batch *b,
   struct part *p = find_part(c, msg->partition);
   if (p == NULL) return false; /* left over from an assignment since dropped */
   if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    apply(c, st, b, msg);
+    apply(c, st, b, p, msg);
     mark_position(c, p, msg->offset + 1, false);
   } else if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     mark_position(c, p, msg->offset, true);

@@ -28,7 +28,7 @@
 #include "model.h"
 #include "store.h"
 
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2 /* 2: tombstones say whether they were unversioned */
 #define CKPT_MAX_PARTS      65536
 #define CKPT_TOPIC_MAX      255
 
@@ -61,7 +61,8 @@ typedef int (*ckpt_write_fn)(void *arg, const void *p, size_t n);
 typedef ssize_t (*ckpt_read_fn)(void *arg, void *p, size_t n);
 
 /* Encodes s (pinned, or otherwise held still) as a checkpoint covering
- * meta's topic and partitions; fills meta's counts and digest first. Output
+ * meta's topic and partitions; fills meta's counts and digest first, and
+ * moves meta's offsets to those s was published with (where s has them). Output
  * goes to w in pieces of at most about 64 KiB. Returns 0, or w's error.
  * @locality any registered thread; s must not be freed meanwhile. */
 int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn w, void *arg);

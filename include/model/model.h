@@ -44,6 +44,7 @@ struct cat_hdr {
   uint32_t keylen;    /* 16 + strlen(org) */
   uint8_t kind;       /* enum cat_kind */
   bool deleted;       /* a tombstone: keeps the version, hides the entity */
+  bool unversioned;   /* a tombstone from a versionless Kafka tombstone (see store_delete) */
   int64_t version;    /* the row's version column; 0 for derived records */
   uint64_t gen;       /* store generation that built it (writer only) */
   const char *org;    /* NUL-terminated, inside key */

@@ -207,15 +207,30 @@ enum { STORE_APPLIED = 0, STORE_STALE = 1 };
 
 /* Puts a record (the txn takes ownership in every case). Returns
  * STORE_APPLIED, or STORE_STALE if the held version is >= rec's (rec is
- * then freed). */
+ * then freed) — except that a live record replaces an unversioned
+ * tombstone of its own version (see store_delete_redelivered). */
 int store_put(struct store_txn *t, struct cat_hdr *rec);
 
 /* Deletes (kind, id, org) at version, leaving a tombstone. Same returns as
  * store_put; -EINVAL if org is empty or too long. A version of 0 means "the
  * version held" (a Kafka tombstone carries none): it deletes whatever is
- * there and keeps its version. */
+ * there and keeps its version; a later upsert of that same version is
+ * stale (a duplicate of what was deleted). */
 int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], const char *org,
                  size_t orglen, int64_t version);
+
+/* A versionless delete (a Kafka tombstone) that may be a re-delivery: an
+ * event the state may already reflect, applied again because the feed was
+ * re-read from an earlier offset (the warm load's hand-off starts at offsets
+ * recorded before PostgreSQL's snapshot). It deletes whatever is held, like
+ * store_delete at version 0, but marks the tombstone unversioned: a live
+ * record of exactly that version replaces it (store_put). Otherwise a
+ * re-applied tombstone of an older incarnation (deleted, then re-created at
+ * a higher version) would delete the re-created entity, and its own upsert,
+ * re-applied right after, would be stale against the borrowed version: the
+ * entity lost for good. Same returns as store_delete. */
+int store_delete_redelivered(struct store_txn *t, enum cat_kind kind, const uint8_t id[16],
+                             const char *org, size_t orglen);
 
 /* The record of kind for (id, org) as this transaction sees it, tombstones
  * included; NULL if none. */

@@ -34,6 +34,7 @@
 #define F_KIND       0x07
 #define F_DELETED    0x08
 #define F_SAME_ORG   0x10
+#define F_UNVERSIONED 0x20 /* with F_DELETED: store_delete's versionless tombstone */
 #define MAX_IMAGES   100000
 #define MAX_IDS      1000000
 
@@ -170,7 +171,8 @@ static void flush_block(struct enc *e) {
 static void enc_record(const struct cat_hdr *h, void *arg) {
   struct enc *e = arg;
   if (e->err) return;
-  uint8_t flags = (uint8_t)(h->kind | (h->deleted ? F_DELETED : 0));
+  uint8_t flags = (uint8_t)(h->kind | (h->deleted ? F_DELETED : 0) |
+                            (h->deleted && h->unversioned ? F_UNVERSIONED : 0));
   bool same = e->prev_org != NULL && strcmp(e->prev_org, h->org) == 0;
   put_u8(&e->b, (uint8_t)(flags | (same ? F_SAME_ORG : 0)));
   bb_append(&e->b, (const char *)h->key, 16);
@@ -206,8 +208,22 @@ static void header_body(struct bbuf *b, const struct ckpt_meta *m) {
   put_zz(b, m->built_ns);
 }
 
+/* Moves meta's offsets to those s itself was published with, where s names
+ * the partition. The caller asked the writer for offsets before pinning s,
+ * and the writer moves them only after it published: s may be newer than
+ * they are. Offsets behind the state would make a restart apply events a
+ * second time, which costs time and, for events without a version, must be
+ * made harmless by the store (store_delete); exact ones avoid both. */
+static void take_positions(struct ckpt_meta *meta, const struct snapshot *s) {
+  for (uint32_t i = 0; i < meta->nparts; i++) {
+    int64_t at = snap_position(s, meta->parts[i].id);
+    if (at >= 0) meta->parts[i].next = at;
+  }
+}
+
 int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn w, void *arg) {
   struct digest d;
+  take_positions(meta, s);
   digest_compute(s, &d);
   memcpy(meta->digest, d.hex, 33);
   memset(meta->records, 0, sizeof meta->records);
@@ -492,7 +508,8 @@ static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t
   r.bin = get_bytes(c, 16);
   r.org = flags & F_SAME_ORG ? *prev_org : get_str(c);
   r.version = get_zz(c);
-  if (c->bad || r.org == NULL || kind >= CAT_ENTITY_KINDS || (flags & ~0x1fu)) {
+  if (c->bad || r.org == NULL || kind >= CAT_ENTITY_KINDS || (flags & ~0x3fu) ||
+      ((flags & F_UNVERSIONED) && !(flags & F_DELETED))) {
     *why = "malformed record";
     return -EBADMSG;
   }
@@ -500,9 +517,10 @@ static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t
   uuid_format(r.bin, r.id);
   struct cat_hdr *h = NULL;
   *why = "malformed record";
-  if (flags & F_DELETED)
+  if (flags & F_DELETED) {
     h = model_tombstone_new(kind, r.bin, r.org, strlen(r.org), r.version);
-  else if (kind == CAT_VARIANT)
+    if (h != NULL) h->unversioned = flags & F_UNVERSIONED;
+  } else if (kind == CAT_VARIANT)
     h = dec_variant(c, rd, &r, why);
   else if (kind == CAT_PRODUCT)
     h = dec_product(c, rd, &r, why);

@@ -423,11 +423,22 @@ static void txn_install(struct store_txn *t, struct cat_hdr *rec, uint32_t hash)
   t->changes++;
 }
 
+/* Does rec replace cur (same key)? A newer version does. So does a live
+ * record at the very version of an unversioned tombstone (see
+ * store_delete_redelivered): that tombstone took the version it found, and
+ * may have been a re-delivered delete of an older incarnation applied over
+ * this one; the record that follows it in the log must then win again, or
+ * the entity would be lost for good. */
+static bool supersedes(const struct cat_hdr *rec, const struct cat_hdr *cur) {
+  if (rec->version != cur->version) return rec->version > cur->version;
+  return cur->deleted && cur->unversioned && !rec->deleted;
+}
+
 int store_put(struct store_txn *t, struct cat_hdr *rec) {
   uint32_t hash;
   assert(rec->kind < CAT_ENTITY_KINDS);
   const struct cat_hdr *cur = txn_lookup(t, rec->kind, rec->key, rec->keylen, &hash);
-  if (cur != NULL && cur->version >= rec->version) {
+  if (cur != NULL && !supersedes(rec, cur)) {
     model_free(rec);
     return STORE_STALE;
   }
@@ -435,8 +446,10 @@ int store_put(struct store_txn *t, struct cat_hdr *rec) {
   return STORE_APPLIED;
 }
 
-int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], const char *org,
-                 size_t orglen, int64_t version) {
+/* store_delete and store_delete_redelivered: unversioned marks a tombstone
+ * made by a versionless delete that may be a re-delivery. */
+static int delete_at(struct store_txn *t, enum cat_kind kind, const uint8_t id[16],
+                     const char *org, size_t orglen, int64_t version, bool unversioned) {
   uint8_t key[16 + CAT_ORG_MAX];
   uint32_t hash;
   assert(kind < CAT_ENTITY_KINDS);
@@ -451,8 +464,19 @@ int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], 
   }
   struct cat_hdr *tomb = model_tombstone_new(kind, id, org, orglen, version);
   if (tomb == NULL) abort(); /* only fails on a bad org, checked above */
+  tomb->unversioned = unversioned;
   txn_install(t, tomb, hash);
   return STORE_APPLIED;
+}
+
+int store_delete(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], const char *org,
+                 size_t orglen, int64_t version) {
+  return delete_at(t, kind, id, org, orglen, version, false);
+}
+
+int store_delete_redelivered(struct store_txn *t, enum cat_kind kind, const uint8_t id[16],
+                             const char *org, size_t orglen) {
+  return delete_at(t, kind, id, org, orglen, 0, true);
 }
 
 const struct snapshot *store_txn_view(const struct store_txn *t) { return &t->next; }

@@ -124,6 +124,10 @@ static void fill(struct store *st, unsigned nvar) {
   store_put(t, named(CAT_TAG, 0xa1, "org-a", 1));
   store_put(t, named(CAT_COLLECTION, 0xc1, "org-b", 1));
   store_delete(t, CAT_VARIANT, bid(0xd2, 777777, id), "org-a", 5, 42); /* a tombstone */
+  store_put(t, rich_variant("org-a", 888888, 7)); /* deleted by a re-delivered Kafka tombstone */
+  store_delete_redelivered(t, CAT_VARIANT, bid(0xd2, 888888, id), "org-a", 5);
+  /* The snapshot's own positions: partition 0 ahead of what encode's meta says. */
+  store_txn_set_positions(t, (const struct snap_pos[]){{0, 20}, {7, 3}}, 2);
   store_commit(t);
 }
 
@@ -131,7 +135,9 @@ static const struct ckpt_part parts[3] = {{0, 17}, {1, 0}, {5, 123456789012}};
 
 /* Encodes st's current snapshot into m. */
 static void encode(struct store *st, struct mem *m) {
-  struct ckpt_meta meta = {.nparts = 3, .parts = (struct ckpt_part *)parts};
+  struct ckpt_part own[3];
+  memcpy(own, parts, sizeof own); /* ckpt_encode moves offsets to the snapshot's */
+  struct ckpt_meta meta = {.nparts = 3, .parts = own};
   strcpy(meta.topic, "catalog.changes");
   *m = (struct mem){0};
   assert_int_equal(ckpt_encode(store_current(st), &meta, mem_write, m), 0);
@@ -183,14 +189,23 @@ static void round_trip_keeps_the_state(void **state) {
   assert_string_equal(meta.digest, da.hex);
   assert_int_equal(snap_count(store_current(b), CAT_VARIANT), 3000);
   assert_int_equal(snap_count(store_current(b), CAT_PRODUCT), 2);
-  assert_int_equal(meta.records[CAT_VARIANT], 3001); /* the tombstone too */
+  assert_int_equal(meta.records[CAT_VARIANT], 3002); /* the tombstones too */
   assert_string_equal(meta.topic, "catalog.changes");
   assert_int_equal(meta.nparts, 3);
+  /* Offsets are those the snapshot was published with where it has them
+   * (partition 0), else the ones asked for (1 and 5). */
+  assert_int_equal(meta.parts[0].next, 20);
+  assert_int_equal(meta.parts[1].next, 0);
   assert_int_equal(meta.parts[2].id, 5);
   assert_int_equal(meta.parts[2].next, 123456789012);
-  /* The tombstone kept its version: an older upsert stays stale. */
+  /* The tombstone kept its version: an older upsert stays stale, and so does
+   * one of the same version; the re-delivered tombstone stays unversioned:
+   * its re-creation at that version is applied. */
   struct store_txn *t = store_begin(b);
   assert_int_equal(store_put(t, rich_variant("org-a", 777777, 41)), STORE_STALE);
+  assert_int_equal(store_put(t, rich_variant("org-a", 777777, 42)), STORE_STALE);
+  assert_int_equal(store_put(t, rich_variant("org-a", 888888, 6)), STORE_STALE);
+  assert_int_equal(store_put(t, rich_variant("org-a", 888888, 7)), STORE_APPLIED);
   store_abort(t);
   const struct cat_variant *v;
   uint8_t id[16];
@@ -269,9 +284,12 @@ static void foreign_and_other_versions_are_refused(void **state) {
   encode(a, &m);
   struct ckpt_meta meta;
   char why[256];
-  m.p[8] = 2; /* format version 2 */
+  m.p[8] = 1; /* format version 1: its tombstones do not say whether they were versionless */
   assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
-  assert_string_equal(why, "format version 2; this build reads 1");
+  assert_string_equal(why, "format version 1; this build reads 2");
+  m.p[8] = 3;
+  assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
+  assert_string_equal(why, "format version 3; this build reads 2");
   memcpy(m.p, "PK\003\004junk", 8); /* a zip file, say */
   assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
   assert_string_equal(why, "not a catalogd checkpoint (bad magic)");

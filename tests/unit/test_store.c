@@ -101,6 +101,44 @@ static void deletes_leave_a_version_marker(void **state) {
   assert_null(get_variant(st, "o", 1));
 }
 
+/* Events applied a second time (the warm hand-off re-reads the feed from
+ * offsets recorded before PostgreSQL's snapshot) converge: a re-applied
+ * versionless tombstone of an entity deleted and re-created since must not
+ * lose the re-created entity (its own upsert, re-applied right after, used
+ * to be stale against the tombstone's borrowed version). */
+static void redelivered_tombstone_yields_to_its_recreation(void **state) {
+  struct store *st = *state;
+  uint8_t id[16];
+  bid(0xd2, 1, id);
+  struct store_txn *t = store_begin(st); /* what the warm load found: re-created at v3 */
+  store_put(t, mk_variant("o", 1, 1, 3, "active"));
+  store_commit(t);
+  t = store_begin(st); /* the log re-read: deleted v2, tombstone, upserted v3 */
+  assert_int_equal(store_delete(t, CAT_VARIANT, id, "o", 1, 2), STORE_STALE);
+  assert_int_equal(store_delete_redelivered(t, CAT_VARIANT, id, "o", 1), STORE_APPLIED);
+  assert_true(store_txn_get(t, CAT_VARIANT, id, "o", 1)->unversioned);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 3, "active")), STORE_APPLIED);
+  store_commit(t);
+  assert_non_null(get_variant(st, "o", 1));
+  assert_int_equal(get_variant(st, "o", 1)->h.version, 3);
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 1);
+  /* A real delete re-delivered alone still deletes, and older upserts stay stale. */
+  t = store_begin(st);
+  assert_int_equal(store_delete_redelivered(t, CAT_VARIANT, id, "o", 1), STORE_APPLIED);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 2, "active")), STORE_STALE);
+  assert_int_equal(store_delete_redelivered(t, CAT_VARIANT, id, "o", 1), STORE_STALE);
+  store_commit(t);
+  assert_null(get_variant(st, "o", 1));
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), 0);
+  /* A versioned delete over it is a newer delete, and hard again. */
+  t = store_begin(st);
+  assert_int_equal(store_delete(t, CAT_VARIANT, id, "o", 1, 4), STORE_APPLIED);
+  assert_false(store_txn_get(t, CAT_VARIANT, id, "o", 1)->unversioned);
+  assert_int_equal(store_put(t, mk_variant("o", 1, 1, 4, "active")), STORE_STALE);
+  store_commit(t);
+  assert_null(get_variant(st, "o", 1));
+}
+
 /* The batched lookup answers exactly as one lookup per id: for more ids
  * than one group, with ids absent, deleted, repeated, and of another org. */
 static void many_lookups_answer_as_single_ones(void **state) {
@@ -400,6 +438,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(tenant_scoped_lookup, setup, teardown),
       cmocka_unit_test_setup_teardown(stale_and_duplicate_versions, setup, teardown),
       cmocka_unit_test_setup_teardown(deletes_leave_a_version_marker, setup, teardown),
+      cmocka_unit_test_setup_teardown(redelivered_tombstone_yields_to_its_recreation, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(product_variant_index, setup, teardown),
       cmocka_unit_test_setup_teardown(many_lookups_answer_as_single_ones, setup, teardown),
       cmocka_unit_test_setup_teardown(abort_discards_everything, setup, teardown),
