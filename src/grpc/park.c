@@ -11,6 +11,10 @@
  * UNAVAILABLE. A call is handed back with an empty batch, posted while the
  * mutex is held: a call is thus never handed back twice, and its worker's
  * park_remove (on cancellation) knows whether it still owns it.
+ *
+ * The cap counts admitted calls, not heap entries: a call handed back to be
+ * checked again still holds its memory, and must be able to park again
+ * without being refused in favour of a newcomer.
  */
 #include "park.h"
 
@@ -37,6 +41,9 @@ struct park {
   atomic_uint_fast64_t publishes; /* written under mu, read without */
   uint64_t scanned;               /* publishes the releaser has looked at (under mu) */
   bool closing;                   /* under mu */
+  size_t admitted, max_calls;     /* calls holding a place under the cap (under mu), the cap */
+  time_t full_logged;             /* last second the cap was logged (under mu) */
+  uint64_t full_suppressed;       /* refusals not logged since (under mu) */
 };
 
 /* ---- The heap (under mu) ---- */
@@ -170,10 +177,11 @@ static void on_publish(void *arg) {
 
 /* ---- API ---- */
 
-struct park *park_new(struct store *st, struct metrics *m) {
+struct park *park_new(struct store *st, struct metrics *m, int max_calls) {
   struct park *p = xcalloc(1, sizeof *p);
   pthread_condattr_t ca;
   p->st = st, p->m = m;
+  p->max_calls = max_calls > 0 ? (size_t)max_calls : 0;
   p->cap = 64;
   p->heap = xmalloc(p->cap * sizeof *p->heap);
   pthread_mutex_init(&p->mu, NULL);
@@ -194,12 +202,37 @@ uint64_t park_publishes(const struct park *p) {
   return atomic_load(&((struct park *)p)->publishes);
 }
 
+/* Admits e if it is not yet and the cap allows. Returns 0 or -ENOSPC
+ * (counted; *log_suppressed >= 0 if this refusal is to be logged, with the
+ * number of refusals not logged before it). @locality under mu. */
+static int admit(struct park *p, struct parked *e, int64_t *log_suppressed) {
+  *log_suppressed = -1;
+  if (e->admitted) return 0;
+  if (p->admitted >= p->max_calls) {
+    metrics_add(p->m, MC_PARK_REJECTED, 1);
+    time_t now = time(NULL);
+    if (now == p->full_logged) {
+      p->full_suppressed++;
+    } else {
+      *log_suppressed = (int64_t)p->full_suppressed;
+      p->full_logged = now, p->full_suppressed = 0;
+    }
+    return -ENOSPC;
+  }
+  p->admitted++;
+  e->admitted = true;
+  return 0;
+}
+
 int park_add(struct park *p, struct parked *e, uint64_t seen_publishes) {
+  int64_t log_suppressed = -1;
+  int rc = 0;
   pthread_mutex_lock(&p->mu);
   if (p->closing) {
-    pthread_mutex_unlock(&p->mu);
-    return -1;
+    rc = -ESHUTDOWN;
+    goto out;
   }
+  if ((rc = admit(p, e, &log_suppressed)) != 0) goto out;
   if (p->n == p->cap) {
     p->cap *= 2;
     p->heap = xrealloc(p->heap, p->cap * sizeof *p->heap);
@@ -214,8 +247,20 @@ int park_add(struct park *p, struct parked *e, uint64_t seen_publishes) {
    * e expires before anything else parked. */
   if (seen_publishes != atomic_load(&p->publishes)) p->scanned = seen_publishes;
   if (p->scanned != atomic_load(&p->publishes) || e->at == 0) pthread_cond_signal(&p->cv);
+out:
   pthread_mutex_unlock(&p->mu);
-  return 0;
+  if (log_suppressed >= 0) /* outside the mutex: a log line may block on stderr */
+    log_warn("parked-call limit reached; call refused", LF_I("PARK_MAX_CALLS", p->max_calls),
+             LF_I("suppressed", log_suppressed));
+  return rc;
+}
+
+void park_leave(struct park *p, struct parked *e) {
+  if (!e->admitted) return;
+  pthread_mutex_lock(&p->mu);
+  p->admitted--;
+  e->admitted = false;
+  pthread_mutex_unlock(&p->mu);
 }
 
 bool park_remove(struct park *p, struct parked *e) {

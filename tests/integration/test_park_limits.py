@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""Bounds on the calls that wait for a fresher snapshot (issue 14 review, docs/freshness.md):
+
+  CapTest            PARK_MAX_CALLS=2: a third waiting call is RESOURCE_EXHAUSTED at once,
+                     naming the cap and how to retry; counted and logged; a place is free again
+                     once a waiting call is answered; a call met at once is never refused
+  CapZeroTest        PARK_MAX_CALLS=0: nothing waits, an unmet call fails at once; a bad value
+                     exits 2 naming the variable
+
+Real binary, KafkaMock over TCP, Python grpcio clients sending metadata.
+"""
+import subprocess
+import time
+import unittest
+
+import grpc
+
+import harness
+import kafka
+import reliability_util as ru
+from harness import pb
+
+ORG = 'org_park'
+PID = '11111111-0000-4000-8000-0000000a0001'
+V1 = '22222222-0000-4000-8000-0000000a0001'
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def new_id(n):
+    return '33333333-0000-4000-8000-0000000b%04x' % n
+
+
+def metric(srv, name):
+    return ru.metric(srv, name, 0)
+
+
+def high(mock, partition=0):
+    """The offset the next event produced to partition gets."""
+    return ru.watermarks(mock)[partition][1]
+
+
+def wait_parked(srv, n, timeout=10):
+    harness.wait_until(lambda: metric(srv, 'catalogd_parked_calls') == n, timeout,
+                       interval=0.02, what='%d parked calls' % n)
+
+
+def validate_future(srv, vid, md, timeout=10):
+    return srv.catalog_stub().ValidateVariant.future(
+        pb.ValidateVariantRequest(organization_id=ORG, variant_id=vid), timeout=timeout,
+        metadata=tuple(md))
+
+
+def failure(srv, vid, md, timeout=10):
+    """(code, details, elapsed s) of a ValidateVariant expected to fail."""
+    t0 = time.monotonic()
+    e = harness.rpc_error(srv.catalog_stub().ValidateVariant,
+                          pb.ValidateVariantRequest(organization_id=ORG, variant_id=vid),
+                          timeout=timeout, metadata=tuple(md))
+    return e.code(), e.details(), time.monotonic() - t0
+
+
+class FeedServer(unittest.TestCase):
+    """One mock (1 partition) and one replica for the class."""
+    ENV = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mock = kafka.KafkaMock(partitions=1)
+        cls.mock.produce([kafka.product(ORG, PID, 1), kafka.variant(ORG, V1, PID, 1, sku='v1')])
+        env = {'KAFKA_BOOTSTRAP_SERVERS': cls.mock.bootstrap, 'GRPC_MAX_WORKERS': '2',
+               'MAX_WAIT_MS': '10000'}
+        env.update(cls.ENV)
+        cls.srv = harness.Catalogd(env)
+        cls.srv.wait_serving(30)
+        ru.eventually(lambda: metric(cls.srv, 'catalogd_snapshots_published_total') >= 1, 15,
+                      'first snapshot')
+        ru.eventually(lambda: high(cls.mock) == 2 and cls.srv.catalog_stub().ValidateVariant(
+            pb.ValidateVariantRequest(organization_id=ORG, variant_id=V1), timeout=5,
+            metadata=(('x-catalog-min-position', '0:1'),)).exists, 15, 'caught up')
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            code = cls.srv.stop()
+            assert code == 0, (code, cls.srv.tail())
+        finally:
+            cls.mock.stop()
+
+
+class CapTest(FeedServer):
+    ENV = {'PARK_MAX_CALLS': '2'}
+
+    def test_a_beyond_the_cap_is_refused_at_once_then_a_place_frees(self):
+        hi = high(self.mock)
+        md = [('x-catalog-min-position', '0:%d' % hi)]  # the next event: not produced yet
+        rej0 = metric(self.srv, 'catalogd_parked_calls_rejected_total')
+        futs = [validate_future(self.srv, V1, md) for _ in range(2)]
+        wait_parked(self.srv, 2)
+        code, details, took = failure(self.srv, V1, md)
+        self.assertEqual(code, EXHAUSTED, details)
+        self.assertIn('PARK_MAX_CALLS=2', details)
+        self.assertIn('retry after a backoff', details)
+        self.assertIn('x-catalog-min-position not reached', details)
+        self.assertLess(took, 1.0, 'refused at once, not after MAX_WAIT_MS')
+        vid = new_id(1)
+        code, details, _ = failure(self.srv, vid, [('x-catalog-min-version', '1')])
+        self.assertEqual(code, EXHAUSTED, details)
+        self.assertIn('x-catalog-min-version 1 not reached', details)
+        self.assertEqual(metric(self.srv, 'catalogd_parked_calls_rejected_total'), rej0 + 2)
+        self.assertGreaterEqual(len(ru.logs_with(self.srv, 'parked-call limit reached; call '
+                                                 'refused', PARK_MAX_CALLS=2)), 1)
+        # a requirement met at once needs no place
+        r = self.srv.catalog_stub().ValidateVariant(
+            pb.ValidateVariantRequest(organization_id=ORG, variant_id=V1), timeout=5,
+            metadata=(('x-catalog-min-position', '0:%d' % (hi - 1)),))
+        self.assertTrue(r.exists)
+        self.assertEqual(metric(self.srv, 'catalogd_parked_calls'), 2)
+        # the two waiting ones are answered on the publish, and free their places
+        self.mock.produce([kafka.variant(ORG, vid, PID, 1, sku='new')])
+        for f in futs:
+            self.assertTrue(f.result(timeout=5).exists)
+        wait_parked(self.srv, 0)
+        ru.eventually(lambda: all(f.done() for f in futs), 5, 'answered')
+        hi = high(self.mock)
+        futs = [validate_future(self.srv, V1, [('x-catalog-min-position', '0:%d' % hi)])
+                for _ in range(2)]
+        wait_parked(self.srv, 2)  # both places are free again (not leaked by the answered calls)
+        for f in futs:
+            f.cancel()
+        wait_parked(self.srv, 0)
+        self.assertEqual(metric(self.srv, 'catalogd_parked_calls_rejected_total'), rej0 + 2)
+
+
+class CapZeroTest(FeedServer):
+    ENV = {'PARK_MAX_CALLS': '0'}
+
+    def test_a_nothing_waits(self):
+        hi = high(self.mock)
+        code, details, took = failure(self.srv, V1, [('x-catalog-min-position', '0:%d' % hi)])
+        self.assertEqual(code, EXHAUSTED, details)
+        self.assertIn('PARK_MAX_CALLS=0', details)
+        self.assertLess(took, 1.0)
+        self.assertEqual(metric(self.srv, 'catalogd_parked_calls_total{result="all"}'), 0)
+        self.assertEqual(metric(self.srv, 'catalogd_parked_calls_rejected_total'), 1)
+        r = self.srv.catalog_stub().ValidateVariant(
+            pb.ValidateVariantRequest(organization_id=ORG, variant_id=V1), timeout=5,
+            metadata=(('x-catalog-min-version', '1'),))
+        self.assertTrue(r.exists, 'a requirement met at once is answered')
+
+    def test_b_a_bad_value_exits_2(self):
+        for bad in ('-1', 'many', '1000001'):
+            env = ru.clean_server_env({'SYNC_MODE': 'demo', 'PARK_MAX_CALLS': bad})
+            r = subprocess.run([harness.CATALOGD_BIN], env=env, capture_output=True, text=True,
+                               timeout=30, stdin=subprocess.DEVNULL)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr[-500:]))
+            self.assertIn('PARK_MAX_CALLS', r.stdout + r.stderr, bad)
+
+
+if __name__ == '__main__':
+    unittest.main()
