@@ -33,15 +33,20 @@ struct store;
 struct metrics;
 
 /* A parked call's entry, embedded in the call. The worker fills call,
- * wake, until_ns, need and by_version before park_add; the set owns the
+ * wake, until_ns, need, by_key and key before park_add; the set owns the
  * rest. */
 struct parked {
   grpc_call *call;
   struct cq_tag *wake;          /* posted on the call's queue to hand it back */
   int64_t until_ns;             /* monotonic: MAX_WAIT_MS after it arrived */
   const struct fresh_req *need; /* the positions it waits for (may be none) */
-  bool by_version;              /* it waits for a version: woken on every publish */
-  size_t at;                    /* index in the heap while parked */
+  /* It waits for an entity's version (x-catalog-min-version): key is that
+   * entity's store_change_key, and it is handed back only by a publish
+   * that wrote it (or one that may have written anything). */
+  bool by_key;
+  uint64_t key;
+  bool recheck; /* a publish came between its check and park_add: hand it back on the next scan */
+  size_t at;    /* index in the heap while parked */
   bool in_set;
   bool admitted; /* counted against the cap (set by park_add, cleared by park_leave) */
 };
@@ -58,10 +63,10 @@ struct park *park_new(struct store *st, struct metrics *m, int max_calls);
 uint64_t park_publishes(const struct park *p);
 
 /* Parks e (seen_publishes: park_publishes() before the check). A call not
- * admitted yet is admitted (and counted once in the parked-call total) if
- * fewer than the cap are. Returns 0; -ESHUTDOWN if the set is closed
- * (shutting down); -ENOSPC if the cap is reached (counted, logged at most
- * once a second). On an error the caller answers now.
+ * admitted yet is admitted if fewer than the cap are; one admitted already
+ * parks again (counted as a re-park: its handler ran for nothing). Returns 0; -ESHUTDOWN if the set
+ * is closed (shutting down); -ENOSPC if the cap is reached (counted, logged at most once a second).
+ * On an error the caller answers now.
  * @locality the call's worker, after starting its RECV_CLOSE_ON_SERVER. */
 int park_add(struct park *p, struct parked *e, uint64_t seen_publishes);
 

@@ -132,6 +132,8 @@ struct ucall {
   bool close_started; /* its own RECV_CLOSE_ON_SERVER batch (parked once) */
   bool closed;        /* ... completed: cancelled, or after the reply */
   bool want_park;     /* the last run found the requirement unmet and may wait */
+  bool wait_by_key;   /* ... for the entity whose store_change_key is wait_key (a version) */
+  uint64_t wait_key;
   bool fx_any;        /* the call carries a freshness header */
   bool no_wait;       /* the parked set refused it (shutting down) */
   bool park_full;     /* the parked set refused it (PARK_MAX_CALLS reached) */
@@ -374,10 +376,14 @@ static void unary_dispatch(struct ucall *c, struct rpc_ctx *ctx, struct rpc_resu
   }
   m->fn(ctx, GRPC_SLICE_START_PTR(*req), GRPC_SLICE_LENGTH(*req), res);
   if (ctx->version_unmet == NULL) return;
-  if (cannot_wait == NULL)
+  if (cannot_wait == NULL) {
+    /* Only a publish that writes this entity can change the answer: the
+     * releaser hands the call back on such a publish only. */
     c->want_park = true;
-  else
+    c->wait_by_key = true, c->wait_key = ctx->version_unmet_key;
+  } else {
     rpc_fail(ctx, res, refusal_code(c), "%s %s", ctx->version_unmet, cannot_wait);
+  }
 }
 
 /* Packs an OK reply into c->reply within the reply budget (or turns res
@@ -411,7 +417,7 @@ static const char *unary_handle(struct ucall *c, const char *fx_err) {
     req = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
   }
-  c->want_park = false;
+  c->want_park = false, c->wait_by_key = false;
   if (c->fx_any) c->seen_pubs = park_publishes(c->w->srv->park); /* before the snapshot */
   store_read_lock();
   const struct snapshot *snap = store_current(c->w->srv->store);
@@ -502,7 +508,7 @@ static int park_call(struct ucall *c) {
   }
   c->pk.call = c->call, c->pk.wake = &c->t_wake;
   c->pk.need = c->fx.npos > 0 ? &c->fx : NULL;
-  c->pk.by_version = c->fx.min_version > 0;
+  c->pk.by_key = c->wait_by_key, c->pk.key = c->wait_key;
   int rc = park_add(c->w->srv->park, &c->pk, c->seen_pubs);
   if (rc != 0) return rc;
   c->parked_once = true;

@@ -6,6 +6,9 @@
                      once a waiting call is answered; a call met at once is never refused
   CapZeroTest        PARK_MAX_CALLS=0: nothing waits, an unmet call fails at once; a bad value
                      exits 2 naming the variable
+  VersionWaiterTest  calls waiting for x-catalog-min-version are not re-run by publishes of
+                     other entities (catalogd_parked_call_reparks_total stays put); a publish
+                     of the entity one names answers it at once, and only it
 
 Real binary, KafkaMock over TCP, Python grpcio clients sending metadata.
 """
@@ -154,6 +157,46 @@ class CapZeroTest(FeedServer):
                                timeout=30, stdin=subprocess.DEVNULL)
             self.assertEqual(r.returncode, 2, (bad, r.stderr[-500:]))
             self.assertIn('PARK_MAX_CALLS', r.stdout + r.stderr, bad)
+
+
+class VersionWaiterTest(FeedServer):
+    N = 200          # version waiters parked at once
+    PUBLISHES = 15   # unrelated publishes while they wait
+
+    def test_a_unrelated_publishes_do_not_rerun_version_waiters(self):
+        ids = [new_id(0x100 + i) for i in range(self.N)]
+        futs = [validate_future(self.srv, vid, [('x-catalog-min-version', '1')], timeout=60)
+                for vid in ids]
+        wait_parked(self.srv, self.N, timeout=30)
+        rep0 = metric(self.srv, 'catalogd_parked_call_reparks_total')
+        pub0 = metric(self.srv, 'catalogd_snapshots_published_total')
+        for v in range(self.PUBLISHES):  # V1 only: no waiter names it
+            self.mock.produce([kafka.variant(ORG, V1, PID, 100 + v, sku='v1-%d' % v)])
+            n = pub0 + v + 1
+            ru.eventually(lambda: metric(self.srv, 'catalogd_snapshots_published_total') >= n,
+                          10, 'publish %d' % v)
+        reparks = metric(self.srv, 'catalogd_parked_call_reparks_total') - rep0
+        print('%d version waiters, %d unrelated publishes: %d re-runs' %
+              (self.N, self.PUBLISHES, reparks))
+        self.assertEqual(reparks, 0, 'version waiters were re-run by publishes of other entities')
+        self.assertEqual(metric(self.srv, 'catalogd_parked_calls'), self.N)
+        self.assertFalse(any(f.done() for f in futs))
+        # the entity one of them names: that one is answered at once, the others wait on
+        t0 = time.monotonic()
+        self.mock.produce([kafka.variant(ORG, ids[7], PID, 1, sku='seven')])
+        r = futs[7].result(timeout=5)
+        took = time.monotonic() - t0
+        self.assertTrue(r.exists)
+        self.assertLess(took, 1.5, 'answered on the publish, not at MAX_WAIT_MS')
+        wait_parked(self.srv, self.N - 1)
+        self.assertEqual(metric(self.srv, 'catalogd_parked_call_reparks_total'), rep0)
+        # the rest in one publish: all answered, none re-run for nothing
+        self.mock.produce([kafka.variant(ORG, vid, PID, 2) for i, vid in enumerate(ids)
+                           if i != 7])
+        for f in futs:
+            self.assertTrue(f.result(timeout=10).exists)
+        wait_parked(self.srv, 0)
+        self.assertEqual(metric(self.srv, 'catalogd_parked_call_reparks_total'), rep0)
 
 
 if __name__ == '__main__':
