@@ -270,6 +270,7 @@ static int admit(struct park *p, struct parked *e, int64_t *log_suppressed) {
   }
   p->admitted++;
   e->admitted = true;
+  metrics_add(p->m, MC_PARKED_TOTAL, 1); /* once per call, however often it parks */
   return 0;
 }
 
@@ -295,7 +296,6 @@ int park_add(struct park *p, struct parked *e, uint64_t seen_publishes) {
   heap_set(p, p->n++, e);
   sift_up(p, p->n - 1);
   metrics_add(p->m, MC_PARKED_NOW, 1);
-  metrics_add(p->m, MC_PARKED_TOTAL, 1);
   /* A publish since the caller's check: make the releaser look at it
    * again (it may have scanned before e was in the set). Also wake it if
    * e expires before anything else parked. */

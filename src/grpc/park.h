@@ -63,7 +63,8 @@ struct park *park_new(struct store *st, struct metrics *m, int max_calls);
 uint64_t park_publishes(const struct park *p);
 
 /* Parks e (seen_publishes: park_publishes() before the check). A call not
- * admitted yet is admitted if fewer than the cap are; one admitted already
+ * admitted yet is admitted if fewer than the cap are (and counted in the
+ * parked-call total, once per call); one admitted already
  * parks again (counted as a re-park: its handler ran for nothing). Returns 0; -ESHUTDOWN if the set
  * is closed (shutting down); -ENOSPC if the cap is reached (counted, logged at most once a second).
  * On an error the caller answers now.

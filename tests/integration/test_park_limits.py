@@ -9,6 +9,8 @@
   VersionWaiterTest  calls waiting for x-catalog-min-version are not re-run by publishes of
                      other entities (catalogd_parked_call_reparks_total stays put); a publish
                      of the entity one names answers it at once, and only it
+  CountOnceTest      a call that is checked again and parks again (a batch whose ids arrive one
+                     publish at a time) counts once in catalogd_parked_calls_total
 
 Real binary, KafkaMock over TCP, Python grpcio clients sending metadata.
 """
@@ -197,6 +199,27 @@ class VersionWaiterTest(FeedServer):
             self.assertTrue(f.result(timeout=10).exists)
         wait_parked(self.srv, 0)
         self.assertEqual(metric(self.srv, 'catalogd_parked_call_reparks_total'), rep0)
+
+
+class CountOnceTest(FeedServer):
+    def test_a_a_call_that_reparks_counts_once(self):
+        a, b, c = new_id(0x900), new_id(0x901), new_id(0x902)
+        all0 = metric(self.srv, 'catalogd_parked_calls_total{result="all"}')
+        rep0 = metric(self.srv, 'catalogd_parked_call_reparks_total')
+        fut = self.srv.catalog_stub().ValidateVariantsBatch.future(
+            pb.ValidateVariantsBatchRequest(organization_id=ORG, variant_ids=[a, b, c]),
+            timeout=30, metadata=(('x-catalog-min-version', '1'),))
+        wait_parked(self.srv, 1)
+        for i, vid in enumerate((a, b)):  # one id a publish: checked again, waits on
+            self.mock.produce([kafka.variant(ORG, vid, PID, 1)])
+            ru.eventually(lambda: metric(self.srv, 'catalogd_parked_call_reparks_total') ==
+                          rep0 + i + 1, 10, 're-park %d' % (i + 1))
+            self.assertFalse(fut.done())
+        self.mock.produce([kafka.variant(ORG, c, PID, 1)])
+        r = fut.result(timeout=5)
+        self.assertEqual([v.exists for v in r.validations], [True, True, True])
+        self.assertEqual(metric(self.srv, 'catalogd_parked_calls_total{result="all"}'), all0 + 1,
+                         'one call that waited, counted once however often it parked')
 
 
 if __name__ == '__main__':
