@@ -545,7 +545,7 @@ static void unary_new(struct cq_tag *t, bool ok) {
   c->t0 = clock_mono_ns();
   if (!atomic_load(c->w->env.stopping)) unary_request(c->w, c->mi);
   metrics_in_flight(c->w->env.metrics, +1);
-  char fx_err[200];
+  char fx_err[400]; /* a message naming a header and the known names */
   const char *bad = NULL;
   if (c->md.count > 0) { /* a call without metadata pays nothing */
     if (fresh_parse(&c->md, &c->fx, fx_err, sizeof fx_err) != 0) bad = fx_err;

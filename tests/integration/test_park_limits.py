@@ -11,6 +11,9 @@
                      of the entity one names answers it at once, and only it
   CountOnceTest      a call that is checked again and parks again (a batch whose ids arrive one
                      publish at a time) counts once in catalogd_parked_calls_total
+  HeaderNameTest     a misspelt or unknown x-catalog-* request header is INVALID_ARGUMENT naming
+                     it (was: silently ignored, so no waiting); the names catalogd uses stay
+                     accepted, the reply trailers' names too (a proxy may forward them)
 
 Real binary, KafkaMock over TCP, Python grpcio clients sending metadata.
 """
@@ -220,6 +223,40 @@ class CountOnceTest(FeedServer):
         self.assertEqual([v.exists for v in r.validations], [True, True, True])
         self.assertEqual(metric(self.srv, 'catalogd_parked_calls_total{result="all"}'), all0 + 1,
                          'one call that waited, counted once however often it parked')
+
+
+class HeaderNameTest(FeedServer):
+    def test_a_unknown_names_are_refused_naming_them(self):
+        bad0 = metric(self.srv, 'catalogd_bad_requests_total')
+        names = ['x-catalog-min-postion', 'x-catalog-min-versions', 'x-catalog-max-staleness',
+                 'x-catalog-', 'x-catalog-foo-bin', 'x-catalog-min-positions']
+        for name in names:
+            value = b'\x01' if name.endswith('-bin') else '0:1'
+            code, details, _ = failure(self.srv, V1, [(name, value)])
+            self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, name)
+            self.assertIn('unknown request header %s' % name, details)
+            self.assertIn('x-catalog-min-position', details, 'the known names are listed')
+        e = harness.rpc_error(
+            self.srv.catalog_stub().GetVariantsBatch,
+            pb.GetVariantsBatchRequest(organization_id=ORG, variant_ids=[V1]),
+            metadata=(('x-catalog-min-postion', '0:1'),))
+        self.assertEqual(e.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        ru.eventually(lambda: metric(self.srv, 'catalogd_bad_requests_total') >=
+                      bad0 + len(names) + 1, 5, 'rejections counted')
+
+    def test_b_known_names_are_accepted(self):
+        md = [('x-catalog-min-position', '0:0'), ('x-catalog-min-version', '1'),
+              ('x-catalog-max-staleness-ms', '60000'),
+              ('x-catalog-snapshot-version', '3'), ('x-catalog-staleness-ms', '0'),
+              ('x-request-id', 'abc'), ('x-catalogue-whatever', '1')]
+        r = self.srv.catalog_stub().ValidateVariant(
+            pb.ValidateVariantRequest(organization_id=ORG, variant_id=V1), timeout=5,
+            metadata=tuple(md))
+        self.assertTrue(r.exists)
+        # not a catalog method: freshness headers do not apply, nothing is refused
+        self.assertEqual(self.srv.health_stub().Check(
+            harness.health_pb2.HealthCheckRequest(service=''), timeout=5,
+            metadata=(('x-catalog-min-postion', '0:1'),)).status, harness.SERVING)
 
 
 if __name__ == '__main__':
