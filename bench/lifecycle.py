@@ -13,9 +13,10 @@ does the data and the cleanup registry). Scenarios:
              COPY and connection lines counted in the PostgreSQL log); event->visible p99 at
              FEED_RATE events/s on a replica writing a checkpoint every second vs one without.
   freshness  read-your-writes trials (x-catalog-min-position of the event just produced);
-             PARKED calls parked at once (RSS and threads before/after, other callers' p99
-             with and without them, all answered once the offset is produced); staleness
-             accuracy after the broker stops.
+             PARKED calls parked at once (RSS, threads and their names before/during/after,
+             other callers' p99 in interleaved rounds with and without them, BENCH_PARK_ROUNDS
+             each, all answered once the offset is produced); staleness accuracy after the
+             broker stops.
 
 Every process is stopped at exit (harness cleanup); each step has a timeout and the run a
 time limit. Results: bench/results/<profile>-lifecycle.json and .md.
@@ -40,6 +41,7 @@ from bench import Bench, Proc, log, scrape, FEED_RATE, REPO  # noqa: E402
 TOPIC = 'catalog.changes'
 PROBE_PART, FEED_PART = 0, 1         # probes alone on partition 0: their offsets are known
 STARTERS = 5                         # replicas started at once
+PARK_ROUNDS = int(os.environ.get('BENCH_PARK_ROUNDS', '3'))  # interleaved with/without rounds
 LIMITS = {'short': dict(ryw=1000, vis=200, parked=10_000, time_limit=900),
           'full': dict(ryw=1000, vis=300, parked=10_000, time_limit=2400)}
 
@@ -47,6 +49,19 @@ LIMITS = {'short': dict(ryw=1000, vis=200, parked=10_000, time_limit=900),
 def pct(xs, q):
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(q * len(xs)))], 2) if xs else None
+
+
+def thread_names(pid):
+    """{thread name: count} of pid's threads (/proc/pid/task/*/comm)."""
+    names = {}
+    for tid in os.listdir('/proc/%d/task' % pid):
+        try:
+            with open('/proc/%d/task/%s/comm' % (pid, tid)) as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        names[name] = names.get(name, 0) + 1
+    return names
 
 
 def rss_threads(pid):
@@ -349,23 +364,17 @@ class Lifecycle(Bench):
                 'p50_ms': pct(lat, 0.5), 'p99_ms': pct(lat, 0.99),
                 'max_ms': round(max(lat), 2) if lat else None}
 
-    def parked(self, srv, mock):
-        """PARKED calls waiting for an offset not produced yet, while catalog-bench runs
-        an open loop of ValidateVariant as the other callers; then the offset is produced."""
+    def park_batch(self, srv, n):
+        """Starts n ValidateVariant calls waiting for the next probe offset (20 HTTP/2
+        connections, grpc.aio, in a thread); returns once all n are parked, with
+        (thread, done event, results dict, seconds to park them, the probe event)."""
         import grpc
         import harness
-        n = self.L['parked']
-        pid = srv.pid
-        # Other callers alone first.
-        rate = 2000
-        before = self.run_bench('other_callers_alone', srv.target, 'validate', 1, rate=rate,
-                                duration=5, warmup=1)
-        rss0, thr0 = rss_threads(pid)
         ev, off = self.probe_lines[self.probe_i], self.probe_next
         evd = json.loads(ev.split('\t', 1)[1])
         results = {}
         done = threading.Event()
-        started = threading.Event()
+        base = scrape(srv).get('catalogd_parked_calls', 0)
 
         async def park_all():
             chans = [grpc.aio.insecure_channel(srv.target, options=[
@@ -377,10 +386,7 @@ class Lifecycle(Bench):
             for i in range(n):
                 stub = harness.pb_grpc.CatalogServiceStub(chans[i % len(chans)])
                 calls.append(stub.ValidateVariant(req, timeout=50, metadata=md))
-            started.set()
-            t0 = time.monotonic()
             out = await asyncio.gather(*[c for c in calls], return_exceptions=True)
-            results['wall_s'] = time.monotonic() - t0
             results['ok'] = sum(1 for r in out if not isinstance(r, Exception)
                                 and abs(r.price - float(evd['data']['sale_price'])) < 1e-6)
             results['failed'] = [str(r)[:200] for r in out if isinstance(r, Exception)][:3]
@@ -392,37 +398,73 @@ class Lifecycle(Bench):
         th = threading.Thread(target=lambda: asyncio.run(park_all()), daemon=True)
         t_park = time.monotonic()
         th.start()
-        harness.wait_until(lambda: scrape(srv).get('catalogd_parked_calls', 0) >= n, 120, 0.2,
-                           '%d parked calls' % n)
-        park_s = time.monotonic() - t_park
-        time.sleep(1)
-        rss1, thr1 = rss_threads(pid)
-        during = self.run_bench('other_callers_with_parked', srv.target, 'validate', 1,
-                                rate=rate, duration=5, warmup=1)
-        still = scrape(srv).get('catalogd_parked_calls', 0)
+        harness.wait_until(lambda: scrape(srv).get('catalogd_parked_calls', 0) >= base + n, 120,
+                           0.2, '%d parked calls' % n)
+        return th, done, results, time.monotonic() - t_park
+
+    def release_batch(self, srv, th, done):
+        """Produces the offset the parked calls wait for; returns seconds until all came back."""
         t_rel = time.monotonic()
         self.send_probe()
         done.wait(120)
-        release_s = time.monotonic() - t_rel
         th.join(10)
-        after = self.run_bench('other_callers_after', srv.target, 'validate', 1, rate=rate,
-                               duration=5, warmup=1)
-        return {'parked': n, 'seconds_to_park_all': round(park_s, 2),
-                'still_parked_after_other_callers': still,
+        return time.monotonic() - t_rel
+
+    def parked(self, srv, mock):
+        """PARKED calls waiting for an offset not produced yet, while catalog-bench runs an
+        open loop of ValidateVariant as the other callers; then the offset is produced.
+        The other callers' latency is measured in interleaved rounds (with, without, with,
+        without, ...: this machine's p99 drifts by several x between runs, so a before/after
+        pair says little), each with its own batch of parked calls; medians of the rounds."""
+        n, rounds, rate = self.L['parked'], PARK_ROUNDS, 2000
+        pid = srv.pid
+        names0 = thread_names(pid)
+        rss0, thr0 = rss_threads(pid)
+        with_p99, with_p50, without_p99, without_p50, errors = [], [], [], [], []
+        first = {}
+        for rd in range(rounds):
+            th, done, results, park_s = self.park_batch(srv, n)
+            time.sleep(1)
+            if rd == 0:
+                rss1, thr1 = rss_threads(pid)
+                names1 = thread_names(pid)
+            r = self.run_bench('other_callers_with_parked_%d' % rd, srv.target, 'validate', 1,
+                               rate=rate, duration=5, warmup=1)
+            with_p99.append(r['latency_us']['p99'])
+            with_p50.append(r['latency_us']['p50'])
+            errors.append(r['errors'])
+            still = scrape(srv).get('catalogd_parked_calls', 0)
+            release_s = self.release_batch(srv, th, done)
+            if rd == 0:
+                first = dict(results, park_s=park_s, release_s=release_s, still=still)
+            log('round %d with %d parked: p99 %s us; answered %s, failed %s' % (
+                rd, n, with_p99[-1], results.get('ok'), results.get('n_failed')))
+            time.sleep(1)
+            r = self.run_bench('other_callers_without_%d' % rd, srv.target, 'validate', 1,
+                               rate=rate, duration=5, warmup=1)
+            without_p99.append(r['latency_us']['p99'])
+            without_p50.append(r['latency_us']['p50'])
+            errors.append(r['errors'])
+            log('round %d without: p99 %s us' % (rd, without_p99[-1]))
+        names2 = thread_names(pid)
+        return {'parked': n, 'seconds_to_park_all': round(first['park_s'], 2),
+                'still_parked_after_other_callers': first['still'],
                 'rss_bytes_before': rss0, 'rss_bytes_parked': rss1,
                 'rss_bytes_per_parked_call': round((rss1 - rss0) / n, 1),
                 'threads_before': thr0, 'threads_parked': thr1,
-                'answered_with_the_write': results.get('ok'), 'failed': results.get('n_failed'),
-                'first_failures': results.get('failed'),
-                'release_all_s': round(release_s, 3),
-                'other_callers_rate': rate,
-                'other_callers_p99_us': {'alone': before['latency_us']['p99'],
-                                         'with_parked': during['latency_us']['p99'],
-                                         'after': after['latency_us']['p99']},
-                'other_callers_p50_us': {'alone': before['latency_us']['p50'],
-                                         'with_parked': during['latency_us']['p50'],
-                                         'after': after['latency_us']['p50']},
-                'other_callers_errors': [before['errors'], during['errors'], after['errors']]}
+                'thread_names_before': names0, 'thread_names_parked': names1,
+                'thread_names_after': names2,
+                'answered_with_the_write': first.get('ok'), 'failed': first.get('n_failed'),
+                'first_failures': first.get('failed'),
+                'release_all_s': round(first['release_s'], 3),
+                'other_callers_rate': rate, 'rounds': rounds,
+                'other_callers_p99_us': {'with_parked': with_p99, 'without': without_p99,
+                                         'median_with': pct(with_p99, 0.5),
+                                         'median_without': pct(without_p99, 0.5)},
+                'other_callers_p50_us': {'with_parked': with_p50, 'without': without_p50,
+                                         'median_with': pct(with_p50, 0.5),
+                                         'median_without': pct(without_p50, 0.5)},
+                'other_callers_errors': errors}
 
     def staleness(self, srv, mock):
         """Stop the broker; sample the trailer, the metric and a max-staleness bound."""

@@ -78,6 +78,8 @@ enum metrics_counter {
   MC_PARKED_TOTAL,       /* calls that waited (parked at least once) */
   MC_PARK_EXPIRED,       /* parked calls answered UNAVAILABLE after MAX_WAIT_MS */
   MC_PARK_DROPPED,       /* parked calls cancelled or past their deadline while waiting */
+  MC_PARK_REJECTED,      /* calls that would have waited, refused: PARK_MAX_CALLS already wait */
+  MC_PARK_REPARKED,      /* parked calls handed back, checked again and parked again */
   MC_AUDIT_EQUAL,        /* auditor checks: the snapshot holds what PostgreSQL holds */
   MC_AUDIT_LAGGING,      /* ... PostgreSQL holds a newer version (its event not applied yet) */
   MC_AUDIT_DIVERGENT,    /* ... same version, other content; or gone there past the grace */

@@ -29,6 +29,8 @@ struct config {
   int max_batch_ids;
   int max_wait_ms; /* a call waiting for a fresher snapshot (freshness headers) waits at most this
                     */
+  int park_max_calls; /* at most this many calls wait at once (0: none may wait); more are
+                         refused RESOURCE_EXHAUSTED */
   /* TLS (empty = plaintext) */
   char tls_cert_file[512], tls_key_file[512], tls_client_ca_file[512];
   /* Admin HTTP */

@@ -30,9 +30,12 @@ struct rpc_ctx {
    * entity the request names by id be held at this version or later (live
    * or deleted). A handler that finds one held below it fails the call with
    * UNAVAILABLE and sets version_unmet (the failure's text): the server may
-   * then park the call and run the handler again on a later snapshot. */
+   * then park the call and run the handler again on a later snapshot.
+   * version_unmet_key is then that entity's store_change_key: the call
+   * cannot be met before a publish writes it. */
   int64_t min_version;
   const char *version_unmet;
+  uint64_t version_unmet_key;
 };
 
 struct rpc_result {
@@ -95,7 +98,7 @@ int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
  * organization) is held at ctx->min_version or later (rpc.h's rpc_ctx).
  * Returns 0 (also when no minimum is asked), or -1 with out filled
  * (UNAVAILABLE naming the first id that falls short and the version held)
- * and ctx->version_unmet set. */
+ * and ctx->version_unmet and version_unmet_key set. */
 int rpc_check_versions(struct rpc_ctx *ctx, struct rpc_result *out, enum cat_kind kind,
                        const uint8_t (*ids)[16], size_t n, const char *org);
 

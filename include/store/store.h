@@ -17,6 +17,7 @@
 #ifndef CATALOGD_STORE_H
 #define CATALOGD_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <urcu.h>
@@ -132,11 +133,30 @@ int64_t store_staleness_ns(const struct store *st, int64_t now_ns);
  * @locality the writer. */
 void store_set_stale_since(struct store *st, int64_t since_ns);
 
-/* Calls fn(arg) after every publish (including one that only moved the
- * positions), on the writer thread, right after the new snapshot is
- * visible: it must not block (e.g. signal a condition variable). Set once,
- * before the writer starts. */
-void store_on_publish(struct store *st, void (*fn)(void *arg), void *arg);
+/* What one publish changed: the change keys (store_change_key) of the
+ * entities it wrote (put or deleted, in no order, possibly repeated), or
+ * all = true when any entity may have changed (the first publish, a
+ * rebuild, or more writes than STORE_CHANGES_MAX: not listed). A publish
+ * that only moved the positions lists none. Valid during the hook only. */
+#define STORE_CHANGES_MAX 1024
+struct store_changes {
+  const uint64_t *keys;
+  size_t n;
+  bool all;
+};
+
+/* A 64-bit digest of an entity's key (kind, id, org): equal for the same
+ * entity; two entities may share one (rarely), so it says "may have
+ * changed", never "did not". 0 if org is empty or too long. @locality any
+ * thread. */
+uint64_t store_change_key(enum cat_kind kind, const uint8_t id[16], const char *org, size_t orglen);
+
+/* Calls fn(arg, changes) after every publish (including one that only
+ * moved the positions), on the writer thread, right after the new snapshot
+ * is visible: it must not block (e.g. copy the keys it wants and signal a
+ * condition variable). Set once, before the writer starts. */
+void store_on_publish(struct store *st, void (*fn)(void *arg, const struct store_changes *changes),
+                      void *arg);
 
 /* Calls fn on every live record of kind. */
 void snap_foreach(const struct snapshot *s, enum cat_kind kind,

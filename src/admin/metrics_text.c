@@ -271,9 +271,18 @@ static void render_freshness(const struct metrics_view *v, struct store *store, 
             "# TYPE catalogd_parked_calls_total counter\n"
             "catalogd_parked_calls_total{result=\"all\"} %llu\n"
             "catalogd_parked_calls_total{result=\"expired\"} %llu\n"
-            "catalogd_parked_calls_total{result=\"dropped\"} %llu\n",
+            "catalogd_parked_calls_total{result=\"dropped\"} %llu\n"
+            "# HELP catalogd_parked_calls_rejected_total Calls that would have waited for a "
+            "fresher snapshot, refused RESOURCE_EXHAUSTED: PARK_MAX_CALLS calls were waiting.\n"
+            "# TYPE catalogd_parked_calls_rejected_total counter\n"
+            "catalogd_parked_calls_rejected_total %llu\n"
+            "# HELP catalogd_parked_call_reparks_total Times a waiting call was handed back to "
+            "its worker, checked again and found still unmet (it waits on).\n"
+            "# TYPE catalogd_parked_call_reparks_total counter\n"
+            "catalogd_parked_call_reparks_total %llu\n",
             stale, (long long)(int64_t)c[MC_PARKED_NOW], (unsigned long long)c[MC_PARKED_TOTAL],
-            (unsigned long long)c[MC_PARK_EXPIRED], (unsigned long long)c[MC_PARK_DROPPED]);
+            (unsigned long long)c[MC_PARK_EXPIRED], (unsigned long long)c[MC_PARK_DROPPED],
+            (unsigned long long)c[MC_PARK_REJECTED], (unsigned long long)c[MC_PARK_REPARKED]);
 }
 
 /* Warm load totals, rejected requests, admin connections and the resident

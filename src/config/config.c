@@ -168,6 +168,10 @@ static int load_grpc(struct config *c, char *err, size_t cap) {
   rc = rc ?: env_int("SHUTDOWN_DRAIN_MS", 5000, 0, 600000, &c->shutdown_drain_ms, err, cap);
   rc = rc ?: env_int("MAX_BATCH_IDS", 1000, 1, 100000, &c->max_batch_ids, err, cap);
   rc = rc ?: env_int("MAX_WAIT_MS", 1000, 0, 60000, &c->max_wait_ms, err, cap);
+  /* Each waiting call holds ~12.5 KiB (its context and the core's call):
+   * the cap bounds that memory. The default leaves room for the 10,000
+   * at once that issue 14 targets. */
+  rc = rc ?: env_int("PARK_MAX_CALLS", 20000, 0, 1000000, &c->park_max_calls, err, cap);
   rc = rc ?: env_str("GRPC_TLS_CERT_FILE", "", c->tls_cert_file, sizeof c->tls_cert_file, err, cap);
   rc = rc ?: env_str("GRPC_TLS_KEY_FILE", "", c->tls_key_file, sizeof c->tls_key_file, err, cap);
   rc = rc

@@ -4,7 +4,11 @@
  *
  * Values are parsed strictly (digits only, no sign, no blanks inside, no
  * overflow) so that a typo is an INVALID_ARGUMENT naming the header rather
- * than a silently different requirement.
+ * than a silently different requirement. Names too: any x-catalog-* header
+ * catalogd does not know is refused, since a misspelt
+ * x-catalog-min-position would otherwise mean no waiting at all (a silent
+ * read-your-writes failure). The reply trailers' names are accepted (and
+ * ignored): a proxy that forwards a reply's metadata must not fail.
  */
 #include "fresh.h"
 
@@ -17,6 +21,14 @@
 
 #define PREFIX     "x-catalog-"
 #define PREFIX_LEN (sizeof PREFIX - 1)
+#define KNOWN_NAMES                                                                                \
+  "x-catalog-min-position, x-catalog-min-version, x-catalog-max-staleness-ms (and the reply "      \
+  "trailers x-catalog-snapshot-version, x-catalog-staleness-ms)"
+
+/* Is the suffix k (kl bytes, after the prefix) this name? */
+static bool is(const char *k, size_t kl, const char *name) {
+  return kl == strlen(name) && memcmp(k, name, kl) == 0;
+}
 
 /* Parses the digits [*p, end) up to a byte not a digit into *out (at most
  * max). Returns 0 and advances *p, or -1 (no digit, or above max). */
@@ -65,21 +77,25 @@ static int parse_one(const char *key, size_t klen, const char *val, size_t vlen,
   int64_t v;
   const char *k = key + PREFIX_LEN;
   size_t kl = klen - PREFIX_LEN;
-  if (kl == 12 && memcmp(k, "min-position", 12) == 0) {
+  if (is(k, kl, "min-position")) {
     if (parse_positions(val, vlen, r) != 0)
       return malformed("x-catalog-min-position",
                        "PARTITION:OFFSET[,PARTITION:OFFSET...] with non-negative integers, at most "
                        "64 pairs",
                        err, cap);
-  } else if (kl == 11 && memcmp(k, "min-version", 11) == 0) {
+  } else if (is(k, kl, "min-version")) {
     if (parse_whole(val, vlen, 1, INT64_MAX, &v) != 0)
       return malformed("x-catalog-min-version", "a positive integer (an entity version)", err, cap);
     if (v > r->min_version) r->min_version = v;
-  } else if (kl == 16 && memcmp(k, "max-staleness-ms", 16) == 0) {
+  } else if (is(k, kl, "max-staleness-ms")) {
     if (parse_whole(val, vlen, 0, INT64_MAX / 1000000, &v) != 0)
       return malformed("x-catalog-max-staleness-ms", "a non-negative integer (milliseconds)", err,
                        cap);
     if (r->max_staleness_ms < 0 || v < r->max_staleness_ms) r->max_staleness_ms = v;
+  } else if (!is(k, kl, "snapshot-version") && !is(k, kl, "staleness-ms")) {
+    snprintf(err, cap, "unknown request header %.*s: catalogd knows " KNOWN_NAMES,
+             (int)(klen > 64 ? 64 : klen), key);
+    return -1;
   }
   return 0;
 }
@@ -90,7 +106,7 @@ int fresh_parse(const grpc_metadata_array *md, struct fresh_req *r, char *err, s
     const grpc_slice *key = &md->metadata[i].key;
     size_t klen = GRPC_SLICE_LENGTH(*key);
     const char *k = (const char *)GRPC_SLICE_START_PTR(*key);
-    if (klen <= PREFIX_LEN || memcmp(k, PREFIX, PREFIX_LEN) != 0) continue;
+    if (klen < PREFIX_LEN || memcmp(k, PREFIX, PREFIX_LEN) != 0) continue;
     const grpc_slice *val = &md->metadata[i].value;
     if (parse_one(k, klen, (const char *)GRPC_SLICE_START_PTR(*val), GRPC_SLICE_LENGTH(*val), r,
                   err, cap) != 0)

@@ -39,7 +39,10 @@ struct fresh_req {
  * ignored; free with fresh_req_clear). Repeated headers combine: positions
  * add up, the highest min-version and the lowest max-staleness count.
  * Returns 0, or -1 with a message naming the header and the expected form
- * in err (cap bytes): the call is then INVALID_ARGUMENT. */
+ * in err (cap bytes): the call is then INVALID_ARGUMENT. Any other
+ * x-catalog-* name is refused the same way (a misspelt header must not
+ * silently mean "no requirement"), except the reply trailers' names
+ * (x-catalog-snapshot-version, x-catalog-staleness-ms), which are ignored. */
 int fresh_parse(const grpc_metadata_array *md, struct fresh_req *r, char *err, size_t cap);
 
 /* Frees what fresh_parse allocated and resets r to "nothing asked". NULL

@@ -132,8 +132,11 @@ struct ucall {
   bool close_started; /* its own RECV_CLOSE_ON_SERVER batch (parked once) */
   bool closed;        /* ... completed: cancelled, or after the reply */
   bool want_park;     /* the last run found the requirement unmet and may wait */
+  bool wait_by_key;   /* ... for the entity whose store_change_key is wait_key (a version) */
+  uint64_t wait_key;
   bool fx_any;        /* the call carries a freshness header */
   bool no_wait;       /* the parked set refused it (shutting down) */
+  bool park_full;     /* the parked set refused it (PARK_MAX_CALLS reached) */
   bool parked_once;   /* it waited: an UNAVAILABLE answer is counted as expired */
   uint64_t seen_pubs; /* park_publishes() before the last run's snapshot */
   struct fresh_req fx;
@@ -208,6 +211,7 @@ static void ucall_free(struct ucall *c) {
   if (c->reply) grpc_byte_buffer_destroy(c->reply);
   grpc_slice_unref(c->details);
   fresh_req_clear(&c->fx);
+  park_leave(c->w->srv->park, &c->pk); /* its place under PARK_MAX_CALLS, if it had one */
   if (c->call) grpc_call_unref(c->call);
   atomic_fetch_sub(c->w->env.outstanding, 1);
   free(c);
@@ -306,14 +310,27 @@ static void unary_account(struct ucall *c) {
 }
 
 /* Why a call whose freshness requirement is unmet cannot wait any longer
- * (the text ends its UNAVAILABLE message), or NULL if it may park: it may
- * until MAX_WAIT_MS after its arrival, unless the server is stopping. */
+ * (the text ends its refusal_code message), or NULL if it may park: it may
+ * until MAX_WAIT_MS after its arrival, unless the server is stopping or
+ * PARK_MAX_CALLS calls wait already. */
 static const char *wait_refusal(struct ucall *c, struct arena *a) {
+  if (c->park_full)
+    return arena_printf(a,
+                        "(cannot wait: PARK_MAX_CALLS=%d calls are waiting on this replica; "
+                        "retry after a backoff or on another replica)",
+                        c->w->srv->cfg->park_max_calls);
   if (c->no_wait || atomic_load(c->w->env.stopping)) return "(the server is shutting down)";
   int64_t now = clock_mono_ns();
   if (now < c->pk.until_ns) return NULL;
   return arena_printf(a, "after %lld ms (MAX_WAIT_MS %d)", (long long)((now - c->t0) / 1000000),
                       c->w->srv->cfg->max_wait_ms);
+}
+
+/* The status of a call whose requirement is unmet and that cannot wait:
+ * RESOURCE_EXHAUSTED if the parked set was full (a load limit, like the
+ * reply budget), else UNAVAILABLE (this replica cannot answer in time). */
+static grpc_status_code refusal_code(const struct ucall *c) {
+  return c->park_full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
 }
 
 /* The freshness gate before the handler: x-catalog-max-staleness-ms
@@ -335,8 +352,8 @@ static int fresh_gate(struct ucall *c, struct rpc_ctx *ctx, struct rpc_result *r
   char why[200];
   if (c->fx.npos == 0 || fresh_positions_met(&c->fx, snap, why, sizeof why)) return 0;
   if (cannot_wait == NULL) return 1;
-  rpc_fail(ctx, res, GRPC_STATUS_UNAVAILABLE, "x-catalog-min-position not reached %s: %s",
-           cannot_wait, why);
+  rpc_fail(ctx, res, refusal_code(c), "x-catalog-min-position not reached %s: %s", cannot_wait,
+           why);
   return -1;
 }
 
@@ -359,10 +376,14 @@ static void unary_dispatch(struct ucall *c, struct rpc_ctx *ctx, struct rpc_resu
   }
   m->fn(ctx, GRPC_SLICE_START_PTR(*req), GRPC_SLICE_LENGTH(*req), res);
   if (ctx->version_unmet == NULL) return;
-  if (cannot_wait == NULL)
+  if (cannot_wait == NULL) {
+    /* Only a publish that writes this entity can change the answer: the
+     * releaser hands the call back on such a publish only. */
     c->want_park = true;
-  else
-    rpc_fail(ctx, res, GRPC_STATUS_UNAVAILABLE, "%s %s", ctx->version_unmet, cannot_wait);
+    c->wait_by_key = true, c->wait_key = ctx->version_unmet_key;
+  } else {
+    rpc_fail(ctx, res, refusal_code(c), "%s %s", ctx->version_unmet, cannot_wait);
+  }
 }
 
 /* Packs an OK reply into c->reply within the reply budget (or turns res
@@ -396,7 +417,7 @@ static const char *unary_handle(struct ucall *c, const char *fx_err) {
     req = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
   }
-  c->want_park = false;
+  c->want_park = false, c->wait_by_key = false;
   if (c->fx_any) c->seen_pubs = park_publishes(c->w->srv->park); /* before the snapshot */
   store_read_lock();
   const struct snapshot *snap = store_current(c->w->srv->store);
@@ -474,20 +495,22 @@ static void unary_release(struct ucall *c) {
 
 /* Parks c: starts its own RECV_CLOSE_ON_SERVER (the cancel and deadline
  * detector; the reply batch then holds only send ops) and adds it to the
- * parked set. Returns 0, or -1 if it cannot wait (the set is closed, or
- * the core refused the batch): the caller answers now. */
+ * parked set. Returns 0, or if it cannot wait (the caller answers now):
+ * -ENOSPC (PARK_MAX_CALLS calls wait), -ESHUTDOWN (the set is closed) or
+ * -EIO (the core refused the batch). */
 static int park_call(struct ucall *c) {
   if (!c->close_started) {
     grpc_op op = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
     op.data.recv_close_on_server.cancelled = &c->cancelled;
-    if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) return -1;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) return -EIO;
     c->close_started = true;
     c->refs++;
   }
   c->pk.call = c->call, c->pk.wake = &c->t_wake;
   c->pk.need = c->fx.npos > 0 ? &c->fx : NULL;
-  c->pk.by_version = c->fx.min_version > 0;
-  if (park_add(c->w->srv->park, &c->pk, c->seen_pubs) != 0) return -1;
+  c->pk.by_key = c->wait_by_key, c->pk.key = c->wait_key;
+  int rc = park_add(c->w->srv->park, &c->pk, c->seen_pubs);
+  if (rc != 0) return rc;
   c->parked_once = true;
   c->refs++; /* the park's hold, dropped when it comes back or is taken out */
   return 0;
@@ -498,8 +521,12 @@ static int park_call(struct ucall *c) {
 static void unary_run(struct ucall *c, const char *fx_err) {
   const char *org = unary_handle(c, fx_err);
   if (c->want_park) {
-    if (park_call(c) == 0) return;
-    c->no_wait = true; /* the parked set is closed: the next run answers */
+    int rc = park_call(c);
+    if (rc == 0) return;
+    if (rc == -ENOSPC)
+      c->park_full = true; /* the next run answers RESOURCE_EXHAUSTED, unless met by now */
+    else
+      c->no_wait = true; /* the parked set is closed: the next run answers */
     org = unary_handle(c, NULL);
   }
   if (c->parked_once && c->code == GRPC_STATUS_UNAVAILABLE)
@@ -518,7 +545,7 @@ static void unary_new(struct cq_tag *t, bool ok) {
   c->t0 = clock_mono_ns();
   if (!atomic_load(c->w->env.stopping)) unary_request(c->w, c->mi);
   metrics_in_flight(c->w->env.metrics, +1);
-  char fx_err[200];
+  char fx_err[400]; /* a message naming a header and the known names */
   const char *bad = NULL;
   if (c->md.count > 0) { /* a call without metadata pays nothing */
     if (fresh_parse(&c->md, &c->fx, fx_err, sizeof fx_err) != 0) bad = fx_err;
@@ -799,7 +826,7 @@ int server_start(const struct server_deps *d, struct server **out) {
   struct server *s = xcalloc(1, sizeof *s);
   int rc = 0;
   s->cfg = d->cfg, s->store = d->store, s->metrics = d->metrics, s->health = d->health;
-  if ((s->park = park_new(s->store, s->metrics)) == NULL) {
+  if ((s->park = park_new(s->store, s->metrics, s->cfg->park_max_calls)) == NULL) {
     rc = -ENOMEM;
     goto fail;
   }

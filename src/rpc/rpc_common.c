@@ -294,6 +294,7 @@ int rpc_check_versions(struct rpc_ctx *ctx, struct rpc_result *out, enum cat_kin
              "x-catalog-min-version %lld not reached: %s %s is %s", (long long)ctx->min_version,
              kind == CAT_PRODUCT ? "product" : "variant", text, at);
     ctx->version_unmet = out->details;
+    ctx->version_unmet_key = store_change_key(kind, ids[i], org, orglen);
     return -1;
   }
   return 0;

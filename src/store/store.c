@@ -58,7 +58,7 @@ struct store {
   /* Monotonic ns of the last moment the snapshot was caught up, 0 while it
    * is: one atomic, so readers never see half an update. */
   _Atomic int64_t stale_since;
-  void (*on_publish)(void *); /* set before the writer starts; may be NULL */
+  void (*on_publish)(void *, const struct store_changes *); /* set before the writer starts */
   void *on_publish_arg;
 };
 
@@ -72,6 +72,11 @@ struct store_txn {
   struct retire retired;
   struct snap_pos *pos; /* set by store_txn_set_positions (owned), else NULL */
   size_t npos;
+  /* What the publish hook is told: the change keys of the entities written
+   * (at most STORE_CHANGES_MAX, allocated on the first write), or all. */
+  uint64_t *changed;
+  size_t nchanged;
+  bool changed_all;
 };
 
 struct store *store_new(void) {
@@ -91,8 +96,34 @@ void store_set_stale_since(struct store *st, int64_t since_ns) {
   atomic_store_explicit(&st->stale_since, since_ns, memory_order_relaxed);
 }
 
-void store_on_publish(struct store *st, void (*fn)(void *arg), void *arg) {
+void store_on_publish(struct store *st, void (*fn)(void *arg, const struct store_changes *changes),
+                      void *arg) {
   st->on_publish = fn, st->on_publish_arg = arg;
+}
+
+/* The change key of a record key of kind whose smap hash is hash. */
+static uint64_t change_key(enum cat_kind kind, uint32_t hash) {
+  return (uint64_t)(kind + 1) << 32 | hash;
+}
+
+uint64_t store_change_key(enum cat_kind kind, const uint8_t id[16], const char *org,
+                          size_t orglen) {
+  uint8_t key[16 + CAT_ORG_MAX];
+  size_t len = model_key(key, id, org, orglen);
+  return len == 0 ? 0 : change_key(kind, smap_hash(key, len));
+}
+
+/* Notes that t wrote the entity of kind whose key hashes to hash, for the
+ * publish hook. Past STORE_CHANGES_MAX the list gives way to "all": a big
+ * batch (a warm load, a catch-up) costs no memory here. */
+static void txn_note_change(struct store_txn *t, enum cat_kind kind, uint32_t hash) {
+  if (t->changed_all) return;
+  if (t->nchanged == STORE_CHANGES_MAX) {
+    t->changed_all = true;
+    return;
+  }
+  if (t->changed == NULL) t->changed = xmalloc(STORE_CHANGES_MAX * sizeof *t->changed);
+  t->changed[t->nchanged++] = change_key(kind, hash);
 }
 
 void store_destroy(struct store *st) {
@@ -420,6 +451,7 @@ static void txn_install(struct store_txn *t, struct cat_hdr *rec, uint32_t hash)
   if (!rec->deleted) t->next.live[kind]++;
   if (kind == CAT_VARIANT) index_variant(t, old, rec);
   txn_drop(t, old);
+  txn_note_change(t, kind, hash);
   t->changes++;
 }
 
@@ -527,7 +559,11 @@ uint64_t store_commit(struct store_txn *t) {
   next->built_ns = same_data ? base->built_ns : clock_wall_ns();
   PUBLISH(&st->current, next);
   st->rebuild = 0; /* a rebuild (or a first publish) is complete */
-  if (st->on_publish) st->on_publish(st->on_publish_arg);
+  if (st->on_publish) {
+    struct store_changes ch = {
+        .keys = t->changed, .n = t->nchanged, .all = base == NULL || t->fresh || t->changed_all};
+    st->on_publish(st->on_publish_arg, &ch);
+  }
   synchronize_rcu();
   TSAN_GRACE_DONE();
   /* No reader holds base now: free what next does not share (a rebuild
@@ -548,6 +584,7 @@ uint64_t store_commit(struct store_txn *t) {
   /* next is not leaked: PUBLISH stored it in st->current through
    * uatomic_xchg's inline asm, which the analyzer does not follow. */
   uint64_t v = next->version; // NOLINT(clang-analyzer-unix.Malloc): published above
+  free(t->changed);
   free(t);
   return v;
 }
@@ -561,5 +598,6 @@ void store_abort(struct store_txn *t) {
   /* The retire list holds parts of base, which stays published. */
   free(t->retired.items);
   free(t->pos);
+  free(t->changed);
   free(t);
 }

@@ -44,6 +44,64 @@ static void first_publish_even_if_empty(void **state) {
   assert_int_equal(store_commit(store_begin(st)), 1);
 }
 
+/* What the publish hook was told last (the parked calls' releaser relies
+ * on it: a version waiter is handed back only when its entity is listed). */
+struct seen_changes {
+  int calls;
+  bool all;
+  size_t n;
+  uint64_t keys[8];
+};
+
+static void record_changes(void *arg, const struct store_changes *ch) {
+  struct seen_changes *sc = arg;
+  sc->calls++, sc->all = ch->all, sc->n = ch->n;
+  for (size_t i = 0; i < ch->n && i < 8; i++)
+    sc->keys[i] = ch->keys[i];
+}
+
+static void publish_hook_lists_the_entities_written(void **state) {
+  struct store *st = *state;
+  struct seen_changes sc = {0};
+  uint8_t id[16];
+  store_on_publish(st, record_changes, &sc);
+  struct store_txn *t = store_begin(st);
+  store_put(t, mk_variant("o", 1, 1, 1, "active"));
+  store_commit(t);
+  assert_true(sc.all); /* the first publish: anything may have changed */
+  t = store_begin(st);
+  store_put(t, mk_variant("o", 2, 1, 1, "active"));
+  assert_int_equal(store_delete(t, CAT_VARIANT, bid(0xd2, 1, id), "o", 1, 2), STORE_APPLIED);
+  store_commit(t);
+  assert_int_equal(sc.calls, 2);
+  assert_false(sc.all);
+  assert_int_equal(sc.n, 2);
+  assert_true(sc.keys[0] == store_change_key(CAT_VARIANT, bid(0xd2, 2, id), "o", 1));
+  assert_true(sc.keys[1] == store_change_key(CAT_VARIANT, bid(0xd2, 1, id), "o", 1));
+  assert_true(sc.keys[0] != store_change_key(CAT_VARIANT, bid(0xd2, 2, id), "p", 1));
+  assert_true(sc.keys[0] != store_change_key(CAT_PRODUCT, bid(0xd2, 2, id), "o", 1));
+  /* A stale write publishes nothing; moved positions alone list nothing. */
+  t = store_begin(st);
+  assert_int_equal(store_put(t, mk_variant("o", 2, 1, 1, "active")), STORE_STALE);
+  store_txn_set_positions(t, &(struct snap_pos){.partition = 0, .next = 5}, 1);
+  store_commit(t);
+  assert_int_equal(sc.calls, 3);
+  assert_false(sc.all);
+  assert_int_equal(sc.n, 0);
+  /* Too many to list: all. */
+  t = store_begin(st);
+  for (unsigned i = 0; i <= STORE_CHANGES_MAX; i++)
+    store_put(t, mk_variant("o", 100 + i, 1, 1, "active"));
+  store_commit(t);
+  assert_true(sc.all);
+  /* A rebuild: all. */
+  store_rebuild_next(st);
+  t = store_begin(st);
+  store_put(t, mk_variant("o", 1, 1, 9, "active"));
+  store_commit(t);
+  assert_true(sc.all);
+}
+
 static void tenant_scoped_lookup(void **state) {
   struct store *st = *state;
   struct store_txn *t = store_begin(st);
@@ -448,6 +506,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(readers_never_see_half_a_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(pinned_snapshot_outlives_commits, setup, teardown),
       cmocka_unit_test_setup_teardown(pinned_walk_while_writer_publishes, setup, teardown),
+      cmocka_unit_test_setup_teardown(publish_hook_lists_the_entities_written, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
