@@ -2,7 +2,7 @@
 """Start-up and freshness benchmarks (issues 13 and 14; docs/performance.md, "Checkpoints and
 peers" and "Freshness"). Run through bench/run.sh (after bench.py) or alone:
 
-  /usr/bin/python3 bench/lifecycle.py --profile short [--scenarios startup,freshness]
+  /usr/bin/python3 bench/lifecycle.py --profile short [--scenarios startup,freshness,audit]
 
 Same catalog (catalog-gen), PostgreSQL and mock broker as bench/bench.py (its Bench class
 does the data and the cleanup registry). Scenarios:
@@ -552,10 +552,10 @@ class Lifecycle(Bench):
 
     def audit_serving(self, srv, base, key):
         """ValidateVariant p99 at AUDIT_SERVE_RATE on srv (auditor on) and on base (off),
-        interleaved twice; the server not measured is SIGSTOPped (no auditor running
+        interleaved three times; the server not measured is SIGSTOPped (no auditor running
         behind the baseline, no idle server in the way)."""
         out = {'with': [], 'without': []}
-        for i in range(2):
+        for i in range(3):
             for name, on, off in (('without', base, srv), ('with', srv, base)):
                 os.kill(off.pid, signal.SIGSTOP)
                 try:
