@@ -2,7 +2,7 @@
 """Start-up and freshness benchmarks (issues 13 and 14; docs/performance.md, "Checkpoints and
 peers" and "Freshness"). Run through bench/run.sh (after bench.py) or alone:
 
-  /usr/bin/python3 bench/lifecycle.py --profile short [--scenarios startup,freshness]
+  /usr/bin/python3 bench/lifecycle.py --profile short [--scenarios startup,freshness,audit]
 
 Same catalog (catalog-gen), PostgreSQL and mock broker as bench/bench.py (its Bench class
 does the data and the cleanup registry). Scenarios:
@@ -17,6 +17,16 @@ does the data and the cleanup registry). Scenarios:
              other callers' p99 in interleaved rounds with and without them, BENCH_PARK_ROUNDS
              each, all answered once the offset is produced); staleness accuracy after the
              broker stops.
+  audit      the consistency auditor (issue 14, part 4) at AUDIT_RATES rows/s: the sweep's
+             measured rate (catalogd_audit_checks_total) and so one pass of the catalog; the
+             time to report divergences injected in PostgreSQL (a row changed in place at the
+             same version), measured directly where a pass is short; the auditor's cost
+             (its PostgreSQL backend's CPU from /proc/<pid>/stat, catalogd's busiest thread
+             and whole process while idle otherwise) and serving p99 of an open loop with and
+             without it (interleaved; the other server SIGSTOPped meanwhile); rows left
+             behind by a stalled feed found as lagging; and what the alternatives to a sweep
+             would cost PostgreSQL (a scan for recently written rows by xmin, an md5 of the
+             whole table).
 
 Every process is stopped at exit (harness cleanup); each step has a timeout and the run a
 time limit. Results: bench/results/<profile>-lifecycle.json and .md.
@@ -42,8 +52,14 @@ TOPIC = 'catalog.changes'
 PROBE_PART, FEED_PART = 0, 1         # probes alone on partition 0: their offsets are known
 STARTERS = 5                         # replicas started at once
 PARK_ROUNDS = int(os.environ.get('BENCH_PARK_ROUNDS', '3'))  # interleaved with/without rounds
-LIMITS = {'short': dict(ryw=1000, vis=200, parked=10_000, time_limit=900),
-          'full': dict(ryw=1000, vis=300, parked=10_000, time_limit=2400)}
+AUDIT_RATES = (20, 1000, 10000)      # AUDIT_ROWS_PER_SECOND values measured
+AUDIT_DIRECT_PASS_S = 400            # detection timed directly when a pass is this short
+AUDIT_TRIALS = 4                     # divergences injected at once (independent positions)
+AUDIT_STALLED_ROWS = 1000            # rows written in PostgreSQL whose events never come
+AUDIT_SERVE_RATE = 2000              # open-loop ValidateVariant calls/s for the p99
+DIVERGED = 'audit: snapshot diverges from postgres'
+LIMITS = {'short': dict(ryw=1000, vis=200, parked=10_000, time_limit=1500),
+          'full': dict(ryw=1000, vis=300, parked=10_000, time_limit=3600)}
 
 
 def pct(xs, q):
@@ -62,6 +78,13 @@ def thread_names(pid):
             continue
         names[name] = names.get(name, 0) + 1
     return names
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process in seconds (/proc/pid/stat)."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def rss_threads(pid):
@@ -536,6 +559,147 @@ class Lifecycle(Bench):
         log('staleness: %s' % json.dumps(S['staleness']))
         srv.stop()
 
+    # ------------------------------------------------------------ issue 14, the auditor
+    def audit_checks(self, srv):
+        m = scrape(srv)
+        return sum(m.get('catalogd_audit_checks_total{result="%s"}' % r, 0)
+                   for r in ('equal', 'lagging', 'divergent'))
+
+    def audit_backend(self):
+        """The pid of the auditor's PostgreSQL backend (its only connection once serving)."""
+        import harness
+        harness.wait_until(lambda: self.pg.psql(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'catalogd'").strip(),
+            30, 0.1, "the auditor's connection")
+        out = self.pg.psql("SELECT pid FROM pg_stat_activity WHERE application_name = "
+                           "'catalogd'").split()
+        if len(out) != 1:
+            raise RuntimeError('expected one catalogd connection, got %r' % out)
+        return int(out[0])
+
+    def audit_cost(self, srv, seconds):
+        """Rows checked per second and the CPU spent over `seconds` with no other load."""
+        be = self.audit_backend()
+        c0, p0, t0 = self.audit_checks(srv), proc_cpu_s(be), time.monotonic()
+        th0, s0 = bench.thread_cpu(srv.pid), proc_cpu_s(srv.pid)
+        time.sleep(seconds)
+        c1, p1, t1 = self.audit_checks(srv), proc_cpu_s(be), time.monotonic()
+        th1, s1 = bench.thread_cpu(srv.pid), proc_cpu_s(srv.pid)
+        dt = t1 - t0
+        busiest = max(((th1[t][0] - th0[t][0], t) for t in th1 if t in th0), default=(0, 0))
+        return {'window_s': round(dt, 1), 'rows_per_s': round((c1 - c0) / dt, 1),
+                'pg_backend_cpu_pct': round(100 * (p1 - p0) / dt, 2),
+                'catalogd_busiest_thread_cpu_pct': round(100 * busiest[0] / 1e9 / dt, 2),
+                'catalogd_process_cpu_pct': round(100 * (s1 - s0) / dt, 2)}
+
+    def audit_serving(self, srv, base, key):
+        """ValidateVariant p99 at AUDIT_SERVE_RATE on srv (auditor on) and on base (off),
+        interleaved three times; the server not measured is SIGSTOPped (no auditor running
+        behind the baseline, no idle server in the way)."""
+        out = {'with': [], 'without': []}
+        for i in range(3):
+            for name, on, off in (('without', base, srv), ('with', srv, base)):
+                os.kill(off.pid, signal.SIGSTOP)
+                try:
+                    r = self.run_bench('audit_%s_%s_%d' % (key, name, i), on.target, 'validate',
+                                       1, rate=AUDIT_SERVE_RATE, duration=5, warmup=1)
+                finally:
+                    os.kill(off.pid, signal.SIGCONT)
+                out[name].append({'p50_us': r['latency_us']['p50'],
+                                  'p99_us': r['latency_us']['p99'], 'errors': r['errors']})
+        return out
+
+    def audit_detect(self, srv, n, timeout):
+        """Changes n random variants in place at the same version (a write that bypassed
+        the change feed) and times the report of each."""
+        ids = self.pg.psql('SELECT id FROM variants ORDER BY random() LIMIT %d' % n).split()
+        self.pg.psql("UPDATE variants SET sku = sku || '-audit' WHERE id IN (%s)" %
+                     ','.join("'%s'" % i for i in ids))
+        t0 = time.monotonic()
+        found = {}
+        while len(found) < len(ids) and time.monotonic() - t0 < timeout:
+            for line in srv.raw_stdout().splitlines():
+                if DIVERGED not in line:
+                    continue
+                for i in ids:
+                    if i not in found and '"id":"%s"' % i in line:
+                        found[i] = round(time.monotonic() - t0, 2)
+            time.sleep(0.2)
+        return {'injected': len(ids), 'found': len(found), 'timeout_s': round(timeout),
+                'seconds': sorted(found.values())}
+
+    def audit_stalled(self, srv, n, timeout):
+        """n variants get a newer version in PostgreSQL whose events never come (a stalled
+        feed or producer): seconds to the first lagging check, and the lag age reported."""
+        l0 = scrape(srv).get('catalogd_audit_checks_total{result="lagging"}', 0)
+        self.pg.psql("UPDATE variants SET version = version + 1, updated_at = now() WHERE id IN "
+                     "(SELECT id FROM variants ORDER BY random() LIMIT %d)" % n)
+        t0 = time.monotonic()
+        first, lag = None, 0.0
+        while time.monotonic() - t0 < timeout:
+            m = scrape(srv)
+            lag = max(lag, m.get('catalogd_audit_lag_seconds', 0))
+            if first is None and m.get('catalogd_audit_checks_total{result="lagging"}', 0) > l0:
+                first = round(time.monotonic() - t0, 2)
+            if first is not None and time.monotonic() - t0 >= first + 10:
+                break
+            time.sleep(0.05)
+        return {'rows_stalled': n, 'first_lagging_s': first,
+                'lagging_checks': scrape(srv).get(
+                    'catalogd_audit_checks_total{result="lagging"}', 0) - l0,
+                'max_lag_seconds_seen': round(lag, 2), 'watched_s': round(time.monotonic() - t0, 1)}
+
+    def audit_alternatives(self):
+        """What PostgreSQL would spend on the alternatives to a sweep, per statement on the
+        whole variants table (median of 3, EXPLAIN ANALYZE execution time)."""
+        qs = {'xmin_recent_scan': 'SELECT id FROM variants WHERE age(xmin) < 1000',
+              'md5_of_all_rows': "SELECT md5(string_agg(v::text, '' ORDER BY id)) "
+                                 'FROM variants v'}
+        out = {}
+        for k, q in qs.items():
+            ms = []
+            for _ in range(3):
+                plan = self.pg.psql('EXPLAIN (ANALYZE, TIMING OFF) ' + q)
+                ms.append(float(re.search(r'Execution Time: ([\d.]+) ms', plan).group(1)))
+            out[k + '_ms'] = sorted(ms)[1]
+        return out
+
+    def audit(self):
+        S = self.R['scenarios']
+        res = {'rates': {}, 'serve_rate': AUDIT_SERVE_RATE}
+        base = self.catalogd({'DATABASE_URL': self.pg.url(), 'AUDIT_ROWS_PER_SECOND': '0'},
+                             'catalogd (auditor off)')
+        m = scrape(base)
+        kinds = {k.split('"')[1]: v for k, v in m.items()
+                 if k.startswith('catalogd_snapshot_entities{')}
+        n = sum(kinds.values())
+        res['entities'] = kinds
+        res['entities_total'] = n
+        res['alternatives'] = self.audit_alternatives()
+        log('audit: %d entities %s; alternatives %s' % (n, kinds, res['alternatives']))
+        for rate in AUDIT_RATES:
+            srv = self.catalogd({'DATABASE_URL': self.pg.url(),
+                                 'AUDIT_ROWS_PER_SECOND': str(rate)}, 'catalogd (audit %d)' % rate)
+            import harness
+            harness.wait_until(lambda: self.audit_checks(srv) > 0, 60, 0.1, 'first checks')
+            r = {'cost': self.audit_cost(srv, 20 if rate < 1000 else 10)}
+            pass_s = n / r['cost']['rows_per_s'] if r['cost']['rows_per_s'] else None
+            r['pass_s'] = round(pass_s, 1) if pass_s else None
+            log('audit %d rows/s: %s; a pass of %d entities: %s s' % (rate, r['cost'], n,
+                                                                      r['pass_s']))
+            r['serving'] = self.audit_serving(srv, base, str(rate))
+            log('audit %d rows/s: serving %s' % (rate, r['serving']))
+            if pass_s and pass_s <= AUDIT_DIRECT_PASS_S:
+                r['detect'] = self.audit_detect(srv, AUDIT_TRIALS, 1.5 * pass_s + 30)
+                log('audit %d rows/s: detection %s' % (rate, r['detect']))
+            if rate == AUDIT_RATES[0]:
+                r['stalled'] = self.audit_stalled(srv, AUDIT_STALLED_ROWS, 120)
+                log('audit %d rows/s: stalled feed %s' % (rate, r['stalled']))
+            res['rates'][str(rate)] = r
+            srv.stop()
+        base.stop()
+        S['audit'] = res
+
     # ------------------------------------------------------------ run
     def run(self):
         import kafka
@@ -553,11 +717,13 @@ class Lifecycle(Bench):
         if 'freshness' in self.a.scenarios:
             mock = kafka.KafkaMock(partitions=3)
             self.freshness(mock)  # stops the mock
+        if 'audit' in self.a.scenarios:
+            self.audit()
         self.pg.stop()
         self.R['background_after'] = bench.background_cpu()
         self.R['elapsed_s'] = round(time.monotonic() - t_all, 1)
         base = os.path.join(self.results_dir, self.a.profile + '-lifecycle')
-        if self.a.scenarios != {'startup', 'freshness'} and os.path.exists(base + '.json'):
+        if self.a.scenarios != {'startup', 'freshness', 'audit'} and os.path.exists(base + '.json'):
             # A partial run keeps the other scenarios' results (from their own run).
             with open(base + '.json') as f:
                 old = json.load(f)
@@ -577,7 +743,7 @@ def main():
     ap.add_argument('--profile', choices=sorted(LIMITS), default='short')
     ap.add_argument('--build', default=os.path.join(REPO, 'build'))
     ap.add_argument('--workdir', default=None)
-    ap.add_argument('--scenarios', default='startup,freshness')
+    ap.add_argument('--scenarios', default='startup,freshness,audit')
     args = ap.parse_args()
     args.scenarios = set(args.scenarios.split(','))
     if args.workdir is None:

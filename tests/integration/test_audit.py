@@ -7,6 +7,8 @@ the warm load's state while PostgreSQL moves on:
   - a row changed in place at the same version (new sku)         -> divergent
   - a row at a higher version whose event never comes            -> lagging
   - a row deleted without an event, past AUDIT_GRACE_SECONDS     -> divergent
+A stalled change feed (the broker stopped, a row then written with a newer version) shows up
+as lagging with the write's age, while a live feed keeps it equal.
 Also: AUDIT_ROWS_PER_SECOND=0 opens no connection; the sweep query uses the primary key
 index (EXPLAIN on 20k variants); PostgreSQL stopped -> backoff, serving unaffected, prompt
 SIGTERM.
@@ -15,14 +17,17 @@ import time
 import unittest
 
 import harness
+import kafka
 from harness import pb
-from reliability_util import digest, eventually, logs_with, metrics
+from reliability_util import digest, eventually, logs_with, metrics, wait_caught_up
 
 DIVERGED = 'audit: snapshot diverges from postgres'
 BACKOFF = 'audit: postgres failed; backing off'
 V_SKU = 'dddddddd-0000-0000-0000-000000000a11'    # changed in place, same version
 V_LAG = 'dddddddd-0000-0000-0000-000000000a12'    # newer version, no event
 V_GONE = 'dddddddd-0000-0000-0000-000000000a13'   # deleted, no event
+V_LIVE = V_SKU                                      # AuditStalledFeed: written with its event
+V_STALL = V_LAG                                     # AuditStalledFeed: written, broker stopped
 
 
 def checks(srv, result):
@@ -94,6 +99,65 @@ class AuditResults(unittest.TestCase):
                 t = time.monotonic()
                 srv.stop(timeout=15)
                 self.assertLess(time.monotonic() - t, 10)
+
+
+def outbox_event(pg, vid):
+    """The change event an outbox publisher would produce for variant vid's current row."""
+    sql = 'SELECT line FROM (%s) o(line) WHERE line LIKE %s' % (
+        kafka.OUTBOX_SQL.strip().rstrip(';'), "'%%/variant/%s%%'" % vid)
+    msgs = kafka.outbox_messages(pg, sql)
+    assert len(msgs) == 1, msgs
+    return msgs[0]
+
+
+class AuditStalledFeed(unittest.TestCase):
+    def test_stalled_partition_shows_as_lagging_with_its_age(self):
+        with harness.PgCluster() as pg:
+            pg.load_fixtures()
+            km = kafka.KafkaMock(partitions=1)
+            try:
+                srv = harness.Catalogd({'DATABASE_URL': pg.url(),
+                                        'KAFKA_BOOTSTRAP_SERVERS': km.bootstrap})
+                with srv:
+                    srv.wait_serving()
+                    eventually(lambda: checks(srv, 'equal') >= 20, timeout=15,
+                               what='equal checks')
+                    # The feed alive: a write and its event; once applied, never lagging (a
+                    # pass of the 15 fixture entities takes about a second at 20 rows/s).
+                    pg.psql("UPDATE variants SET version = version + 1, stock_total = 55, "
+                            "updated_at = now() WHERE id = '%s'" % V_LIVE)
+                    km.produce([outbox_event(pg, V_LIVE)], partition=0)
+                    wait_caught_up(srv, km, 30)
+                    lag0, eq0 = checks(srv, 'lagging'), checks(srv, 'equal')
+                    time.sleep(3)
+                    self.assertEqual(checks(srv, 'lagging'), lag0)
+                    self.assertGreaterEqual(checks(srv, 'equal'), eq0 + 20)
+
+                    # The partition stalls (the broker stops); the next write's event cannot
+                    # come: the auditor reports the row lagging, with the write's age.
+                    km.stop()
+                    pg.psql("UPDATE variants SET version = version + 1, stock_total = 77, "
+                            "updated_at = now() WHERE id = '%s'" % V_STALL)
+                    t_w = time.monotonic()
+                    eventually(lambda: checks(srv, 'lagging') > lag0, timeout=10,
+                               what='the stalled row counted lagging')
+                    seen = []
+
+                    def aged():
+                        seen.append((metrics(srv)['catalogd_audit_lag_seconds'],
+                                     time.monotonic() - t_w))
+                        return seen[-1][0] >= 4
+                    eventually(aged, timeout=20, what='lag age of 4 s reported')
+                    # The age is the write's (now - updated_at), not a count or a constant:
+                    # never more than the wall time since the write.
+                    for lag, wall in seen:
+                        self.assertLessEqual(lag, wall + 1.0, seen)
+                    self.assertFalse(logs_with(srv, DIVERGED, id=V_STALL))
+                    self.assertLess(metrics(srv)['catalogd_audit_consistency_ratio'], 1.0)
+                    self.assertGreater(metrics(srv)['catalogd_staleness_seconds'], 1.0)
+                    srv.stop(timeout=15)
+            finally:
+                km.stop()
 
 
 class AuditCost(unittest.TestCase):
