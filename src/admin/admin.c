@@ -223,12 +223,27 @@ static void conn_evict_oldest(struct admin *a, const struct aconn *keep) {
   metrics_add(a->d.metrics, MC_ADMIN_CUT_EVICTED, 1);
 }
 
-/* Cuts every connection past its deadline. @locality admin thread. */
+static struct aconn *conn_of(struct MHD_Connection *c);
+static void xfer_cut(struct admin *a, struct xfer *x, const char *why);
+
+/* The /snapshot transfer answered on ac, or NULL. @locality admin thread. */
+static struct xfer *xfer_on(struct admin *a, const struct aconn *ac) {
+  for (int i = 0; i < XFER_MAX; i++)
+    if (a->xfers[i] != NULL && conn_of(a->xfers[i]->c) == ac) return a->xfers[i];
+  return NULL;
+}
+
+/* Cuts every connection past its deadline; one that carries a /snapshot
+ * transfer (a reader that stopped: the socket's buffers full, nothing
+ * taken) is cut as a transfer, logged and counted. @locality admin thread. */
 static void conn_sweep(struct admin *a) {
   double now = clock_mono_s();
   for (struct aconn *p = a->conns.next; p != &a->conns; p = p->next)
     if (!p->cut && now > p->deadline) {
-      conn_cut(p);
+      struct xfer *x = xfer_on(a, p);
+      if (x != NULL && x->cut == NULL)
+        xfer_cut(a, x, "stalled: nothing taken for ADMIN_REQUEST_TIMEOUT_SECONDS");
+      if (!p->cut) conn_cut(p);
       metrics_add(a->d.metrics, MC_ADMIN_CUT_DEADLINE, 1);
     }
 }
@@ -479,9 +494,10 @@ static void xfer_cut(struct admin *a, struct xfer *x, const char *why) {
 }
 
 /* Cuts every transfer past SNAPSHOT_TRANSFER_TIMEOUT_SECONDS, or whose
- * rate window just ended below SNAPSHOT_MIN_BYTES_PER_SECOND while the
- * reader, not our encoder, was what it waited for (a suspended connection
- * waits for the encoder). @locality admin thread. */
+ * rate window just ended below
+ * SNAPSHOT_MIN_BYTES_PER_SECOND while the reader, not our encoder, was what
+ * it waited for (a suspended connection waits for the encoder).
+ * @locality admin thread. */
 static void xfer_sweep(struct admin *a) {
   double now = clock_mono_s();
   const struct config *cfg = a->d.cfg;
