@@ -96,7 +96,9 @@ struct ckpt_written {
 
 /* Writes s to a new file in dir, crash-safe: a temporary file, fsync,
  * rename to checkpoint-<wall ns>.ckpt, fsync of the directory; then deletes
- * all but the newest keep checkpoints. *deadline_ms (monotonic ms; 0 or a
+ * all but the newest keep checkpoints. If only the directory's fsync fails,
+ * the new file stays, all but the newest keep + 1 are deleted, and the
+ * error is returned (why says so). *deadline_ms (monotonic ms; 0 or a
  * NULL pointer: none), read before every piece written, so another thread
  * may set it meanwhile, abandons the write past it (-ETIMEDOUT, temp file
  * removed). Returns 0 or a negative errno with why filled. */
