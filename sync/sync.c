@@ -42,6 +42,7 @@
 #include "pg_redact.h"
 #include "publish.h"
 #include "store.h"
+#include "strbuf.h"
 #include "xalloc.h"
 
 extern char **environ;
@@ -57,6 +58,12 @@ struct sync {
   struct consumer *consumer;
   bool ready;       /* the first snapshot was published (writer thread only) */
   double started_s; /* monotonic, when the thread started (start-up timing) */
+  /* A peer transfer in progress, for /readyz (sync_startup_json): written
+   * by the writer thread, read by the admin thread, under progress_mu. */
+  pthread_mutex_t progress_mu;
+  char progress_peer[320]; /* "" while no transfer runs */
+  uint64_t progress_bytes;
+  double progress_t0, progress_logged; /* monotonic s: the transfer's start, its last log */
 };
 
 /* Sleeps up to ms unless stop is requested; returns true if stopping. */
@@ -383,6 +390,53 @@ static int start_from_checkpoint(struct sync *s) {
 
 /* ---- Start-up from a peer ---- */
 
+#define PEER_PROGRESS_LOG_S 5.0 /* period of the "peer transfer progress" line */
+
+/* ckpt_peer_progress_fn: keeps the transfer's figures for /readyz and logs
+ * them every PEER_PROGRESS_LOG_S (the first call, bytes 0, says it began).
+ * @locality the writer thread. */
+static void peer_progress(void *arg, const struct ckpt_peer_addr *p, uint64_t bytes) {
+  struct sync *s = arg;
+  double now = clock_mono_s();
+  pthread_mutex_lock(&s->progress_mu);
+  bool first = strcmp(s->progress_peer, p->name) != 0 || bytes == 0;
+  if (first) {
+    snprintf(s->progress_peer, sizeof s->progress_peer, "%s", p->name);
+    s->progress_t0 = s->progress_logged = now;
+  }
+  s->progress_bytes = bytes;
+  bool log_now = !first && now - s->progress_logged >= PEER_PROGRESS_LOG_S;
+  if (log_now) s->progress_logged = now;
+  double t0 = s->progress_t0;
+  pthread_mutex_unlock(&s->progress_mu);
+  if (first)
+    log_info("peer transfer started", LF_S("peer", p->name));
+  else if (log_now)
+    log_info("peer transfer progress", LF_S("peer", p->name), LF_I("bytes", bytes),
+             LF_D("seconds", now - t0));
+}
+
+/* No transfer runs any more (/readyz stops showing one). */
+static void peer_progress_clear(struct sync *s) {
+  pthread_mutex_lock(&s->progress_mu);
+  s->progress_peer[0] = '\0';
+  pthread_mutex_unlock(&s->progress_mu);
+}
+
+char *sync_startup_json(struct sync *s) {
+  if (s == NULL) return NULL;
+  struct strbuf sb = {0};
+  pthread_mutex_lock(&s->progress_mu);
+  if (s->progress_peer[0]) {
+    sb_printf(&sb, "{\"phase\":\"peer transfer\",\"peer\":\"");
+    sb_put_escaped(&sb, s->progress_peer);
+    sb_printf(&sb, "\",\"bytes\":%llu,\"seconds\":%.3f}", (unsigned long long)s->progress_bytes,
+              clock_mono_s() - s->progress_t0);
+  }
+  pthread_mutex_unlock(&s->progress_mu);
+  return sb.len ? sb_take(&sb) : NULL;
+}
+
 /* Fetches p's snapshot into a new transaction and publishes it. Returns 0,
  * or a negative errno with why filled (nothing published). */
 static int load_peer(struct sync *s, const struct ckpt_peer_addr *p, char *why, size_t cap) {
@@ -390,10 +444,14 @@ static int load_peer(struct sync *s, const struct ckpt_peer_addr *p, char *why, 
   struct ckpt_peer_stats st = {0};
   struct store_txn *t = store_begin(s->d.store);
   struct ckpt_peer_opts o = {.timeout_ms = s->cfg->bootstrap_peer_timeout_ms,
+                             .transfer_ms = s->cfg->bootstrap_peer_transfer_timeout_ms,
+                             .min_bps = s->cfg->bootstrap_peer_min_bps,
                              .stop = &s->stop,
                              .accept = accept_checkpoint,
+                             .progress = peer_progress,
                              .arg = s};
   int rc = ckpt_load_peer(p, &o, t, &meta, &st, why, cap);
+  peer_progress_clear(s);
   if (rc == 0 && store_txn_live(t) == 0 && !s->cfg->allow_empty_catalog) {
     snprintf(why, cap,
              "its snapshot holds no live entity (set ALLOW_EMPTY_CATALOG=true if an empty "
@@ -415,18 +473,68 @@ static int load_peer(struct sync *s, const struct ckpt_peer_addr *p, char *why, 
   return 0;
 }
 
-/* Tries every address of BOOTSTRAP_PEERS in turn. Returns 0 once one is
+#define PEER_BUSY_BACKOFF_MS     250  /* the first wait before busy peers are asked again */
+#define PEER_BUSY_BACKOFF_MAX_MS 2000 /* doubling up to this */
+
+/* One round over the addresses still marked in todo[] (all at first):
+ * each is tried; one that answers busy stays marked, any other failure is
+ * logged and unmarked. last says the round is the last: a busy answer is
+ * then a failure too. Returns 0 once one is published, -ECANCELED on stop,
+ * -EBUSY if some are still busy, else -ENOENT. */
+static int peer_round(struct sync *s, const struct ckpt_peer_addr *peers, int n, bool *todo,
+                      bool last) {
+  char why[600];
+  int rc = -ENOENT, still = 0;
+  for (int i = 0; i < n && rc != 0 && rc != -ECANCELED; i++) {
+    if (!todo[i]) continue;
+    rc = load_peer(s, &peers[i], why, sizeof why);
+    if (rc == -EBUSY && !last) {
+      still++;
+      log_info("peer busy; asking again shortly", LF_S("peer", peers[i].name), LF_S("why", why));
+      continue;
+    }
+    todo[i] = false;
+    if (rc == -EBUSY)
+      log_warn("peer bootstrap failed", LF_S("peer", peers[i].name),
+               LF_S("why", "still busy after BOOTSTRAP_PEER_BUSY_WAIT_MS (every transfer slot "
+                           "taken)"));
+    else if (rc != 0 && rc != -ECANCELED)
+      log_warn("peer bootstrap failed", LF_S("peer", peers[i].name), LF_S("why", why));
+  }
+  return rc == 0 || rc == -ECANCELED ? rc : still > 0 ? -EBUSY : -ENOENT;
+}
+
+/* Tries every address of BOOTSTRAP_PEERS in turn; while some answered
+ * "busy" (all their transfer slots taken: a scale-up of several replicas
+ * at once), asks those again with a growing, jittered backoff for up to
+ * BOOTSTRAP_PEER_BUSY_WAIT_MS before the mode's own start (a full warm
+ * load is what peers are there to spare PostgreSQL). Returns 0 once one is
  * published, -ECANCELED on stop, -ENOENT if none could be used (each
  * failure logged with why). */
 static int start_from_peer(struct sync *s) {
   struct ckpt_peer_addr *peers;
-  char why[600];
   int n = ckpt_peers_resolve(s->cfg->bootstrap_peers, &peers), rc = -ENOENT;
+  bool *todo = xcalloc((size_t)n + 1, sizeof *todo);
+  for (int i = 0; i < n; i++)
+    todo[i] = true;
+  int64_t until = clock_mono_ms() + s->cfg->bootstrap_peer_busy_wait_ms;
+  long backoff = PEER_BUSY_BACKOFF_MS;
   bulk_build(true);
-  for (int i = 0; i < n && rc != 0 && rc != -ECANCELED; i++) {
-    if ((rc = load_peer(s, &peers[i], why, sizeof why)) != 0 && rc != -ECANCELED)
-      log_warn("peer bootstrap failed", LF_S("peer", peers[i].name), LF_S("why", why));
+  for (bool last = s->cfg->bootstrap_peer_busy_wait_ms == 0;;) {
+    rc = peer_round(s, peers, n, todo, last);
+    if (rc != -EBUSY) break;
+    int64_t left = until - clock_mono_ms();
+    /* Jitter (half to all of the backoff) so that replicas turned away
+     * together do not come back together. */
+    long ms = backoff / 2 + (long)((uint64_t)clock_mono_ns() % (uint64_t)(backoff / 2 + 1));
+    if (ms >= left) ms = left > 0 ? (long)left : 0, last = true;
+    if (wait_or_stop(s, ms)) {
+      rc = -ECANCELED;
+      break;
+    }
+    backoff = backoff * 2 > PEER_BUSY_BACKOFF_MAX_MS ? PEER_BUSY_BACKOFF_MAX_MS : backoff * 2;
   }
+  free(todo);
   bulk_build(false);
   if (rc != 0 && rc != -ECANCELED)
     log_info("no usable peer: starting from the source", LF_S("peers", s->cfg->bootstrap_peers),
@@ -509,6 +617,7 @@ int sync_start(const struct sync_deps *d, struct sync **out) {
   s->cfg = d->cfg;
   s->started_s = clock_mono_s();
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->progress_mu, NULL);
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&s->cv, &ca);
@@ -565,5 +674,6 @@ void sync_destroy(struct sync *s) {
   pgload_destroy(s->pg);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
+  pthread_mutex_destroy(&s->progress_mu);
   free(s);
 }

@@ -35,6 +35,11 @@ struct admin_deps {
    * Called on the admin thread with the source set by
    * admin_set_offsets_source. May be NULL (never any offsets). */
   char *(*offsets_json)(void *src);
+  /* /readyz's "startup": a JSON object saying what a start-up still in
+   * progress is doing (a peer transfer: peer, bytes so far), or NULL;
+   * malloc'd, admin frees. Same thread and source as offsets_json. May be
+   * NULL. */
+  char *(*startup_json)(void *src);
   /* /snapshot's body: writes the published snapshot, with the offsets it
    * covers, to sink in pieces (sink returns 0 or a negative errno, which
    * ends the writing and is returned). Returns 0 or a negative errno

@@ -87,6 +87,11 @@ enum metrics_counter {
   MC_AUDIT_WINDOW,       /* gauge: how many checks that share is over (0: none yet) */
   MC_AUDIT_LAG_MS,       /* gauge: age of the oldest lagging row of the last round */
   MC_AUDIT_ERRORS,       /* auditor rounds that failed on PostgreSQL (then backed off) */
+  MC_SNAP_XFER_SENT,     /* GET /snapshot transfers sent whole (admin thread) */
+  MC_SNAP_XFER_CUT,      /* ... cut by us: past SNAPSHOT_TRANSFER_TIMEOUT_SECONDS or too slow */
+  MC_SNAP_XFER_FAILED,   /* ... ended short otherwise (the peer went away, the encoder failed) */
+  MC_SNAP_XFER_BUSY,     /* ... refused with 503: every transfer slot taken */
+  MC_SNAP_XFER_BYTES,    /* bytes handed to /snapshot responses */
   MC_COUNT
 };
 

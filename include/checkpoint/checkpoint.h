@@ -97,7 +97,9 @@ struct ckpt_written {
 
 /* Writes s to a new file in dir, crash-safe: a temporary file, fsync,
  * rename to checkpoint-<wall ns>.ckpt, fsync of the directory; then deletes
- * all but the newest keep checkpoints. *deadline_ms (monotonic ms; 0 or a
+ * all but the newest keep checkpoints. If only the directory's fsync fails,
+ * the new file stays, all but the newest keep + 1 are deleted, and the
+ * error is returned (why says so). *deadline_ms (monotonic ms; 0 or a
  * NULL pointer: none), read before every piece written, so another thread
  * may set it meanwhile, abandons the write past it (-ETIMEDOUT, temp file
  * removed). Returns 0 or a negative errno with why filled. */
@@ -145,21 +147,37 @@ struct ckpt_peer_stats {
   double seconds;   /* the whole transfer, decoding included */
 };
 
+/* Says how far a transfer from p has come (body bytes so far); called about
+ * every CKPT_PEER_PROGRESS_MS, and once at the start with 0. */
+typedef void (*ckpt_peer_progress_fn)(void *arg, const struct ckpt_peer_addr *p, uint64_t bytes);
+#define CKPT_PEER_PROGRESS_MS 250
+/* The window over which min_bps is measured. */
+#define CKPT_PEER_RATE_WINDOW_MS 10000
+
 /* How to fetch from a peer: connecting, and any wait for a byte, bounded
- * by timeout_ms; *stop set ends it within 100 ms (-ECANCELED); accept(arg,
- * ...) judges the header before the body is read (NULL: any). */
+ * by timeout_ms; the whole transfer by transfer_ms (0: unbounded); each
+ * CKPT_PEER_RATE_WINDOW_MS of reading the body must bring min_bps bytes a
+ * second on average (0: no check; the wait in accept is not counted);
+ * *stop set ends it within 100 ms (-ECANCELED); accept(arg, ...) judges the
+ * header before the body is read (NULL: any); progress(arg, ...) if not
+ * NULL. */
 struct ckpt_peer_opts {
   int timeout_ms;
+  int transfer_ms;
+  int min_bps;
   const atomic_bool *stop;
   ckpt_accept_fn accept;
+  ckpt_peer_progress_fn progress;
   void *arg;
 };
 
 /* GET /snapshot from p, streamed straight into a reader: the header,
  * o->accept(), the body into t, as ckpt_load_file. Returns 0 with *meta filled (ckpt_meta_clear
- * it), or a negative errno with why filled (-EPROTO: the peer did not answer 200; -EBADMSG: damaged
- * or truncated stream; -ETIMEDOUT; accept's error); t may then hold part of it. @locality the
- * store's writer. */
+ * it), or a negative errno with why filled (-EBUSY: the peer answered 503 with Retry-After, all
+ * its transfer slots taken: worth asking again soon; -EPROTO: the peer did not answer 200;
+ * -EBADMSG: damaged or truncated stream; -ETIMEDOUT: no byte for timeout_ms, the whole transfer
+ * past transfer_ms, or slower than min_bps; accept's error); t may then hold part of it.
+ * @locality the store's writer. */
 int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *o,
                    struct store_txn *t, struct ckpt_meta *meta, struct ckpt_peer_stats *st,
                    char *why, size_t cap);

@@ -65,6 +65,11 @@ struct config {
   bool snapshot_serve;           /* SNAPSHOT_SERVE: every tenant's data, off by default */
   char bootstrap_peers[2048];    /* BOOTSTRAP_PEERS: host:port[,host:port...]; empty = off */
   int bootstrap_peer_timeout_ms; /* connect, and no byte for this long: the next peer */
+  int bootstrap_peer_transfer_timeout_ms; /* a whole transfer at most this long: the next peer */
+  int bootstrap_peer_min_bps;      /* body bytes per second over each 10 s window; 0: no check */
+  int bootstrap_peer_busy_wait_ms; /* peers answering "busy" are retried this long; 0: never */
+  int snapshot_transfer_timeout_s; /* GET /snapshot: a transfer is cut after this long */
+  int snapshot_min_bps;            /* ... or below this many bytes/s over a 10 s window; 0: off */
   /* --probe: its deadline, and its client pair under mutual TLS (both or none) */
   int probe_timeout_ms;
   char probe_cert_file[512], probe_key_file[512];

@@ -60,6 +60,12 @@ int sync_checkpoint_position(void *arg, struct ckpt_meta *m);
  * frees. @locality any thread. */
 char *sync_offsets_json(struct sync *s);
 
+/* /readyz's "startup": a JSON object saying what the start-up is doing
+ * while it copies a peer's snapshot ({"phase":"peer transfer","peer",
+ * "bytes" so far,"seconds"}), NULL otherwise (also for s NULL). Caller
+ * frees. @locality any thread. */
+char *sync_startup_json(struct sync *s);
+
 /* Frees a stopped sync. NULL is a no-op. */
 void sync_destroy(struct sync *s);
 

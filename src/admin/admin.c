@@ -22,9 +22,15 @@
  * own that runs the encoder into a bounded ring (XFER_RING bytes; it waits
  * while the ring is full), and the response's content reader takes what is
  * there, or suspends the connection until the transfer thread resumes it.
- * At most XFER_MAX transfers run at once (503 beyond), so peers cannot
- * swamp a replica; a peer that stops reading is cut by the request timeout
- * like any client (the deadline moves on with every piece sent).
+ * At most XFER_MAX transfers run at once (503 with Retry-After beyond, so
+ * the peer knows to come back), so peers cannot swamp a replica; a peer
+ * that stops reading is cut by the request timeout like any client (the
+ * deadline moves on with every piece sent). A transfer pins its snapshot,
+ * and what the writer replaces meanwhile stays in memory until it ends: so
+ * a transfer is also cut past SNAPSHOT_TRANSFER_TIMEOUT_SECONDS, or when a
+ * window of XFER_RATE_WINDOW_S moved less than SNAPSHOT_MIN_BYTES_PER_SECOND
+ * (a reader taking a few bytes now and then, which the request timeout
+ * never cuts).
  */
 #include "admin.h"
 
@@ -61,6 +67,8 @@
  * encoder and the socket (plus the encoder's own block of about 64 KiB). */
 #define XFER_MAX  2
 #define XFER_RING (256 * 1024)
+/* The window over which SNAPSHOT_MIN_BYTES_PER_SECOND is measured. */
+#define XFER_RATE_WINDOW_S 10.0
 
 /* One accepted connection (the socket context), in a list oldest first. */
 struct aconn {
@@ -90,6 +98,10 @@ struct xfer {
   int err;
   uint64_t sent;
   double t0;
+  /* Admin thread only: the rate window, and why we cut it (NULL: not cut). */
+  double win_t0;
+  uint64_t win_sent;
+  const char *cut;
 };
 
 struct admin {
@@ -165,8 +177,13 @@ static char *render_ready(struct admin *a, bool serving) {
   char *cs = conditions_json(a->d.conditions);
   struct strbuf sb = {0};
   double stale = (double)store_staleness_ns(a->d.store, clock_mono_ns()) / 1e9;
-  sb_printf(&sb, "{\"status\":\"%s\",\"staleness_seconds\":%.3f,\"conditions\":%s}\n",
-            serving ? "serving" : "not serving", stale, cs);
+  void *src = atomic_load(&a->offsets_src);
+  char *startup = src && a->d.startup_json ? a->d.startup_json(src) : NULL;
+  sb_printf(&sb, "{\"status\":\"%s\",\"staleness_seconds\":%.3f,",
+            serving ? "serving" : "not serving", stale);
+  if (startup != NULL) sb_printf(&sb, "\"startup\":%s,", startup);
+  sb_printf(&sb, "\"conditions\":%s}\n", cs);
+  free(startup);
   free(cs);
   return sb_take(&sb);
 }
@@ -206,12 +223,27 @@ static void conn_evict_oldest(struct admin *a, const struct aconn *keep) {
   metrics_add(a->d.metrics, MC_ADMIN_CUT_EVICTED, 1);
 }
 
-/* Cuts every connection past its deadline. @locality admin thread. */
+static struct aconn *conn_of(struct MHD_Connection *c);
+static void xfer_cut(struct admin *a, struct xfer *x, const char *why);
+
+/* The /snapshot transfer answered on ac, or NULL. @locality admin thread. */
+static struct xfer *xfer_on(struct admin *a, const struct aconn *ac) {
+  for (int i = 0; i < XFER_MAX; i++)
+    if (a->xfers[i] != NULL && conn_of(a->xfers[i]->c) == ac) return a->xfers[i];
+  return NULL;
+}
+
+/* Cuts every connection past its deadline; one that carries a /snapshot
+ * transfer (a reader that stopped: the socket's buffers full, nothing
+ * taken) is cut as a transfer, logged and counted. @locality admin thread. */
 static void conn_sweep(struct admin *a) {
   double now = clock_mono_s();
   for (struct aconn *p = a->conns.next; p != &a->conns; p = p->next)
     if (!p->cut && now > p->deadline) {
-      conn_cut(p);
+      struct xfer *x = xfer_on(a, p);
+      if (x != NULL && x->cut == NULL)
+        xfer_cut(a, x, "stalled: nothing taken for ADMIN_REQUEST_TIMEOUT_SECONDS");
+      if (!p->cut) conn_cut(p);
       metrics_add(a->d.metrics, MC_ADMIN_CUT_DEADLINE, 1);
     }
 }
@@ -350,6 +382,7 @@ static ssize_t xfer_read(void *cls, uint64_t pos, char *buf, size_t max) {
     if (k > max) k = max;
     memcpy(buf, x->ring + x->head, k);
     x->head = (x->head + k) % XFER_RING, x->len -= k, x->sent += k;
+    metrics_add(x->a->d.metrics, MC_SNAP_XFER_BYTES, k);
     pthread_cond_signal(&x->cv);
     out = (ssize_t)k;
     struct aconn *ac = conn_of(x->c); /* progress: a slow but moving peer is not cut */
@@ -381,8 +414,17 @@ static void xfer_join(struct xfer *x) {
 static void xfer_free(void *cls) {
   struct xfer *x = cls;
   if (x->thread) xfer_join(x);
-  bool whole = x->done && x->err == 0 && x->len == 0;
-  log_info("snapshot transfer ended", LF_S("outcome", whole ? "sent" : "incomplete"),
+  bool whole = x->done && x->err == 0 && x->len == 0 && x->cut == NULL;
+  metrics_add(x->a->d.metrics,
+              whole    ? MC_SNAP_XFER_SENT
+              : x->cut ? MC_SNAP_XFER_CUT
+                       : MC_SNAP_XFER_FAILED,
+              1);
+  /* The encoder has returned (joined above): its pin is released. */
+  log_info("snapshot transfer ended",
+           LF_S("outcome", whole    ? "sent"
+                           : x->cut ? "cut"
+                                    : "incomplete"),
            LF_I("bytes", x->sent), LF_D("seconds", clock_mono_s() - x->t0),
            LF_S("error", x->err ? strerror(-x->err) : ""));
   x->a->xfers[x->slot] = NULL;
@@ -397,6 +439,86 @@ static int xfer_slot(const struct admin *a) {
   for (int i = 0; i < XFER_MAX; i++)
     if (a->xfers[i] == NULL) return i;
   return -1;
+}
+
+/* 503 for a /snapshot beyond XFER_MAX: Retry-After tells the peer it is
+ * busy, not unready, and worth asking again shortly (BOOTSTRAP_PEER_BUSY_
+ * WAIT_MS on its side) rather than warm-loading from PostgreSQL. */
+static enum MHD_Result reply_busy(struct admin *a, struct MHD_Connection *c) {
+  metrics_add(a->d.metrics, MC_SNAP_XFER_BUSY, 1);
+  const char *body = "busy: transfers at their limit\n";
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+  MHD_add_response_header(r, "Content-Type", "text/plain");
+  MHD_add_response_header(r, "Retry-After", "1");
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+/* The peer's address, for logs ("?" if unknown). */
+static void client_addr(struct MHD_Connection *c, char *out, size_t cap) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  snprintf(out, cap, "?");
+  if (ci == NULL || ci->client_addr == NULL) return;
+  char ip[INET6_ADDRSTRLEN] = "?";
+  const struct sockaddr *sa = ci->client_addr;
+  if (sa->sa_family == AF_INET)
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+  else if (sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+  snprintf(out, cap, "%s", ip);
+}
+
+/* Cuts transfer x (why: a static reason): its encoder is cancelled (so the
+ * pin goes now, not when libmicrohttpd gets round to the socket) and its
+ * socket shut down. Logged as a warning. @locality admin thread. */
+static void xfer_cut(struct admin *a, struct xfer *x, const char *why) {
+  char peer[INET6_ADDRSTRLEN + 2];
+  client_addr(x->c, peer, sizeof peer);
+  x->cut = why;
+  pthread_mutex_lock(&x->mu);
+  x->cancel = true;
+  pthread_cond_signal(&x->cv);
+  uint64_t sent = x->sent;
+  bool suspended = x->suspended;
+  pthread_mutex_unlock(&x->mu);
+  struct aconn *ac = suspended ? NULL : conn_of(x->c); /* a suspended one is resumed by the
+                                                          encoder's end */
+  if (ac != NULL && !ac->cut) conn_cut(ac);
+  log_warn("snapshot transfer cut", LF_S("why", why), LF_S("peer", peer), LF_I("bytes", sent),
+           LF_D("seconds", clock_mono_s() - x->t0),
+           LF_I("timeout_seconds", a->d.cfg->snapshot_transfer_timeout_s),
+           LF_I("min_bytes_per_second", a->d.cfg->snapshot_min_bps));
+}
+
+/* Cuts every transfer past SNAPSHOT_TRANSFER_TIMEOUT_SECONDS, or whose
+ * rate window just ended below
+ * SNAPSHOT_MIN_BYTES_PER_SECOND while the reader, not our encoder, was what
+ * it waited for (a suspended connection waits for the encoder).
+ * @locality admin thread. */
+static void xfer_sweep(struct admin *a) {
+  double now = clock_mono_s();
+  const struct config *cfg = a->d.cfg;
+  for (int i = 0; i < XFER_MAX; i++) {
+    struct xfer *x = a->xfers[i];
+    if (x == NULL || x->cut != NULL) continue;
+    pthread_mutex_lock(&x->mu);
+    uint64_t sent = x->sent;
+    bool waits_for_us = x->suspended;
+    pthread_mutex_unlock(&x->mu);
+    if (now - x->t0 > cfg->snapshot_transfer_timeout_s) {
+      xfer_cut(a, x, "longer than SNAPSHOT_TRANSFER_TIMEOUT_SECONDS");
+      continue;
+    }
+    double span = now - x->win_t0;
+    if (span < XFER_RATE_WINDOW_S) continue;
+    bool slow = cfg->snapshot_min_bps > 0 && !waits_for_us &&
+                (double)(sent - x->win_sent) < (double)cfg->snapshot_min_bps * span;
+    x->win_t0 = now, x->win_sent = sent;
+    if (slow) xfer_cut(a, x, "slower than SNAPSHOT_MIN_BYTES_PER_SECOND over 10 s");
+  }
 }
 
 /* GET /snapshot: 404 unless SNAPSHOT_SERVE, 503 unless serving or when
@@ -416,11 +538,9 @@ static enum MHD_Result serve_snapshot(struct admin *a, struct MHD_Connection *c)
                  text("no snapshot to serve: its change-feed positions cannot be vouched for\n"),
                  "text/plain");
   int slot = xfer_slot(a);
-  if (slot < 0)
-    return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text("busy: transfers at their limit\n"),
-                 "text/plain");
+  if (slot < 0) return reply_busy(a, c);
   struct xfer *x = xcalloc(1, sizeof *x);
-  x->a = a, x->c = c, x->slot = slot, x->t0 = clock_mono_s();
+  x->a = a, x->c = c, x->slot = slot, x->t0 = x->win_t0 = clock_mono_s();
   x->ring = xmalloc(XFER_RING);
   pthread_mutex_init(&x->mu, NULL);
   pthread_cond_init(&x->cv, NULL);
@@ -486,6 +606,7 @@ static void *admin_main(void *arg) {
   while (!atomic_load(&a->stop)) {
     MHD_run_wait(a->mhd, xfer_running(a) ? 1 : 200);
     conn_sweep(a);
+    xfer_sweep(a);
   }
   store_reader_unregister();
   return NULL;

@@ -440,6 +440,36 @@ static void render_conditions(struct conditions *conds, struct strbuf *b) {
   }
 }
 
+/* GET /snapshot transfers by outcome, their bytes, and the snapshot pins
+ * held now (a transfer or a checkpoint being written: what the writer
+ * replaces meanwhile is kept until the last pin goes). */
+static void render_transfers(const struct metrics_view *v, struct store *store, struct strbuf *b) {
+  const uint64_t *c = v->counters;
+  sb_printf(b,
+            "# HELP catalogd_snapshot_transfers_total GET /snapshot transfers by result: sent "
+            "whole, cut (past SNAPSHOT_TRANSFER_TIMEOUT_SECONDS or below "
+            "SNAPSHOT_MIN_BYTES_PER_SECOND), failed (the peer went away, an error), busy (503: "
+            "every transfer slot taken).\n"
+            "# TYPE catalogd_snapshot_transfers_total counter\n"
+            "catalogd_snapshot_transfers_total{result=\"sent\"} %llu\n"
+            "catalogd_snapshot_transfers_total{result=\"cut\"} %llu\n"
+            "catalogd_snapshot_transfers_total{result=\"failed\"} %llu\n"
+            "catalogd_snapshot_transfers_total{result=\"busy\"} %llu\n"
+            "# HELP catalogd_snapshot_transfer_bytes_total Bytes sent by GET /snapshot.\n"
+            "# TYPE catalogd_snapshot_transfer_bytes_total counter\n"
+            "catalogd_snapshot_transfer_bytes_total %llu\n"
+            "# HELP catalogd_snapshot_pins Snapshots pinned now (transfers, a checkpoint being "
+            "written); replaced records are kept until the last pin goes.\n"
+            "# TYPE catalogd_snapshot_pins gauge\ncatalogd_snapshot_pins %d\n"
+            "# HELP catalogd_snapshot_deferred_frees Objects replaced while pinned, waiting "
+            "for the last pin to go.\n"
+            "# TYPE catalogd_snapshot_deferred_frees gauge\ncatalogd_snapshot_deferred_frees "
+            "%zu\n",
+            (unsigned long long)c[MC_SNAP_XFER_SENT], (unsigned long long)c[MC_SNAP_XFER_CUT],
+            (unsigned long long)c[MC_SNAP_XFER_FAILED], (unsigned long long)c[MC_SNAP_XFER_BUSY],
+            (unsigned long long)c[MC_SNAP_XFER_BYTES], store_pins(store), store_deferred(store));
+}
+
 char *metrics_text(struct metrics *m, struct store *store, struct conditions *conds, bool serving) {
   struct strbuf b = {0};
   struct metrics_view *v = metrics_view_new(m);
@@ -460,6 +490,7 @@ char *metrics_text(struct metrics *m, struct store *store, struct conditions *co
   render_snapshot(store, &b);
   render_freshness(v, store, &b);
   render_totals(v, &b);
+  render_transfers(v, store, &b);
   render_process(&b);
   render_feed(v, &b);
   render_conditions(conds, &b);

@@ -224,6 +224,10 @@ static void block_signals(sigset_t *sigs) {
 /* admin_deps.offsets_json: the writer's offsets (src is the struct sync). */
 static char *sync_offsets_of(void *src) { return sync_offsets_json(src); }
 
+/* admin_deps.startup_json: a peer transfer in progress (src is the struct
+ * sync). */
+static char *sync_startup_of(void *src) { return sync_startup_json(src); }
+
 /* admin_deps.snapshot_stream: the published snapshot in the checkpoint
  * format, with the offsets it covers (asked of the writer before the pin:
  * they may lag the snapshot, never lead it). src is the struct sync.
@@ -273,6 +277,7 @@ static int app_start(struct app *a) {
                           .is_serving = health_serving_of,
                           .is_serving_arg = a->health,
                           .offsets_json = sync_offsets_of,
+                          .startup_json = sync_startup_of,
                           .snapshot_stream = snapshot_stream_of};
   if (admin_start(&ad, &a->admin) != 0) return 1;
   struct server_deps sd = {

@@ -141,12 +141,20 @@ int ckpt_write_file(const char *dir, const struct snapshot *s, struct ckpt_meta 
   int rc = write_tmp(tmp, s, meta, &o, &step);
   if (rc == 0 && rename(tmp, out->path) != 0) step = "rename", rc = -errno;
   if (rc != 0) goto fail;
-  if ((rc = sync_dir(dir)) != 0) { /* renamed, but perhaps not durable */
-    step = "fsync of the directory";
-    goto fail;
-  }
   out->bytes = o.bytes;
   out->seconds = clock_mono_s() - t0;
+  if ((rc = sync_dir(dir)) != 0) {
+    /* Renamed, whole and fsync'd, but the rename may not survive a crash:
+     * a failure, said so. Still pruned (a directory that keeps failing must
+     * not fill the disk, one file per interval), but one more is kept than
+     * usual, so the newest file is never the only one left. */
+    prune(dir, keep + 1);
+    snprintf(why, cap,
+             "fsync of the directory %s: %s (the new checkpoint %s is kept but may not survive "
+             "a crash; %d older kept)",
+             dir, strerror(-rc), out->path, keep);
+    return rc;
+  }
   prune(dir, keep);
   return 0;
 fail:

@@ -3,11 +3,12 @@
  * resolves the peer list (a name may resolve to several addresses, e.g. a
  * headless Service), then for one address a plain blocking HTTP/1.0
  * GET /snapshot over a socket whose every wait is a poll() in 100 ms slices
- * that checks the stop flag, with a connect timeout and a no-progress
- * timeout. HTTP/1.0: the body is the bytes until the peer closes, no
- * chunking; the checkpoint format's trailer and end check say whether it is
- * whole. The body goes straight into the checkpoint reader: nothing is
- * buffered beyond the reader's current block.
+ * that checks the stop flag, with a connect timeout, a no-progress timeout,
+ * an overall deadline and a minimum rate (a peer trickling a byte every few
+ * seconds would otherwise hold the start-up for ever). HTTP/1.0: the body is the bytes until the
+ * peer closes, no chunking; the checkpoint format's trailer and end check say whether it is whole.
+ * The body goes straight into the checkpoint reader: nothing is buffered beyond the reader's
+ * current block.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,8 +75,14 @@ int ckpt_peers_resolve(const char *list, struct ckpt_peer_addr **out) {
 /* A connection to one peer, read by peer_read. */
 struct peer_conn {
   int fd;
-  int timeout_ms;
-  const atomic_bool *stop;
+  const struct ckpt_peer_opts *o;
+  const struct ckpt_peer_addr *p;
+  int64_t deadline_ms;   /* monotonic; 0: none */
+  bool rate_on;          /* the body is being read: the minimum rate applies */
+  int64_t win_t0_ms;     /* the rate window's start */
+  uint64_t win_bytes;    /* bytes at its start */
+  int64_t progress_ms;   /* when progress was last reported */
+  char why[200];         /* set when one of our bounds ended the transfer */
   char head[HEADER_CAP]; /* the response head; body bytes read with it come first */
   size_t pre_at, pre_len;
   uint64_t bytes; /* body bytes read */
@@ -100,23 +107,61 @@ static int peer_connect(struct peer_conn *c, const struct ckpt_peer_addr *p) {
   if (c->fd < 0) return -errno;
   if (connect(c->fd, (const struct sockaddr *)&p->sa, p->len) != 0 && errno != EINPROGRESS)
     return -errno;
-  int rc = wait_fd(c->fd, POLLOUT, c->timeout_ms, c->stop), err = 0;
+  int rc = wait_fd(c->fd, POLLOUT, c->o->timeout_ms, c->o->stop), err = 0;
   socklen_t el = sizeof err;
   if (rc == 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
   return rc ? rc : -err;
 }
 
-/* recv with the no-progress timeout: bytes read, 0 at the end, or a
- * negative errno. */
+/* The overall deadline and, while the body is read, the minimum rate over
+ * the window just ended. Returns 0, or -ETIMEDOUT with c->why filled. */
+static int peer_limits(struct peer_conn *c) {
+  int64_t now = clock_mono_ms();
+  if (c->deadline_ms && now > c->deadline_ms) {
+    snprintf(c->why, sizeof c->why,
+             "the transfer took longer than BOOTSTRAP_PEER_TRANSFER_TIMEOUT_MS (%d ms) with %llu "
+             "bytes received",
+             c->o->transfer_ms, (unsigned long long)c->bytes);
+    return -ETIMEDOUT;
+  }
+  int64_t span = now - c->win_t0_ms;
+  if (!c->rate_on || c->o->min_bps <= 0 || span < CKPT_PEER_RATE_WINDOW_MS) return 0;
+  uint64_t got = c->bytes - c->win_bytes;
+  if (got * 1000 < (uint64_t)c->o->min_bps * (uint64_t)span) {
+    snprintf(c->why, sizeof c->why,
+             "too slow: %llu bytes in the last %.1f s, below "
+             "BOOTSTRAP_PEER_MIN_BYTES_PER_SECOND (%d)",
+             (unsigned long long)got, (double)span / 1e3, c->o->min_bps);
+    return -ETIMEDOUT;
+  }
+  c->win_t0_ms = now, c->win_bytes = c->bytes;
+  return 0;
+}
+
+/* recv with the no-progress timeout and peer_limits checked every slice:
+ * bytes read, 0 at the end, or a negative errno. */
 static ssize_t peer_recv(struct peer_conn *c, void *p, size_t n) {
+  int64_t idle_from = clock_mono_ms();
   for (;;) {
     ssize_t k = recv(c->fd, p, n, 0);
     if (k >= 0) return k;
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
-    int rc = wait_fd(c->fd, POLLIN, c->timeout_ms, c->stop);
+    int rc = peer_limits(c);
     if (rc != 0) return rc;
+    if (clock_mono_ms() - idle_from >= c->o->timeout_ms) return -ETIMEDOUT;
+    rc = wait_fd(c->fd, POLLIN, SLICE_MS, c->o->stop);
+    if (rc != 0 && rc != -ETIMEDOUT) return rc;
   }
+}
+
+/* Reports the bytes so far to o->progress, at most every
+ * CKPT_PEER_PROGRESS_MS unless force. */
+static void peer_progress(struct peer_conn *c, bool force) {
+  int64_t now = clock_mono_ms();
+  if (c->o->progress == NULL || (!force && now - c->progress_ms < CKPT_PEER_PROGRESS_MS)) return;
+  c->progress_ms = now;
+  c->o->progress(c->o->arg, c->p, c->bytes);
 }
 
 /* ckpt_read_fn: the body, first what came with the head. */
@@ -131,11 +176,17 @@ static ssize_t peer_read(void *arg, void *p, size_t n) {
     k = peer_recv(c, p, n);
   }
   if (k > 0) c->bytes += (uint64_t)k;
+  peer_progress(c, false);
+  if (k > 0) {
+    int rc = peer_limits(c); /* a peer that always has a byte ready is checked too */
+    if (rc != 0) return rc;
+  }
   return k;
 }
 
 /* Sends the request and reads the response head; the status must be 200.
- * Returns 0 (body bytes already read are in c->head), -EPROTO with why
+ * Returns 0 (body bytes already read are in c->head), -EBUSY with why (503
+ * with Retry-After: the peer's transfer slots are taken), -EPROTO with why
  * (not 200, not HTTP), or a negative errno. */
 static int peer_request(struct peer_conn *c, const struct ckpt_peer_addr *p, char *why,
                         size_t cap) {
@@ -147,7 +198,7 @@ static int peer_request(struct peer_conn *c, const struct ckpt_peer_addr *p, cha
     ssize_t k = send(c->fd, req + off, (size_t)(len - off), MSG_NOSIGNAL);
     if (k < 0 && errno != EAGAIN && errno != EINTR) return -errno;
     if (k < 0) {
-      int rc = wait_fd(c->fd, POLLOUT, c->timeout_ms, c->stop);
+      int rc = wait_fd(c->fd, POLLOUT, c->o->timeout_ms, c->o->stop);
       if (rc != 0) return rc;
     } else {
       off += (int)k;
@@ -170,7 +221,14 @@ static int peer_request(struct peer_conn *c, const struct ckpt_peer_addr *p, cha
     end = strstr(c->head, "\r\n\r\n");
   }
   int status = 0;
-  if (sscanf(c->head, "HTTP/1.%*d %d", &status) != 1 || status != 200) {
+  sscanf(c->head, "HTTP/1.%*d %d", &status);
+  if (status == 503 && strcasestr(c->head, "\r\nRetry-After:") != NULL) {
+    /* A serving peer with every transfer slot taken says when to come
+     * back; one that is not serving (yet) does not. */
+    snprintf(why, cap, "HTTP status 503 with Retry-After: busy, its transfer slots are taken");
+    return -EBUSY;
+  }
+  if (status != 200) {
     snprintf(why, cap,
              "HTTP status %d (a peer answers 200 only while it serves, with SNAPSHOT_SERVE=true)",
              status);
@@ -184,9 +242,11 @@ int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *
                    struct store_txn *t, struct ckpt_meta *meta, struct ckpt_peer_stats *st,
                    char *why, size_t cap) {
   struct peer_conn *c = xcalloc(1, sizeof *c);
-  c->fd = -1, c->timeout_ms = o->timeout_ms, c->stop = o->stop;
+  c->fd = -1, c->o = o, c->p = p;
   memset(meta, 0, sizeof *meta);
   double t0 = clock_mono_s();
+  if (o->transfer_ms > 0) c->deadline_ms = clock_mono_ms() + o->transfer_ms;
+  peer_progress(c, true);
   snprintf(why, cap, "?");
   int rc = peer_connect(c, p);
   if (rc != 0) snprintf(why, cap, "connect: %s", strerror(-rc));
@@ -197,7 +257,11 @@ int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *
   struct ckpt_reader *rd = rc == 0 ? ckpt_reader_new(peer_read, c) : NULL;
   if (rc == 0) rc = ckpt_read_header(rd, meta, why, cap);
   if (rc == 0 && o->accept != NULL) rc = o->accept(o->arg, meta, why, cap);
+  /* The rate is the peer's from here: the wait in accept (a broker slow
+   * to answer) is ours. */
+  c->rate_on = true, c->win_t0_ms = clock_mono_ms(), c->win_bytes = c->bytes;
   if (rc == 0) rc = ckpt_read_body(rd, meta, t, why, cap);
+  if (rc != 0 && c->why[0]) snprintf(why, cap, "%s", c->why); /* our bound, not the stream */
   if (rc != 0) ckpt_meta_clear(meta);
   ckpt_reader_destroy(rd);
   st->bytes = c->bytes;

@@ -332,6 +332,29 @@ static int load_checkpoint(struct config *c, char *err, size_t cap) {
   return 0;
 }
 
+/* The bounds of a snapshot transfer, on both sides: a whole transfer's
+ * duration, a minimum rate (bytes per second over each 10 s window, so a
+ * peer trickling a byte now and then cannot hold a start-up or a pinned
+ * snapshot for ever), and how long busy peers are retried. Defaults suit a
+ * 1M-variant catalog (~250 MB) on a slow network: 10 minutes, 64 KiB/s.
+ * Returns 0, or -EINVAL with err. */
+static int load_transfer_bounds(struct config *c, char *err, size_t cap) {
+  int rc = env_int("BOOTSTRAP_PEER_TRANSFER_TIMEOUT_MS", 600000, 1000, 86400000,
+                   &c->bootstrap_peer_transfer_timeout_ms, err, cap);
+  rc = rc
+           ?: env_int("BOOTSTRAP_PEER_MIN_BYTES_PER_SECOND", 65536, 0, 1 << 30,
+                      &c->bootstrap_peer_min_bps, err, cap);
+  rc = rc
+           ?: env_int("BOOTSTRAP_PEER_BUSY_WAIT_MS", 30000, 0, 3600000,
+                      &c->bootstrap_peer_busy_wait_ms, err, cap);
+  rc = rc
+           ?: env_int("SNAPSHOT_TRANSFER_TIMEOUT_SECONDS", 600, 1, 86400,
+                      &c->snapshot_transfer_timeout_s, err, cap);
+  return rc
+             ?: env_int("SNAPSHOT_MIN_BYTES_PER_SECOND", 65536, 0, 1 << 30, &c->snapshot_min_bps,
+                        err, cap);
+}
+
 /* SNAPSHOT_SERVE, BOOTSTRAP_PEERS and its timeout. A peer's snapshot is
  * brought up to date from the change topic like a checkpoint, so fetching
  * one needs Kafka. Every entry of BOOTSTRAP_PEERS must be host:port (a
@@ -344,6 +367,7 @@ static int load_peers(struct config *c, char *err, size_t cap) {
   rc = rc
            ?: env_int("BOOTSTRAP_PEER_TIMEOUT_MS", 5000, 100, 600000, &c->bootstrap_peer_timeout_ms,
                       err, cap);
+  rc = rc ?: load_transfer_bounds(c, err, cap);
   if (rc != 0 || c->bootstrap_peers[0] == '\0') return rc;
   if (c->sync_mode == SYNC_DEMO || c->kafka_bootstrap[0] == '\0') {
     snprintf(err, cap,

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -351,6 +352,78 @@ static void files_are_kept_newest_first(void **state) {
   store_destroy(b);
 }
 
+/* fsync of a directory fails while this is set (the linker routes the
+ * checkpoint room's fsync calls here: -Wl,--wrap=fsync). */
+static bool fail_dir_fsync;
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __wrap_fsync(int fd) {
+  struct stat sb;
+  if (fail_dir_fsync && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    errno = EIO;
+    return -1;
+  }
+  return __real_fsync(fd);
+}
+
+static int count_checkpoints(const char *dir) {
+  char **v;
+  int n = ckpt_list(dir, &v);
+  ckpt_list_free(v, n > 0 ? n : 0);
+  return n;
+}
+
+/* Writes one checkpoint of a into dir; returns ckpt_write_file's result. */
+static int write_one(const char *dir, struct store *a, int keep, struct ckpt_written *out,
+                     char *why, size_t cap) {
+  struct ckpt_meta meta = {.nparts = 0};
+  int rc = ckpt_write_file(dir, store_current(a), &meta, keep, NULL, out, why, cap);
+  ckpt_meta_clear(&meta);
+  return rc;
+}
+
+/* A failed fsync of the directory: an error naming it, the new file kept,
+ * the directory still pruned (to keep + 1: it must not fill the disk while
+ * the failure lasts, nor leave the new file alone), and the next good write
+ * prunes to keep. */
+static void failed_directory_fsync_still_prunes(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ckpt-unit-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  struct store *a = store_new();
+  fill(a, 10);
+  struct ckpt_written out;
+  char why[1024];
+  /* keep 1: a failure leaves the older checkpoint beside the new one */
+  assert_int_equal(write_one(dir, a, 1, &out, why, sizeof why), 0);
+  char first[4096];
+  strcpy(first, out.path);
+  fail_dir_fsync = true;
+  assert_int_equal(write_one(dir, a, 1, &out, why, sizeof why), -EIO);
+  assert_non_null(strstr(why, "fsync of the directory"));
+  assert_int_equal(access(first, F_OK), 0);
+  assert_int_equal(access(out.path, F_OK), 0);
+  assert_int_equal(count_checkpoints(dir), 2);
+  /* keep 2, failing for a while: never more than 3 */
+  for (int i = 0; i < 5; i++) {
+    usleep(1000); /* names are wall ns: distinct */
+    assert_int_equal(write_one(dir, a, 2, &out, why, sizeof why), -EIO);
+    assert_int_equal(access(out.path, F_OK), 0);
+    assert_true(count_checkpoints(dir) <= 3);
+  }
+  fail_dir_fsync = false;
+  assert_int_equal(write_one(dir, a, 2, &out, why, sizeof why), 0);
+  char **v;
+  int n = ckpt_list(dir, &v);
+  assert_int_equal(n, 2);
+  assert_string_equal(v[0], out.path);
+  for (int i = 0; i < n; i++)
+    unlink(v[i]);
+  ckpt_list_free(v, n);
+  assert_int_equal(rmdir(dir), 0);
+  store_destroy(a);
+}
+
 int main(void) {
   rcu_init();
   rcu_register_thread();
@@ -360,6 +433,7 @@ int main(void) {
       cmocka_unit_test(every_truncation_is_refused),
       cmocka_unit_test(foreign_and_other_versions_are_refused),
       cmocka_unit_test(files_are_kept_newest_first),
+      cmocka_unit_test(failed_directory_fsync_still_prunes),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   rcu_unregister_thread();
