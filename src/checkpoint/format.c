@@ -189,11 +189,6 @@ static void enc_record(const struct cat_hdr *h, void *arg) {
   if (e->b.len >= BLOCK_TARGET) flush_block(e);
 }
 
-static void count_record(const struct cat_hdr *h, void *arg) {
-  uint64_t *n = arg;
-  n[h->kind]++;
-}
-
 /* The header body: topic, partitions, counts, digest, version, time. */
 static void header_body(struct bbuf *b, const struct ckpt_meta *m) {
   put_var(b, strlen(m->topic));
@@ -226,11 +221,8 @@ int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn 
   take_positions(meta, s);
   digest_compute(s, &d);
   memcpy(meta->digest, d.hex, 33);
-  memset(meta->records, 0, sizeof meta->records);
-  for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
-    snap_foreach_all(s, (enum cat_kind)k, count_record, meta->records);
-    meta->live[k] = snap_count(s, (enum cat_kind)k);
-  }
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+    meta->records[k] = d.records[k], meta->live[k] = snap_count(s, (enum cat_kind)k);
   meta->snap_version = snap_version(s);
   meta->built_ns = snap_built_ns(s);
   struct enc e = {.w = w, .arg = arg};
@@ -274,7 +266,12 @@ struct ckpt_reader {
   size_t ims_cap;
   struct ids img_ids, tag_ids, col_ids;
   uint64_t records[CAT_ENTITY_KINDS];
+  uint64_t live[CAT_ENTITY_KINDS]; /* records put that are not tombstones */
   uint64_t total;
+  /* The digest of the live records put, each hashed right after it is
+   * built (in the cache) rather than by a second walk of the whole state. */
+  struct digest_acc *digest;
+  bool from_empty; /* the txn held no live entity when the body began */
 };
 
 /* A bounded view of a unit being decoded; bad is sticky. */
@@ -299,6 +296,7 @@ void ckpt_reader_destroy(struct ckpt_reader *rd) {
   free(rd->buf);
   free(rd->ims);
   ids_free(&rd->img_ids), ids_free(&rd->tag_ids), ids_free(&rd->col_ids);
+  digest_acc_destroy(rd->digest);
   free(rd);
 }
 
@@ -527,6 +525,10 @@ static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t
   else
     h = dec_named(c, kind, &r, why);
   if (h == NULL) return -EBADMSG;
+  if (!h->deleted) { /* hashed before the put: the txn owns (and may free) h after it */
+    digest_acc_add(rd->digest, h);
+    rd->live[kind]++;
+  }
   if (store_put(t, h) != STORE_APPLIED) {
     *why = "the same entity twice";
     return -EBADMSG;
@@ -575,7 +577,13 @@ static int dec_block(struct ckpt_reader *rd, uint32_t len, uint32_t nrec, struct
 }
 
 /* After the trailer: the stream must end, and the state must be what the
- * header says (counts per kind, live counts, digest). */
+ * header says (counts per kind, live counts, digest). The digest is that of
+ * the live records put: the state's own when its live count per kind equals
+ * theirs (every put was applied, so each was a new entity or replaced one;
+ * equal counts leave no live entity in the state that was not put, and none
+ * put that a later put replaced), which is checked first, and when the
+ * transaction began with no live entity (as at start-up); otherwise the
+ * state is walked. */
 static int check_end(struct ckpt_reader *rd, const struct ckpt_meta *m, struct store_txn *t,
                      char *why, size_t cap) {
   uint8_t extra;
@@ -586,14 +594,22 @@ static int check_end(struct ckpt_reader *rd, const struct ckpt_meta *m, struct s
   }
   const struct snapshot *view = store_txn_view(t);
   for (int i = 0; i < CAT_ENTITY_KINDS; i++)
-    if (rd->records[i] != m->records[i] || snap_count(view, (enum cat_kind)i) != m->live[i]) {
+    if (rd->records[i] != m->records[i] || snap_count(view, (enum cat_kind)i) != m->live[i] ||
+        rd->live[i] != m->live[i]) {
       snprintf(why, cap, "%s count differs from the header", model_kind_name((enum cat_kind)i));
       return -EBADMSG;
     }
-  struct digest d;
-  digest_compute(view, &d);
-  if (memcmp(d.hex, m->digest, 32) != 0) {
-    snprintf(why, cap, "state digest %s differs from the header's %.32s", d.hex, m->digest);
+  char hex[33];
+  if (rd->from_empty) {
+    digest_acc_finish(rd->digest, hex);
+    rd->digest = NULL;
+  } else {
+    struct digest d;
+    digest_compute(view, &d);
+    memcpy(hex, d.hex, sizeof hex);
+  }
+  if (memcmp(hex, m->digest, 32) != 0) {
+    snprintf(why, cap, "state digest %s differs from the header's %.32s", hex, m->digest);
     return -EBADMSG;
   }
   return 0;
@@ -601,6 +617,9 @@ static int check_end(struct ckpt_reader *rd, const struct ckpt_meta *m, struct s
 
 int ckpt_read_body(struct ckpt_reader *rd, const struct ckpt_meta *meta, struct store_txn *t,
                    char *why, size_t cap) {
+  digest_acc_destroy(rd->digest);
+  rd->digest = digest_acc_new();
+  rd->from_empty = store_txn_live(t) == 0;
   for (;;) {
     uint8_t tag;
     uint32_t len, nrec;

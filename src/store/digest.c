@@ -7,6 +7,7 @@
  */
 #include "digest.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,106 +18,199 @@ struct canon {
   uint64_t h1, h2;
 };
 
+#define SEED1 0xcbf29ce484222325ull
+#define SEED2 0x84222325cbf29ce4ull
+#define P1    0x100000001b3ull
+#define P2    0x9E3779B97F4A7C15ull
+
+/* One byte into the two hashes (the definition of the digest: changing it
+ * changes every digest, so replicas of two builds would disagree). */
+#define STEP(x1, x2, byte)                                                                         \
+  do {                                                                                             \
+    (x1) = ((x1) ^ (byte)) * P1;                                                                   \
+    (x2) = ((x2) ^ (byte)) * P2;                                                                   \
+    (x2) ^= (x2) >> 31;                                                                            \
+  } while (0)
+
 static void mix(struct canon *c, const void *p, size_t n) {
   const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    c->h1 = (c->h1 ^ b[i]) * 0x100000001b3ull;
-    c->h2 = (c->h2 ^ b[i]) * 0x9E3779B97F4A7C15ull;
-    c->h2 ^= c->h2 >> 31;
+  uint64_t h1 = c->h1, h2 = c->h2;
+  for (size_t i = 0; i < n; i++)
+    STEP(h1, h2, b[i]);
+  c->h1 = h1, c->h2 = h2;
+}
+
+/* ---- A record's canonical form, as bytes ----
+ *
+ * Each byte goes through two dependent multiply chains, so hashing one
+ * record is bound by their latency (~6 cycles a byte), not by the CPU's
+ * throughput. The record is therefore first laid out as its canonical bytes
+ * (cheap copies), and four records' bytes are hashed interleaved
+ * (mix4): the same values, about three times the speed. */
+
+/* A growing byte buffer for one record's canonical form. */
+struct cbuf {
+  uint8_t *p;
+  size_t len, cap;
+};
+
+static void put(struct cbuf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
+    b->p = xrealloc(b->p, b->cap);
   }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
 }
 
-static void mix_str(struct canon *c, const char *s) {
+static void put_str(struct cbuf *b, const char *s) {
   uint32_t n = (uint32_t)strlen(s);
-  mix(c, &n, sizeof n);
-  mix(c, s, n);
+  put(b, &n, sizeof n);
+  put(b, s, n);
 }
 
-#define MIX(c, x) mix((c), &(x), sizeof(x))
+#define PUT(b, x) put((b), &(x), sizeof(x))
 
 static int id_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
 
-/* Mixes an id list sorted (order of links carries no meaning). */
-static void mix_ids(struct canon *c, const uint8_t (*ids)[16], uint32_t n) {
-  uint8_t(*v)[16] = xmalloc((n + 1) * 16);
-  memcpy(v, ids, (size_t)n * 16);
-  qsort(v, n, 16, id_cmp);
-  MIX(c, n);
-  mix(c, v, (size_t)n * 16);
-  free(v);
+/* An id list, sorted (the order of links carries no meaning). */
+static void put_ids(struct cbuf *b, const uint8_t (*ids)[16], uint32_t n) {
+  PUT(b, n);
+  size_t at = b->len;
+  put(b, ids, (size_t)n * 16);
+  qsort(b->p + at, n, 16, id_cmp);
 }
 
-static void mix_images(struct canon *c, const struct cat_image *im, uint32_t n) {
-  MIX(c, n);
+static void put_images(struct cbuf *b, const struct cat_image *im, uint32_t n) {
+  PUT(b, n);
   for (uint32_t i = 0; i < n; i++) {
     char idt[UUID_STR_LEN + 1];
     uuid_format(im[i].id, idt);
-    mix_str(c, idt), mix_str(c, im[i].url), mix_str(c, im[i].alt);
-    MIX(c, im[i].position);
+    put_str(b, idt), put_str(b, im[i].url), put_str(b, im[i].alt);
+    PUT(b, im[i].position);
   }
 }
 
-static void mix_variant(struct canon *c, const struct cat_variant *v) {
-  mix(c, v->product_id, 16);
-  mix_str(c, v->sku), mix_str(c, v->barcode), mix_str(c, v->warehouse_id);
-  mix_str(c, v->lot_number), mix_str(c, v->vendor);
+static void put_variant(struct cbuf *b, const struct cat_variant *v) {
+  put(b, v->product_id, 16);
+  put_str(b, v->sku), put_str(b, v->barcode), put_str(b, v->warehouse_id);
+  put_str(b, v->lot_number), put_str(b, v->vendor);
   double d[7] = {v->sale_price, v->cost_price, v->tax, v->weight, v->length, v->width, v->height};
   int32_t i[5] = {v->stock_total, v->stock_available, v->stock_reserved, v->min_stock,
                   v->max_stock};
   uint8_t f[2] = {v->active, v->track_inventory};
-  MIX(c, d), MIX(c, i), MIX(c, f);
-  mix_images(c, v->images, v->n_images);
+  PUT(b, d), PUT(b, i), PUT(b, f);
+  put_images(b, v->images, v->n_images);
 }
 
-static void mix_product(struct canon *c, const struct cat_product *p) {
-  mix_str(c, p->local_id), mix_str(c, p->title), mix_str(c, p->sku), mix_str(c, p->barcode);
-  mix_str(c, p->description), mix_str(c, p->status), mix_str(c, p->product_type);
-  mix_str(c, p->unit_of_measure);
-  MIX(c, p->alert_stock);
-  uint8_t b = p->has_brand;
-  MIX(c, b);
-  if (b) mix(c, p->brand_id, 16);
-  mix_images(c, p->images, p->n_images);
-  mix_ids(c, p->tag_ids, p->n_tags);
-  mix_ids(c, p->collection_ids, p->n_collections);
+static void put_product(struct cbuf *b, const struct cat_product *p) {
+  put_str(b, p->local_id), put_str(b, p->title), put_str(b, p->sku), put_str(b, p->barcode);
+  put_str(b, p->description), put_str(b, p->status), put_str(b, p->product_type);
+  put_str(b, p->unit_of_measure);
+  PUT(b, p->alert_stock);
+  uint8_t has = p->has_brand;
+  PUT(b, has);
+  if (has) put(b, p->brand_id, 16);
+  put_images(b, p->images, p->n_images);
+  put_ids(b, p->tag_ids, p->n_tags);
+  put_ids(b, p->collection_ids, p->n_collections);
 }
 
-struct walk {
-  struct canon *v;
-  size_t n, cap;
-};
-
-/* The canonical hash of one record: kind, key, version and every field. */
-static struct canon canon_record(const struct cat_hdr *h) {
-  struct canon c = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
+/* b = the canonical form of h: kind, key, version and every field. */
+static void canon_bytes(struct cbuf *b, const struct cat_hdr *h) {
   uint8_t kind = h->kind;
-  MIX(&c, kind);
-  mix(&c, h->key, h->keylen);
-  MIX(&c, h->version);
+  b->len = 0;
+  PUT(b, kind);
+  put(b, h->key, h->keylen);
+  PUT(b, h->version);
   if (h->kind == CAT_VARIANT)
-    mix_variant(&c, (const struct cat_variant *)h);
+    put_variant(b, (const struct cat_variant *)h);
   else if (h->kind == CAT_PRODUCT)
-    mix_product(&c, (const struct cat_product *)h);
+    put_product(b, (const struct cat_product *)h);
   else {
     const struct cat_named *n = (const struct cat_named *)h;
-    mix_str(&c, n->name), mix_str(&c, n->slug), mix_str(&c, n->description);
+    put_str(b, n->name), put_str(b, n->slug), put_str(b, n->description);
   }
-  return c;
 }
 
 void digest_record(const struct cat_hdr *h, uint64_t out[2]) {
-  struct canon c = canon_record(h);
+  struct cbuf b = {0};
+  struct canon c = {SEED1, SEED2};
+  canon_bytes(&b, h);
+  mix(&c, b.p, b.len);
+  free(b.p);
   out[0] = c.h1, out[1] = c.h2;
 }
 
-static void hash_record(const struct cat_hdr *h, void *arg) {
-  struct walk *w = arg;
-  struct canon c = canon_record(h);
-  if (w->n == w->cap) {
-    w->cap = w->cap ? 2 * w->cap : 1024;
-    w->v = xrealloc(w->v, w->cap * sizeof *w->v);
+/* out[j] = the hash of b[j] for j < 4, interleaved: the four chains are
+ * independent, so the CPU overlaps their multiplies. */
+static void mix4(const struct cbuf b[4], struct canon out[4]) {
+  size_t m = b[0].len;
+  for (int j = 1; j < 4; j++)
+    m = b[j].len < m ? b[j].len : m;
+  uint64_t a1 = SEED1, a2 = SEED2, b1 = SEED1, b2 = SEED2;
+  uint64_t c1 = SEED1, c2 = SEED2, d1 = SEED1, d2 = SEED2;
+  const uint8_t *p0 = b[0].p, *p1 = b[1].p, *p2 = b[2].p, *p3 = b[3].p;
+  for (size_t i = 0; i < m; i++) {
+    STEP(a1, a2, p0[i]);
+    STEP(b1, b2, p1[i]);
+    STEP(c1, c2, p2[i]);
+    STEP(d1, d2, p3[i]);
   }
-  w->v[w->n++] = c;
+  out[0] = (struct canon){a1, a2}, out[1] = (struct canon){b1, b2};
+  out[2] = (struct canon){c1, c2}, out[3] = (struct canon){d1, d2};
+  for (int j = 0; j < 4; j++) /* the rest of the longer ones */
+    mix(&out[j], b[j].p + m, b[j].len - m);
+}
+
+/* ---- The digest of a set of records ---- */
+
+struct digest_acc {
+  struct canon *v; /* the hashes so far */
+  size_t n, cap;
+  struct cbuf b[4];
+  int pending; /* records laid out in b[0..pending), not hashed yet */
+};
+
+struct digest_acc *digest_acc_new(void) {
+  return xcalloc(1, sizeof(struct digest_acc));
+}
+
+static void push(struct digest_acc *a, struct canon c) {
+  if (a->n == a->cap) {
+    a->cap = a->cap ? 2 * a->cap : 1024;
+    a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+  }
+  a->v[a->n++] = c;
+}
+
+/* Hashes the records laid out so far (four interleaved, fewer one by one). */
+static void drain(struct digest_acc *a) {
+  struct canon c[4];
+  if (a->pending == 4) {
+    mix4(a->b, c);
+  } else {
+    for (int j = 0; j < a->pending; j++) {
+      c[j] = (struct canon){SEED1, SEED2};
+      mix(&c[j], a->b[j].p, a->b[j].len);
+    }
+  }
+  for (int j = 0; j < a->pending; j++)
+    push(a, c[j]);
+  a->pending = 0;
+}
+
+void digest_acc_add(struct digest_acc *a, const struct cat_hdr *h) {
+  canon_bytes(&a->b[a->pending++], h);
+  if (a->pending == 4) drain(a);
+}
+
+void digest_acc_destroy(struct digest_acc *a) {
+  if (a == NULL) return;
+  free(a->v);
+  for (int j = 0; j < 4; j++)
+    free(a->b[j].p);
+  free(a);
 }
 
 static int canon_cmp(const void *a, const void *b) {
@@ -125,20 +219,98 @@ static int canon_cmp(const void *a, const void *b) {
   return x->h2 < y->h2 ? -1 : x->h2 > y->h2;
 }
 
+static bool canon_less(const struct canon *x, const struct canon *y) {
+  return x->h1 < y->h1 || (x->h1 == y->h1 && x->h2 < y->h2);
+}
+
+#define RADIX_BITS 16
+#define SMALL_RUN  32 /* runs up to this long: insertion sort; longer: qsort */
+
+/* Sorts v[0..n) as qsort with canon_cmp would (the order is total: equal
+ * elements are identical), faster for big n: one counting pass on the top
+ * RADIX_BITS of h1 (uniform: a hash), then each bucket sorted on its own,
+ * nearly always a handful of elements. A skewed input (forged hashes) only
+ * makes buckets fall back to qsort. */
+static void canon_sort(struct canon *v, size_t n) {
+  const size_t nb = (size_t)1 << RADIX_BITS;
+  if (n < nb / 4) {
+    qsort(v, n, sizeof *v, canon_cmp);
+    return;
+  }
+  size_t *start = xcalloc(nb + 1, sizeof *start);
+  struct canon *tmp = xmalloc(n * sizeof *tmp);
+  for (size_t i = 0; i < n; i++)
+    start[(v[i].h1 >> (64 - RADIX_BITS)) + 1]++;
+  for (size_t k = 0; k < nb; k++)
+    start[k + 1] += start[k];
+  for (size_t i = 0; i < n; i++)
+    tmp[start[v[i].h1 >> (64 - RADIX_BITS)]++] = v[i];
+  /* start[k] is now the end of bucket k, i.e. the start of k + 1. */
+  for (size_t k = 0, lo = 0; k < nb; lo = start[k++]) {
+    struct canon *r = tmp + lo;
+    size_t len = start[k] - lo;
+    if (len > SMALL_RUN) {
+      qsort(r, len, sizeof *r, canon_cmp);
+      continue;
+    }
+    for (size_t i = 1; i < len; i++) {
+      struct canon x = r[i];
+      size_t j = i;
+      for (; j > 0 && canon_less(&x, &r[j - 1]); j--)
+        r[j] = r[j - 1];
+      r[j] = x;
+    }
+  }
+  memcpy(v, tmp, n * sizeof *v);
+  free(tmp);
+  free(start);
+}
+
+void digest_acc_finish(struct digest_acc *a, char hex[33]) {
+  struct canon all = {SEED1, SEED2};
+  drain(a);
+  canon_sort(a->v, a->n);
+  mix(&all, a->v, a->n * sizeof *a->v);
+  snprintf(hex, 33, "%016llx%016llx", (unsigned long long)all.h1, (unsigned long long)all.h2);
+  digest_acc_destroy(a);
+}
+
+/* ---- The whole snapshot ---- */
+
+/* One kind's records (tombstones included), as the map gives them. */
+struct walk {
+  const struct cat_hdr **recs;
+  size_t n, cap;
+};
+
+static void collect(const struct cat_hdr *h, void *arg) {
+  struct walk *w = arg;
+  if (w->n == w->cap) {
+    w->cap = w->cap ? 2 * w->cap : 1024;
+    w->recs = xrealloc(w->recs, w->cap * sizeof *w->recs);
+  }
+  w->recs[w->n++] = h;
+}
+
+#define AHEAD 8 /* records prefetched ahead: each is a cache miss somewhere in the heap */
+
 void digest_compute(const struct snapshot *s, struct digest *out) {
   struct walk w = {0};
-  struct canon all = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
+  struct digest_acc *a = digest_acc_new();
   memset(out, 0, sizeof *out);
   for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
-    size_t before = w.n;
-    snap_foreach(s, (enum cat_kind)k, hash_record, &w);
-    out->counts[k] = w.n - before;
+    w.n = 0;
+    snap_foreach_all(s, (enum cat_kind)k, collect, &w);
+    out->records[k] = w.n;
+    for (size_t i = 0; i < w.n; i++) {
+      if (i + AHEAD < w.n) __builtin_prefetch(w.recs[i + AHEAD]);
+      if (w.recs[i]->deleted) continue;
+      out->counts[k]++;
+      digest_acc_add(a, w.recs[i]);
+    }
   }
-  qsort(w.v, w.n, sizeof *w.v, canon_cmp);
-  mix(&all, w.v, w.n * sizeof *w.v);
-  free(w.v);
-  snprintf(out->hex, sizeof out->hex, "%016llx%016llx", (unsigned long long)all.h1,
-           (unsigned long long)all.h2);
+  free(w.recs);
+  digest_acc_finish(a, out->hex);
   out->version = snap_version(s);
 }
 

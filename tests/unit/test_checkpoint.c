@@ -3,7 +3,8 @@
  * encoded and decoded gives the same state (digest, counts, tombstones with
  * their versions, offsets); a small checkpoint with any one byte flipped,
  * or cut at any point, is refused, never trusted and never a crash; a
- * foreign file and another format version are refused. Also the files:
+ * foreign file and another format version are refused, and so is a forged
+ * stream naming one entity twice. Also the files:
  * written crash-safe, the newest listed first, only CHECKPOINT_KEEP kept.
  */
 #include <setjmp.h>
@@ -424,6 +425,78 @@ static void failed_directory_fsync_still_prunes(void **state) {
   store_destroy(a);
 }
 
+/* ---- A stream naming one entity twice ---- */
+
+static void put_var(struct mem *m, uint64_t v) {
+  do {
+    uint8_t b = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    mem_write(m, &b, 1);
+    v >>= 7;
+  } while (v);
+}
+
+static void put_le32(struct mem *m, uint32_t v) {
+  uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+  mem_write(m, x, 4);
+}
+
+/* The blocks of an encoded stream (between its header and its trailer). */
+static void append_blocks(struct mem *to, const struct mem *from) {
+  uint32_t hl =
+      16 + (from->p[12] | from->p[13] << 8 | from->p[14] << 16 | (uint32_t)from->p[15] << 24) + 4;
+  mem_write(to, from->p + hl, from->n - hl - 21); /* trailer: 'E' + 4 + 4 + 8 + crc 4 */
+}
+
+/* The reader hashes each record as it decodes it: a forged stream holding
+ * variant X at version 1 and again at version 2 (the second replaces the
+ * first in the state), with a header that says two variant records, one
+ * live (as the state holds) and the digest of the two records decoded (not
+ * the state's), must be refused. */
+static void an_entity_twice_is_refused(void **state) {
+  (void)state;
+  struct store *a = store_new(), *b = store_new(), *c;
+  struct store_txn *t = store_begin(a);
+  store_put(t, rich_variant("org-a", 9, 1));
+  store_commit(t);
+  t = store_begin(b);
+  store_put(t, rich_variant("org-a", 9, 2));
+  store_commit(t);
+  struct mem ma, mb, body = {0}, m = {0};
+  encode(a, &ma), encode(b, &mb);
+  /* The digest of the two records as the reader would hash them. */
+  struct digest_acc *acc = digest_acc_new();
+  store_read_lock();
+  uint8_t id[16];
+  digest_acc_add(acc, snap_get(store_current(a), CAT_VARIANT, bid(0xd2, 9, id), "org-a", 5));
+  digest_acc_add(acc, snap_get(store_current(b), CAT_VARIANT, bid(0xd2, 9, id), "org-a", 5));
+  store_read_unlock();
+  char hex[33];
+  digest_acc_finish(acc, hex);
+  /* Header body: no topic or partitions; variants: 2 records, 1 live. */
+  put_var(&body, 0), put_var(&body, 0);
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+    put_var(&body, k == CAT_VARIANT ? 2 : 0), put_var(&body, k == CAT_VARIANT ? 1 : 0);
+  mem_write(&body, hex, 32);
+  put_var(&body, 1), put_var(&body, 0);
+  mem_write(&m, "CATDCKPT", 8);
+  put_le32(&m, CKPT_FORMAT_VERSION);
+  put_le32(&m, (uint32_t)body.n);
+  mem_write(&m, body.p, body.n);
+  put_le32(&m, crc32c(0, m.p, m.n));
+  append_blocks(&m, &ma), append_blocks(&m, &mb);
+  size_t at = m.n;
+  uint8_t trailer[17] = {'E', 8, 0, 0, 0, 0, 0, 0, 0, 2};
+  mem_write(&m, trailer, sizeof trailer);
+  put_le32(&m, crc32c(0, m.p + at, sizeof trailer));
+  struct ckpt_meta meta;
+  char why[256] = "";
+  assert_int_equal(decode(&m, &c, &meta, why, sizeof why), -EBADMSG);
+  assert_string_equal(why, "variant count differs from the header");
+  store_destroy(a);
+  store_destroy(b);
+  free(ma.p), free(mb.p), free(body.p), free(m.p);
+}
+
 int main(void) {
   rcu_init();
   rcu_register_thread();
@@ -434,6 +507,7 @@ int main(void) {
       cmocka_unit_test(foreign_and_other_versions_are_refused),
       cmocka_unit_test(files_are_kept_newest_first),
       cmocka_unit_test(failed_directory_fsync_still_prunes),
+      cmocka_unit_test(an_entity_twice_is_refused),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   rcu_unregister_thread();
