@@ -931,8 +931,8 @@ static void apply(struct consumer *c, struct store *st, struct batch *b, const s
     b->t = store_begin(st);
     b->opened_ms = clock_mono_ms();
   }
-  int rc = ev.op == EVENT_UPSERT ? store_put(b->t, ev.record)
-                                 : apply_delete(b->t, &ev, p, msg->offset);
+  int rc =
+      ev.op == EVENT_UPSERT ? store_put(b->t, ev.record) : apply_delete(b->t, &ev, p, msg->offset);
   metrics_event(c->m, ev.kind, rc == STORE_APPLIED ? METRICS_EVENT_APPLIED : METRICS_EVENT_STALE);
   b->n++;
   c->applied++;

@@ -27,16 +27,16 @@
 #include "digest.h"
 #include "xalloc.h"
 
-#define MAGIC        "CATDCKPT"
-#define BLOCK_TARGET (64 * 1024)        /* a block is flushed once this full */
-#define BLOCK_MAX    (16 * 1024 * 1024) /* a reader refuses larger blocks */
-#define HEADER_MAX   (4 * 1024 * 1024)
-#define F_KIND       0x07
-#define F_DELETED    0x08
-#define F_SAME_ORG   0x10
+#define MAGIC         "CATDCKPT"
+#define BLOCK_TARGET  (64 * 1024)        /* a block is flushed once this full */
+#define BLOCK_MAX     (16 * 1024 * 1024) /* a reader refuses larger blocks */
+#define HEADER_MAX    (4 * 1024 * 1024)
+#define F_KIND        0x07
+#define F_DELETED     0x08
+#define F_SAME_ORG    0x10
 #define F_UNVERSIONED 0x20 /* with F_DELETED: store_delete's versionless tombstone */
-#define MAX_IMAGES   100000
-#define MAX_IDS      1000000
+#define MAX_IMAGES    100000
+#define MAX_IDS       1000000
 
 void ckpt_meta_clear(struct ckpt_meta *m) {
   if (m == NULL) return;

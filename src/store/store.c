@@ -480,8 +480,8 @@ int store_put(struct store_txn *t, struct cat_hdr *rec) {
 
 /* store_delete and store_delete_redelivered: unversioned marks a tombstone
  * made by a versionless delete that may be a re-delivery. */
-static int delete_at(struct store_txn *t, enum cat_kind kind, const uint8_t id[16],
-                     const char *org, size_t orglen, int64_t version, bool unversioned) {
+static int delete_at(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], const char *org,
+                     size_t orglen, int64_t version, bool unversioned) {
   uint8_t key[16 + CAT_ORG_MAX];
   uint32_t hash;
   assert(kind < CAT_ENTITY_KINDS);
