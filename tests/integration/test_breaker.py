@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Defects found by attacking catalogd as a hostile client and as an operator (the breaker
+review: freshness headers, parked calls, checkpoints, peers, configuration).
+
+  InvalidRequestNeverWaitsTest  (demo catalog: partition 0 holds about 20 events)
+    test_a  an invalid request (a variant id that is not a UUID, an empty organization,
+            more than MAX_BATCH_IDS ids) with an x-catalog-min-position the replica has not
+            reached is INVALID_ARGUMENT at once, naming the field, and takes no place
+            under PARK_MAX_CALLS (was: parked, then UNAVAILABLE after MAX_WAIT_MS, which
+            the status table says to retry: a request that can never succeed was retried
+            and held a place that a valid caller was then refused).
+    test_b  a valid request with the same header still waits, and fails UNAVAILABLE
+            after MAX_WAIT_MS naming the position reached (the fix did not stop waiting).
+
+Real parts: the binary (its demo catalog), Python grpcio.
+Run: /usr/bin/python3 tests/integration/test_breaker.py -v   (about 30 s)
+"""
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import grpc  # noqa: E402  (Debian python3-grpcio)
+
+import harness  # noqa: E402
+import reliability_util as ru  # noqa: E402
+from harness import pb  # noqa: E402
+
+DEMO_ORG = 'demo-org'
+DEMO_VARIANT = 'd2000000-0000-4000-8000-000000000001'
+FAR = [('x-catalog-min-position', '0:999999')]  # never reached by the demo catalog
+eventually, logs_with = ru.eventually, ru.logs_with
+
+
+def setUpModule():
+    harness.require_binary()
+
+
+def failure(fn, req, md, timeout=10):
+    """(code, details, seconds) of a call expected to fail."""
+    t0 = time.monotonic()
+    e = harness.rpc_error(fn, req, timeout=timeout, metadata=tuple(md))
+    return e.code(), e.details(), time.monotonic() - t0
+
+
+class InvalidRequestNeverWaitsTest(unittest.TestCase):
+    MAX_WAIT_MS = 1500
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = harness.Catalogd({'SYNC_MODE': 'demo', 'MAX_WAIT_MS': str(cls.MAX_WAIT_MS),
+                                    'MAX_BATCH_IDS': '3'})
+        cls.srv.wait_serving(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.srv.stop()
+        assert code == 0, (code, cls.srv.tail())
+
+    def parked_total(self):
+        return ru.metric(self.srv, 'catalogd_parked_calls_total{result="all"}', 0)
+
+    def test_a_invalid_request_is_refused_at_once_without_waiting(self):
+        st = self.srv.catalog_stub()
+        parked0 = self.parked_total()
+        cases = [
+            (st.ValidateVariant,
+             pb.ValidateVariantRequest(organization_id=DEMO_ORG, variant_id='not-a-uuid'),
+             'variant_id'),
+            (st.GetProductDetails,
+             pb.GetProductDetailsRequest(organization_id='', product_id=DEMO_VARIANT),
+             'organization_id'),
+            (st.GetVariantsBatch,
+             pb.GetVariantsBatchRequest(organization_id=DEMO_ORG, variant_ids=[DEMO_VARIANT] * 4),
+             'the limit is 3'),
+            (st.ValidateVariantsBatch,
+             pb.ValidateVariantsBatchRequest(organization_id=DEMO_ORG,
+                                             variant_ids=[DEMO_VARIANT, 'zz']),
+             'variant_ids'),
+        ]
+        for fn, req, field in cases:
+            code, details, took = failure(fn, req, FAR)
+            self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT, (field, details))
+            self.assertIn(field, details)
+            self.assertLess(took, self.MAX_WAIT_MS / 2000.0,
+                            '%s: refused at once, not after MAX_WAIT_MS' % field)
+        self.assertEqual(self.parked_total(), parked0, 'no invalid request waited')
+
+    def test_b_valid_request_still_waits(self):
+        st = self.srv.catalog_stub()
+        parked0 = self.parked_total()
+        code, details, took = failure(
+            st.ValidateVariant,
+            pb.ValidateVariantRequest(organization_id=DEMO_ORG, variant_id=DEMO_VARIANT), FAR)
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, details)
+        self.assertIn('x-catalog-min-position not reached after', details)
+        self.assertIn('partition 0 is at offset', details)
+        self.assertGreaterEqual(took, self.MAX_WAIT_MS / 1000.0 - 0.05)
+        self.assertEqual(self.parked_total(), parked0 + 1)
+
+
+if __name__ == '__main__':
+    unittest.main()
