@@ -11,12 +11,22 @@ review: freshness headers, parked calls, checkpoints, peers, configuration).
             and held a place that a valid caller was then refused).
     test_b  a valid request with the same header still waits, and fails UNAVAILABLE
             after MAX_WAIT_MS naming the position reached (the fix did not stop waiting).
+  CheckpointPruneTest  (mock broker over TCP, CHECKPOINT_KEEP=1)
+    test_a  a regular file under a checkpoint's name that sorts newer than any write (a
+            damaged file, or one written by a node whose clock ran ahead) never makes the
+            replica delete the checkpoint it has just written: after `checkpoint written`
+            that file is on disk, and a restart starts from it (`startup source`
+            checkpoint) instead of replaying the topic (was: pruning kept the newest
+            names, so the junk file took the only place and every new checkpoint was
+            deleted right after `checkpoint written` was logged).
 
-Real parts: the binary (its demo catalog), Python grpcio.
+Real parts: the binary, the mock broker over TCP, Python grpcio.
 Run: /usr/bin/python3 tests/integration/test_breaker.py -v   (about 30 s)
 """
 import os
+import shutil
 import sys
+import tempfile
 import time
 import unittest
 
@@ -24,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grpc  # noqa: E402  (Debian python3-grpcio)
 
 import harness  # noqa: E402
+import kafka  # noqa: E402
 import reliability_util as ru  # noqa: E402
 from harness import pb  # noqa: E402
 
@@ -98,6 +109,45 @@ class InvalidRequestNeverWaitsTest(unittest.TestCase):
         self.assertIn('partition 0 is at offset', details)
         self.assertGreaterEqual(took, self.MAX_WAIT_MS / 1000.0 - 0.05)
         self.assertEqual(self.parked_total(), parked0 + 1)
+
+
+FUTURE_NAME = 'checkpoint-09999999999999999999.ckpt'  # sorts after any real write's name
+
+
+class CheckpointPruneTest(unittest.TestCase):
+
+    def setUp(self):
+        self.km = kafka.KafkaMock(partitions=1)
+        self.addCleanup(self.km.stop)
+        self.dir = tempfile.mkdtemp(prefix='catalogd-breaker-ckpt-')
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        ru.produce(self.km, [(0,) + kafka.product('org_brk', '44444444-0000-4000-8000-00000000f001', 1)])
+
+    def server(self):
+        srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': self.km.bootstrap,
+                                'CHECKPOINT_DIR': self.dir, 'CHECKPOINT_KEEP': '1',
+                                'CHECKPOINT_INTERVAL_SECONDS': '1', 'SHUTDOWN_GRACE_SECONDS': '2'})
+        self.addCleanup(srv.close)
+        return srv
+
+    def test_a_a_newer_junk_file_never_costs_the_checkpoint_just_written(self):
+        with open(os.path.join(self.dir, FUTURE_NAME), 'wb') as f:
+            f.write(b'not a checkpoint, but named like the newest one')
+        a = self.server()
+        a.wait_serving(30)
+        written = eventually(lambda: logs_with(a, 'checkpoint written'), 15, 'a checkpoint')
+        path = written[0]['path']
+        time.sleep(0.5)  # the write's pruning is done right after the log line's rename
+        self.assertEqual(a.stop(), 0, a.tail())
+        self.assertTrue(os.path.exists(path), 'the checkpoint just written was deleted: %s'
+                        % sorted(os.listdir(self.dir)))
+        b = self.server()
+        b.wait_serving(30)
+        src = logs_with(b, 'startup source')
+        self.assertEqual(src[0]['source'], 'checkpoint', b.tail())
+        skipped = logs_with(b, 'checkpoint skipped')
+        self.assertTrue(skipped and FUTURE_NAME in skipped[0]['path'], 'the junk file is loud')
+        self.assertEqual(b.stop(), 0, b.tail())
 
 
 if __name__ == '__main__':
