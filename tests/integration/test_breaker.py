@@ -20,11 +20,21 @@ review: freshness headers, parked calls, checkpoints, peers, configuration).
             names, so the junk file took the only place and every new checkpoint was
             deleted right after `checkpoint written` was logged).
 
+
+  PeerTest
+    test_a  BOOTSTRAP_PEERS holding a URL (`http://peer-0:9090`), a path or a `;` separator
+            is `bad configuration`, exit 2 (was: accepted, then "bootstrap peer not
+            resolved" at start, a line the runbook says to ignore for a first replica).
+    test_b  a peer that accepts the connection and never answers is given up after
+            BOOTSTRAP_PEER_TIMEOUT_MS and named so (was: "connection closed before the
+            response head", although the peer never closed it); the replica replays.
 Real parts: the binary, the mock broker over TCP, Python grpcio.
 Run: /usr/bin/python3 tests/integration/test_breaker.py -v   (about 30 s)
 """
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -148,6 +158,47 @@ class CheckpointPruneTest(unittest.TestCase):
         skipped = logs_with(b, 'checkpoint skipped')
         self.assertTrue(skipped and FUTURE_NAME in skipped[0]['path'], 'the junk file is loud')
         self.assertEqual(b.stop(), 0, b.tail())
+
+
+class PeerTest(unittest.TestCase):
+    """BOOTSTRAP_PEERS typos and a peer that accepts and then says nothing."""
+
+    def run_config(self, peers):
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS='127.0.0.1:1', BOOTSTRAP_PEERS=peers,
+                   GRPC_PORT='0', ADMIN_PORT='0')
+        try:
+            p = subprocess.run([harness.CATALOGD_BIN], env=env, capture_output=True, text=True,
+                               timeout=5)
+        except subprocess.TimeoutExpired as e:  # it started: the typo was accepted
+            return None, e.stdout.decode() if e.stdout else ''
+        return p.returncode, p.stdout
+
+    def test_a_a_url_or_a_wrong_separator_is_a_configuration_error(self):
+        for peers in ('http://peer-0:9090', 'peer-0:9090;peer-1:9090', 'peer-0:9090/snapshot'):
+            code, out = self.run_config(peers)
+            self.assertEqual(code, 2, (peers, out[-600:]))
+            self.assertIn('BOOTSTRAP_PEERS', out)
+            self.assertIn('bad configuration', out)
+
+    def test_b_a_silent_peer_is_named_a_timeout_not_a_closed_connection(self):
+        lsock = socket.socket()
+        lsock.bind(('127.0.0.1', 0))
+        lsock.listen(4)  # accepted by the kernel, never answered
+        self.addCleanup(lsock.close)
+        km = kafka.KafkaMock(partitions=1)
+        self.addCleanup(km.stop)
+        ru.produce(km, [(0,) + kafka.product('org_brk', '44444444-0000-4000-8000-00000000f001', 1)])
+        srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': km.bootstrap,
+                                'BOOTSTRAP_PEERS': '127.0.0.1:%d' % lsock.getsockname()[1],
+                                'BOOTSTRAP_PEER_TIMEOUT_MS': '1000'})
+        self.addCleanup(srv.close)
+        srv.wait_serving(30)
+        failed = logs_with(srv, 'peer bootstrap failed')
+        self.assertTrue(failed, srv.tail())
+        self.assertIn('BOOTSTRAP_PEER_TIMEOUT_MS', failed[0]['why'])
+        self.assertNotIn('closed', failed[0]['why'])
+        self.assertEqual(logs_with(srv, 'startup source')[0]['source'], 'replay')
+        self.assertEqual(srv.stop(), 0, srv.tail())
 
 
 if __name__ == '__main__':
