@@ -12,6 +12,7 @@
 
 #include <grpc/status.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "arena.h"
@@ -36,6 +37,12 @@ struct rpc_ctx {
   int64_t min_version;
   const char *version_unmet;
   uint64_t version_unmet_key;
+  /* Check the request, do not answer it: set by the server before a call
+   * waits for x-catalog-min-position, so that a request that can never be
+   * answered is INVALID_ARGUMENT at once instead of waiting. The handler
+   * then stops at rpc_check_versions, after every check of the request,
+   * leaving out as it was (code OK, no reply) when the request is valid. */
+  bool check_only;
 };
 
 struct rpc_result {
@@ -98,7 +105,9 @@ int rpc_parse_id(struct rpc_ctx *ctx, struct rpc_result *out, const char *field,
  * organization) is held at ctx->min_version or later (rpc.h's rpc_ctx).
  * Returns 0 (also when no minimum is asked), or -1 with out filled
  * (UNAVAILABLE naming the first id that falls short and the version held)
- * and ctx->version_unmet and version_unmet_key set. */
+ * and ctx->version_unmet and version_unmet_key set. Every handler calls it
+ * right after its request checks: with ctx->check_only it returns -1 at
+ * once with out untouched, so the handler stops there. */
 int rpc_check_versions(struct rpc_ctx *ctx, struct rpc_result *out, enum cat_kind kind,
                        const uint8_t (*ids)[16], size_t n, const char *org);
 

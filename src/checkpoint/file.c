@@ -95,12 +95,19 @@ void ckpt_list_free(char **paths, int n) {
   free(paths);
 }
 
-/* Deletes all but the newest keep checkpoints of dir. */
-static void prune(const char *dir, int keep) {
+/* Deletes the checkpoints of dir older than the newest keep up to and
+ * including mine (the path just written, which is always kept). Names
+ * that sort after mine are neither counted nor deleted: a damaged file or
+ * one written by a node whose clock runs ahead must not take the places
+ * of usable checkpoints, or this write would be deleted at once. */
+static void prune(const char *dir, int keep, const char *mine) {
   char **v = NULL;
   int n = ckpt_list(dir, &v);
   if (n <= 0 || v == NULL) return;
-  for (int i = keep; i < n; i++)
+  int first = 0; /* v is newest first: skip the names after mine */
+  while (first < n && strcmp(v[first], mine) > 0)
+    first++;
+  for (int i = first + keep; i < n; i++)
     unlink(v[i]);
   ckpt_list_free(v, n);
 }
@@ -148,14 +155,14 @@ int ckpt_write_file(const char *dir, const struct snapshot *s, struct ckpt_meta 
      * a failure, said so. Still pruned (a directory that keeps failing must
      * not fill the disk, one file per interval), but one more is kept than
      * usual, so the newest file is never the only one left. */
-    prune(dir, keep + 1);
+    prune(dir, keep + 1, out->path);
     snprintf(why, cap,
              "fsync of the directory %s: %s (the new checkpoint %s is kept but may not survive "
              "a crash; %d older kept)",
              dir, strerror(-rc), out->path, keep);
     return rc;
   }
-  prune(dir, keep);
+  prune(dir, keep, out->path);
   return 0;
 fail:
   snprintf(why, cap, "%s of %s: %s", step, tmp, strerror(-rc));

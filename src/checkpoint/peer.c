@@ -212,9 +212,15 @@ static int peer_request(struct peer_conn *c, const struct ckpt_peer_addr *p, cha
       return -EPROTO;
     }
     ssize_t k = peer_recv(c, c->head + got, sizeof c->head - 1 - got);
-    if (k <= 0) {
+    if (k == 0) {
       snprintf(why, cap, "connection closed before the response head");
-      return k < 0 ? (int)k : -EPROTO;
+      return -EPROTO;
+    }
+    if (k < 0) { /* the peer kept the connection and said nothing, or worse */
+      if (k == -ETIMEDOUT && c->why[0] == '\0')
+        snprintf(why, cap, "no response head within BOOTSTRAP_PEER_TIMEOUT_MS (%d ms)",
+                 c->o->timeout_ms);
+      return (int)k;
     }
     got += (size_t)k;
     c->head[got] = '\0';

@@ -355,6 +355,23 @@ static int load_transfer_bounds(struct config *c, char *err, size_t cap) {
                         err, cap);
 }
 
+/* Is host[0, n) a host name or an IP literal (IPv6 in brackets)? Refuses
+ * what a name lookup would only fail on later, where the runbook says a
+ * failure may be ignored: a URL ("http://peer:9090"), a path, another
+ * separator ("a:1;b:2"). */
+static bool peer_host_ok(const char *host, size_t n) {
+  bool bracketed = n >= 2 && host[0] == '[' && host[n - 1] == ']';
+  if (bracketed) host++, n -= 2;
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)host[i];
+    bool ok = isalnum(ch) || ch == '.' || ch == '-' || ch == '_' ||
+              (bracketed && (ch == ':' || ch == '%'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
 /* SNAPSHOT_SERVE, BOOTSTRAP_PEERS and its timeout. A peer's snapshot is
  * brought up to date from the change topic like a checkpoint, so fetching
  * one needs Kafka. Every entry of BOOTSTRAP_PEERS must be host:port (a
@@ -380,9 +397,12 @@ static int load_peers(struct config *c, char *err, size_t cap) {
   for (char *e = strtok_r(list, ", ", &save); e != NULL; e = strtok_r(NULL, ", ", &save)) {
     char *colon = strrchr(e, ':'), *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
-    if (colon == NULL || colon == e || end == colon + 1 || *end != '\0' || port < 1 ||
-        port > 65535) {
-      snprintf(err, cap, "BOOTSTRAP_PEERS: \"%.200s\" is not host:port", e);
+    if (colon == NULL || !peer_host_ok(e, (size_t)(colon - e)) || end == colon + 1 ||
+        *end != '\0' || port < 1 || port > 65535) {
+      snprintf(err, cap,
+               "BOOTSTRAP_PEERS: \"%.200s\" is not host:port (a name or an IP address, IPv6 in "
+               "brackets, and a port; entries separated by commas, no URL)",
+               e);
       return -EINVAL;
     }
   }

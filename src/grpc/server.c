@@ -333,24 +333,41 @@ static grpc_status_code refusal_code(const struct ucall *c) {
   return c->park_full ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_UNAVAILABLE;
 }
 
+/* Runs the request checks of c's method only (rpc_ctx.check_only), for a
+ * call the freshness gate is about to refuse or park. Returns true if the
+ * request is valid (res left as it was), false with res filled
+ * (INVALID_ARGUMENT naming the field): a request that can never be
+ * answered must be told so at once, not wait MAX_WAIT_MS holding a place
+ * under PARK_MAX_CALLS and end UNAVAILABLE, which clients retry. */
+static bool request_valid(const struct ucall *c, struct rpc_ctx *ctx, struct rpc_result *res,
+                          const grpc_slice *req) {
+  ctx->check_only = true;
+  methods[c->mi].fn(ctx, GRPC_SLICE_START_PTR(*req), GRPC_SLICE_LENGTH(*req), res);
+  ctx->check_only = false;
+  return res->code == GRPC_STATUS_OK;
+}
+
 /* The freshness gate before the handler: x-catalog-max-staleness-ms
  * refuses at once; an uncovered x-catalog-min-position parks the call
- * (returns 1) unless cannot_wait says why it may not (then refused). Returns
- * 0 to run the handler, -1 with res filled. */
+ * (returns 1) unless cannot_wait says why it may not (then refused). An
+ * invalid request (req) is refused as such before either. Returns 0 to run
+ * the handler, -1 with res filled. */
 static int fresh_gate(struct ucall *c, struct rpc_ctx *ctx, struct rpc_result *res,
-                      const struct snapshot *snap, const char *cannot_wait) {
-  if (c->fx.max_staleness_ms >= 0) {
-    int64_t ms = store_staleness_ns(c->w->srv->store, clock_mono_ns()) / 1000000;
-    if (ms > c->fx.max_staleness_ms) {
-      rpc_fail(ctx, res, GRPC_STATUS_UNAVAILABLE,
-               "x-catalog-max-staleness-ms %lld: this replica is %lld ms behind its change feed; "
-               "try another replica",
-               (long long)c->fx.max_staleness_ms, (long long)ms);
-      return -1;
-    }
-  }
+                      const struct snapshot *snap, const char *cannot_wait, const grpc_slice *req) {
+  int64_t ms = -1;
+  if (c->fx.max_staleness_ms >= 0)
+    ms = store_staleness_ns(c->w->srv->store, clock_mono_ns()) / 1000000;
+  bool stale = ms > c->fx.max_staleness_ms;
   char why[200];
-  if (c->fx.npos == 0 || fresh_positions_met(&c->fx, snap, why, sizeof why)) return 0;
+  if (!stale && (c->fx.npos == 0 || fresh_positions_met(&c->fx, snap, why, sizeof why))) return 0;
+  if (!request_valid(c, ctx, res, req)) return -1;
+  if (stale) {
+    rpc_fail(ctx, res, GRPC_STATUS_UNAVAILABLE,
+             "x-catalog-max-staleness-ms %lld: this replica is %lld ms behind its change feed; "
+             "try another replica",
+             (long long)c->fx.max_staleness_ms, (long long)ms);
+    return -1;
+  }
   if (cannot_wait == NULL) return 1;
   rpc_fail(ctx, res, refusal_code(c), "x-catalog-min-position not reached %s: %s", cannot_wait,
            why);
@@ -367,7 +384,7 @@ static void unary_dispatch(struct ucall *c, struct rpc_ctx *ctx, struct rpc_resu
   ctx->snap = snap;
   if (c->fx_any && (m->flags & NEEDS_SNAPSHOT)) {
     cannot_wait = wait_refusal(c, ctx->arena);
-    int g = fresh_gate(c, ctx, res, snap, cannot_wait);
+    int g = fresh_gate(c, ctx, res, snap, cannot_wait, req);
     if (g != 0) {
       c->want_park = g > 0;
       return;

@@ -282,6 +282,7 @@ Catalog__Variant *rpc_variant_msg(struct arena *a, const struct cat_variant *v) 
 
 int rpc_check_versions(struct rpc_ctx *ctx, struct rpc_result *out, enum cat_kind kind,
                        const uint8_t (*ids)[16], size_t n, const char *org) {
+  if (ctx->check_only) return -1; /* the request passed its checks: stop here */
   if (ctx->min_version <= 0) return 0;
   size_t orglen = strlen(org);
   for (size_t i = 0; i < n; i++) {
