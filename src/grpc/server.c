@@ -933,8 +933,15 @@ void server_stop(struct server *s) {
    * call contexts together: the chart's shutdown budget counts on it. */
   int64_t tail_end;
   if (!await_shutdown(s, in_ms(s->cfg->shutdown_grace_s * 1000L))) {
-    log_warn("grace period over; cancelling remaining calls",
-             LF_I("grace_seconds", s->cfg->shutdown_grace_s));
+    /* With no call running, what held the core is an idle client connection
+     * (the core waits for its peers to go away): nothing an operator must act
+     * on, so no warning. */
+    if (metrics_rpc_in_flight(s->metrics) > 0)
+      log_warn("grace period over; cancelling remaining calls",
+               LF_I("grace_seconds", s->cfg->shutdown_grace_s));
+    else
+      log_info("grace period over; closing idle connections",
+               LF_I("grace_seconds", s->cfg->shutdown_grace_s));
     grpc_server_cancel_all_calls(s->srv);
     tail_end = clock_mono_ms() + SHUTDOWN_TAIL_MS;
     if (!await_shutdown(s, in_ms(SHUTDOWN_TAIL_MS)))

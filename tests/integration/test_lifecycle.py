@@ -200,6 +200,24 @@ class ShutdownTest(unittest.TestCase):
                                      for s in statuses),
                             end[0].name, end[1] - t0, elapsed))
 
+    def test_sigterm_with_an_idle_connection_warns_of_nothing(self):
+        """A client holding an idle connection keeps the gRPC core's shutdown waiting until the
+        grace ends; no call is running, so the 'cancelling remaining calls' warning (which tells
+        the operator to raise the grace) must not be logged."""
+        srv = self.start_server()
+        channel = srv.new_channel()
+        self.addCleanup(channel.close)
+        srv.health_stub(channel).Check(health_pb2.HealthCheckRequest(service=''), timeout=5)
+        srv.send_signal(signal.SIGTERM)
+        try:
+            rc = srv.wait_exit(GRACE + 10)
+        except TimeoutError:
+            self.fail('catalogd did not exit within SHUTDOWN_GRACE_SECONDS + 10 s\n' + srv.tail())
+        self.assertEqual(rc, 0, srv.tail())
+        warned = [l for l in srv.logs() if l.get('level') == 'error'
+                  or l.get('msg') == 'grace period over; cancelling remaining calls']
+        self.assertEqual(warned, [], 'a warning at a shutdown with no call running')
+
     def test_sigterm_with_calls_in_flight(self):
         srv = self.start_server()
         stop = threading.Event()
