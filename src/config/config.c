@@ -394,7 +394,9 @@ static int load_peers(struct config *c, char *err, size_t cap) {
   }
   char list[sizeof c->bootstrap_peers], *save = NULL;
   strcpy(list, c->bootstrap_peers);
+  int entries = 0;
   for (char *e = strtok_r(list, ", ", &save); e != NULL; e = strtok_r(NULL, ", ", &save)) {
+    entries++;
     char *colon = strrchr(e, ':'), *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
     if (colon == NULL || !peer_host_ok(e, (size_t)(colon - e)) || end == colon + 1 ||
@@ -405,6 +407,11 @@ static int load_peers(struct config *c, char *err, size_t cap) {
                e);
       return -EINVAL;
     }
+  }
+  if (entries == 0) { /* only separators: a typo, not "no peers" (that is unset) */
+    snprintf(err, cap, "BOOTSTRAP_PEERS names no host:port (\"%.200s\"); unset it for no peers",
+             c->bootstrap_peers);
+    return -EINVAL;
   }
   return 0;
 }

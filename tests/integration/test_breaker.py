@@ -174,7 +174,7 @@ class PeerTest(unittest.TestCase):
         return p.returncode, p.stdout
 
     def test_a_a_url_or_a_wrong_separator_is_a_configuration_error(self):
-        for peers in ('http://peer-0:9090', 'peer-0:9090;peer-1:9090', 'peer-0:9090/snapshot'):
+        for peers in ('http://peer-0:9090', 'peer-0:9090;peer-1:9090', 'peer-0:9090/snapshot', ',,', ' , '):
             code, out = self.run_config(peers)
             self.assertEqual(code, 2, (peers, out[-600:]))
             self.assertIn('BOOTSTRAP_PEERS', out)
