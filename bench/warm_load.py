@@ -7,7 +7,9 @@ same tables' raw rows, on one throwaway PostgreSQL, in one run.
 
 Each round runs, in a rotating order, bench.py's psql_copy_reference (the honest baseline,
 unchanged) and `catalogd --digest` of the build's binary and of every --binary given (say a
-build of an earlier commit), reading the `warm load done` seconds from its log. All binaries
+build of an earlier commit), reading the `warm load done` seconds from its log, and the CPU
+seconds (user + system) of each whole `catalogd --digest` process, which a shared machine
+disturbs much less than the wall time (it includes the start-up and the digest). All binaries
 must report the same state digest: a faster load that loads something else is a failure.
 --perf records the build's catalogd once more under `perf record -g` and writes a flat
 profile next to the results. Prints one JSON document on stdout; builds nothing.
@@ -15,6 +17,7 @@ profile next to the results. Prints one JSON document on stdout; builds nothing.
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,11 +29,15 @@ import bench  # noqa: E402  (bench/bench.py: data generation, PostgreSQL, the re
 
 
 def warm_load(binary, url, timeout=1800, wrap=()):
-    """Runs `binary --digest` against url; returns (seconds, rows, skipped, digest)."""
+    """Runs `binary --digest` against url; returns (seconds, rows, skipped, digest, cpu):
+    cpu = user + system seconds of the process (children are run one at a time)."""
     env = dict(os.environ, DATABASE_URL=url, LOG_LEVEL='info', GRPC_PORT='0',
                ADMIN_PORT='0')
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(list(wrap) + [binary, '--digest'], env=env, capture_output=True,
                        text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if r.returncode != 0:
         raise RuntimeError('%s --digest failed (%d):\n%s' % (binary, r.returncode,
                                                             r.stderr[-3000:]))
@@ -44,7 +51,7 @@ def warm_load(binary, url, timeout=1800, wrap=()):
             done = rec
         elif 'msg' not in rec and 'digest' in rec:
             digest = rec['digest']
-    return done['seconds'], done['rows'], done['skipped'], digest
+    return done['seconds'], done['rows'], done['skipped'], digest, cpu
 
 
 def main():
@@ -68,6 +75,7 @@ def main():
         shutil.copy2(path, dst)
         bins['other-%d' % i] = dst
     runs = {k: [] for k in ['psql_copy'] + list(bins)}
+    cpu = {k: [] for k in bins}
     digests, rows = {}, {}
     order = ['psql_copy'] + list(bins)
     for rnd in range(a.rounds):
@@ -75,12 +83,13 @@ def main():
             if k == 'psql_copy':
                 runs[k].append(round(b.psql_copy_reference(), 3))
             else:
-                s, n, skipped, d = warm_load(bins[k], b.pg.url())
+                s, n, skipped, d, c = warm_load(bins[k], b.pg.url())
                 runs[k].append(s)
+                cpu[k].append(round(c, 3))
                 digests[k], rows[k] = d, (n, skipped)
             bench.log('round %d %s: %.2fs' % (rnd + 1, k, runs[k][-1]))
     out = {'profile': a.profile, 'catalog': b.R['catalog'], 'machine': bench.machine(),
-           'seconds': runs, 'rows_skipped': rows, 'digests': digests,
+           'seconds': runs, 'cpu_seconds': cpu, 'rows_skipped': rows, 'digests': digests,
            'binaries': {k: os.path.basename(v) for k, v in bins.items()},
            'best': {k: min(v) for k, v in runs.items()}}
     out['ratio_to_psql'] = {k: round(min(v) / out['best']['psql_copy'], 3)

@@ -46,12 +46,13 @@
 #include "utf8.h"
 #include "xalloc.h"
 
-#define LOG_FIRST_BAD  5
-#define SLICE_MS       100  /* longest wait between two interrupt checks */
-#define PROGRESS_ROWS  1024 /* rows between two looks at the clock */
-#define KEEPALIVE_IDLE "10" /* TCP keepalives: a vanished peer is seen in ~25 s */
-#define KEEPALIVE_INTV "5"
-#define KEEPALIVE_CNT  "3"
+#define LOG_FIRST_BAD     5
+#define SLICE_MS          100  /* longest wait between two interrupt checks */
+#define PROGRESS_ROWS     1024 /* rows between two looks at the clock */
+#define PGLOAD_MAX_TABLES 16   /* >= pgrows_ntables (more: the rest are not pre-sized) */
+#define KEEPALIVE_IDLE    "10" /* TCP keepalives: a vanished peer is seen in ~25 s */
+#define KEEPALIVE_INTV    "5"
+#define KEEPALIVE_CNT     "3"
 
 struct pgload {
   char *url;
@@ -69,7 +70,9 @@ struct load {
   struct pgload_stats *st; /* where a failure is described */
   const char *step;        /* what the attempt is doing, for messages */
   double t0, last_io, next_progress;
-  double estimated; /* total rows by pg_class.reltuples; 0: unknown */
+  double estimated;                    /* total rows by pg_class.reltuples; 0: unknown */
+  double table_est[PGLOAD_MAX_TABLES]; /* the same per table (pgrows_tables order) */
+  bool presize;                        /* the txn began empty: its maps are sized from table_est */
   size_t table_rows;
 };
 
@@ -446,6 +449,11 @@ static int copy_table(struct load *L, const struct pgrows_table *tb) {
   L->table = tb->name;
   L->step = tb->name;
   L->table_rows = 0;
+  /* An entity table's rows go into maps sized for them: no shard grows
+   * (and re-inserts itself) during the load. The txn starts empty. */
+  size_t ti = (size_t)(tb - pgrows_tables);
+  if (L->presize && tb->kind >= 0 && ti < PGLOAD_MAX_TABLES && L->table_est[ti] >= 1)
+    store_txn_reserve(L->out.t, (enum cat_kind)tb->kind, (size_t)L->table_est[ti]);
   int rc = query(L, sql, PGRES_COPY_OUT, NULL), n;
   if (rc != 0) return rc;
   double t0 = clock_mono_s();
@@ -476,21 +484,29 @@ static int copy_table(struct load *L, const struct pgrows_table *tb) {
 }
 
 /* Reads the planner's row estimate (pg_class.reltuples, -1 when never
- * analysed) of every table, inside the load's transaction; tables that do
- * not exist count 0 (their COPY will say so). */
+ * analysed) of every table, inside the load's transaction, into
+ * L->table_est and their sum into L->estimated; tables that do not exist
+ * count 0 (their COPY will say so). */
 static int estimate_rows(struct load *L) {
-  char sql[1024] = "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 FROM unnest("
+  char sql[1024] = "SELECT t.i::int, greatest(c.reltuples, 0)::float8 FROM unnest("
                    "'{";
   for (size_t i = 0; i < pgrows_ntables; i++)
     snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "%s%s", i ? "," : "",
              pgrows_tables[i].name);
   snprintf(sql + strlen(sql), sizeof sql - strlen(sql),
-           "}'::text[]) AS t(name) JOIN pg_class c ON c.oid = to_regclass(t.name)");
+           "}'::text[]) WITH ORDINALITY AS t(name, i) "
+           "JOIN pg_class c ON c.oid = to_regclass(t.name)");
   PGresult *r = NULL;
   L->step = "estimating the row count";
   int rc = query(L, sql, PGRES_TUPLES_OK, &r);
   if (rc != 0) return rc;
-  if (PQntuples(r) == 1) L->estimated = strtod(PQgetvalue(r, 0, 0), NULL);
+  for (int row = 0; row < PQntuples(r); row++) {
+    long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1; /* ordinality counts from 1 */
+    double n = strtod(PQgetvalue(r, row, 1), NULL);
+    if (i < 0 || i >= PGLOAD_MAX_TABLES || !(n >= 0)) continue;
+    L->table_est[i] = n;
+    L->estimated += n;
+  }
   PQclear(r);
   return 0;
 }
@@ -518,6 +534,7 @@ static int load_tables(struct load *L) {
   if (rc == 0) rc = estimate_rows(L);
   for (size_t i = 0; rc == 0 && i < pgrows_ntables; i++) {
     rc = copy_table(L, &pgrows_tables[i]);
+    pgrows_flush(&L->out); /* on failure too: the txn frees what it owns */
     /* Products have taken their children: drop them before the variants. */
     if (pgrows_tables[i].drops_product_kids) children_clear(L->out.product_kids);
   }
@@ -529,6 +546,7 @@ static int load_tables(struct load *L) {
 int pgload_run(struct pgload *p, const struct pgload_opts *o, struct store_txn *t,
                struct pgload_stats *st) {
   struct load L = {.out.t = t, .p = p, .o = o, .st = st, .step = "starting"};
+  L.presize = store_txn_live(t) == 0;
   int rc;
   *st = (struct pgload_stats){0};
   L.t0 = clock_mono_s();

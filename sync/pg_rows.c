@@ -65,11 +65,19 @@ static int product_collection_row(struct pgrows *rows, char **f, int nf, const c
  * publishes has every row the schema allows. */
 static int put_record(struct pgrows *rows, struct cat_hdr *h) {
   if (h == NULL) return -1;
-  if (rows->sink != NULL)
+  if (rows->sink != NULL) {
     rows->sink(rows->sink_arg, h);
-  else
-    store_put(rows->t, h);
+    return 0;
+  }
+  rows->pending[rows->npending++] = h;
+  if (rows->npending == STORE_PUT_MANY_MAX) pgrows_flush(rows);
   return 0;
+}
+
+void pgrows_flush(struct pgrows *rows) {
+  int rc[STORE_PUT_MANY_MAX]; /* a stale row (a duplicate key) changes nothing, as before */
+  if (rows->npending) store_put_many(rows->t, rows->pending, rows->npending, rc);
+  rows->npending = 0;
 }
 
 /* id, organization_id, name, slug|NULL, description|NULL, version */

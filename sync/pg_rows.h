@@ -31,7 +31,14 @@ struct pgrows {
    * with the snapshot, not to store them. */
   void (*sink)(void *arg, struct cat_hdr *rec);
   void *sink_arg;
+  /* Records built, not yet put into t: put in groups (store_put_many). */
+  struct cat_hdr *pending[STORE_PUT_MANY_MAX];
+  size_t npending;
 };
+
+/* Puts the records still pending into rows->t (the end of a table; the
+ * transaction then owns them, whether it commits or aborts). */
+void pgrows_flush(struct pgrows *rows);
 
 /* Maps one row of nf fields (f[i] NULL for SQL NULL; the caller has checked
  * nf and UTF-8). Returns 0, or -1 with *why set to a static reason: the row

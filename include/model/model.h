@@ -98,7 +98,14 @@ struct cat_idlist {
   uint8_t (*ids)[16];
 };
 
-/* ---- Inputs to the builders: borrowed C strings, NULL meaning absent. ---- */
+/* ---- Inputs to the builders: borrowed C strings, NULL meaning absent. ----
+ *
+ * Ids come as UUID text (rows, events), or, from a source that holds them
+ * binary (a checkpoint), as 16 bytes in the *_bin field, which then wins
+ * over the text (left NULL): no format-and-parse round trip. Images' ids
+ * come binary in image_ids_bin[i] (then images[i].id is not read), so that
+ * struct image_fields, which the warm load's child index holds by the
+ * million, keeps its size. */
 
 struct image_fields {
   const char *id, *url, *alt;
@@ -114,6 +121,8 @@ struct variant_fields {
   int64_t version;
   const struct image_fields *images;
   size_t n_images;
+  const uint8_t *id_bin, *product_id_bin; /* or NULL: id, product_id are text */
+  const uint8_t (*image_ids_bin)[16];     /* or NULL: images[i].id is text */
 };
 
 struct product_fields {
@@ -127,11 +136,16 @@ struct product_fields {
   size_t n_tags;
   const char *const *collection_ids;
   size_t n_collections;
+  const uint8_t *id_bin, *brand_id_bin; /* or NULL: id, brand_id (NULL: none) are text */
+  const uint8_t (*image_ids_bin)[16];   /* or NULL: images[i].id is text */
+  /* Or NULL: tag_ids, collection_ids are text. */
+  const uint8_t (*tag_ids_bin)[16], (*collection_ids_bin)[16];
 };
 
 struct named_fields {
   const char *id, *org, *name, *slug, *description;
   int64_t version;
+  const uint8_t *id_bin; /* or NULL: id is text */
 };
 
 /*

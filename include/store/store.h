@@ -231,6 +231,21 @@ enum { STORE_APPLIED = 0, STORE_STALE = 1 };
  * tombstone of its own version (see store_delete_redelivered). */
 int store_put(struct store_txn *t, struct cat_hdr *rec);
 
+/* store_put(t, recs[i]) for i < n in that order (n <= STORE_PUT_MANY_MAX),
+ * each result in rc[i]: the same effect, with the cache misses of the n
+ * lookups (the record's map, and a variant's product -> variants index)
+ * overlapped by prefetching them first. For bulk builds (a checkpoint, a
+ * peer's snapshot, a warm load), where nearly every put misses the cache. */
+#define STORE_PUT_MANY_MAX 16
+void store_put_many(struct store_txn *t, struct cat_hdr *const recs[], size_t n, int rc[]);
+
+/* Sizes t's maps for a bulk build of about n records of entity kind kind
+ * (a checkpoint's header count, a table's row estimate), so that no shard
+ * grows while they are put; a product count sizes the product -> variants
+ * index too. Only a hint: fewer or more records are fine. Worth it only
+ * for a transaction that starts empty (a first load, a rebuild). */
+void store_txn_reserve(struct store_txn *t, enum cat_kind kind, size_t n);
+
 /* Deletes (kind, id, org) at version, leaving a tombstone. Same returns as
  * store_put; -EINVAL if org is empty or too long. A version of 0 means "the
  * version held" (a Kafka tombstone carries none): it deletes whatever is

@@ -15,7 +15,9 @@
  * decoded. Doubles that are 0 are left out (a bitmask says which follow).
  *
  * Records are rebuilt through the model's builders, the path events and rows
- * take: a checkpoint cannot produce a record an event could not.
+ * take: a checkpoint cannot produce a record an event could not (ids are
+ * handed to them binary, as stored). Decoded records are put in groups
+ * (store_put_many), into maps sized from the header's counts.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +39,7 @@
 #define F_UNVERSIONED 0x20 /* with F_DELETED: store_delete's versionless tombstone */
 #define MAX_IMAGES    100000
 #define MAX_IDS       1000000
+#define RESERVE_MAX   (2u << 20) /* records a kind pre-sized from a header (beyond: grown) */
 
 void ckpt_meta_clear(struct ckpt_meta *m) {
   if (m == NULL) return;
@@ -250,21 +253,14 @@ int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn 
 
 /* ---- Reading ---- */
 
-/* Text ids for the builders (they take the UUID text events carry). */
-struct ids {
-  char (*txt)[UUID_STR_LEN + 1];
-  const char **ptr;
-  size_t cap;
-};
-
 struct ckpt_reader {
   ckpt_read_fn r;
   void *arg;
   uint8_t *buf; /* the current unit */
   size_t cap;
   struct image_fields *ims;
+  uint8_t (*img_ids)[16]; /* the images' ids, binary (ims_cap of them) */
   size_t ims_cap;
-  struct ids img_ids, tag_ids, col_ids;
   uint64_t records[CAT_ENTITY_KINDS];
   uint64_t live[CAT_ENTITY_KINDS]; /* records put that are not tombstones */
   uint64_t total;
@@ -286,16 +282,11 @@ struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg) {
   return rd;
 }
 
-static void ids_free(struct ids *x) {
-  free(x->txt);
-  free(x->ptr);
-}
-
 void ckpt_reader_destroy(struct ckpt_reader *rd) {
   if (rd == NULL) return;
   free(rd->buf);
   free(rd->ims);
-  ids_free(&rd->img_ids), ids_free(&rd->tag_ids), ids_free(&rd->col_ids);
+  free(rd->img_ids);
   digest_acc_destroy(rd->digest);
   free(rd);
 }
@@ -386,25 +377,9 @@ static const char *get_str(struct cur *c) {
   return s;
 }
 
-/* x with room for n ids. */
-static void ids_grow(struct ids *x, size_t n) {
-  if (n <= x->cap) return;
-  x->txt = xrealloc(x->txt, n * sizeof *x->txt);
-  x->ptr = xrealloc(x->ptr, n * sizeof *x->ptr);
-  x->cap = n;
-}
-
-/* n ids read as text into x (on a short read the rest are unset: the
- * caller checks c->bad). */
-static const char *const *get_ids(struct cur *c, struct ids *x, size_t n) {
-  ids_grow(x, n);
-  for (size_t i = 0; i < n; i++) {
-    const uint8_t *b = get_bytes(c, 16);
-    if (b == NULL) return x->ptr;
-    uuid_format(b, x->txt[i]);
-    x->ptr[i] = x->txt[i];
-  }
-  return x->ptr;
+/* n binary ids, in place in the block (NULL if short: c->bad is set). */
+static const uint8_t (*get_ids(struct cur *c, size_t n))[16] {
+  return (const uint8_t(*)[16])get_bytes(c, n * 16);
 }
 
 /* A count of items of at least min bytes each: bounded by what remains. */
@@ -414,27 +389,29 @@ static size_t get_count(struct cur *c, size_t min, size_t max) {
   return c->bad ? 0 : (size_t)n;
 }
 
-static const struct image_fields *get_images(struct cur *c, struct ckpt_reader *rd, size_t *n) {
+/* n images into rd->ims, their ids into rd->img_ids (*ids). */
+static const struct image_fields *get_images(struct cur *c, struct ckpt_reader *rd, size_t *n,
+                                             const uint8_t (**ids)[16]) {
   *n = get_count(c, 16 + 1 + 2 + 2, MAX_IMAGES);
   if (*n > rd->ims_cap) {
     rd->ims = xrealloc(rd->ims, *n * sizeof *rd->ims);
+    rd->img_ids = xrealloc(rd->img_ids, *n * sizeof *rd->img_ids);
     rd->ims_cap = *n;
   }
-  ids_grow(&rd->img_ids, *n);
   for (size_t i = 0; i < *n && !c->bad; i++) {
     const uint8_t *b = get_bytes(c, 16);
     if (b == NULL) break;
-    uuid_format(b, rd->img_ids.txt[i]);
-    rd->ims[i] = (struct image_fields){.id = rd->img_ids.txt[i], .position = get_i32(c)};
+    memcpy(rd->img_ids[i], b, 16);
+    rd->ims[i] = (struct image_fields){.position = get_i32(c)};
     rd->ims[i].url = get_str(c);
     rd->ims[i].alt = get_str(c);
   }
+  *ids = (const uint8_t(*)[16])rd->img_ids;
   return rd->ims;
 }
 
-/* The identity of a record being decoded. */
+/* The identity of a record being decoded (the id binary, in the block). */
 struct rec_id {
-  char id[UUID_STR_LEN + 1];
   const uint8_t *bin;
   const char *org;
   int64_t version;
@@ -442,10 +419,8 @@ struct rec_id {
 
 static struct cat_hdr *dec_variant(struct cur *c, struct ckpt_reader *rd, const struct rec_id *r,
                                    const char **why) {
-  char pid[UUID_STR_LEN + 1];
-  struct variant_fields f = {.id = r->id, .org = r->org, .version = r->version};
-  const uint8_t *pb = get_bytes(c, 16);
-  if (pb) uuid_format(pb, pid), f.product_id = pid;
+  struct variant_fields f = {.id_bin = r->bin, .org = r->org, .version = r->version};
+  f.product_id_bin = get_bytes(c, 16);
   f.sku = get_str(c), f.barcode = get_str(c), f.warehouse_id = get_str(c);
   f.lot_number = get_str(c), f.vendor = get_str(c);
   double *d[7] = {&f.sale_price, &f.cost_price, &f.tax, &f.weight, &f.length, &f.width, &f.height};
@@ -459,28 +434,26 @@ static struct cat_hdr *dec_variant(struct cur *c, struct ckpt_reader *rd, const 
   uint8_t flags = get_u8(c);
   f.status = flags & 1 ? "active" : "inactive";
   f.track_inventory = flags & 2;
-  f.images = get_images(c, rd, &f.n_images);
-  if (c->bad || (mask & 0x80) || (flags & ~3u)) return NULL;
+  f.images = get_images(c, rd, &f.n_images, &f.image_ids_bin);
+  if (c->bad || (mask & 0x80) || (flags & ~3u)) return NULL; /* also a short product id */
   struct cat_variant *v = model_variant_new(&f, why);
   return v ? &v->h : NULL;
 }
 
 static struct cat_hdr *dec_product(struct cur *c, struct ckpt_reader *rd, const struct rec_id *r,
                                    const char **why) {
-  char brand[UUID_STR_LEN + 1];
-  struct product_fields f = {.id = r->id, .org = r->org, .version = r->version};
+  struct product_fields f = {.id_bin = r->bin, .org = r->org, .version = r->version};
   f.local_id = get_str(c), f.title = get_str(c), f.sku = get_str(c), f.barcode = get_str(c);
   f.description = get_str(c), f.status = get_str(c), f.product_type = get_str(c);
   f.unit_of_measure = get_str(c);
   f.alert_stock = get_i32(c);
   uint8_t has_brand = get_u8(c);
-  const uint8_t *bb = has_brand == 1 ? get_bytes(c, 16) : NULL;
-  if (bb) uuid_format(bb, brand), f.brand_id = brand;
-  f.images = get_images(c, rd, &f.n_images);
+  f.brand_id_bin = has_brand == 1 ? get_bytes(c, 16) : NULL;
+  f.images = get_images(c, rd, &f.n_images, &f.image_ids_bin);
   f.n_tags = get_count(c, 16, MAX_IDS);
-  f.tag_ids = get_ids(c, &rd->tag_ids, f.n_tags);
+  f.tag_ids_bin = get_ids(c, f.n_tags);
   f.n_collections = get_count(c, 16, MAX_IDS);
-  f.collection_ids = get_ids(c, &rd->col_ids, f.n_collections);
+  f.collection_ids_bin = get_ids(c, f.n_collections);
   if (c->bad || has_brand > 1) return NULL;
   struct cat_product *p = model_product_new(&f, why);
   return p ? &p->h : NULL;
@@ -488,17 +461,53 @@ static struct cat_hdr *dec_product(struct cur *c, struct ckpt_reader *rd, const 
 
 static struct cat_hdr *dec_named(struct cur *c, enum cat_kind kind, const struct rec_id *r,
                                  const char **why) {
-  struct named_fields f = {.id = r->id, .org = r->org, .version = r->version};
+  struct named_fields f = {.id_bin = r->bin, .org = r->org, .version = r->version};
   f.name = get_str(c), f.slug = get_str(c), f.description = get_str(c);
   if (c->bad) return NULL;
   struct cat_named *n = model_named_new(kind, &f, why);
   return n ? &n->h : NULL;
 }
 
-/* Decodes one record at c and puts it into t. *prev_org: the previous
- * record's organization in this block (updated). Returns 0, or -EBADMSG
- * with *why set to a static reason. */
-static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t,
+/* Records decoded but not yet put: put in groups, so that the store can
+ * overlap their lookups' cache misses (store_put_many). */
+struct pending {
+  struct cat_hdr *h[STORE_PUT_MANY_MAX];
+  size_t n;
+};
+
+/* Puts the pending records into t in order and empties p. Returns 0, or
+ * -EBADMSG with *why set if one was not applied (an entity twice: a
+ * checkpoint holds each once); the rest are put (the txn owns them all). */
+static int put_pending(struct pending *p, struct ckpt_reader *rd, struct store_txn *t,
+                       const char **why) {
+  int rc[STORE_PUT_MANY_MAX], bad = 0;
+  enum cat_kind kind[STORE_PUT_MANY_MAX];
+  for (size_t i = 0; i < p->n; i++)
+    kind[i] = (enum cat_kind)p->h[i]->kind; /* h may be freed by the put */
+  store_put_many(t, p->h, p->n, rc);
+  for (size_t i = 0; i < p->n; i++) {
+    if (rc[i] != STORE_APPLIED) bad = 1;
+    rd->records[kind[i]]++;
+  }
+  p->n = 0;
+  if (bad) {
+    *why = "the same entity twice";
+    return -EBADMSG;
+  }
+  return 0;
+}
+
+/* Frees the pending records that were never put (a block failed). */
+static void drop_pending(struct pending *p) {
+  for (size_t i = 0; i < p->n; i++)
+    model_free(p->h[i]);
+  p->n = 0;
+}
+
+/* Decodes one record at c and adds it to p (putting p into t when full).
+ * *prev_org: the previous record's organization in this block (updated).
+ * Returns 0, or -EBADMSG with *why set to a static reason. */
+static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t, struct pending *p,
                       const char **prev_org, const char **why) {
   struct rec_id r = {0};
   uint8_t flags = get_u8(c);
@@ -512,7 +521,6 @@ static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t
     return -EBADMSG;
   }
   *prev_org = r.org;
-  uuid_format(r.bin, r.id);
   struct cat_hdr *h = NULL;
   *why = "malformed record";
   if (flags & F_DELETED) {
@@ -529,12 +537,8 @@ static int dec_record(struct cur *c, struct ckpt_reader *rd, struct store_txn *t
     digest_acc_add(rd->digest, h);
     rd->live[kind]++;
   }
-  if (store_put(t, h) != STORE_APPLIED) {
-    *why = "the same entity twice";
-    return -EBADMSG;
-  }
-  rd->records[kind]++;
-  return 0;
+  p->h[p->n++] = h;
+  return p->n == STORE_PUT_MANY_MAX ? put_pending(p, rd, t, why) : 0;
 }
 
 /* Reads one framed unit (block or trailer) into rd->buf and checks its
@@ -563,11 +567,16 @@ static int dec_block(struct ckpt_reader *rd, uint32_t len, uint32_t nrec, struct
                      char *why, size_t cap) {
   struct cur c = {rd->buf, rd->buf + len, false};
   const char *prev_org = NULL, *w = NULL;
-  for (uint32_t i = 0; i < nrec; i++)
-    if (dec_record(&c, rd, t, &prev_org, &w) != 0) {
+  struct pending p = {.n = 0};
+  for (uint32_t i = 0; i <= nrec; i++) {
+    /* The record a failed group put names is one of the last group's. */
+    int rc = i < nrec ? dec_record(&c, rd, t, &p, &prev_org, &w) : put_pending(&p, rd, t, &w);
+    if (rc != 0) {
+      drop_pending(&p);
       snprintf(why, cap, "record %llu: %s", (unsigned long long)rd->total + i, w);
       return -EBADMSG;
     }
+  }
   rd->total += nrec;
   if (c.p != c.end || nrec == 0) {
     snprintf(why, cap, "block length does not match its records");
@@ -620,6 +629,13 @@ int ckpt_read_body(struct ckpt_reader *rd, const struct ckpt_meta *meta, struct 
   digest_acc_destroy(rd->digest);
   rd->digest = digest_acc_new();
   rd->from_empty = store_txn_live(t) == 0;
+  /* A whole-state build: sized from the header so no shard grows while it
+   * runs. The header is not trusted yet (its counts are checked at the
+   * end): a forged count reserves at most RESERVE_MAX a kind. */
+  if (rd->from_empty)
+    for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+      store_txn_reserve(t, (enum cat_kind)k,
+                        meta->records[k] < RESERVE_MAX ? (size_t)meta->records[k] : RESERVE_MAX);
   for (;;) {
     uint8_t tag;
     uint32_t len, nrec;

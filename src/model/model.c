@@ -84,6 +84,14 @@ static int uuid_parse_cstr(const char *s, uint8_t out[16]) {
   return s ? uuid_parse(s, strlen(s), out) : -1;
 }
 
+/* An id given as 16 bytes (bin, when not NULL) or as text: its bytes into
+ * out. 0, or -1 if the text is not a UUID. */
+static int field_id(const char *txt, const uint8_t *bin, uint8_t out[16]) {
+  if (bin == NULL) return uuid_parse_cstr(txt, out);
+  memcpy(out, bin, 16);
+  return 0;
+}
+
 size_t model_key(uint8_t *buf, const uint8_t id[16], const char *org, size_t orglen) {
   if (orglen == 0 || orglen > CAT_ORG_MAX) return 0;
   memcpy(buf, id, 16);
@@ -106,43 +114,47 @@ static void pk_hdr(struct packer *p, struct cat_hdr *h, enum cat_kind kind, cons
                         .org = (const char *)key + 16};
 }
 
+/* An image with its id's bytes (parsed once, or given binary). */
+struct image_ref {
+  const struct image_fields *f;
+  uint8_t id[16];
+};
+
+/* By position, then id: the bytes sort as the canonical text does (any
+ * letter case: the digits are in ASCII order). */
 static int image_cmp(const void *a, const void *b) {
-  const struct image_fields *x = *(const struct image_fields *const *)a;
-  const struct image_fields *y = *(const struct image_fields *const *)b;
-  if (x->position != y->position) return x->position < y->position ? -1 : 1;
-  return strcasecmp(x->id, y->id);
+  const struct image_ref *x = a, *y = b;
+  if (x->f->position != y->f->position) return x->f->position < y->f->position ? -1 : 1;
+  return memcmp(x->id, y->id, 16);
 }
 
-/* Validates images and returns them sorted by (position, id) as a new array
- * of pointers (caller frees), or NULL with *why set if one breaks the
- * schema. n == 0 gives a non-NULL empty array. */
-static const struct image_fields **images_sorted(const struct image_fields *im, size_t n,
-                                                 const char **why) {
-  const struct image_fields **v = xmalloc((n ? n : 1) * sizeof *v);
-  uint8_t tmp[16];
+/* Validates n images (ids from bin when not NULL, else their text) and
+ * returns them sorted by (position, id) as a new array (caller frees), or
+ * NULL with *why set if one breaks the schema. n == 0 gives a non-NULL
+ * empty array. */
+static struct image_ref *images_sorted(const struct image_fields *im, const uint8_t (*bin)[16],
+                                       size_t n, const char **why) {
+  struct image_ref *v = xmalloc((n ? n : 1) * sizeof *v);
   for (size_t i = 0; i < n; i++) {
-    if (uuid_parse_cstr(im[i].id, tmp) != 0 || im[i].url == NULL) {
+    v[i].f = &im[i];
+    if (field_id(im[i].id, bin ? bin[i] : NULL, v[i].id) != 0 || im[i].url == NULL) {
       *why = im[i].url ? "image id is not a UUID" : "image url is missing";
       free(v);
       return NULL;
     }
-    v[i] = &im[i];
   }
   qsort(v, n, sizeof *v, image_cmp);
   return v;
 }
 
 /* Lays out n images (already sorted); returns the array. */
-static const struct cat_image *pk_images(struct packer *p, const struct image_fields **v,
-                                         size_t n) {
+static const struct cat_image *pk_images(struct packer *p, const struct image_ref *v, size_t n) {
   struct cat_image *out = pk_reserve(p, n * sizeof *out, _Alignof(struct cat_image));
   for (size_t i = 0; i < n; i++) {
     struct cat_image im = {
-        .url = pk_str(p, v[i]->url), .alt = pk_str(p, v[i]->alt), .position = v[i]->position};
+        .url = pk_str(p, v[i].f->url), .alt = pk_str(p, v[i].f->alt), .position = v[i].f->position};
     if (out == NULL) continue;
-    int rc = uuid_parse_cstr(v[i]->id, im.id);
-    assert(rc == 0); /* images_sorted() checked it */
-    (void)rc;
+    memcpy(im.id, v[i].id, 16);
     out[i] = im;
   }
   return out;
@@ -155,8 +167,8 @@ static const char *check_org(const char *org) {
 }
 
 static const char *check_variant(const struct variant_fields *f, uint8_t id[16], uint8_t pid[16]) {
-  if (uuid_parse_cstr(f->id, id) != 0) return "id is not a UUID";
-  if (uuid_parse_cstr(f->product_id, pid) != 0) return "product_id is not a UUID";
+  if (field_id(f->id, f->id_bin, id) != 0) return "id is not a UUID";
+  if (field_id(f->product_id, f->product_id_bin, pid) != 0) return "product_id is not a UUID";
   if (f->sku == NULL) return "sku is missing";
   if (f->status == NULL) return "status is missing";
   if (f->warehouse_id == NULL) return "warehouse_id is missing";
@@ -165,8 +177,7 @@ static const char *check_variant(const struct variant_fields *f, uint8_t id[16],
 
 /* One pass of the variant layout (measure or copy). */
 static void pk_variant(struct packer *p, struct cat_variant *v, const struct variant_fields *f,
-                       const uint8_t id[16], const uint8_t pid[16],
-                       const struct image_fields **ims) {
+                       const uint8_t id[16], const uint8_t pid[16], const struct image_ref *ims) {
   struct cat_variant r = {0};
   r.images = pk_images(p, ims, f->n_images);
   pk_hdr(p, &r.h, CAT_VARIANT, id, f->org, strlen(f->org), f->version);
@@ -191,9 +202,9 @@ static void pk_variant(struct packer *p, struct cat_variant *v, const struct var
 struct cat_variant *model_variant_new(const struct variant_fields *f, const char **why) {
   uint8_t id[16], pid[16];
   struct cat_variant *v = NULL;
-  const struct image_fields **ims = NULL;
+  struct image_ref *ims = NULL;
   if ((*why = check_variant(f, id, pid)) != NULL) goto out;
-  if ((ims = images_sorted(f->images, f->n_images, why)) == NULL) goto out;
+  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, why)) == NULL) goto out;
   struct packer p = {.base = NULL, .off = sizeof *v};
   pk_variant(&p, NULL, f, id, pid, ims);
   v = xmalloc(p.off);
@@ -204,17 +215,27 @@ out:
   return v;
 }
 
-/* Parses n UUID strings; returns 0 or -1. */
-static int parse_ids(const char *const *s, size_t n, uint8_t (*out)[16]) {
+/* n ids into out: copied from bin when not NULL, else parsed from the
+ * strings s. Returns 0 or -1 (a string is not a UUID). */
+static int parse_ids(const char *const *s, const uint8_t (*bin)[16], size_t n, uint8_t (*out)[16]) {
+  if (bin != NULL) {
+    if (n) memcpy(out, bin, n * 16);
+    return 0;
+  }
   for (size_t i = 0; i < n; i++)
     if (uuid_parse_cstr(s[i], out[i]) != 0) return -1;
   return 0;
 }
 
+/* Does f name a brand (as text or bytes)? */
+static bool has_brand(const struct product_fields *f) {
+  return f->brand_id != NULL || f->brand_id_bin != NULL;
+}
+
 static const char *check_product(const struct product_fields *f, uint8_t id[16],
                                  uint8_t brand[16]) {
-  if (uuid_parse_cstr(f->id, id) != 0) return "id is not a UUID";
-  if (f->brand_id != NULL && uuid_parse_cstr(f->brand_id, brand) != 0)
+  if (field_id(f->id, f->id_bin, id) != 0) return "id is not a UUID";
+  if (has_brand(f) && field_id(f->brand_id, f->brand_id_bin, brand) != 0)
     return "brand_id is not a UUID";
   if (f->title == NULL) return "title is missing";
   if (f->sku == NULL) return "sku is missing";
@@ -223,8 +244,7 @@ static const char *check_product(const struct product_fields *f, uint8_t id[16],
 }
 
 static void pk_product(struct packer *p, struct cat_product *v, const struct product_fields *f,
-                       const uint8_t id[16], const uint8_t brand[16],
-                       const struct image_fields **ims) {
+                       const uint8_t id[16], const uint8_t brand[16], const struct image_ref *ims) {
   struct cat_product r = {0};
   r.images = pk_images(p, ims, f->n_images);
   uint8_t(*tags)[16] = pk_reserve(p, f->n_tags * 16, 1);
@@ -239,13 +259,13 @@ static void pk_product(struct packer *p, struct cat_product *v, const struct pro
   r.product_type = pk_str(p, f->product_type);
   r.unit_of_measure = pk_str(p, f->unit_of_measure);
   if (v == NULL) return;
-  parse_ids(f->tag_ids, f->n_tags, tags);
-  parse_ids(f->collection_ids, f->n_collections, cols);
+  parse_ids(f->tag_ids, f->tag_ids_bin, f->n_tags, tags);
+  parse_ids(f->collection_ids, f->collection_ids_bin, f->n_collections, cols);
   r.tag_ids = (const uint8_t(*)[16])tags, r.n_tags = (uint32_t)f->n_tags;
   r.collection_ids = (const uint8_t(*)[16])cols, r.n_collections = (uint32_t)f->n_collections;
   r.alert_stock = f->alert_stock;
   r.active = strcmp(f->status, "activa") == 0;
-  r.has_brand = f->brand_id != NULL;
+  r.has_brand = has_brand(f);
   if (r.has_brand) memcpy(r.brand_id, brand, 16);
   r.n_images = (uint32_t)f->n_images;
   *v = r;
@@ -254,15 +274,20 @@ static void pk_product(struct packer *p, struct cat_product *v, const struct pro
 struct cat_product *model_product_new(const struct product_fields *f, const char **why) {
   uint8_t id[16], brand[16] = {0};
   struct cat_product *v = NULL;
-  const struct image_fields **ims = NULL;
-  uint8_t(*scratch)[16] = xmalloc((f->n_tags + f->n_collections + 1) * 16);
+  struct image_ref *ims = NULL;
+  /* Text ids are checked before anything is allocated for the record;
+   * binary ones need no check (and no scratch). */
+  bool text =
+      (f->n_tags && f->tag_ids_bin == NULL) || (f->n_collections && f->collection_ids_bin == NULL);
+  uint8_t(*scratch)[16] = text ? xmalloc((f->n_tags + f->n_collections + 1) * 16) : NULL;
   if ((*why = check_product(f, id, brand)) != NULL) goto out;
-  if (parse_ids(f->tag_ids, f->n_tags, scratch) != 0 ||
-      parse_ids(f->collection_ids, f->n_collections, scratch + f->n_tags) != 0) {
+  if (text && (parse_ids(f->tag_ids, f->tag_ids_bin, f->n_tags, scratch) != 0 ||
+               parse_ids(f->collection_ids, f->collection_ids_bin, f->n_collections,
+                         scratch + f->n_tags) != 0)) {
     *why = "a tag or collection id is not a UUID";
     goto out;
   }
-  if ((ims = images_sorted(f->images, f->n_images, why)) == NULL) goto out;
+  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, why)) == NULL) goto out;
   struct packer p = {.base = NULL, .off = sizeof *v};
   pk_product(&p, NULL, f, id, brand, ims);
   v = xmalloc(p.off);
@@ -288,7 +313,7 @@ struct cat_named *model_named_new(enum cat_kind kind, const struct named_fields 
                                   const char **why) {
   uint8_t id[16];
   assert(kind == CAT_BRAND || kind == CAT_TAG || kind == CAT_COLLECTION);
-  if (uuid_parse_cstr(f->id, id) != 0) {
+  if (field_id(f->id, f->id_bin, id) != 0) {
     *why = "id is not a UUID";
     return NULL;
   }

@@ -184,6 +184,53 @@ void smap_put(struct smap *m, struct cat_hdr *rec, uint32_t hash, struct cat_hdr
   *e = (struct ent){.hash = hash, .val = rec};
 }
 
+/* The capacity (a power of two) that holds want entries at most 3/4 full. */
+static uint32_t cap_for(size_t want) {
+  uint32_t cap = SHARD_MIN_CAP;
+  while ((size_t)cap * 3 < want * 4 && cap < (1u << 30))
+    cap *= 2;
+  return cap;
+}
+
+void smap_reserve(struct smap *m, size_t n, struct retire *r) {
+  size_t shards = (size_t)1 << m->bits, per = n / shards;
+  if (per < 4) return; /* a small map: growing costs little, empty shards cost memory */
+  /* A shard's count is about Poisson(per): 4 standard deviations plus a
+   * little covers every shard of a 4096-shard map nearly always (and one
+   * that overflows just grows, as without the reserve). */
+  size_t sd = 1;
+  while (sd * sd < per)
+    sd++;
+  uint32_t cap = cap_for(per + 4 * sd + 8);
+  for (size_t i = 0; i < shards; i++) {
+    struct shard *old = m->shards[i];
+    if (old == NULL) {
+      m->shards[i] = shard_alloc(cap, m->gen);
+      continue;
+    }
+    if (old->mask + 1 >= cap) continue;
+    m->shards[i] = shard_copy(old, cap, m->gen);
+    if (old->gen == m->gen)
+      free(old);
+    else
+      retire_add(r, old, RETIRE_SHARD);
+  }
+}
+
+void smap_prefetch(const struct smap *m, uint32_t hash, int stage) {
+  const struct shard *sh = m->shards[shard_of(m, hash)];
+  if (sh == NULL) return;
+  if (stage == 0) {
+    __builtin_prefetch(sh);
+    return;
+  }
+  const struct ent *e = &sh->e[hash & sh->mask];
+  if (stage == 1)
+    __builtin_prefetch(e);
+  else if (e->val != NULL)
+    __builtin_prefetch(e->val);
+}
+
 /* Empties entry i of the private shard sh, shifting back the entries after
  * it whose probe sequences passed through i, so no probe stops early. */
 static void shard_remove(struct shard *sh, uint32_t i) {

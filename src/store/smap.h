@@ -72,6 +72,22 @@ uint64_t smap_gen(const struct smap *m);
 void smap_put(struct smap *m, struct cat_hdr *rec, uint32_t hash, struct cat_hdr **old,
               struct retire *r);
 
+/* Writer: makes room in m (owned by the current gen) for about n entries in
+ * all, spread over the shards as the hash spreads them, so that a bulk build
+ * of n records grows no shard (each growth re-inserts the whole shard).
+ * Shards are allocated or enlarged to hold n / shards plus a margin for the
+ * uneven spread; a shared shard is copied (and added to r), a shard already
+ * large enough is left alone; below 4 entries a shard nothing is done.
+ * Only a hint: more entries still fit. */
+void smap_reserve(struct smap *m, size_t n, struct retire *r);
+
+/* Writer or reader: prefetches what a lookup of hash in m will touch, in
+ * stages, so that a batch of lookups can overlap its cache misses (as
+ * smap_get_many does): stage 0 the shard's header, stage 1 (once the header
+ * is in the cache) the home entry, stage 2 the record the home entry points
+ * at. Never faults; changes nothing. */
+void smap_prefetch(const struct smap *m, uint32_t hash, int stage);
+
 /* Writer: removes the slot for key; *old receives the record (NULL if none). */
 void smap_del(struct smap *m, const uint8_t *key, size_t len, uint32_t hash, struct cat_hdr **old,
               struct retire *r);

@@ -466,16 +466,53 @@ static bool supersedes(const struct cat_hdr *rec, const struct cat_hdr *cur) {
   return cur->deleted && cur->unversioned && !rec->deleted;
 }
 
-int store_put(struct store_txn *t, struct cat_hdr *rec) {
-  uint32_t hash;
-  assert(rec->kind < CAT_ENTITY_KINDS);
-  const struct cat_hdr *cur = txn_lookup(t, rec->kind, rec->key, rec->keylen, &hash);
+/* store_put with rec's key hash already computed. */
+static int put_hashed(struct store_txn *t, struct cat_hdr *rec, uint32_t hash) {
+  const struct cat_hdr *cur = smap_get(t->next.maps[rec->kind], rec->key, rec->keylen, hash);
   if (cur != NULL && !supersedes(rec, cur)) {
     model_free(rec);
     return STORE_STALE;
   }
   txn_install(t, rec, hash);
   return STORE_APPLIED;
+}
+
+int store_put(struct store_txn *t, struct cat_hdr *rec) {
+  assert(rec->kind < CAT_ENTITY_KINDS);
+  return put_hashed(t, rec, smap_hash(rec->key, rec->keylen));
+}
+
+void store_put_many(struct store_txn *t, struct cat_hdr *const recs[], size_t n, int rc[]) {
+  uint32_t hash[STORE_PUT_MANY_MAX], ihash[STORE_PUT_MANY_MAX];
+  assert(n <= STORE_PUT_MANY_MAX);
+  const struct smap *idx = t->next.maps[CAT_PRODUCT_VARIANTS];
+  for (size_t i = 0; i < n; i++) {
+    const struct cat_hdr *h = recs[i];
+    assert(h->kind < CAT_ENTITY_KINDS);
+    hash[i] = smap_hash(h->key, h->keylen);
+    smap_prefetch(t->next.maps[h->kind], hash[i], 0);
+    if (h->kind == CAT_VARIANT && !h->deleted) { /* the product's id list, index_update's key */
+      uint8_t key[16 + CAT_ORG_MAX];
+      size_t len =
+          model_key(key, ((const struct cat_variant *)h)->product_id, h->org, h->keylen - 16);
+      ihash[i] = smap_hash(key, len);
+      smap_prefetch(idx, ihash[i], 0);
+    }
+  }
+  /* Each stage needs what the one before brought into the cache. */
+  for (int stage = 1; stage <= 2; stage++)
+    for (size_t i = 0; i < n; i++) {
+      if (stage == 1) smap_prefetch(t->next.maps[recs[i]->kind], hash[i], 1);
+      if (recs[i]->kind == CAT_VARIANT && !recs[i]->deleted) smap_prefetch(idx, ihash[i], stage);
+    }
+  for (size_t i = 0; i < n; i++)
+    rc[i] = put_hashed(t, recs[i], hash[i]);
+}
+
+void store_txn_reserve(struct store_txn *t, enum cat_kind kind, size_t n) {
+  assert(kind < CAT_ENTITY_KINDS);
+  smap_reserve(txn_map(t, kind), n, &t->retired);
+  if (kind == CAT_PRODUCT) smap_reserve(txn_map(t, CAT_PRODUCT_VARIANTS), n, &t->retired);
 }
 
 /* store_delete and store_delete_redelivered: unversioned marks a tombstone

@@ -7,12 +7,14 @@
  * The handlers are reached through the writer's private header pg_rows.h
  * (the table list pg_load.c walks); no PostgreSQL connection is made.
  * Every record they put reaches cross_path_put() first: this target is
- * linked with -Wl,--wrap=store_put (tests/fuzz/CMakeLists.txt), which
- * sends the library's calls of store_put to __wrap_store_put below.
+ * linked with -Wl,--wrap=store_put,--wrap=store_put_many
+ * (tests/fuzz/CMakeLists.txt), which sends the library's calls of those to
+ * the __wrap_ functions below (the handlers put in groups, as in a load;
+ * the rest are flushed at the end of the input).
  * Everything below copy_table() runs exactly as in a load: copy_split() on a buffer with one
  * writable byte after the row (libpq's NUL) or, for child tables, on its
  * copy kept in the child index (sync/children.c), the table's row handler,
- * the index of images/tags/collections, model_*_new(), store_put().
+ * the index of images/tags/collections, model_*_new(), store_put_many().
  *
  * Input: rows separated by '\n'. The first byte of a row picks the table,
  * the rest (with its '\n', as PQgetCopyData returns it) is the COPY row:
@@ -244,6 +246,16 @@ int __wrap_store_put(struct store_txn *t, struct cat_hdr *rec) {
   return __real_store_put(t, rec);
 }
 
+/* The same for --wrap=store_put_many: each record of the group is checked. */
+void __real_store_put_many(struct store_txn *t, struct cat_hdr *const recs[], size_t n, int rc[]);
+void __wrap_store_put_many(struct store_txn *t, struct cat_hdr *const recs[], size_t n, int rc[]);
+
+void __wrap_store_put_many(struct store_txn *t, struct cat_hdr *const recs[], size_t n, int rc[]) {
+  for (size_t i = 0; i < n; i++)
+    cross_path(recs[i]);
+  __real_store_put_many(t, recs, n, rc);
+}
+
 static size_t table_of(uint8_t c) {
   static const char sel[] = "btcITCpiv"; /* same order as pgrows_tables[] */
   const char *p = c ? strchr(sel, c) : NULL;
@@ -384,6 +396,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(buf); /* PQfreemem: fields[] now dangles (but for kept rows), as in copy_table() */
     p = stop;
   }
+  pgrows_flush(&L); /* as copy_table()'s end: the last group */
   if (g_verbose)
     fprintf(stderr, "fuzz_copy_row: %zu rows, %zu changes\n", rows, store_txn_changes(L.t));
   children_free(L.product_kids);

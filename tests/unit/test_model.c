@@ -181,11 +181,87 @@ static void product_with_links(void **state) {
   assert_null(model_product_new(&f, &why));
 }
 
+/* Ids given binary (as a checkpoint holds them) build the same records as
+ * their text: keys, product and brand ids, links, and the images' order
+ * (same position: sorted by id, bytes against text). */
+static void binary_ids_build_the_same_records(void **state) {
+  (void)state;
+  char id[37], pid[37], i1[37], i2[37], b[37], t1[37], c1[37];
+  uint8_t bi[16], bp[16], bim[2][16], bb[16], bt[1][16], bc[1][16];
+  const char *why = NULL;
+  /* Same position: sorted by id, whose first bytes order them against the
+   * order given (and the text in upper case for one). */
+  struct image_fields txt[2] = {{tid(0xf0, 2, i2), "u2", NULL, 1},
+                                {tid(0x10, 1, i1), "u1", NULL, 1}};
+  for (char *c = i2; *c; c++)
+    *c = (char)toupper((unsigned char)*c);
+  struct image_fields bin[2] = {{NULL, "u2", NULL, 1}, {NULL, "u1", NULL, 1}};
+  bid(0xf0, 2, bim[0]), bid(0x10, 1, bim[1]);
+  struct variant_fields f = {.id = tid(0xd2, 1, id),
+                             .org = "o",
+                             .product_id = tid(0xd1, 1, pid),
+                             .sku = "S",
+                             .status = "active",
+                             .warehouse_id = "W",
+                             .images = txt,
+                             .n_images = 2};
+  struct variant_fields g = f;
+  g.id = g.product_id = NULL, g.id_bin = bid(0xd2, 1, bi), g.product_id_bin = bid(0xd1, 1, bp);
+  g.images = bin, g.image_ids_bin = (const uint8_t(*)[16])bim;
+  struct cat_variant *v = model_variant_new(&f, &why), *w = model_variant_new(&g, &why);
+  assert_non_null(v);
+  assert_non_null(w);
+  assert_memory_equal(v->h.key, w->h.key, v->h.keylen);
+  assert_memory_equal(v->product_id, w->product_id, 16);
+  for (int i = 0; i < 2; i++) {
+    assert_memory_equal(v->images[i].id, w->images[i].id, 16);
+    assert_string_equal(v->images[i].url, w->images[i].url);
+  }
+  assert_string_equal(w->images[0].url, "u1");
+  model_free(&v->h), model_free(&w->h);
+
+  const char *tags[] = {tid(0xc0, 1, t1)}, *cols[] = {tid(0xc1, 1, c1)};
+  struct product_fields p = {.id = id,
+                             .org = "o",
+                             .title = "T",
+                             .sku = "P",
+                             .status = "activa",
+                             .brand_id = tid(0xb0, 1, b),
+                             .tag_ids = tags,
+                             .n_tags = 1,
+                             .collection_ids = cols,
+                             .n_collections = 1};
+  struct product_fields q = p;
+  q.id = q.brand_id = NULL, q.tag_ids = q.collection_ids = NULL;
+  q.id_bin = bi, q.brand_id_bin = bid(0xb0, 1, bb);
+  bid(0xc0, 1, bt[0]), bid(0xc1, 1, bc[0]);
+  q.tag_ids_bin = (const uint8_t(*)[16])bt, q.collection_ids_bin = (const uint8_t(*)[16])bc;
+  struct cat_product *x = model_product_new(&p, &why), *y = model_product_new(&q, &why);
+  assert_non_null(x);
+  assert_non_null(y);
+  assert_memory_equal(x->h.key, y->h.key, x->h.keylen);
+  assert_true(y->has_brand);
+  assert_memory_equal(x->brand_id, y->brand_id, 16);
+  assert_memory_equal(x->tag_ids[0], y->tag_ids[0], 16);
+  assert_memory_equal(x->collection_ids[0], y->collection_ids[0], 16);
+  model_free(&x->h), model_free(&y->h);
+
+  struct named_fields n = {.org = "o", .name = "n", .slug = "s", .id_bin = bi};
+  struct cat_named *m = model_named_new(CAT_BRAND, &n, &why);
+  assert_non_null(m);
+  assert_memory_equal(m->h.key, bi, 16);
+  model_free(&m->h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(uuid_accepts_any_case),       cmocka_unit_test(uuid_rejects_non_uuids),
-      cmocka_unit_test(variant_fields_and_defaults), cmocka_unit_test(variant_rejections),
-      cmocka_unit_test(product_with_links),          cmocka_unit_test(uuid_every_digit_and_byte),
+      cmocka_unit_test(uuid_accepts_any_case),
+      cmocka_unit_test(uuid_rejects_non_uuids),
+      cmocka_unit_test(variant_fields_and_defaults),
+      cmocka_unit_test(variant_rejections),
+      cmocka_unit_test(product_with_links),
+      cmocka_unit_test(uuid_every_digit_and_byte),
+      cmocka_unit_test(binary_ids_build_the_same_records),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

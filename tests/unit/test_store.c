@@ -258,6 +258,53 @@ static void product_variant_index(void **state) {
   assert_int_equal(variants_of(st, "o", 2), 0);
 }
 
+/* A bulk build: maps reserved for more records than come, the puts in
+ * groups (store_put_many) answer as single puts would: a stale duplicate
+ * inside a group is refused, the later version of one entity wins, every
+ * variant is found and indexed under its product. Then a second, forked
+ * transaction reserves again (shards shared with the published snapshot
+ * are copied, not changed) and the first snapshot's records stay intact. */
+static void grouped_puts_into_reserved_maps(void **state) {
+  struct store *st = *state;
+  enum { N = 3000 };
+  struct store_txn *t = store_begin(st);
+  store_txn_reserve(t, CAT_VARIANT, 20 * N); /* ~15 a shard: every shard allocated */
+  store_txn_reserve(t, CAT_PRODUCT, 10 * N);
+  struct cat_hdr *g[STORE_PUT_MANY_MAX];
+  int rc[STORE_PUT_MANY_MAX], stale = 0;
+  size_t n = 0;
+  for (unsigned v = 1; v <= N; v++) {
+    g[n++] = mk_variant("o", v, v % 100, 2, "active");
+    if (v % 7 == 0) g[n++] = mk_variant("o", v, v % 100, 1, "active");      /* older: stale */
+    if (v % 11 == 0) g[n++] = mk_variant("o", v, v % 100 + 1, 3, "active"); /* newer: moves */
+    if (n + 3 > STORE_PUT_MANY_MAX || v == N) {
+      store_put_many(t, g, n, rc);
+      for (size_t i = 0; i < n; i++)
+        stale += rc[i] == STORE_STALE;
+      n = 0;
+    }
+  }
+  store_commit(t);
+  assert_int_equal(stale, N / 7);
+  assert_int_equal(snap_count(store_current(st), CAT_VARIANT), N);
+  uint32_t indexed = 0;
+  for (unsigned p = 0; p <= 100; p++)
+    indexed += variants_of(st, "o", p);
+  assert_int_equal(indexed, N);
+  for (unsigned v = 1; v <= N; v++)
+    assert_int_equal(get_variant(st, "o", v)->h.version, v % 11 == 0 ? 3 : 2);
+  const struct snapshot *s1 = store_pin(st);
+  t = store_begin(st);
+  store_txn_reserve(t, CAT_VARIANT, 64 * N); /* larger: the shared shards are copied */
+  store_put(t, mk_variant("o", 1, 5, 9, "active"));
+  store_commit(t);
+  assert_int_equal(get_variant(st, "o", 1)->h.version, 9);
+  uint8_t id[16];
+  assert_int_equal(snap_get(s1, CAT_VARIANT, bid(0xd2, 1, id), "o", 1)->version, 2);
+  assert_int_equal(snap_count(s1, CAT_VARIANT), N);
+  store_unpin(st, s1);
+}
+
 static void abort_discards_everything(void **state) {
   struct store *st = *state;
   struct store_txn *t = store_begin(st);
@@ -500,6 +547,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(product_variant_index, setup, teardown),
       cmocka_unit_test_setup_teardown(many_lookups_answer_as_single_ones, setup, teardown),
+      cmocka_unit_test_setup_teardown(grouped_puts_into_reserved_maps, setup, teardown),
       cmocka_unit_test_setup_teardown(abort_discards_everything, setup, teardown),
       cmocka_unit_test_setup_teardown(rebuild_starts_empty_and_replaces_whole, setup, teardown),
       cmocka_unit_test_setup_teardown(many_records_survive_many_publishes, setup, teardown),
