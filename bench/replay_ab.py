@@ -151,6 +151,9 @@ def main():
                     help='NAME=BINARY[,KEY=VALUE...] (repeatable; the first is the reference)')
     ap.add_argument('--perf', default=None, help='profile this arm once more')
     a = ap.parse_args()
+    # Progress lines on stderr: stdout is the JSON document's.
+    bench.log = lambda *m: print('[replay-ab %s]' % time.strftime('%H:%M:%S'), *m,
+                                 file=sys.stderr, flush=True)
     import harness  # noqa: F401  (cleanup registry: the mock is stopped at exit)
     import kafka
     b = bench.Bench(argparse.Namespace(profile=a.profile, build=a.build,
