@@ -14,7 +14,7 @@ page faults per event, each thread group's CPU (sampled from /proc/<pid>/task/*/
 and the state digest. Every arm must print the same digest (bench.py checks the replay's
 digest against the warm load's; this checks the arms against each other).
 
-An arm is a binary and optional environment (e.g. `base=/tmp/catalogd-old`,
+An arm is a binary and optional environment (e.g. `base=../old-build/catalogd`,
 `trim=build/catalogd,GLIBC_TUNABLES=glibc.malloc.trim_threshold=2000000000`, or a librdkafka
 property as KAFKA_<PROPERTY>). Without --arm the build's catalogd runs alone. Ratios are
 computed per round against the first arm (the median of those is the figure to quote).
