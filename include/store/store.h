@@ -246,6 +246,15 @@ void store_put_many(struct store_txn *t, struct cat_hdr *const recs[], size_t n,
  * for a transaction that starts empty (a first load, a rebuild). */
 void store_txn_reserve(struct store_txn *t, enum cat_kind kind, size_t n);
 
+/* A hint before store_put of up to STORE_PREFETCH_MAX records in t (NULL
+ * entries are skipped; the records stay the caller's): pulls into the cache
+ * what those puts will look up (the map entries of each record's key and,
+ * for a variant, of its product's variant list), all at once, so that the
+ * puts do not each wait on memory in turn. Changes nothing. Pays when
+ * other work (decoding the next events) lies between it and the puts. */
+#define STORE_PREFETCH_MAX 16
+void store_txn_prefetch(struct store_txn *t, size_t n, const struct cat_hdr *const recs[]);
+
 /* Deletes (kind, id, org) at version, leaving a tombstone. Same returns as
  * store_put; -EINVAL if org is empty or too long. A version of 0 means "the
  * version held" (a Kafka tombstone carries none): it deletes whatever is

@@ -96,10 +96,9 @@ static const struct ent *home_of(const struct smap *m, uint32_t hash) {
   return sh ? &sh->e[hash & sh->mask] : NULL;
 }
 
-void smap_get_many(const struct smap *m, size_t n, const uint8_t *const keys[],
-                   const uint32_t lens[], const uint32_t hashes[], struct cat_hdr *out[]) {
-  assert(n <= SMAP_GET_MANY_MAX);
+void smap_prefetch_many(const struct smap *m, size_t n, const uint32_t hashes[]) {
   const struct ent *home[SMAP_GET_MANY_MAX];
+  assert(n <= SMAP_GET_MANY_MAX);
   for (size_t i = 0; i < n; i++) /* shard headers (their masks) */
     __builtin_prefetch(m->shards[shard_of(m, hashes[i])]);
   for (size_t i = 0; i < n; i++) /* the home entries */
@@ -108,6 +107,11 @@ void smap_get_many(const struct smap *m, size_t n, const uint8_t *const keys[],
     if (home[i] != NULL && home[i]->val != NULL) __builtin_prefetch(home[i]->val);
   for (size_t i = 0; i < n; i++) /* its key bytes */
     if (home[i] != NULL && home[i]->val != NULL) __builtin_prefetch(home[i]->val->key);
+}
+
+void smap_get_many(const struct smap *m, size_t n, const uint8_t *const keys[],
+                   const uint32_t lens[], const uint32_t hashes[], struct cat_hdr *out[]) {
+  smap_prefetch_many(m, n, hashes);
   for (size_t i = 0; i < n; i++)
     out[i] = smap_get(m, keys[i], lens[i], hashes[i]);
 }

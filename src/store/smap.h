@@ -56,6 +56,11 @@ struct cat_hdr *smap_get(const struct smap *m, const uint8_t *key, size_t len, u
  * (n <= SMAP_GET_MANY_MAX), with the cache misses of the n lookups
  * overlapped: each stage prefetches what the next needs for every key. */
 #define SMAP_GET_MANY_MAX 16
+/* A hint: pulls into the cache, stage by stage as smap_get_many does, what
+ * lookups (or puts) of the n keys with these hashes in m will read (shard
+ * headers, home entries, the records they hold and their keys), so that the
+ * lookups that follow do not each wait on memory in turn. No effect on m. */
+void smap_prefetch_many(const struct smap *m, size_t n, const uint32_t hashes[]);
 void smap_get_many(const struct smap *m, size_t n, const uint8_t *const keys[],
                    const uint32_t lens[], const uint32_t hashes[], struct cat_hdr *out[]);
 

@@ -515,6 +515,25 @@ void store_txn_reserve(struct store_txn *t, enum cat_kind kind, size_t n) {
   if (kind == CAT_PRODUCT) smap_reserve(txn_map(t, CAT_PRODUCT_VARIANTS), n, &t->retired);
 }
 
+void store_txn_prefetch(struct store_txn *t, size_t n, const struct cat_hdr *const recs[]) {
+  /* Grouped by map (the variant lists' is CAT_PRODUCT_VARIANTS). */
+  uint32_t hashes[CAT_KIND_COUNT][STORE_PREFETCH_MAX];
+  size_t count[CAT_KIND_COUNT] = {0};
+  uint8_t key[16 + CAT_ORG_MAX];
+  assert(n <= STORE_PREFETCH_MAX);
+  for (size_t i = 0; i < n; i++) {
+    const struct cat_hdr *h = recs[i];
+    if (h == NULL || h->kind >= CAT_ENTITY_KINDS) continue;
+    hashes[h->kind][count[h->kind]++] = smap_hash(h->key, h->keylen);
+    if (h->kind != CAT_VARIANT || h->deleted) continue;
+    const struct cat_variant *v = (const struct cat_variant *)h;
+    size_t len = model_key(key, v->product_id, h->org, h->keylen - 16);
+    if (len != 0) hashes[CAT_PRODUCT_VARIANTS][count[CAT_PRODUCT_VARIANTS]++] = smap_hash(key, len);
+  }
+  for (int k = 0; k < CAT_KIND_COUNT; k++)
+    if (count[k] > 0) smap_prefetch_many(t->next.maps[k], count[k], hashes[k]);
+}
+
 /* store_delete and store_delete_redelivered: unversioned marks a tombstone
  * made by a versionless delete that may be a re-delivery. */
 static int delete_at(struct store_txn *t, enum cat_kind kind, const uint8_t id[16], const char *org,

@@ -69,7 +69,8 @@ struct name {
 #define NAME(x)                                                                                    \
   { (x), sizeof(x) - 1 }
 
-enum env_key { ENV_EVENT_TYPE, ENV_ORG, ENV_ENTITY_ID, ENV_EVENT_ID, ENV_VERSION, ENV_DATA, ENV_N };
+/* In the order the outbox writes them (see key_index). */
+enum env_key { ENV_EVENT_ID, ENV_EVENT_TYPE, ENV_ORG, ENV_ENTITY_ID, ENV_VERSION, ENV_DATA, ENV_N };
 static const struct name env_names[ENV_N] = {
     [ENV_EVENT_TYPE] = NAME("event_type"), [ENV_ORG] = NAME("organization_id"),
     [ENV_ENTITY_ID] = NAME("entity_id"),   [ENV_EVENT_ID] = NAME("event_id"),
@@ -78,6 +79,8 @@ static const struct name env_names[ENV_N] = {
 
 /* Every kind's data columns in one set: a column another kind has is read
  * and then ignored, as the jansson decoder never looked it up. */
+/* In the order the outbox writes a variant's columns (then a product's),
+ * so that the next key is usually the one after the last (key_index). */
 enum data_key {
   D_ID,
   D_ORG,
@@ -85,9 +88,6 @@ enum data_key {
   D_SKU,
   D_BARCODE,
   D_STATUS,
-  D_LOT_NUMBER,
-  D_WAREHOUSE_ID,
-  D_VENDOR,
   D_SALE_PRICE,
   D_COST_PRICE,
   D_TAX,
@@ -95,9 +95,12 @@ enum data_key {
   D_DIM_LENGTH,
   D_DIM_WIDTH,
   D_DIM_HEIGHT,
+  D_LOT_NUMBER,
   D_STOCK_TOTAL,
   D_STOCK_AVAILABLE,
   D_STOCK_RESERVED,
+  D_WAREHOUSE_ID,
+  D_VENDOR,
   D_TRACK_INVENTORY,
   D_MIN_STOCK,
   D_MAX_STOCK,
@@ -107,8 +110,8 @@ enum data_key {
   D_DESCRIPTION,
   D_PRODUCT_TYPE,
   D_UNIT_OF_MEASURE,
-  D_BRAND_ID,
   D_ALERT_STOCK,
+  D_BRAND_ID,
   D_TAG_IDS,
   D_COLLECTION_IDS,
   D_NAME,
@@ -181,12 +184,18 @@ struct dec {
   struct msg m;
 };
 
-/* Index of key k in names[0, n), or -1. A linear scan: tables are short
- * and the length and first byte rule out nearly all before memcmp. */
-static int key_index(const struct name *names, int n, const struct jscan_key *k) {
-  for (int i = 0; i < n; i++)
-    if (names[i].len == k->len && names[i].s[0] == k->p[0] && memcmp(names[i].s, k->p, k->len) == 0)
+/* Index of key k in names[0, n), or -1. names[*next] is tried first, then
+ * the others in turn, and *next moves past the one found: a producer writes
+ * an object's keys in one order, the tables follow the outbox's, so the
+ * first try usually hits (a scan from 0 compared ~17 names per key). The
+ * length and first byte rule out nearly every other name before memcmp. */
+static int key_index(const struct name *names, int n, const struct jscan_key *k, int *next) {
+  for (int j = 0, i = *next < n ? *next : 0; j < n; j++, i = i + 1 < n ? i + 1 : 0)
+    if (names[i].len == k->len && names[i].s[0] == k->p[0] &&
+        memcmp(names[i].s, k->p, k->len) == 0) {
+      *next = i + 1;
       return i;
+    }
   return -1;
 }
 
@@ -299,10 +308,10 @@ static int scan_object(struct dec *d, const struct name *names, int n, struct js
   struct jscan_obj o;
   struct jscan_key k;
   uint64_t seen = 0;
-  int rc;
+  int rc, next = 0;
   if (jscan_object_begin(&d->s, &o) < 0) return -EINVAL;
   while ((rc = jscan_object_next(&d->s, &o, &k)) == 1) {
-    int i = key_index(names, n, &k);
+    int i = key_index(names, n, &k, &next);
     if (i < 0)
       rc = jscan_object_unknown(&d->s, &k) < 0 ? -EINVAL : jscan_skip(&d->s);
     else if (seen & (1ULL << i))

@@ -117,24 +117,44 @@ static size_t unescape(const unsigned char *p, const unsigned char *end, char **
   return 1;
 }
 
-/* True if none of the 8 bytes at p is a control character, '"', '\\' or
- * a non-ASCII byte (the classic "has a byte less than n" bit tricks). */
-static bool plain8(const unsigned char *p) {
+/* Bytes of the word w that are not plain ASCII: a control character, '"',
+ * '\\' or a non-ASCII byte get their high bit set (the "has a zero / less
+ * than n byte" bit tricks). A borrow can also mark a byte above a marked
+ * one, never one below, so the lowest marked byte is exact. */
+static uint64_t special8(uint64_t w) {
   const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-  uint64_t w, q, b;
-  memcpy(&w, p, 8);
-  q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-  return (((w - ones * 0x20) | (q - ones) | (b - ones) | w) & high) == 0;
+  uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+  return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high;
+}
+
+/* Offset of the first byte marked in m (special8, nonzero) of the word
+ * loaded from memory: the lowest-addressed one. Big-endian: 0, so the
+ * caller looks at the bytes one at a time. */
+static size_t first_marked(uint64_t m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return (size_t)__builtin_ctzll(m) / 8;
+#else
+  (void)m;
+  return 0;
+#endif
 }
 
 /* End of the run of plain characters (printable ASCII but '"' and '\\',
  * or well-formed UTF-8) from p; stops at anything else. Eight bytes at a
- * time while they are all plain ASCII, the usual case. */
+ * time, jumping straight to the first byte that is not plain ASCII (the
+ * closing quote, usually): strings are short here (ids, keys), so a byte
+ * loop over each one's tail cost more than the words. */
 static const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
   while (p < end) {
-    while (end - p >= 8 && plain8(p))
-      p += 8;
-    if (p == end) break; /* an unterminated string, plain to the last byte */
+    if (end - p >= 8) {
+      uint64_t w, m;
+      memcpy(&w, p, 8);
+      if ((m = special8(w)) == 0) {
+        p += 8;
+        continue;
+      }
+      p += first_marked(m);
+    }
     unsigned c = *p;
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
       p++;
