@@ -1262,6 +1262,31 @@ static void tail_step(struct consumer *c, struct store *st, struct batch *b, int
   freshness(c, st);
 }
 
+/* Applies the n messages of one read (decoded APPLY_GROUP ahead of their
+ * puts) into b, publishing each full batch unless catching up; destroys
+ * them. *replayed counts the events among them. Returns true if one
+ * reported a lost position. @locality the consumer thread. */
+static bool apply_read(struct consumer *c, struct store *st, struct batch *b,
+                       rd_kafka_message_t **msgs, ssize_t n, bool catching, size_t *replayed) {
+  bool lost = false;
+  for (ssize_t i = 0; i < n; i += APPLY_GROUP) {
+    struct decoded d[APPLY_GROUP];
+    size_t g = n - i < APPLY_GROUP ? (size_t)(n - i) : APPLY_GROUP;
+    decode_group(c, b, msgs + i, g, d);
+    for (size_t j = 0; j < g; j++) {
+      rd_kafka_message_t *m = msgs[i + (ssize_t)j];
+      *replayed += m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+      lost |= handle(c, st, b, m, &d[j]);
+      rd_kafka_message_destroy(m);
+      /* A batch closes exactly at SYNC_MAX_BATCH_EVENTS (not at the end
+       * of whatever librdkafka handed over), so batch boundaries are
+       * exact (the events decoded ahead go to the next batch). */
+      if (!catching && b->t != NULL && b->n >= (size_t)c->cfg->sync_max_batch_events) publish(c, b);
+    }
+  }
+  return lost;
+}
+
 int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool *stop,
                  void (*on_ready)(void *), void *arg) {
   rd_kafka_message_t *msgs[BATCH_READ];
@@ -1286,22 +1311,7 @@ int consumer_run(struct consumer *c, struct store *st, bool replay, atomic_bool 
   while (!atomic_load(stop) && !lost) {
     ssize_t n = rd_kafka_consume_batch_queue(c->queue, 5, msgs, BATCH_READ);
     uint64_t applied = c->applied;
-    for (ssize_t i = 0; i < n; i += APPLY_GROUP) {
-      struct decoded d[APPLY_GROUP];
-      size_t g = n - i < APPLY_GROUP ? (size_t)(n - i) : APPLY_GROUP;
-      decode_group(c, &b, msgs + i, g, d);
-      for (size_t j = 0; j < g; j++) {
-        rd_kafka_message_t *m = msgs[i + (ssize_t)j];
-        r.replayed += m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
-        lost |= handle(c, st, &b, m, &d[j]);
-        rd_kafka_message_destroy(m);
-        /* A batch closes exactly at SYNC_MAX_BATCH_EVENTS (not at the end
-         * of whatever librdkafka handed over), so batch boundaries are
-         * exact (the events decoded ahead go to the next batch). */
-        if (!catching && b.t != NULL && b.n >= (size_t)c->cfg->sync_max_batch_events)
-          publish(c, &b);
-      }
-    }
+    lost |= apply_read(c, st, &b, msgs, n, catching, &r.replayed);
     if (c->applied != applied) stamp_applied(c);
     if (n > 0) export_metrics(c); /* positions, lag, lost flags, event time */
     int64_t now = clock_mono_ms();

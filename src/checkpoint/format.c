@@ -482,10 +482,11 @@ static int put_pending(struct pending *p, struct ckpt_reader *rd, struct store_t
                        const char **why) {
   int rc[STORE_PUT_MANY_MAX], bad = 0;
   enum cat_kind kind[STORE_PUT_MANY_MAX];
-  for (size_t i = 0; i < p->n; i++)
+  size_t n = p->n; /* p->h escapes into the put: the count is read once */
+  for (size_t i = 0; i < n; i++)
     kind[i] = (enum cat_kind)p->h[i]->kind; /* h may be freed by the put */
-  store_put_many(t, p->h, p->n, rc);
-  for (size_t i = 0; i < p->n; i++) {
+  store_put_many(t, p->h, n, rc);
+  for (size_t i = 0; i < n; i++) {
     if (rc[i] != STORE_APPLIED) bad = 1;
     rd->records[kind[i]]++;
   }
