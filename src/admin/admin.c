@@ -226,6 +226,8 @@ static void conn_evict_oldest(struct admin *a, const struct aconn *keep) {
 static struct aconn *conn_of(struct MHD_Connection *c);
 static void xfer_cut(struct admin *a, struct xfer *x, const char *why);
 
+#define XFER_STALLED "stalled: nothing taken for ADMIN_REQUEST_TIMEOUT_SECONDS"
+
 /* The /snapshot transfer answered on ac, or NULL. @locality admin thread. */
 static struct xfer *xfer_on(struct admin *a, const struct aconn *ac) {
   for (int i = 0; i < XFER_MAX; i++)
@@ -241,8 +243,7 @@ static void conn_sweep(struct admin *a) {
   for (struct aconn *p = a->conns.next; p != &a->conns; p = p->next)
     if (!p->cut && now > p->deadline) {
       struct xfer *x = xfer_on(a, p);
-      if (x != NULL && x->cut == NULL)
-        xfer_cut(a, x, "stalled: nothing taken for ADMIN_REQUEST_TIMEOUT_SECONDS");
+      if (x != NULL && x->cut == NULL) xfer_cut(a, x, XFER_STALLED);
       if (!p->cut) conn_cut(p);
       metrics_add(a->d.metrics, MC_ADMIN_CUT_DEADLINE, 1);
     }
@@ -281,13 +282,22 @@ static struct aconn *conn_of(struct MHD_Connection *c) {
 }
 
 /* MHD_OPTION_NOTIFY_COMPLETED: the answer is out; a kept-alive connection's
- * next request gets a full budget again. @locality admin thread. */
+ * next request gets a full budget again. A /snapshot reader that stalled
+ * may meet libmicrohttpd's own idle timeout (the same number of seconds,
+ * counted from the last byte taken) before conn_sweep sees it: it is the
+ * same cut, logged and counted as one (libmicrohttpd reports completion
+ * before it frees the response, so the transfer is still registered).
+ * @locality admin thread. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **req,
                          enum MHD_RequestTerminationCode toe) {
   struct admin *a = cls;
   struct aconn *ac = conn_of(c);
-  (void)req, (void)toe;
+  (void)req;
   if (ac == NULL) return;
+  if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
+    struct xfer *x = xfer_on(a, ac);
+    if (x != NULL && x->cut == NULL) xfer_cut(a, x, XFER_STALLED);
+  }
   ac->answering = false;
   ac->deadline = clock_mono_s() + a->d.cfg->admin_request_timeout_s;
 }
