@@ -175,6 +175,17 @@ def watermarks(km, topic=kafka.TOPIC):
     return out
 
 
+def next_offset(km, partition=0, topic=kafka.TOPIC):
+    """The offset the next event produced to partition gets (its high watermark)."""
+    return watermarks(km, topic)[partition][1]
+
+
+def wait_parked(srv, n, timeout=10):
+    """Waits until exactly n calls are parked (waiting for a fresher snapshot)."""
+    harness.wait_until(lambda: metric(srv, 'catalogd_parked_calls', 0) == n, timeout,
+                       interval=0.02, what='%d parked calls' % n)
+
+
 def _value_text(value):
     if value is None or isinstance(value, str):
         return value

@@ -55,16 +55,6 @@ def metric(srv, name):
     return ru.metric(srv, name, 0)
 
 
-def high(mock, partition=0):
-    """The next offset to be written to partition (the offset the next event gets)."""
-    return ru.watermarks(mock)[partition][1]
-
-
-def wait_parked(srv, n, timeout=10):
-    harness.wait_until(lambda: metric(srv, 'catalogd_parked_calls') == n, timeout,
-                       interval=0.02, what='%d parked calls' % n)
-
-
 class FeedServer(unittest.TestCase):
     """One mock (2 partitions) and one replica for the class."""
     ENV = {}
@@ -95,7 +85,7 @@ class PositionTest(FeedServer):
     ENV = {'MAX_WAIT_MS': '3000'}
 
     def test_a_satisfied_at_once(self):
-        hi = high(self.mock)
+        hi = ru.next_offset(self.mock)
         t0 = time.monotonic()
         r, tr = validate(self.srv, V1, [('x-catalog-min-position', '0:%d' % (hi - 1))])
         self.assertTrue(r.exists)
@@ -104,10 +94,10 @@ class PositionTest(FeedServer):
 
     def test_b_satisfied_after_a_wait_with_the_new_data(self):
         vid = new_id(1)
-        hi = high(self.mock)
+        hi = ru.next_offset(self.mock)
         before = metric(self.srv, 'catalogd_parked_calls_total{result="all"}')
         fut = validate_future(self.srv, vid, [('x-catalog-min-position', '0:%d' % hi)])
-        wait_parked(self.srv, 1)
+        ru.wait_parked(self.srv, 1)
         self.assertFalse(fut.done())
         t0 = time.monotonic()
         self.mock.produce([kafka.variant(ORG, vid, PID, 1, sku='new')], partition=0)
@@ -119,7 +109,7 @@ class PositionTest(FeedServer):
         self.assertEqual(r.sku, 'new')
         self.assertEqual(metric(self.srv, 'catalogd_parked_calls_total{result="all"}'),
                          before + 1)
-        wait_parked(self.srv, 0)
+        ru.wait_parked(self.srv, 0)
 
     def test_c_malformed_values_are_invalid_argument(self):
         bad0 = metric(self.srv, 'catalogd_bad_requests_total')
@@ -135,7 +125,7 @@ class PositionTest(FeedServer):
                       bad0 + len(values), 5, 'rejections counted')
 
     def test_d_max_wait_names_the_position_reached(self):
-        hi = high(self.mock)
+        hi = ru.next_offset(self.mock)
         exp0 = metric(self.srv, 'catalogd_parked_calls_total{result="expired"}')
         code, details, took, tr = failure(
             self.srv, V1, [('x-catalog-min-position', '0:%d' % (hi + 50))])
@@ -151,7 +141,7 @@ class PositionTest(FeedServer):
                          exp0 + 2)
 
     def test_e_deadline_while_parked(self):
-        hi = high(self.mock)
+        hi = ru.next_offset(self.mock)
         drop0 = metric(self.srv, 'catalogd_parked_calls_total{result="dropped"}')
         code, _, took, _ = failure(self.srv, V1, [('x-catalog-min-position', '1:%d' % (hi + 9))],
                                    timeout=0.4)
@@ -159,19 +149,19 @@ class PositionTest(FeedServer):
         self.assertLess(took, 1.2)
         ru.eventually(lambda: metric(self.srv, 'catalogd_parked_calls_total{result="dropped"}')
                       == drop0 + 1, 5, 'dropped call counted')
-        wait_parked(self.srv, 0)
+        ru.wait_parked(self.srv, 0)
         # cancelled by the client
         fut = validate_future(self.srv, V1, [('x-catalog-min-position', '1:%d' % (hi + 9))])
-        wait_parked(self.srv, 1)
+        ru.wait_parked(self.srv, 1)
         fut.cancel()
-        wait_parked(self.srv, 0)
+        ru.wait_parked(self.srv, 0)
         ru.eventually(lambda: metric(self.srv, 'catalogd_parked_calls_total{result="dropped"}')
                       == drop0 + 2, 5, 'cancelled call counted')
 
     def test_f_rejected_events_still_move_the_position(self):
         """A position whose event was rejected (or stale) is covered: the caller is not kept
         waiting for an event that will never change anything."""
-        hi = high(self.mock, 1)
+        hi = ru.next_offset(self.mock, 1)
         self.mock.produce([('garbage', '{not json')], partition=1)
         r, _ = validate(self.srv, V1, [('x-catalog-min-position', '1:%d' % hi)], timeout=5)
         self.assertTrue(r.exists)
@@ -191,7 +181,7 @@ class VersionTest(FeedServer):
 
     def test_b_satisfied_after_a_wait(self):
         fut = validate_future(self.srv, V2, [('x-catalog-min-version', '5')])
-        wait_parked(self.srv, 1)
+        ru.wait_parked(self.srv, 1)
         t0 = time.monotonic()
         self.mock.produce([kafka.variant(ORG, V2, PID, 5, sku='v2-5')], partition=1)
         r = fut.result(timeout=5)
@@ -203,7 +193,7 @@ class VersionTest(FeedServer):
         fut = self.srv.catalog_stub().ValidateVariantsBatch.future(
             pb.ValidateVariantsBatchRequest(organization_id=ORG, variant_ids=[V1, vid]),
             timeout=10, metadata=(('x-catalog-min-version', '1'),))
-        wait_parked(self.srv, 1)
+        ru.wait_parked(self.srv, 1)
         self.mock.produce([kafka.variant(ORG, vid, PID, 1)], partition=0)
         r = fut.result(timeout=5)
         self.assertEqual([v.exists for v in r.validations], [True, True])
@@ -285,11 +275,11 @@ class ShutdownWhileParkedTest(unittest.TestCase):
             srv = harness.Catalogd({'KAFKA_BOOTSTRAP_SERVERS': mock.bootstrap,
                                     'MAX_WAIT_MS': '20000', 'SHUTDOWN_GRACE_SECONDS': '3'})
             srv.wait_serving(30)
-            hi = high(mock)
+            hi = ru.next_offset(mock)
             futs = [validate_future(srv, V1, [('x-catalog-min-position', '0:%d' % (hi + 5))],
                                     timeout=30) for _ in range(5)]
             futs.append(validate_future(srv, V1, [('x-catalog-min-version', '9')], timeout=30))
-            wait_parked(srv, 6)
+            ru.wait_parked(srv, 6)
             t0 = time.monotonic()
             srv.send_signal(signal.SIGTERM)
             codes = []

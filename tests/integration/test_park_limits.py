@@ -42,16 +42,6 @@ def metric(srv, name):
     return ru.metric(srv, name, 0)
 
 
-def high(mock, partition=0):
-    """The offset the next event produced to partition gets."""
-    return ru.watermarks(mock)[partition][1]
-
-
-def wait_parked(srv, n, timeout=10):
-    harness.wait_until(lambda: metric(srv, 'catalogd_parked_calls') == n, timeout,
-                       interval=0.02, what='%d parked calls' % n)
-
-
 def validate_future(srv, vid, md, timeout=10):
     return srv.catalog_stub().ValidateVariant.future(
         pb.ValidateVariantRequest(organization_id=ORG, variant_id=vid), timeout=timeout,
@@ -82,9 +72,11 @@ class FeedServer(unittest.TestCase):
         cls.srv.wait_serving(30)
         ru.eventually(lambda: metric(cls.srv, 'catalogd_snapshots_published_total') >= 1, 15,
                       'first snapshot')
-        ru.eventually(lambda: high(cls.mock) == 2 and cls.srv.catalog_stub().ValidateVariant(
-            pb.ValidateVariantRequest(organization_id=ORG, variant_id=V1), timeout=5,
-            metadata=(('x-catalog-min-position', '0:1'),)).exists, 15, 'caught up')
+        ru.eventually(lambda: ru.next_offset(cls.mock) == 2
+                      and cls.srv.catalog_stub().ValidateVariant(
+                          pb.ValidateVariantRequest(organization_id=ORG, variant_id=V1),
+                          timeout=5, metadata=(('x-catalog-min-position', '0:1'),)).exists,
+                      15, 'caught up')
 
     @classmethod
     def tearDownClass(cls):
@@ -99,11 +91,11 @@ class CapTest(FeedServer):
     ENV = {'PARK_MAX_CALLS': '2'}
 
     def test_a_beyond_the_cap_is_refused_at_once_then_a_place_frees(self):
-        hi = high(self.mock)
+        hi = ru.next_offset(self.mock)
         md = [('x-catalog-min-position', '0:%d' % hi)]  # the next event: not produced yet
         rej0 = metric(self.srv, 'catalogd_parked_calls_rejected_total')
         futs = [validate_future(self.srv, V1, md) for _ in range(2)]
-        wait_parked(self.srv, 2)
+        ru.wait_parked(self.srv, 2)
         code, details, took = failure(self.srv, V1, md)
         self.assertEqual(code, EXHAUSTED, details)
         self.assertIn('PARK_MAX_CALLS=2', details)
@@ -127,15 +119,15 @@ class CapTest(FeedServer):
         self.mock.produce([kafka.variant(ORG, vid, PID, 1, sku='new')])
         for f in futs:
             self.assertTrue(f.result(timeout=5).exists)
-        wait_parked(self.srv, 0)
+        ru.wait_parked(self.srv, 0)
         ru.eventually(lambda: all(f.done() for f in futs), 5, 'answered')
-        hi = high(self.mock)
+        hi = ru.next_offset(self.mock)
         futs = [validate_future(self.srv, V1, [('x-catalog-min-position', '0:%d' % hi)])
                 for _ in range(2)]
-        wait_parked(self.srv, 2)  # both places are free again (not leaked by the answered calls)
+        ru.wait_parked(self.srv, 2)  # both places are free again (not leaked by the answered calls)
         for f in futs:
             f.cancel()
-        wait_parked(self.srv, 0)
+        ru.wait_parked(self.srv, 0)
         self.assertEqual(metric(self.srv, 'catalogd_parked_calls_rejected_total'), rej0 + 2)
 
 
@@ -143,7 +135,7 @@ class CapZeroTest(FeedServer):
     ENV = {'PARK_MAX_CALLS': '0'}
 
     def test_a_nothing_waits(self):
-        hi = high(self.mock)
+        hi = ru.next_offset(self.mock)
         code, details, took = failure(self.srv, V1, [('x-catalog-min-position', '0:%d' % hi)])
         self.assertEqual(code, EXHAUSTED, details)
         self.assertIn('PARK_MAX_CALLS=0', details)
@@ -172,7 +164,7 @@ class VersionWaiterTest(FeedServer):
         ids = [new_id(0x100 + i) for i in range(self.N)]
         futs = [validate_future(self.srv, vid, [('x-catalog-min-version', '1')], timeout=60)
                 for vid in ids]
-        wait_parked(self.srv, self.N, timeout=30)
+        ru.wait_parked(self.srv, self.N, timeout=30)
         rep0 = metric(self.srv, 'catalogd_parked_call_reparks_total')
         pub0 = metric(self.srv, 'catalogd_snapshots_published_total')
         for v in range(self.PUBLISHES):  # V1 only: no waiter names it
@@ -193,14 +185,14 @@ class VersionWaiterTest(FeedServer):
         took = time.monotonic() - t0
         self.assertTrue(r.exists)
         self.assertLess(took, 1.5, 'answered on the publish, not at MAX_WAIT_MS')
-        wait_parked(self.srv, self.N - 1)
+        ru.wait_parked(self.srv, self.N - 1)
         self.assertEqual(metric(self.srv, 'catalogd_parked_call_reparks_total'), rep0)
         # the rest in one publish: all answered, none re-run for nothing
         self.mock.produce([kafka.variant(ORG, vid, PID, 2) for i, vid in enumerate(ids)
                            if i != 7])
         for f in futs:
             self.assertTrue(f.result(timeout=10).exists)
-        wait_parked(self.srv, 0)
+        ru.wait_parked(self.srv, 0)
         self.assertEqual(metric(self.srv, 'catalogd_parked_call_reparks_total'), rep0)
 
 
@@ -212,7 +204,7 @@ class CountOnceTest(FeedServer):
         fut = self.srv.catalog_stub().ValidateVariantsBatch.future(
             pb.ValidateVariantsBatchRequest(organization_id=ORG, variant_ids=[a, b, c]),
             timeout=30, metadata=(('x-catalog-min-version', '1'),))
-        wait_parked(self.srv, 1)
+        ru.wait_parked(self.srv, 1)
         for i, vid in enumerate((a, b)):  # one id a publish: checked again, waits on
             self.mock.produce([kafka.variant(ORG, vid, PID, 1)])
             ru.eventually(lambda: metric(self.srv, 'catalogd_parked_call_reparks_total') ==
