@@ -175,6 +175,29 @@ def watermarks(km, topic=kafka.TOPIC):
     return out
 
 
+def product_events(org, pid, version, variants, sku='S'):
+    """(partition, key, value) of a product and its variants at version, the variants spread
+    over partitions 0 and 1 (skus '<sku><i>-<version>')."""
+    msgs = [(0,) + kafka.product(org, pid, version)]
+    for i, v in enumerate(variants):
+        msgs.append((i % 2,) + kafka.variant(org, v, pid, version,
+                                             sku='%s%d-%d' % (sku, i, version)))
+    return msgs
+
+
+def startup_source(srv):
+    """The server's "startup source" log line, or None before it."""
+    recs = logs_with(srv, 'startup source')
+    return recs[0] if recs else None
+
+
+def snapshot_bytes(srv):
+    """The whole body of the server's GET /snapshot."""
+    with urllib.request.urlopen('http://127.0.0.1:%d/snapshot' % srv.admin_port,
+                                timeout=30) as r:
+        return r.read()
+
+
 def next_offset(km, partition=0, topic=kafka.TOPIC):
     """The offset the next event produced to partition gets (its high watermark)."""
     return watermarks(km, topic)[partition][1]

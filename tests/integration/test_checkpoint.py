@@ -45,11 +45,7 @@ def sku_of(srv, vid, org=ORG):
 
 
 def events(version, variants, sku='S'):
-    """A product and variants of ORG at version, spread over two partitions."""
-    msgs = [(0,) + kafka.product(ORG, P1, version)]
-    for i, v in enumerate(variants):
-        msgs.append((i % 2,) + kafka.variant(ORG, v, P1, version, sku='%s%d-%d' % (sku, i, version)))
-    return msgs
+    return ru.product_events(ORG, P1, version, variants, sku)
 
 
 def padding(partition, mib=6.0):
@@ -66,11 +62,6 @@ def checkpoint_covering(srv, timeout=20):
                 if r['snapshot_version'] >= want]
         return recs[-1] if recs else None
     return eventually(written, timeout, 'a checkpoint of snapshot %d' % want)
-
-
-def startup_source(srv):
-    recs = logs_with(srv, 'startup source')
-    return recs[0] if recs else None
 
 
 class CheckpointTest(unittest.TestCase):
@@ -116,7 +107,7 @@ class CheckpointTest(unittest.TestCase):
         ref = self.server(checkpoints=False)  # never restarts
         a = self.server()
         ref.wait_serving(30), a.wait_serving(30)
-        self.assertEqual(startup_source(a)['source'], 'postgres')
+        self.assertEqual(ru.startup_source(a)['source'], 'postgres')
         ru.produce(self.km, events(1, V[:6]))
         self.same_state(a, ref)
         self.assertEqual(sku_of(a, V[5]), 'S5-1')
@@ -130,7 +121,7 @@ class CheckpointTest(unittest.TestCase):
                    [(1,) + kafka.deleted(ORG, 'variant', V[3], 2)])
         b = self.server()
         b.wait_serving(30)
-        src = startup_source(b)
+        src = ru.startup_source(b)
         self.assertEqual(src['source'], 'checkpoint', b.tail())
         self.assertFalse(logs_with(b, 'warm load starting'), 'PostgreSQL was asked')
         self.same_state(b, ref)
@@ -157,7 +148,7 @@ class CheckpointTest(unittest.TestCase):
         t_start = time.monotonic()
         b = self.server()
         b.wait_serving(60)
-        self.assertEqual(startup_source(b)['source'], 'checkpoint', b.tail())
+        self.assertEqual(ru.startup_source(b)['source'], 'checkpoint', b.tail())
         stub = b.catalog_stub()
         req = pb.ValidateVariantRequest(organization_id=ORG, variant_id=V[1])
         r, call = stub.ValidateVariant.with_call(req, timeout=5)
@@ -189,7 +180,7 @@ class CheckpointTest(unittest.TestCase):
         self.assertTrue(skipped, b.tail())
         self.assertIn('retention', skipped[0]['why'])
         self.assertIn('starts at %d' % lo, skipped[0]['why'])
-        self.assertEqual(startup_source(b)['source'], 'postgres')
+        self.assertEqual(ru.startup_source(b)['source'], 'postgres')
         # The state is PostgreSQL's: what only the refused checkpoint held is not served.
         self.assertIsNone(sku_of(b, V[1]))
         self.assertEqual(b.stop(), 0)
@@ -233,7 +224,7 @@ class CheckpointTest(unittest.TestCase):
         self.assertIn('truncated', whys[1])
         self.assertIn('checksum', whys[2])
         self.assertTrue(all(r['level'] == 'warn' for r in logs_with(b, 'checkpoint skipped')))
-        src = startup_source(b)
+        src = ru.startup_source(b)
         self.assertEqual((src['source'], src['path']), ('checkpoint', good), b.tail())
         self.same_state(b, ref)  # and it caught up from the older checkpoint's offsets
         self.assertEqual(sku_of(b, V[2]), 'U2-2')

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,20 +45,7 @@ def sku_of(srv, vid, org=ORG):
 
 
 def events(version, variants, sku='S'):
-    msgs = [(0,) + kafka.product(ORG, P1, version)]
-    for i, v in enumerate(variants):
-        msgs.append((i % 2,) + kafka.variant(ORG, v, P1, version, sku='%s%d-%d' % (sku, i, version)))
-    return msgs
-
-
-def startup_source(srv):
-    recs = logs_with(srv, 'startup source')
-    return recs[0] if recs else None
-
-
-def snapshot_bytes(srv):
-    with urllib.request.urlopen('http://127.0.0.1:%d/snapshot' % srv.admin_port, timeout=30) as r:
-        return r.read()
+    return ru.product_events(ORG, P1, version, variants, sku)
 
 
 class FakePeer:
@@ -147,7 +133,7 @@ class PeerBootstrapTest(unittest.TestCase):
         self.pg.stop()
         b = self.server(BOOTSTRAP_PEERS='127.0.0.1:%d' % a.admin_port)
         b.wait_serving(30)
-        src = startup_source(b)
+        src = ru.startup_source(b)
         self.assertEqual(src['source'], 'peer', b.tail())
         self.assertIn(':%d' % a.admin_port, src['peer'])
         self.assertGreater(src['bytes'], 0)
@@ -203,7 +189,7 @@ class PeerBootstrapTest(unittest.TestCase):
         self.assertTrue(failed, b.tail())
         self.assertIn(':%d' % proxy.port, failed[0]['peer'])
         self.assertIn('truncated', failed[0]['why'])
-        src = startup_source(b)
+        src = ru.startup_source(b)
         self.assertEqual(src['source'], 'peer')
         self.assertIn(':%d' % a.admin_port, src['peer'])
         self.assertEqual(ru.digest(b)['digest'], ru.digest(a)['digest'])
@@ -211,7 +197,7 @@ class PeerBootstrapTest(unittest.TestCase):
 
     def test_d_corrupt_transfer_refused(self):
         a = self.peer()
-        body = bytearray(snapshot_bytes(a))
+        body = bytearray(ru.snapshot_bytes(a))
         self.assertEqual(bytes(body[:8]), b'CATDCKPT')
         body[len(body) // 2] ^= 0x04
         fake = FakePeer(bytes(body))
@@ -221,7 +207,7 @@ class PeerBootstrapTest(unittest.TestCase):
         failed = logs_with(b, 'peer bootstrap failed')
         self.assertTrue(failed, b.tail())
         self.assertIn('checksum', failed[0]['why'])
-        self.assertEqual(startup_source(b)['source'], 'postgres')
+        self.assertEqual(ru.startup_source(b)['source'], 'postgres')
         self.assertEqual(b.stop(), 0)
 
     def test_e_memory_bounded_and_transfers_capped(self):

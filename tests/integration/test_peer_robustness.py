@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,15 +59,7 @@ def setUpModule():
 
 
 def events(version, variants, sku='S'):
-    msgs = [(0,) + kafka.product(ORG, P1, version)]
-    for i, v in enumerate(variants):
-        msgs.append((i % 2,) + kafka.variant(ORG, v, P1, version, sku='%s%d-%d' % (sku, i, version)))
-    return msgs
-
-
-def startup_source(srv):
-    recs = logs_with(srv, 'startup source')
-    return recs[0] if recs else None
+    return ru.product_events(ORG, P1, version, variants, sku)
 
 
 def transfer_shown(srv):
@@ -79,11 +70,6 @@ def transfer_shown(srv):
     except OSError:
         return None
     return st if st and st.get('bytes', 0) > 0 else None
-
-
-def snapshot_bytes(srv):
-    with urllib.request.urlopen('http://127.0.0.1:%d/snapshot' % srv.admin_port, timeout=30) as r:
-        return r.read()
 
 
 def raw_get(port, rcvbuf=65536):
@@ -192,7 +178,7 @@ class PeerTestBase(unittest.TestCase):
 class TricklingPeerTest(PeerTestBase):
 
     def trickler(self, real_peer):
-        t = TricklingPeer(snapshot_bytes(real_peer))
+        t = TricklingPeer(ru.snapshot_bytes(real_peer))
         self.addCleanup(t.close)
         return t
 
@@ -215,7 +201,7 @@ class TricklingPeerTest(PeerTestBase):
         self.assertIn('localhost:%d' % t.port, failed[0]['peer'])
         self.assertIn('too slow', failed[0]['why'])
         self.assertIn('BOOTSTRAP_PEER_MIN_BYTES_PER_SECOND', failed[0]['why'])
-        src = startup_source(b)
+        src = ru.startup_source(b)
         self.assertEqual(src['source'], 'peer', b.tail())
         self.assertIn('localhost:%d' % a.admin_port, src['peer'])
         self.assertLess(took, 25, 'one 10 s rate window, then the next peer')
@@ -236,7 +222,7 @@ class TricklingPeerTest(PeerTestBase):
         self.assertIn('BOOTSTRAP_PEER_TRANSFER_TIMEOUT_MS (3000 ms)', failed[0]['why'])
         self.assertLess(took, 8, 'the 3 s bound, not the trickle, ends it')
         b.wait_serving(30)
-        self.assertEqual(startup_source(b)['source'], 'postgres')
+        self.assertEqual(ru.startup_source(b)['source'], 'postgres')
         self.assertEqual(b.stop(), 0)
 
     def test_c_sigterm_during_a_transfer(self):
@@ -308,7 +294,7 @@ INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, 
         self.assertEqual(self.copies_since(mark), [], 'the replicas warm-loaded')
         for r in reps:
             self.assertTrue(logs_with(r, 'peer busy; asking again shortly'), r.tail())
-            self.assertEqual(startup_source(r)['source'], 'peer', r.tail())
+            self.assertEqual(ru.startup_source(r)['source'], 'peer', r.tail())
             self.assertFalse(logs_with(r, 'peer bootstrap failed'), r.tail())
         self.assertGreater(ru.metric(a, 'catalogd_snapshot_transfers_total{result="busy"}'), 0)
         self.assertGreaterEqual(ru.metric(a, 'catalogd_snapshot_transfers_total{result="sent"}'),
