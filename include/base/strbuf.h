@@ -13,6 +13,10 @@ struct strbuf {
   size_t len, cap;
 };
 
+/* Appends the n bytes at p (any bytes: the buffer may hold binary data,
+ * still NUL-terminated after them), growing as needed. */
+void sb_append(struct strbuf *sb, const void *p, size_t n);
+
 /* Appends formatted text, growing as needed. */
 void sb_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

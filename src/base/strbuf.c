@@ -25,6 +25,17 @@ void sb_printf(struct strbuf *sb, const char *fmt, ...) {
   }
 }
 
+void sb_append(struct strbuf *sb, const void *p, size_t n) {
+  if (sb->len + n + 1 > sb->cap) {
+    size_t want = sb->len + n + 1;
+    sb->cap = 2 * sb->cap > want ? 2 * sb->cap : want + 256;
+    sb->p = xrealloc(sb->p, sb->cap);
+  }
+  if (n) memcpy(sb->p + sb->len, p, n);
+  sb->len += n;
+  sb->p[sb->len] = '\0';
+}
+
 char *sb_take(struct strbuf *sb) {
   char *p = sb->p;
   if (p == NULL) {

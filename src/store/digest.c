@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "xalloc.h"
 
 struct canon {
@@ -48,40 +49,25 @@ static void mix(struct canon *c, const void *p, size_t n) {
  * (cheap copies), and four records' bytes are hashed interleaved
  * (mix4): the same values, about three times the speed. */
 
-/* A growing byte buffer for one record's canonical form. */
-struct cbuf {
-  uint8_t *p;
-  size_t len, cap;
-};
-
-static void put(struct cbuf *b, const void *p, size_t n) {
-  if (b->len + n > b->cap) {
-    b->cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
-    b->p = xrealloc(b->p, b->cap);
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-}
-
-static void put_str(struct cbuf *b, const char *s) {
+static void put_str(struct strbuf *b, const char *s) {
   uint32_t n = (uint32_t)strlen(s);
-  put(b, &n, sizeof n);
-  put(b, s, n);
+  sb_append(b, &n, sizeof n);
+  sb_append(b, s, n);
 }
 
-#define PUT(b, x) put((b), &(x), sizeof(x))
+#define PUT(b, x) sb_append((b), &(x), sizeof(x))
 
 static int id_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
 
 /* An id list, sorted (the order of links carries no meaning). */
-static void put_ids(struct cbuf *b, const uint8_t (*ids)[16], uint32_t n) {
+static void put_ids(struct strbuf *b, const uint8_t (*ids)[16], uint32_t n) {
   PUT(b, n);
   size_t at = b->len;
-  put(b, ids, (size_t)n * 16);
+  sb_append(b, ids, (size_t)n * 16);
   qsort(b->p + at, n, 16, id_cmp);
 }
 
-static void put_images(struct cbuf *b, const struct cat_image *im, uint32_t n) {
+static void put_images(struct strbuf *b, const struct cat_image *im, uint32_t n) {
   PUT(b, n);
   for (uint32_t i = 0; i < n; i++) {
     char idt[UUID_STR_LEN + 1];
@@ -91,8 +77,8 @@ static void put_images(struct cbuf *b, const struct cat_image *im, uint32_t n) {
   }
 }
 
-static void put_variant(struct cbuf *b, const struct cat_variant *v) {
-  put(b, v->product_id, 16);
+static void put_variant(struct strbuf *b, const struct cat_variant *v) {
+  sb_append(b, v->product_id, 16);
   put_str(b, v->sku), put_str(b, v->barcode), put_str(b, v->warehouse_id);
   put_str(b, v->lot_number), put_str(b, v->vendor);
   double d[7] = {v->sale_price, v->cost_price, v->tax, v->weight, v->length, v->width, v->height};
@@ -103,25 +89,25 @@ static void put_variant(struct cbuf *b, const struct cat_variant *v) {
   put_images(b, v->images, v->n_images);
 }
 
-static void put_product(struct cbuf *b, const struct cat_product *p) {
+static void put_product(struct strbuf *b, const struct cat_product *p) {
   put_str(b, p->local_id), put_str(b, p->title), put_str(b, p->sku), put_str(b, p->barcode);
   put_str(b, p->description), put_str(b, p->status), put_str(b, p->product_type);
   put_str(b, p->unit_of_measure);
   PUT(b, p->alert_stock);
   uint8_t has = p->has_brand;
   PUT(b, has);
-  if (has) put(b, p->brand_id, 16);
+  if (has) sb_append(b, p->brand_id, 16);
   put_images(b, p->images, p->n_images);
   put_ids(b, p->tag_ids, p->n_tags);
   put_ids(b, p->collection_ids, p->n_collections);
 }
 
 /* b = the canonical form of h: kind, key, version and every field. */
-static void canon_bytes(struct cbuf *b, const struct cat_hdr *h) {
+static void canon_bytes(struct strbuf *b, const struct cat_hdr *h) {
   uint8_t kind = h->kind;
   b->len = 0;
   PUT(b, kind);
-  put(b, h->key, h->keylen);
+  sb_append(b, h->key, h->keylen);
   PUT(b, h->version);
   if (h->kind == CAT_VARIANT)
     put_variant(b, (const struct cat_variant *)h);
@@ -134,7 +120,7 @@ static void canon_bytes(struct cbuf *b, const struct cat_hdr *h) {
 }
 
 void digest_record(const struct cat_hdr *h, uint64_t out[2]) {
-  struct cbuf b = {0};
+  struct strbuf b = {0};
   struct canon c = {SEED1, SEED2};
   canon_bytes(&b, h);
   mix(&c, b.p, b.len);
@@ -144,13 +130,14 @@ void digest_record(const struct cat_hdr *h, uint64_t out[2]) {
 
 /* out[j] = the hash of b[j] for j < 4, interleaved: the four chains are
  * independent, so the CPU overlaps their multiplies. */
-static void mix4(const struct cbuf b[4], struct canon out[4]) {
+static void mix4(const struct strbuf b[4], struct canon out[4]) {
   size_t m = b[0].len;
   for (int j = 1; j < 4; j++)
     m = b[j].len < m ? b[j].len : m;
   uint64_t a1 = SEED1, a2 = SEED2, b1 = SEED1, b2 = SEED2;
   uint64_t c1 = SEED1, c2 = SEED2, d1 = SEED1, d2 = SEED2;
-  const uint8_t *p0 = b[0].p, *p1 = b[1].p, *p2 = b[2].p, *p3 = b[3].p;
+  const uint8_t *p0 = (const uint8_t *)b[0].p, *p1 = (const uint8_t *)b[1].p,
+                *p2 = (const uint8_t *)b[2].p, *p3 = (const uint8_t *)b[3].p;
   for (size_t i = 0; i < m; i++) {
     STEP(a1, a2, p0[i]);
     STEP(b1, b2, p1[i]);
@@ -168,7 +155,7 @@ static void mix4(const struct cbuf b[4], struct canon out[4]) {
 struct digest_acc {
   struct canon *v; /* the hashes so far */
   size_t n, cap;
-  struct cbuf b[4];
+  struct strbuf b[4];
   int pending; /* records laid out in b[0..pending), not hashed yet */
 };
 
