@@ -5,8 +5,8 @@
  *
  * The stream (docs/ARCHITECTURE.md, "Checkpoints") is a header (magic,
  * format version, the Kafka topic and per-partition next offsets the state
- * covers, record counts per kind, the state digest), then blocks of records
- * each with its CRC-32C, then a trailer. It is written and read through
+ * covers, live counts per kind), then blocks of records each with its
+ * CRC-32C, then a trailer (record counts per kind, the state digest). It is written and read through
  * callbacks, in blocks of bounded size, so the same bytes can go to a file
  * or (later) over HTTP to a peer, with bounded memory on both sides.
  *
@@ -28,7 +28,9 @@
 #include "model.h"
 #include "store.h"
 
-#define CKPT_FORMAT_VERSION 2 /* 2: tombstones say whether they were unversioned */
+/* 2: tombstones say whether they were unversioned; 3: the digest (its
+ * version 2: digest.c) and the exact counts are in the trailer */
+#define CKPT_FORMAT_VERSION 3
 #define CKPT_MAX_PARTS      65536
 #define CKPT_TOPIC_MAX      255
 
@@ -37,14 +39,15 @@ struct ckpt_part {
   int64_t next; /* the next offset to read: every event before it is in the state */
 };
 
-/* What a checkpoint says about itself (its header). */
+/* What a checkpoint says about itself: its header, and after the body its
+ * trailer (records, digest). */
 struct ckpt_meta {
   char topic[CKPT_TOPIC_MAX + 1];
   uint32_t nparts;
   struct ckpt_part *parts;            /* malloc'd; ckpt_meta_clear frees it */
-  uint64_t records[CAT_ENTITY_KINDS]; /* records per kind, tombstones included */
+  uint64_t records[CAT_ENTITY_KINDS]; /* records per kind, tombstones included (trailer) */
   uint64_t live[CAT_ENTITY_KINDS];    /* live entities per kind */
-  char digest[33];                    /* digest.h's hex of the live state */
+  char digest[33];                    /* digest.h's hex of the live state (trailer) */
   uint64_t snap_version;              /* of the snapshot written (informative) */
   int64_t built_ns;                   /* when that snapshot was built (wall) */
 };
@@ -61,8 +64,9 @@ typedef int (*ckpt_write_fn)(void *arg, const void *p, size_t n);
 typedef ssize_t (*ckpt_read_fn)(void *arg, void *p, size_t n);
 
 /* Encodes s (pinned, or otherwise held still) as a checkpoint covering
- * meta's topic and partitions; fills meta's counts and digest first, and
- * moves meta's offsets to those s was published with (where s has them). Output
+ * meta's topic and partitions; moves meta's offsets to those s was
+ * published with (where s has them), and fills meta's counts and digest
+ * (the digest as the last bytes are written). Output
  * goes to w in pieces of at most about 64 KiB. Returns 0, or w's error.
  * @locality any registered thread; s must not be freed meanwhile. */
 int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn w, void *arg);
@@ -78,13 +82,15 @@ void ckpt_reader_destroy(struct ckpt_reader *rd); /* NULL: no-op */
  * -EIO (or r's error) if reading failed. why gets a short reason. */
 int ckpt_read_header(struct ckpt_reader *rd, struct ckpt_meta *out, char *why, size_t cap);
 
-/* After the header: reads every block into t (store_put of each record),
- * then the trailer, and checks that the stream ends there and that t's
- * counts and digest equal meta's. Returns 0; -EBADMSG if anything is
+/* After the header: reads every block into t (store_put of each record,
+ * on a second thread: put_stage.h), then the trailer into meta's records
+ * and digest, and checks that the stream ends there and that t's counts
+ * and digest equal the trailer's. Returns 0; -EBADMSG if anything is
  * damaged or inconsistent (t then holds a partial state: abort it); -EIO or
- * r's error. Never crashes on any input. @locality the store's writer. */
-int ckpt_read_body(struct ckpt_reader *rd, const struct ckpt_meta *meta, struct store_txn *t,
-                   char *why, size_t cap);
+ * r's error. Never crashes on any input. @locality the store's writer (t
+ * is not touched by this thread while the body is read). */
+int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_txn *t, char *why,
+                   size_t cap);
 
 /* ---- Files ---- */
 

@@ -4,8 +4,9 @@
  *
  * The digest depends only on the live entities and their fields (not on
  * load order, batch boundaries, tombstones or how the snapshot was built):
- * each record is hashed from a canonical form, the hashes are sorted, and
- * the sorted list is hashed.
+ * each record is hashed from a canonical form, and the sums of the records'
+ * hashes (with their count) are hashed. The definition is versioned with
+ * the checkpoint format (digest.c).
  *
  * @locality inside a read section (it walks the whole snapshot: the writer's
  * next publish waits for it).

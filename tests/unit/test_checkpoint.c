@@ -288,10 +288,13 @@ static void foreign_and_other_versions_are_refused(void **state) {
   char why[256];
   m.p[8] = 1; /* format version 1: its tombstones do not say whether they were versionless */
   assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
-  assert_string_equal(why, "format version 1; this build reads 2");
-  m.p[8] = 3;
+  assert_string_equal(why, "format version 1; this build reads 3");
+  m.p[8] = 2; /* format version 2: digest version 1, in the header */
   assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
-  assert_string_equal(why, "format version 3; this build reads 2");
+  assert_string_equal(why, "format version 2; this build reads 3");
+  m.p[8] = 4;
+  assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
+  assert_string_equal(why, "format version 4; this build reads 3");
   memcpy(m.p, "PK\003\004junk", 8); /* a zip file, say */
   assert_int_equal(decode(&m, &b, &meta, why, sizeof why), -EBADMSG);
   assert_string_equal(why, "not a catalogd checkpoint (bad magic)");
@@ -440,18 +443,27 @@ static void put_le32(struct mem *m, uint32_t v) {
   mem_write(m, x, 4);
 }
 
+/* The trailer's frame: 'E', length, count; then its payload (the records,
+ * per kind records and live, the digest's 32 hex digits) and its crc. */
+#define TRAILER_PAYLOAD (8 + CAT_ENTITY_KINDS * 16 + 32)
+#define TRAILER_BYTES   (9 + TRAILER_PAYLOAD + 4)
+
+static void put_le64(struct mem *m, uint64_t v) {
+  put_le32(m, (uint32_t)v), put_le32(m, (uint32_t)(v >> 32));
+}
+
 /* The blocks of an encoded stream (between its header and its trailer). */
 static void append_blocks(struct mem *to, const struct mem *from) {
   uint32_t hl =
       16 + (from->p[12] | from->p[13] << 8 | from->p[14] << 16 | (uint32_t)from->p[15] << 24) + 4;
-  mem_write(to, from->p + hl, from->n - hl - 21); /* trailer: 'E' + 4 + 4 + 8 + crc 4 */
+  mem_write(to, from->p + hl, from->n - hl - TRAILER_BYTES);
 }
 
 /* The reader hashes each record as it decodes it: a forged stream holding
  * variant X at version 1 and again at version 2 (the second replaces the
- * first in the state), with a header that says two variant records, one
- * live (as the state holds) and the digest of the two records decoded (not
- * the state's), must be refused. */
+ * first in the state), with a header and trailer that say two variant
+ * records, one live (as the state holds) and the digest of the two records
+ * decoded (not the state's), must be refused. */
 static void an_entity_twice_is_refused(void **state) {
   (void)state;
   struct store *a = store_new(), *b = store_new(), *c;
@@ -472,11 +484,10 @@ static void an_entity_twice_is_refused(void **state) {
   store_read_unlock();
   char hex[33];
   digest_acc_finish(acc, hex);
-  /* Header body: no topic or partitions; variants: 2 records, 1 live. */
+  /* Header body: no topic or partitions; 1 live variant. */
   put_var(&body, 0), put_var(&body, 0);
   for (int k = 0; k < CAT_ENTITY_KINDS; k++)
-    put_var(&body, k == CAT_VARIANT ? 2 : 0), put_var(&body, k == CAT_VARIANT ? 1 : 0);
-  mem_write(&body, hex, 32);
+    put_var(&body, k == CAT_VARIANT ? 1 : 0);
   put_var(&body, 1), put_var(&body, 0);
   mem_write(&m, "CATDCKPT", 8);
   put_le32(&m, CKPT_FORMAT_VERSION);
@@ -485,13 +496,17 @@ static void an_entity_twice_is_refused(void **state) {
   put_le32(&m, crc32c(0, m.p, m.n));
   append_blocks(&m, &ma), append_blocks(&m, &mb);
   size_t at = m.n;
-  uint8_t trailer[17] = {'E', 8, 0, 0, 0, 0, 0, 0, 0, 2};
-  mem_write(&m, trailer, sizeof trailer);
-  put_le32(&m, crc32c(0, m.p + at, sizeof trailer));
+  uint8_t frame[9] = {'E', TRAILER_PAYLOAD};
+  mem_write(&m, frame, sizeof frame);
+  put_le64(&m, 2); /* records */
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++) /* variants: 2 records, 1 live */
+    put_le64(&m, k == CAT_VARIANT ? 2 : 0), put_le64(&m, k == CAT_VARIANT ? 1 : 0);
+  mem_write(&m, hex, 32);
+  put_le32(&m, crc32c(0, m.p + at, m.n - at));
   struct ckpt_meta meta;
   char why[256] = "";
   assert_int_equal(decode(&m, &c, &meta, why, sizeof why), -EBADMSG);
-  assert_string_equal(why, "variant count differs from the header");
+  assert_string_equal(why, "variant count differs from the trailer");
   store_destroy(a);
   store_destroy(b);
   free(ma.p), free(mb.p), free(body.p), free(m.p);
