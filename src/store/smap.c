@@ -272,12 +272,44 @@ size_t smap_slots(const struct smap *m) {
   return slots;
 }
 
+/* Records are prefetched this many records ahead of fn: a walk of a whole
+ * snapshot (checkpoint encoder, digest) is otherwise a cache miss per
+ * record, in hash order; fn reads the first lines of each. */
+#define WALK_AHEAD 8
+#define WALK_LINES 4
+
+static void prefetch_record(const struct cat_hdr *h) {
+  for (int l = 0; l < WALK_LINES; l++)
+    __builtin_prefetch((const char *)h + 64 * l);
+}
+
+/* A position in a walk of m's entries. */
+struct cursor {
+  size_t i; /* shard */
+  uint32_t j; /* entry in it */
+};
+
+/* The next record from c on (moving c past it), or NULL at the end. */
+static const struct cat_hdr *next_val(const struct smap *m, struct cursor *c) {
+  for (size_t n = (size_t)1 << m->bits; c->i < n; c->i++, c->j = 0) {
+    const struct shard *sh = m->shards[c->i];
+    while (sh != NULL && c->j <= sh->mask) {
+      const struct cat_hdr *h = sh->e[c->j++].val;
+      if (h != NULL) return h;
+    }
+  }
+  return NULL;
+}
+
 void smap_foreach(const struct smap *m, void (*fn)(const struct cat_hdr *, void *), void *arg) {
-  size_t n = (size_t)1 << m->bits;
-  for (size_t i = 0; i < n; i++) {
-    const struct shard *sh = m->shards[i];
-    for (uint32_t j = 0; sh != NULL && j <= sh->mask; j++)
-      if (sh->e[j].val != NULL) fn(sh->e[j].val, arg);
+  struct cursor lead = {0, 0}, at = {0, 0};
+  const struct cat_hdr *h;
+  for (int k = 0; k < WALK_AHEAD && (h = next_val(m, &lead)) != NULL; k++)
+    prefetch_record(h);
+  while ((h = next_val(m, &at)) != NULL) {
+    const struct cat_hdr *ahead = next_val(m, &lead);
+    if (ahead != NULL) prefetch_record(ahead);
+    fn(h, arg);
   }
 }
 
