@@ -13,8 +13,9 @@
  *   digest  digest_compute of the snapshot (the encoder computes it once,
  *           the reader once more on the state it decoded);
  *   write   ckpt_write_file into DIR (temp file, fsync, rename, prune to 1);
- *   read    ckpt_load_file of that file into a new store, then its commit
- *           (as the start-up does); the store is then destroyed, untimed.
+ *   read    ckpt_load_file of that file into a new store, with a prefaulter
+ *           (prefault.h), then its commit (as the start-up does); the
+ *           store is then destroyed, untimed.
  * The read checks that the digest it decoded equals the written one (the
  * reader itself refuses a difference). With EVENTS.tsv "-", only "read" of
  * DIR's newest checkpoint (a profile of the reader alone). Prints best and median seconds per
@@ -33,6 +34,7 @@
 #include "clock.h"
 #include "digest.h"
 #include "event_decode.h"
+#include "prefault.h"
 #include "store.h"
 
 #define MAX_ROUNDS 50
@@ -156,14 +158,19 @@ static struct timing round_write(struct store *st, const char *dir, char *path, 
   return sec;
 }
 
-/* One read round of path into a new store; wall -1 if it failed. */
+/* One read round of path into a new store, with a prefaulter as the
+ * server's start-up has; wall -1 if it failed. */
 static struct timing round_read(const char *path, const char *want_hex) {
   struct store *st = store_new();
   struct store_txn *t = store_begin(st);
   struct ckpt_meta m;
   char why[512];
   struct timing t0 = t_start();
+  struct prefault *pf = prefault_start();
+  store_set_prefault(st, pf);
   int rc = ckpt_load_file(path, NULL, NULL, t, &m, why, sizeof why);
+  store_set_prefault(st, NULL);
+  prefault_stop(pf);
   if (rc == 0) store_commit(t);
   struct timing sec = t_since(t0);
   if (rc != 0) {

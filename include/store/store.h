@@ -286,6 +286,14 @@ const struct cat_hdr *store_txn_get(struct store_txn *t, enum cat_kind kind, con
  * valid after commit or abort. */
 const struct snapshot *store_txn_view(const struct store_txn *t);
 
+/* During a bulk build (a whole state into one transaction), every record
+ * put is noted to pf (prefault.h), which faults in the memory after it on
+ * its own thread; NULL ends that. The put may run on another thread than
+ * the writer's (a checkpoint's put stage) if that thread starts after this
+ * call and is joined before the next. @locality the store's writer. */
+struct prefault;
+void store_set_prefault(struct store *st, struct prefault *pf);
+
 /* Number of puts/deletes applied so far in t. */
 size_t store_txn_changes(const struct store_txn *t);
 

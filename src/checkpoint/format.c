@@ -34,7 +34,6 @@
 #include "checkpoint.h"
 #include "crc32c.h"
 #include "digest.h"
-#include "prefault.h"
 #include "put_stage.h"
 #include "xalloc.h"
 
@@ -289,9 +288,6 @@ struct ckpt_reader {
   uint64_t total; /* records decoded */
   /* The puts, on their own thread while the body is read (put_stage.h). */
   struct put_stage *stage;
-  /* Fresh pages for the records, zeroed ahead on a third thread
-   * (prefault.h); only for a whole-state build (from_empty). */
-  struct prefault *prefault;
   /* The digest of the live records decoded, each hashed right after it is
    * built (in the cache) rather than by a second walk of the whole state;
    * only when the body began with an empty state (from_empty). */
@@ -318,7 +314,6 @@ void ckpt_reader_destroy(struct ckpt_reader *rd) {
   free(rd->img_ids);
   struct put_stage_counts c;
   put_stage_finish(rd->stage, &c); /* only if a body read was cut short */
-  prefault_stop(rd->prefault);
   digest_acc_destroy(rd->digest);
   free(rd);
 }
@@ -553,7 +548,6 @@ static int dec_record(struct cur *c, struct ckpt_reader *rd, struct pending *p,
     h = dec_named(c, kind, &r, why);
   if (h == NULL) return -EBADMSG;
   if (rd->digest != NULL && !h->deleted) digest_acc_add(rd->digest, h); /* while in the cache */
-  prefault_note(rd->prefault, h);
   p->h[p->n++] = h;
   return p->n == STORE_PUT_MANY_MAX ? give_pending(p, rd, why) : 0;
 }
@@ -686,8 +680,6 @@ static int end_stage(struct ckpt_reader *rd, int rc, struct put_stage_counts *c,
                      size_t cap) {
   put_stage_finish(rd->stage, c);
   rd->stage = NULL;
-  prefault_stop(rd->prefault);
-  rd->prefault = NULL;
   if (!c->failed) return rc;
   snprintf(why, cap, "record %llu: the same entity twice", (unsigned long long)c->failed_at);
   return -EBADMSG;
@@ -709,7 +701,6 @@ int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_
       store_txn_reserve(t, (enum cat_kind)k,
                         meta->live[k] < RESERVE_MAX ? (size_t)meta->live[k] : RESERVE_MAX);
   rd->stage = put_stage_start(t);
-  if (rd->from_empty) rd->prefault = prefault_start();
   int rc = end_stage(rd, read_blocks(rd, meta, why, cap), &c, why, cap);
   return rc != 0 ? rc : check_end(rd, meta, t, &c, why, cap);
 }

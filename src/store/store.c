@@ -27,6 +27,7 @@
 
 #include "clock.h"
 #include "smap.h"
+#include "prefault.h"
 #include "xalloc.h"
 
 /* Shard counts: big tables get many small shards so that a one-entity
@@ -60,6 +61,7 @@ struct store {
   _Atomic int64_t stale_since;
   void (*on_publish)(void *, const struct store_changes *); /* set before the writer starts */
   void *on_publish_arg;
+  struct prefault *pf; /* writer only: a bulk build's (store_set_prefault), or NULL */
 };
 
 struct store_txn {
@@ -446,6 +448,7 @@ static void txn_install(struct store_txn *t, struct cat_hdr *rec, uint32_t hash)
   enum cat_kind kind = rec->kind;
   struct cat_hdr *old;
   rec->gen = t->gen;
+  prefault_note(t->st->pf, rec); /* the next records are allocated after this one */
   smap_put(txn_map(t, kind), rec, hash, &old, &t->retired);
   if (old && !old->deleted) t->next.live[kind]--;
   if (!rec->deleted) t->next.live[kind]++;
@@ -657,3 +660,5 @@ void store_abort(struct store_txn *t) {
   free(t->changed);
   free(t);
 }
+
+void store_set_prefault(struct store *st, struct prefault *pf) { st->pf = pf; }
