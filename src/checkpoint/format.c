@@ -35,6 +35,7 @@
 #include "crc32c.h"
 #include "digest.h"
 #include "put_stage.h"
+#include "strbuf.h"
 #include "xalloc.h"
 
 #define MAGIC         "CATDCKPT"
@@ -57,23 +58,8 @@ void ckpt_meta_clear(struct ckpt_meta *m) {
 
 /* ---- Writing ---- */
 
-/* A growing byte buffer. */
-struct bbuf {
-  char *data;
-  size_t len, cap;
-};
-
-static void bb_append(struct bbuf *b, const void *p, size_t n) {
-  if (b->len + n > b->cap) {
-    b->cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
-    b->data = xrealloc(b->data, b->cap);
-  }
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
-}
-
 struct enc {
-  struct bbuf b; /* the block being built (or the header body) */
+  struct strbuf b; /* the block being built (or the header body) */
   uint32_t nrec;
   const char *prev_org; /* organization of the previous record in this block */
   ckpt_write_fn w;
@@ -84,52 +70,52 @@ struct enc {
   struct digest_acc *digest; /* of the live records written */
 };
 
-static void put_u8(struct bbuf *b, uint8_t v) { bb_append(b, (const char *)&v, 1); }
+static void put_u8(struct strbuf *b, uint8_t v) { sb_append(b, (const char *)&v, 1); }
 
-static void put_le(struct bbuf *b, uint64_t v, int n) {
+static void put_le(struct strbuf *b, uint64_t v, int n) {
   uint8_t x[8];
   for (int i = 0; i < n; i++)
     x[i] = (uint8_t)(v >> (8 * i));
-  bb_append(b, (const char *)x, (size_t)n);
+  sb_append(b, (const char *)x, (size_t)n);
 }
 
-static void put_var(struct bbuf *b, uint64_t v) {
+static void put_var(struct strbuf *b, uint64_t v) {
   uint8_t x[10];
   int n = 0;
   do {
     x[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
     v >>= 7;
   } while (v);
-  bb_append(b, (const char *)x, (size_t)n);
+  sb_append(b, (const char *)x, (size_t)n);
 }
 
-static void put_zz(struct bbuf *b, int64_t v) {
+static void put_zz(struct strbuf *b, int64_t v) {
   put_var(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
 }
 
-static void put_str(struct bbuf *b, const char *s) {
+static void put_str(struct strbuf *b, const char *s) {
   size_t n = strlen(s);
   put_var(b, n);
-  bb_append(b, s, n + 1); /* with its NUL */
+  sb_append(b, s, n + 1); /* with its NUL */
 }
 
-static void put_images(struct bbuf *b, const struct cat_image *im, uint32_t n) {
+static void put_images(struct strbuf *b, const struct cat_image *im, uint32_t n) {
   put_var(b, n);
   for (uint32_t i = 0; i < n; i++) {
-    bb_append(b, (const char *)im[i].id, 16);
+    sb_append(b, (const char *)im[i].id, 16);
     put_zz(b, im[i].position);
     put_str(b, im[i].url);
     put_str(b, im[i].alt);
   }
 }
 
-static void put_ids(struct bbuf *b, const uint8_t (*ids)[16], uint32_t n) {
+static void put_ids(struct strbuf *b, const uint8_t (*ids)[16], uint32_t n) {
   put_var(b, n);
-  bb_append(b, (const char *)ids, (size_t)n * 16);
+  sb_append(b, (const char *)ids, (size_t)n * 16);
 }
 
-static void put_variant(struct bbuf *b, const struct cat_variant *v) {
-  bb_append(b, (const char *)v->product_id, 16);
+static void put_variant(struct strbuf *b, const struct cat_variant *v) {
+  sb_append(b, (const char *)v->product_id, 16);
   put_str(b, v->sku), put_str(b, v->barcode), put_str(b, v->warehouse_id);
   put_str(b, v->lot_number), put_str(b, v->vendor);
   const double d[7] = {v->sale_price, v->cost_price, v->tax,   v->weight,
@@ -139,7 +125,7 @@ static void put_variant(struct bbuf *b, const struct cat_variant *v) {
     if (d[i] != 0 || __builtin_signbit(d[i])) mask |= (uint8_t)(1u << i);
   put_u8(b, mask);
   for (int i = 0; i < 7; i++)
-    if (mask & (1u << i)) bb_append(b, (const char *)&d[i], 8);
+    if (mask & (1u << i)) sb_append(b, (const char *)&d[i], 8);
   const int32_t n[5] = {v->stock_total, v->stock_available, v->stock_reserved, v->min_stock,
                         v->max_stock};
   for (int i = 0; i < 5; i++)
@@ -148,13 +134,13 @@ static void put_variant(struct bbuf *b, const struct cat_variant *v) {
   put_images(b, v->images, v->n_images);
 }
 
-static void put_product(struct bbuf *b, const struct cat_product *p) {
+static void put_product(struct strbuf *b, const struct cat_product *p) {
   put_str(b, p->local_id), put_str(b, p->title), put_str(b, p->sku), put_str(b, p->barcode);
   put_str(b, p->description), put_str(b, p->status), put_str(b, p->product_type);
   put_str(b, p->unit_of_measure);
   put_zz(b, p->alert_stock);
   put_u8(b, p->has_brand);
-  if (p->has_brand) bb_append(b, (const char *)p->brand_id, 16);
+  if (p->has_brand) sb_append(b, (const char *)p->brand_id, 16);
   put_images(b, p->images, p->n_images);
   put_ids(b, p->tag_ids, p->n_tags);
   put_ids(b, p->collection_ids, p->n_collections);
@@ -162,21 +148,21 @@ static void put_product(struct bbuf *b, const struct cat_product *p) {
 
 /* Sends one framed unit: tag, length and count (blocks), body, crc. */
 static void emit(struct enc *e, uint8_t tag, const char *body, size_t n, uint32_t nrec) {
-  struct bbuf f = {0};
+  struct strbuf f = {0};
   put_u8(&f, tag);
   put_le(&f, n, 4);
   put_le(&f, nrec, 4);
-  uint32_t crc = crc32c(crc32c(0, f.data, f.len), body, n);
-  if (e->err == 0) e->err = e->w(e->arg, f.data, f.len);
+  uint32_t crc = crc32c(crc32c(0, f.p, f.len), body, n);
+  if (e->err == 0) e->err = e->w(e->arg, f.p, f.len);
   if (e->err == 0 && n) e->err = e->w(e->arg, body, n);
   put_le(&f, crc, 4);
-  if (e->err == 0) e->err = e->w(e->arg, f.data + f.len - 4, 4);
-  free(f.data);
+  if (e->err == 0) e->err = e->w(e->arg, f.p + f.len - 4, 4);
+  free(f.p);
 }
 
 static void flush_block(struct enc *e) {
   if (e->nrec == 0) return;
-  emit(e, 'B', e->b.data, e->b.len, e->nrec);
+  emit(e, 'B', e->b.p, e->b.len, e->nrec);
   e->b.len = 0, e->nrec = 0, e->prev_org = NULL;
 }
 
@@ -188,7 +174,7 @@ static void enc_record(const struct cat_hdr *h, void *arg) {
                             (h->deleted && h->unversioned ? F_UNVERSIONED : 0));
   bool same = e->prev_org != NULL && strcmp(e->prev_org, h->org) == 0;
   put_u8(&e->b, (uint8_t)(flags | (same ? F_SAME_ORG : 0)));
-  bb_append(&e->b, (const char *)h->key, 16);
+  sb_append(&e->b, (const char *)h->key, 16);
   if (!same) put_str(&e->b, h->org);
   e->prev_org = h->org;
   put_zz(&e->b, h->version);
@@ -205,9 +191,9 @@ static void enc_record(const struct cat_hdr *h, void *arg) {
 }
 
 /* The header body: topic, partitions, live counts, version, time. */
-static void header_body(struct bbuf *b, const struct ckpt_meta *m) {
+static void header_body(struct strbuf *b, const struct ckpt_meta *m) {
   put_var(b, strlen(m->topic));
-  bb_append(b, m->topic, strlen(m->topic));
+  sb_append(b, m->topic, strlen(m->topic));
   put_var(b, m->nparts);
   for (uint32_t i = 0; i < m->nparts; i++)
     put_zz(b, m->parts[i].id), put_zz(b, m->parts[i].next);
@@ -222,7 +208,7 @@ static void header_body(struct bbuf *b, const struct ckpt_meta *m) {
 /* The trailer: the counts and the digest of what was written, also into
  * meta. */
 static void trailer(struct enc *e, struct ckpt_meta *meta) {
-  struct bbuf t = {0};
+  struct strbuf t = {0};
   digest_acc_finish(e->digest, meta->digest);
   e->digest = NULL;
   put_le(&t, e->total, 8);
@@ -230,9 +216,9 @@ static void trailer(struct enc *e, struct ckpt_meta *meta) {
     meta->records[k] = e->records[k];
     put_le(&t, e->records[k], 8), put_le(&t, e->live[k], 8);
   }
-  bb_append(&t, meta->digest, 32);
-  if (e->err == 0) emit(e, 'E', t.data, t.len, 0);
-  free(t.data);
+  sb_append(&t, meta->digest, 32);
+  if (e->err == 0) emit(e, 'E', t.p, t.len, 0);
+  free(t.p);
 }
 
 /* Moves meta's offsets to those s itself was published with, where s names
@@ -255,15 +241,15 @@ int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn 
   meta->snap_version = snap_version(s);
   meta->built_ns = snap_built_ns(s);
   struct enc e = {.w = w, .arg = arg, .digest = digest_acc_new()};
-  struct bbuf h = {0};
-  bb_append(&h, MAGIC, 8);
+  struct strbuf h = {0};
+  sb_append(&h, MAGIC, 8);
   put_le(&h, CKPT_FORMAT_VERSION, 4);
   header_body(&e.b, meta);
   put_le(&h, e.b.len, 4);
-  bb_append(&h, e.b.data, e.b.len);
-  put_le(&h, crc32c(0, h.data, h.len), 4);
-  e.err = w(arg, h.data, h.len);
-  free(h.data);
+  sb_append(&h, e.b.p, e.b.len);
+  put_le(&h, crc32c(0, h.p, h.len), 4);
+  e.err = w(arg, h.p, h.len);
+  free(h.p);
   e.b.len = 0;
   for (int k = 0; k < CAT_ENTITY_KINDS && e.err == 0; k++) {
     snap_foreach_all(s, (enum cat_kind)k, enc_record, &e);
@@ -271,7 +257,7 @@ int ckpt_encode(const struct snapshot *s, struct ckpt_meta *meta, ckpt_write_fn 
   }
   trailer(&e, meta);
   digest_acc_destroy(e.digest); /* if the walk stopped early: the trailer took it otherwise */
-  free(e.b.data);
+  free(e.b.p);
   return e.err;
 }
 
