@@ -282,25 +282,23 @@ static struct aconn *conn_of(struct MHD_Connection *c) {
 }
 
 /* MHD_OPTION_NOTIFY_COMPLETED: the answer is out; a kept-alive connection's
- * next request gets a full budget again. A /snapshot reader that stalled
- * may meet libmicrohttpd's own idle timeout (the same number of seconds,
- * counted from the last byte taken) before conn_sweep sees it: it is the
- * same cut, logged and counted as one (libmicrohttpd reports completion
- * before it frees the response, so the transfer is still registered).
- * @locality admin thread. */
+ * next request gets a full budget again. @locality admin thread. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **req,
                          enum MHD_RequestTerminationCode toe) {
   struct admin *a = cls;
   struct aconn *ac = conn_of(c);
-  (void)req;
+  (void)req, (void)toe;
   if (ac == NULL) return;
-  if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) {
-    struct xfer *x = xfer_on(a, ac);
-    if (x != NULL && x->cut == NULL) xfer_cut(a, x, XFER_STALLED);
-  }
   ac->answering = false;
   ac->deadline = clock_mono_s() + a->d.cfg->admin_request_timeout_s;
 }
+
+/* libmicrohttpd's own idle timeout is only a backstop, this much later than
+ * ADMIN_REQUEST_TIMEOUT_SECONDS: the sweep (conn_sweep), which logs and
+ * counts the cut and cancels a /snapshot encoder, is the one owner of idle
+ * cuts. With both at the same value, libmicrohttpd sometimes closed a
+ * stalled /snapshot reader first, unlogged. */
+#define MHD_BACKSTOP_S 5
 
 #define MHD_LOG_WINDOW_S 10.0
 #define MHD_LOG_LINES    5
@@ -661,7 +659,7 @@ int admin_start(const struct admin_deps *d, struct admin **out) {
       flags, (uint16_t)d->cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER,
       mhd_log_json, a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_CONNECTION,
       on_connection, a, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)d->cfg->admin_request_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)(d->cfg->admin_request_timeout_s + MHD_BACKSTOP_S), MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)ADMIN_HARD_CONNS, MHD_OPTION_END);
   if (a->mhd == NULL) {
     log_error(
