@@ -204,6 +204,18 @@ static char *text(const char *s) {
   return o;
 }
 
+/* 405 with the methods the resource allows (RFC 9110 asks for Allow). */
+static enum MHD_Result reply_not_allowed(struct MHD_Connection *c, const char *allow) {
+  const char *body = "method not allowed\n";
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+  MHD_add_response_header(r, "Content-Type", "text/plain");
+  MHD_add_response_header(r, "Allow", allow);
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
 /* Shuts a connection's socket down; libmicrohttpd sees EOF on its next
  * poll and closes it (closing the fd ourselves would race its reuse). */
 static void conn_cut(struct aconn *ac) {
@@ -578,7 +590,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   struct aconn *ac = conn_of(c);
   if (ac != NULL) ac->answering = true;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-    return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text("method not allowed\n"), "text/plain");
+    return reply_not_allowed(c, "GET, HEAD");
   if (strcmp(url, "/metrics") == 0)
     return reply(c, status, render_metrics(a), "text/plain; version=0.0.4");
   if (strcmp(url, "/healthz") == 0) return reply(c, status, text("ok\n"), "text/plain");
@@ -587,7 +599,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, render_ready(a, ok),
                  "application/json");
   }
-  if (strcmp(url, "/snapshot") == 0 && strcmp(method, "GET") == 0) return serve_snapshot(a, c);
+  if (strcmp(url, "/snapshot") == 0) { /* HEAD: the length is known only once encoded */
+    if (strcmp(method, "GET") == 0 || !a->d.cfg->snapshot_serve) return serve_snapshot(a, c);
+    return reply_not_allowed(c, "GET");
+  }
   if (strcmp(url, "/digest") == 0) {
     char *body = render_digest(a, &status);
     return reply(c, status, body, "application/json");

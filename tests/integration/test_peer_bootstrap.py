@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -160,6 +162,12 @@ class PeerBootstrapTest(unittest.TestCase):
         self.addCleanup(nofeed.close)
         nofeed.wait_serving(30)
         self.assertEqual(ru.admin_status(nofeed, '/snapshot')[0], 503)
+        # HEAD cannot be answered without encoding the whole snapshot: 405, GET only (was 404).
+        req = urllib.request.Request('http://127.0.0.1:%d/snapshot' % nofeed.admin_port,
+                                     method='HEAD')
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        self.assertEqual((e.exception.code, e.exception.headers.get('Allow')), (405, 'GET'))
         self.assertEqual(nofeed.stop(), 0)
         self.pg.stop()
         # Serving is on, but this one never gets a catalog (no source reachable).
