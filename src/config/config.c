@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -322,6 +323,11 @@ static int load_checkpoint(struct config *c, char *err, size_t cap) {
     snprintf(err, cap,
              "CHECKPOINT_DIR needs KAFKA_BOOTSTRAP_SERVERS (and is not for SYNC_MODE=demo): a "
              "checkpoint is brought up to date from the change topic");
+    return -EINVAL;
+  }
+  struct stat st;
+  if (stat(c->checkpoint_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    snprintf(err, cap, "CHECKPOINT_DIR=%s: not a directory", c->checkpoint_dir);
     return -EINVAL;
   }
   if (access(c->checkpoint_dir, W_OK | X_OK) != 0) {

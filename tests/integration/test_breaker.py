@@ -28,6 +28,8 @@ review: freshness headers, parked calls, checkpoints, peers, configuration).
     test_b  a peer that accepts the connection and never answers is given up after
             BOOTSTRAP_PEER_TIMEOUT_MS and named so (was: "connection closed before the
             response head", although the peer never closed it); the replica replays.
+    test_c  CHECKPOINT_DIR naming a FIFO or a regular file is `not a directory`, exit 2
+            (was: "not a writable directory (Permission denied)" for a FIFO).
 Real parts: the binary, the mock broker over TCP, Python grpcio.
 Run: /usr/bin/python3 tests/integration/test_breaker.py -v   (about 30 s)
 """
@@ -179,6 +181,21 @@ class PeerTest(unittest.TestCase):
             self.assertEqual(code, 2, (peers, out[-600:]))
             self.assertIn('BOOTSTRAP_PEERS', out)
             self.assertIn('bad configuration', out)
+
+    def test_c_a_checkpoint_dir_that_is_not_a_directory_is_named_so(self):
+        d = tempfile.mkdtemp(prefix='brk-notdir-')
+        self.addCleanup(shutil.rmtree, d, True)
+        fifo, plain = os.path.join(d, 'fifo'), os.path.join(d, 'file')
+        os.mkfifo(fifo)
+        open(plain, 'w').close()
+        for path in (fifo, plain):
+            env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS='127.0.0.1:1', CHECKPOINT_DIR=path,
+                       GRPC_PORT='0', ADMIN_PORT='0')
+            p = subprocess.run([harness.CATALOGD_BIN], env=env, capture_output=True, text=True,
+                               timeout=5)
+            self.assertEqual(p.returncode, 2, p.stdout[-600:])
+            # was: "not a writable directory (Permission denied)" for a FIFO
+            self.assertIn('CHECKPOINT_DIR=%s: not a directory' % path, p.stdout)
 
     def test_b_a_silent_peer_is_named_a_timeout_not_a_closed_connection(self):
         lsock = socket.socket()
