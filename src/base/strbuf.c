@@ -25,15 +25,11 @@ void sb_printf(struct strbuf *sb, const char *fmt, ...) {
   }
 }
 
-void sb_append(struct strbuf *sb, const void *p, size_t n) {
-  if (sb->len + n + 1 > sb->cap) {
-    size_t want = sb->len + n + 1;
-    sb->cap = 2 * sb->cap > want ? 2 * sb->cap : want + 256;
-    sb->p = xrealloc(sb->p, sb->cap);
-  }
-  if (n) memcpy(sb->p + sb->len, p, n);
-  sb->len += n;
-  sb->p[sb->len] = '\0';
+void sb_reserve(struct strbuf *sb, size_t n) {
+  size_t want = sb->len + n + 1;
+  if (want <= sb->cap) return;
+  sb->cap = 2 * sb->cap > want ? 2 * sb->cap : want + 256;
+  sb->p = xrealloc(sb->p, sb->cap);
 }
 
 char *sb_take(struct strbuf *sb) {
