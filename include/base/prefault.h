@@ -16,7 +16,9 @@
  * be zero-filled on first touch anyway), only anonymous private read-write
  * mappings are touched (checked in /proc/self/maps), and a kernel without
  * MADV_POPULATE_WRITE (before 5.14) makes it do nothing. It costs at most
- * PREFAULT_AHEAD of resident memory the allocator may not use.
+ * PREFAULT_AHEAD of resident memory the allocator may not use, and that
+ * stays resident after prefault_stop: malloc_trim does not trim the top
+ * of a thread's arena (docs/ARCHITECTURE.md).
  */
 #ifndef CATALOGD_PREFAULT_H
 #define CATALOGD_PREFAULT_H
