@@ -110,9 +110,26 @@ static bool wait_or_stop(struct sync *s, long ms) {
 #define BULK_MMAP_THRESHOLD  (32 << 20) /* glibc's maximum: HEAP_MAX_SIZE / 2 */
 #define GLIBC_MMAP_THRESHOLD (128 * 1024)
 
+/* The pad only sizes the heaps created after it is set: the heap this
+ * thread's arena already has still grows a page at a time, an mprotect
+ * each (8k calls in a 1M checkpoint load), and the prefaulter cannot run
+ * ahead of memory that is not writable yet. Two allocations of nearly the
+ * mmap threshold (the most one can take from a heap), freed at once, make
+ * the heap writable to its end (64 MiB); the pad keeps free() from
+ * shrinking it again. */
+static void grow_heap_ahead(void) {
+  char *volatile a = malloc(BULK_MMAP_THRESHOLD - (1 << 20));
+  char *volatile b = malloc(BULK_MMAP_THRESHOLD - (1 << 20));
+  if (a != NULL) a[0] = 0; /* used: not optimised away */
+  if (b != NULL) b[0] = 0;
+  free(b);
+  free(a);
+}
+
 static void bulk_build(struct sync *s, bool starting) {
   mallopt(M_TOP_PAD, starting ? BULK_TOP_PAD : GLIBC_TOP_PAD);
   mallopt(M_MMAP_THRESHOLD, starting ? BULK_MMAP_THRESHOLD : GLIBC_MMAP_THRESHOLD);
+  if (starting) grow_heap_ahead();
   if (starting && s->pf == NULL) {
     s->pf = prefault_start();
     store_set_prefault(s->d.store, s->pf);
