@@ -724,7 +724,7 @@ class Lifecycle(Bench):
             self.audit()
         self.pg.stop()
         self.R['background_after'] = bench.background_cpu()
-        self.R['elapsed_s'] = round(time.monotonic() - t_all, 1)
+        elapsed = self.R['elapsed_s'] = round(time.monotonic() - t_all, 1)
         base = os.path.join(self.results_dir, self.a.profile + '-lifecycle')
         if self.a.scenarios != {'startup', 'freshness', 'audit'} and os.path.exists(base + '.json'):
             # A partial run keeps the other scenarios' results (from their own run).
@@ -738,7 +738,7 @@ class Lifecycle(Bench):
         with open(base + '.json', 'w') as f:
             json.dump(self.R, f, indent=1)
             f.write('\n')
-        log('results: %s.json (%.0fs)' % (os.path.relpath(base, REPO), self.R['elapsed_s']))
+        log('results: %s.json (%.0fs)' % (os.path.relpath(base, REPO), elapsed))
 
 
 def main():
