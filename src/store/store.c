@@ -357,12 +357,31 @@ const struct cat_hdr *store_txn_get(struct store_txn *t, enum cat_kind kind, con
 
 /* ---- The product -> variants index ---- */
 
+/* 8 bytes as a big-endian number: comparing two such pairs orders ids as
+ * memcmp does. */
+static uint64_t be64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+
+/* memcmp(a, b, 16)'s sign, inline: a build of 1M variants makes ~4M of
+ * these comparisons, and the library call was most of their cost. */
+static int id_cmp(const uint8_t a[16], const uint8_t b[16]) {
+  uint64_t x = be64(a), y = be64(b);
+  if (x == y) x = be64(a + 8), y = be64(b + 8);
+  return (x > y) - (x < y);
+}
+
 /* Position of id in the sorted list, or where it would go. */
 static uint32_t idlist_find(const struct cat_idlist *l, const uint8_t id[16], int *found) {
   uint32_t lo = 0, hi = l->n;
   while (lo < hi) {
     uint32_t mid = lo + (hi - lo) / 2;
-    int c = memcmp(l->ids[mid], id, 16);
+    int c = id_cmp(l->ids[mid], id);
     if (c == 0) {
       *found = 1;
       return mid;
