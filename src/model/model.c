@@ -20,10 +20,27 @@
 
 #include "xalloc.h"
 
+#define PK_LENS 32 /* strings whose lengths the measuring pass keeps for the copy */
+
+/* A record is laid out twice: once measuring (base NULL), once copying into
+ * the allocation. The strings' lengths measured the first time are kept
+ * (up to PK_LENS, in order), so the copy does not take strlen again. */
 struct packer {
   char *base; /* NULL while measuring */
   size_t off;
+  size_t lens[PK_LENS]; /* the first pass's string lengths, NUL included */
+  unsigned nstr;        /* strings laid out in this pass */
 };
+
+/* The packer's first pass (lens is filled by it: not zeroed). */
+static void pk_measure_pass(struct packer *p, size_t off) {
+  p->base = NULL, p->off = off, p->nstr = 0;
+}
+
+/* The packer's second pass, into base. */
+static void pk_copy_pass(struct packer *p, void *base, size_t off) {
+  p->base = base, p->off = off, p->nstr = 0;
+}
 
 /* Reserves n bytes aligned to align; returns where they are (NULL while
  * measuring). */
@@ -37,7 +54,15 @@ static void *pk_reserve(struct packer *p, size_t n, size_t align) {
 /* Copies s (NULL -> "") with its NUL; returns the copy. */
 static const char *pk_str(struct packer *p, const char *s) {
   if (s == NULL) s = "";
-  size_t n = strlen(s) + 1;
+  unsigned i = p->nstr++;
+  size_t n;
+  if (p->base != NULL && i < PK_LENS) {
+    n = p->lens[i];
+    assert(n == strlen(s) + 1);
+  } else {
+    n = strlen(s) + 1;
+    if (i < PK_LENS) p->lens[i] = n;
+  }
   char *at = pk_reserve(p, n, 1);
   if (at) memcpy(at, s, n);
   return at;
@@ -128,23 +153,46 @@ static int image_cmp(const void *a, const void *b) {
   return memcmp(x->id, y->id, 16);
 }
 
+#define IMAGES_ON_STACK 16 /* a record's images sorted without malloc up to this many */
+
+/* Sorts v[0..n) by image_cmp: insertion sort for the few images a record
+ * usually has (qsort's call and setup cost more than the sort). */
+static void images_sort(struct image_ref *v, size_t n) {
+  if (n > IMAGES_ON_STACK) {
+    qsort(v, n, sizeof *v, image_cmp);
+    return;
+  }
+  for (size_t i = 1; i < n; i++) {
+    struct image_ref x = v[i];
+    size_t j = i;
+    for (; j > 0 && image_cmp(&x, &v[j - 1]) < 0; j--)
+      v[j] = v[j - 1];
+    v[j] = x;
+  }
+}
+
 /* Validates n images (ids from bin when not NULL, else their text) and
- * returns them sorted by (position, id) as a new array (caller frees), or
- * NULL with *why set if one breaks the schema. n == 0 gives a non-NULL
- * empty array. */
+ * returns them sorted by (position, id): in stack (IMAGES_ON_STACK
+ * entries) when they fit, else in a new array; free it with
+ * images_release. NULL with *why set if one breaks the schema. */
 static struct image_ref *images_sorted(const struct image_fields *im, const uint8_t (*bin)[16],
-                                       size_t n, const char **why) {
-  struct image_ref *v = xmalloc((n ? n : 1) * sizeof *v);
+                                       size_t n, struct image_ref *stack, const char **why) {
+  struct image_ref *v = n <= IMAGES_ON_STACK ? stack : xmalloc(n * sizeof *v);
   for (size_t i = 0; i < n; i++) {
     v[i].f = &im[i];
     if (field_id(im[i].id, bin ? bin[i] : NULL, v[i].id) != 0 || im[i].url == NULL) {
       *why = im[i].url ? "image id is not a UUID" : "image url is missing";
-      free(v);
+      if (v != stack) free(v);
       return NULL;
     }
   }
-  qsort(v, n, sizeof *v, image_cmp);
+  images_sort(v, n);
   return v;
+}
+
+/* Frees what images_sorted allocated (nothing if it used stack). */
+static void images_release(struct image_ref *v, struct image_ref *stack) {
+  if (v != stack) free(v);
 }
 
 /* Lays out n images (already sorted); returns the array. */
@@ -202,16 +250,18 @@ static void pk_variant(struct packer *p, struct cat_variant *v, const struct var
 struct cat_variant *model_variant_new(const struct variant_fields *f, const char **why) {
   uint8_t id[16], pid[16];
   struct cat_variant *v = NULL;
-  struct image_ref *ims = NULL;
+  struct image_ref stack[IMAGES_ON_STACK], *ims = stack;
   if ((*why = check_variant(f, id, pid)) != NULL) goto out;
-  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, why)) == NULL) goto out;
-  struct packer p = {.base = NULL, .off = sizeof *v};
+  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, stack, why)) == NULL)
+    goto out;
+  struct packer p;
+  pk_measure_pass(&p, sizeof *v);
   pk_variant(&p, NULL, f, id, pid, ims);
   v = xmalloc(p.off);
-  p = (struct packer){.base = (char *)v, .off = sizeof *v};
+  pk_copy_pass(&p, v, sizeof *v);
   pk_variant(&p, v, f, id, pid, ims);
 out:
-  free(ims);
+  images_release(ims, stack);
   return v;
 }
 
@@ -274,7 +324,7 @@ static void pk_product(struct packer *p, struct cat_product *v, const struct pro
 struct cat_product *model_product_new(const struct product_fields *f, const char **why) {
   uint8_t id[16], brand[16] = {0};
   struct cat_product *v = NULL;
-  struct image_ref *ims = NULL;
+  struct image_ref stack[IMAGES_ON_STACK], *ims = stack;
   /* Text ids are checked before anything is allocated for the record;
    * binary ones need no check (and no scratch). */
   bool text =
@@ -287,15 +337,17 @@ struct cat_product *model_product_new(const struct product_fields *f, const char
     *why = "a tag or collection id is not a UUID";
     goto out;
   }
-  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, why)) == NULL) goto out;
-  struct packer p = {.base = NULL, .off = sizeof *v};
+  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, stack, why)) == NULL)
+    goto out;
+  struct packer p;
+  pk_measure_pass(&p, sizeof *v);
   pk_product(&p, NULL, f, id, brand, ims);
   v = xmalloc(p.off);
-  p = (struct packer){.base = (char *)v, .off = sizeof *v};
+  pk_copy_pass(&p, v, sizeof *v);
   pk_product(&p, v, f, id, brand, ims);
 out:
   free(scratch);
-  free(ims);
+  images_release(ims, stack);
   return v;
 }
 
@@ -326,10 +378,11 @@ struct cat_named *model_named_new(enum cat_kind kind, const struct named_fields 
     return NULL;
   }
   if ((*why = check_org(f->org)) != NULL) return NULL;
-  struct packer p = {.base = NULL, .off = sizeof(struct cat_named)};
+  struct packer p;
+  pk_measure_pass(&p, sizeof(struct cat_named));
   pk_named(&p, NULL, kind, f, id);
   struct cat_named *v = xmalloc(p.off);
-  p = (struct packer){.base = (char *)v, .off = sizeof *v};
+  pk_copy_pass(&p, v, sizeof *v);
   pk_named(&p, v, kind, f, id);
   return v;
 }
@@ -339,11 +392,12 @@ struct cat_named *model_named_new(enum cat_kind kind, const struct named_fields 
 static struct cat_hdr *hdr_alloc(size_t size, enum cat_kind kind, const uint8_t id[16],
                                  const char *org, size_t orglen, int64_t version) {
   if (orglen == 0 || orglen > CAT_ORG_MAX) return NULL;
-  struct packer p = {.base = NULL, .off = size};
+  struct packer p;
+  pk_measure_pass(&p, size);
   struct cat_hdr tmp;
   pk_hdr(&p, &tmp, kind, id, org, orglen, version);
   struct cat_hdr *h = xcalloc(1, p.off);
-  p = (struct packer){.base = (char *)h, .off = size};
+  pk_copy_pass(&p, h, size);
   pk_hdr(&p, h, kind, id, org, orglen, version);
   return h;
 }
