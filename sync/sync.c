@@ -65,7 +65,7 @@ struct sync {
   char progress_peer[320]; /* "" while no transfer runs */
   uint64_t progress_bytes;
   double progress_t0, progress_logged; /* monotonic s: the transfer's start, its last log */
-  struct prefault *pf; /* during a bulk build (writer thread only) */
+  struct prefault *pf;                 /* during a bulk build (writer thread only) */
 };
 
 /* Sleeps up to ms unless stop is requested; returns true if stopping. */

@@ -6,9 +6,9 @@
  * The stream (docs/ARCHITECTURE.md, "Checkpoints") is a header (magic,
  * format version, the Kafka topic and per-partition next offsets the state
  * covers, live counts per kind), then blocks of records each with its
- * CRC-32C, then a trailer (record counts per kind, the state digest). It is written and read through
- * callbacks, in blocks of bounded size, so the same bytes can go to a file
- * or (later) over HTTP to a peer, with bounded memory on both sides.
+ * CRC-32C, then a trailer (record counts per kind, the state digest). It is written and read
+ * through callbacks, in blocks of bounded size, so the same bytes can go to a file or (later) over
+ * HTTP to a peer, with bounded memory on both sides.
  *
  * Reading trusts nothing: every length is bounded by what remains, every
  * block's checksum is checked before a byte of it is used, every record goes

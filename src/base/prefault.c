@@ -52,8 +52,8 @@ static bool find_mapping(uintptr_t a, uintptr_t *lo, uintptr_t *hi) {
     unsigned long s, e, off, inode;
     unsigned maj, min;
     int n = 0;
-    if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu %n", &s, &e, perms, &off, &maj, &min, &inode,
-               &n) < 7 ||
+    if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu %n", &s, &e, perms, &off, &maj, &min, &inode, &n) <
+            7 ||
         a < s || a >= e)
       continue;
     const char *path = line + n;

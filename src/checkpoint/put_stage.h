@@ -6,9 +6,9 @@
  * digest while it is in the cache (the stream, malloc, the kernel zeroing
  * fresh pages: format.c), and putting them into the store's maps (here).
  * The puts run on a thread of their own while the reader decodes the next
- * records (docs/performance.md, "The reader on two threads"). Records are handed over in groups of at most STORE_PUT_MANY_MAX
- * through a bounded ring; the reader never touches a record it gave again:
- * the stage owns it, then the transaction (or frees it after a failure).
+ * records (docs/performance.md, "The reader on two threads"). Records are handed over in groups of
+ * at most STORE_PUT_MANY_MAX through a bounded ring; the reader never touches a record it gave
+ * again: the stage owns it, then the transaction (or frees it after a failure).
  *
  * While the stage runs, the transaction is the stage's alone: the reader
  * must not touch it until put_stage_finish returns. If the thread cannot be

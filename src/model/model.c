@@ -252,8 +252,7 @@ struct cat_variant *model_variant_new(const struct variant_fields *f, const char
   struct cat_variant *v = NULL;
   struct image_ref stack[IMAGES_ON_STACK], *ims = stack;
   if ((*why = check_variant(f, id, pid)) != NULL) goto out;
-  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, stack, why)) == NULL)
-    goto out;
+  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, stack, why)) == NULL) goto out;
   struct packer p;
   pk_measure_pass(&p, sizeof *v);
   pk_variant(&p, NULL, f, id, pid, ims);
@@ -337,8 +336,7 @@ struct cat_product *model_product_new(const struct product_fields *f, const char
     *why = "a tag or collection id is not a UUID";
     goto out;
   }
-  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, stack, why)) == NULL)
-    goto out;
+  if ((ims = images_sorted(f->images, f->image_ids_bin, f->n_images, stack, why)) == NULL) goto out;
   struct packer p;
   pk_measure_pass(&p, sizeof *v);
   pk_product(&p, NULL, f, id, brand, ims);

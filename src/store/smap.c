@@ -285,7 +285,7 @@ static void prefetch_record(const struct cat_hdr *h) {
 
 /* A position in a walk of m's entries. */
 struct cursor {
-  size_t i; /* shard */
+  size_t i;   /* shard */
   uint32_t j; /* entry in it */
 };
 

@@ -498,7 +498,7 @@ static void an_entity_twice_is_refused(void **state) {
   size_t at = m.n;
   uint8_t frame[9] = {'E', TRAILER_PAYLOAD};
   mem_write(&m, frame, sizeof frame);
-  put_le64(&m, 2); /* records */
+  put_le64(&m, 2);                           /* records */
   for (int k = 0; k < CAT_ENTITY_KINDS; k++) /* variants: 2 records, 1 live */
     put_le64(&m, k == CAT_VARIANT ? 2 : 0), put_le64(&m, k == CAT_VARIANT ? 1 : 0);
   mem_write(&m, hex, 32);
