@@ -27,6 +27,9 @@ static inline void *xcalloc(size_t k, size_t n) { return x__check(calloc(k, n), 
 /* realloc(p, 0) may free p and return NULL (C23: undefined), which x__check
  * would pass through as success: a size of 0 asks for 1 byte instead, so the
  * result is always a live block the caller owns. */
-static inline void *xrealloc(void *p, size_t n) { return x__check(realloc(p, n ? n : 1), n); }
+static inline void *xrealloc(void *p, size_t n) {
+  size_t m = n ? n : 1;
+  return x__check(realloc(p, m), m); /* never NULL (the analyzer sees it too) */
+}
 
 #endif
