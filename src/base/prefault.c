@@ -8,6 +8,12 @@
  * 64 MiB) and keeps it only if it is anonymous, private and read-write.
  * Then it keeps the populated range PREFAULT_AHEAD bytes ahead of the
  * address, in STEP pieces, so that a stop is never kept waiting long.
+ *
+ * The check and the madvise are not atomic: a mapping unmapped in between
+ * makes the madvise fail (ENOMEM), and the mapping is looked up again. One
+ * mapped at that very address in that window would be populated as if
+ * written, which changes none of its bytes; during a build the arenas only
+ * grow, so it does not happen in practice.
  */
 #include "prefault.h"
 
