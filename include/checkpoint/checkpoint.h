@@ -13,7 +13,7 @@
  * Reading trusts nothing: every length is bounded by what remains, every
  * block's checksum is checked before a byte of it is used, every record goes
  * through the model's builders (the same validation as events), and the
- * counts and the digest of the decoded state must equal the header's.
+ * counts and the digest of the decoded state must equal the trailer's.
  */
 #ifndef CATALOGD_CHECKPOINT_H
 #define CATALOGD_CHECKPOINT_H

@@ -24,7 +24,8 @@
  * Records are rebuilt through the model's builders, the path events and rows
  * take: a checkpoint cannot produce a record an event could not (ids are
  * handed to them binary, as stored). Decoded records are put in groups
- * (store_put_many), into maps sized from the header's counts.
+ * (store_put_many) on a second thread (put_stage.h), into maps sized from
+ * the header's live counts.
  */
 #include <errno.h>
 #include <stdio.h>
