@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "byteorder.h"
 #include "strbuf.h"
 #include "xalloc.h"
 
@@ -42,22 +43,11 @@ static uint64_t avalanche(uint64_t k) {
   return k;
 }
 
-/* 8 bytes little-endian, whatever the host: the digest is the same
- * everywhere. */
-static uint64_t load8(const unsigned char *p) {
-  uint64_t w;
-  memcpy(&w, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  w = __builtin_bswap64(w);
-#endif
-  return w;
-}
-
 /* The last n < 8 bytes, zero-padded. */
 static uint64_t load_tail(const unsigned char *p, size_t n) {
   unsigned char b[8] = {0};
   memcpy(b, p, n);
-  return load8(b);
+  return load_le64(b);
 }
 
 /* The 128-bit hash of n bytes (the definition of the digest). Two lanes,
@@ -68,7 +58,7 @@ static void hash_bytes(const void *data, size_t n, uint64_t out[2]) {
   uint64_t h1 = SEED1 ^ n, h2 = SEED2 ^ (n * K3);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    uint64_t w = load8(p + i);
+    uint64_t w = load_le64(p + i);
     h1 = rotl(h1 ^ (w * K1), 31) * K2;
     h2 = rotl(h2 ^ (w * K2), 29) * K1;
   }

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "byteorder.h"
 #include "clock.h"
 #include "smap.h"
 #include "prefault.h"
@@ -357,22 +358,11 @@ const struct cat_hdr *store_txn_get(struct store_txn *t, enum cat_kind kind, con
 
 /* ---- The product -> variants index ---- */
 
-/* 8 bytes as a big-endian number: comparing two such pairs orders ids as
- * memcmp does. */
-static uint64_t be64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  v = __builtin_bswap64(v);
-#endif
-  return v;
-}
-
 /* memcmp(a, b, 16)'s sign, inline: a build of 1M variants makes ~4M of
  * these comparisons, and the library call was most of their cost. */
 static int id_cmp(const uint8_t a[16], const uint8_t b[16]) {
-  uint64_t x = be64(a), y = be64(b);
-  if (x == y) x = be64(a + 8), y = be64(b + 8);
+  uint64_t x = load_be64(a), y = load_be64(b);
+  if (x == y) x = load_be64(a + 8), y = load_be64(b + 8);
   return (x > y) - (x < y);
 }
 
@@ -467,7 +457,8 @@ static void txn_install(struct store_txn *t, struct cat_hdr *rec, uint32_t hash)
   enum cat_kind kind = rec->kind;
   struct cat_hdr *old;
   rec->gen = t->gen;
-  prefault_note(t->st->pf, rec); /* the next records are allocated after this one */
+  if (t->st->pf != NULL) /* a bulk build: its next records are allocated after this one */
+    prefault_note(t->st->pf, rec);
   smap_put(txn_map(t, kind), rec, hash, &old, &t->retired);
   if (old && !old->deleted) t->next.live[kind]--;
   if (!rec->deleted) t->next.live[kind]++;
