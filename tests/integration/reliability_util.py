@@ -23,6 +23,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -767,3 +768,52 @@ def padding(partition, product, mib=6.0):
     n = int(mib * 1024 * 1024 / 1100)
     return [(partition,) + kafka.variant('org_pad', '33333333-0000-4000-8000-%012x' % i, product,
                                          1, sku='PAD', vendor=pad) for i in range(n)]
+
+
+class RawPeer:
+    """A raw HTTP/1.0 peer on 127.0.0.1 for hostile-peer tests: reads each request's head,
+    answers 200 with an octet-stream head, then hands the socket to send_body(c), which a
+    subclass writes (trickle, hold, lie). close() stops it; stop_ev tells send_body to stop."""
+
+    def __init__(self):
+        self.stop_ev = threading.Event()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(('127.0.0.1', 0))
+        self.lsock.listen(8)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:  # socket.timeout included
+                continue
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            c.settimeout(5)
+            req = b''
+            while b'\r\n\r\n' not in req and len(req) < 8192:
+                chunk = c.recv(1024)
+                if not chunk:
+                    return
+                req += chunk
+            c.sendall(b'HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n')
+            self.send_body(c)
+        except OSError:
+            pass  # the replica gave up on us: what these tests want
+        finally:
+            c.close()
+
+    def send_body(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self.stop_ev.set()
+        self.thread.join(5)
+        self.lsock.close()

@@ -29,11 +29,9 @@ Run: /usr/bin/python3 tests/integration/test_hostile_stream.py -v   (about 1 min
 """
 import os
 import shutil
-import socket
 import struct
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -191,54 +189,20 @@ def lies(body):
     ]
 
 
-class ScriptedPeer:
+class ScriptedPeer(ru.RawPeer):
     """A hostile peer on 127.0.0.1: answers any request with 200 and body, then closes, or
     (hold) keeps the connection open, sending nothing more, until closed."""
 
     def __init__(self, body, hold=False):
         self.body, self.hold = body, hold
-        self.stop_ev = threading.Event()
         self.served = 0
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(('127.0.0.1', 0))
-        self.lsock.listen(8)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _run(self):
-        while not self.stop_ev.is_set():
-            try:
-                c, _ = self.lsock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        try:
-            c.settimeout(5)
-            req = b''
-            while b'\r\n\r\n' not in req and len(req) < 8192:
-                chunk = c.recv(1024)
-                if not chunk:
-                    return
-                req += chunk
-            c.sendall(b'HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n')
-            c.sendall(self.body)
-            self.served += 1
-            if self.hold:
-                self.stop_ev.wait(60)
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def close(self):
-        self.stop_ev.set()
-        self.thread.join(5)
-        self.lsock.close()
+    def send_body(self, c):
+        c.sendall(self.body)
+        self.served += 1
+        if self.hold:
+            self.stop_ev.wait(60)
 
 
 class Base(unittest.TestCase):

@@ -90,57 +90,23 @@ def raw_get(port, rcvbuf=65536):
     return s, status
 
 
-class TricklingPeer:
+class TricklingPeer(ru.RawPeer):
     """A hostile peer on 127.0.0.1: answers GET with 200, sends body[:fast] at once, then one
     byte every interval seconds until told to stop (or the client goes away)."""
 
     def __init__(self, body, fast=1024, interval=0.5):
         self.body, self.fast, self.interval = body, fast, interval
-        self.stop_ev = threading.Event()
         self.sent = 0
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(('127.0.0.1', 0))
-        self.lsock.listen(8)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _run(self):
-        while not self.stop_ev.is_set():
-            try:
-                c, _ = self.lsock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        try:
-            c.settimeout(5)
-            req = b''
-            while b'\r\n\r\n' not in req and len(req) < 8192:
-                chunk = c.recv(1024)
-                if not chunk:
-                    return
-                req += chunk
-            c.sendall(b'HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n')
-            c.sendall(self.body[:self.fast])
-            self.sent += self.fast
-            for i in range(self.fast, len(self.body)):
-                if self.stop_ev.wait(self.interval):
-                    break
-                c.sendall(self.body[i:i + 1])
-                self.sent += 1
-        except OSError:
-            pass  # the replica gave up on us: what the test wants
-        finally:
-            c.close()
-
-    def close(self):
-        self.stop_ev.set()
-        self.thread.join(5)
-        self.lsock.close()
+    def send_body(self, c):
+        c.sendall(self.body[:self.fast])
+        self.sent += self.fast
+        for i in range(self.fast, len(self.body)):
+            if self.stop_ev.wait(self.interval):
+                break
+            c.sendall(self.body[i:i + 1])
+            self.sent += 1
 
 
 class PeerTestBase(unittest.TestCase):
