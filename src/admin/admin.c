@@ -215,16 +215,22 @@ static char *text(const char *s) {
   return o;
 }
 
-/* 405 with the methods the resource allows (RFC 9110 asks for Allow). */
-static enum MHD_Result reply_not_allowed(struct MHD_Connection *c, const char *allow) {
-  const char *body = "method not allowed\n";
+/* A text/plain answer with a static body and one more header (name,
+ * value): the 503 with Retry-After, the 405 with Allow. */
+static enum MHD_Result reply_static(struct MHD_Connection *c, unsigned status, const char *body,
+                                    const char *name, const char *value) {
   struct MHD_Response *r =
       MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
   MHD_add_response_header(r, "Content-Type", "text/plain");
-  MHD_add_response_header(r, "Allow", allow);
-  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+  MHD_add_response_header(r, name, value);
+  enum MHD_Result rc = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   return rc;
+}
+
+/* 405 with the methods the resource allows (RFC 9110 asks for Allow). */
+static enum MHD_Result reply_not_allowed(struct MHD_Connection *c, const char *allow) {
+  return reply_static(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", "Allow", allow);
 }
 
 /* Shuts a connection's socket down; libmicrohttpd sees EOF on its next
@@ -485,14 +491,8 @@ static int xfer_slot(const struct admin *a) {
  * WAIT_MS on its side) rather than warm-loading from PostgreSQL. */
 static enum MHD_Result reply_busy(struct admin *a, struct MHD_Connection *c) {
   metrics_add(a->d.metrics, MC_SNAP_XFER_BUSY, 1);
-  const char *body = "busy: transfers at their limit\n";
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-  MHD_add_response_header(r, "Content-Type", "text/plain");
-  MHD_add_response_header(r, "Retry-After", "1");
-  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
-  MHD_destroy_response(r);
-  return rc;
+  return reply_static(c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy: transfers at their limit\n",
+                      "Retry-After", "1");
 }
 
 /* The peer's address, for logs ("?" if unknown). */

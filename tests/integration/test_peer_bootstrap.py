@@ -245,6 +245,11 @@ INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, 
             s3, status3, _ = raw_get(a.admin_port)
             s3.close()
             self.assertEqual(status3, 503)
+            # Busy, not down: the 503 says when to ask again (replicas wait for busy peers).
+            with self.assertRaises(urllib.error.HTTPError) as busy:
+                urllib.request.urlopen('http://127.0.0.1:%d/snapshot' % a.admin_port, timeout=10)
+            self.assertEqual((busy.exception.code, busy.exception.headers.get('Retry-After')),
+                             (503, '1'))
             # Read one of them slowly to the end, watching the server's RSS.
             peak, got, s = rss0, len(start), socks[0]
             deadline = time.monotonic() + 90
