@@ -186,7 +186,9 @@ class Lifecycle(Bench):
     # ------------------------------------------------------------ helpers
     def catalogd(self, env, name, wait=True):
         import harness
-        e = {'GRPC_MAX_WORKERS': '2', 'LOG_LEVEL': 'info'}
+        # GLIBC_TUNABLES as the Docker image sets it (the binary then does not re-exec).
+        e = {'GRPC_MAX_WORKERS': '2', 'LOG_LEVEL': 'info',
+             'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'}
         e.update(env)
         t0 = time.monotonic()
         srv = harness.Catalogd(e, binary=self.bin['catalogd'])
