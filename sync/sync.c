@@ -388,13 +388,18 @@ static void fresh_as_of(struct sync *s, int64_t built_wall_ns) {
   store_set_stale_since(s->d.store, since);
 }
 
+/* ckpt_stop_fn: the writer is asked to stop (SIGTERM during the load). */
+static bool stopping(void *arg) { return atomic_load(&((struct sync *)arg)->stop); }
+
 /* Loads one checkpoint file into a new transaction and publishes it.
- * Returns 0, or a negative errno with why filled (nothing published). */
+ * Returns 0, or a negative errno with why filled (nothing published;
+ * -ECANCELED when stopped meanwhile, between two blocks). */
 static int load_checkpoint(struct sync *s, const char *path, char *why, size_t cap) {
   struct ckpt_meta meta;
   double t0 = clock_mono_s();
   struct store_txn *t = store_begin(s->d.store);
-  int rc = ckpt_load_file(path, accept_checkpoint, s, t, &meta, why, cap);
+  log_info("checkpoint load starting", LF_S("path", path));
+  int rc = ckpt_load_file(path, accept_checkpoint, stopping, s, t, &meta, why, cap);
   if (rc == 0 && store_txn_live(t) == 0 && !s->cfg->allow_empty_catalog) {
     snprintf(why, cap,
              "it holds no live entity (set ALLOW_EMPTY_CATALOG=true if an empty "
@@ -430,7 +435,9 @@ static int start_from_checkpoint(struct sync *s) {
   }
   bulk_build(s, true);
   for (int i = 0; i < n && rc != 0 && rc != -ECANCELED; i++) {
-    if ((rc = load_checkpoint(s, paths[i], why, sizeof why)) != 0 && rc != -ECANCELED)
+    if ((rc = load_checkpoint(s, paths[i], why, sizeof why)) == -ECANCELED)
+      log_info("checkpoint load stopped: shutting down", LF_S("path", paths[i]));
+    else if (rc != 0)
       log_warn("checkpoint skipped", LF_S("path", paths[i]), LF_S("why", why));
   }
   bulk_build(s, false);

@@ -279,7 +279,9 @@ struct ckpt_reader {
    * built (in the cache) rather than by a second walk of the whole state;
    * only when the body began with an empty state (from_empty). */
   struct digest_acc *digest;
-  bool from_empty; /* the txn held no live entity when the body began */
+  bool from_empty;   /* the txn held no live entity when the body began */
+  ckpt_stop_fn stop; /* asked before each unit of the body (NULL: never) */
+  void *stop_arg;
 };
 
 /* A bounded view of a unit being decoded; bad is sticky. */
@@ -292,6 +294,10 @@ struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg) {
   struct ckpt_reader *rd = xcalloc(1, sizeof *rd);
   rd->r = r, rd->arg = arg;
   return rd;
+}
+
+void ckpt_reader_set_stop(struct ckpt_reader *rd, ckpt_stop_fn stop, void *arg) {
+  rd->stop = stop, rd->stop_arg = arg;
 }
 
 void ckpt_reader_destroy(struct ckpt_reader *rd) {
@@ -643,12 +649,18 @@ static int check_end(struct ckpt_reader *rd, const struct ckpt_meta *m, struct s
 }
 
 /* Reads blocks until the trailer, giving their records to the put stage;
- * checks the trailer's record count and parses it into m. Returns 0 at a
- * good trailer, or an error with why filled. */
+ * checks the trailer's record count and parses it into m. Asks rd->stop
+ * before each unit: a source that never waits (a file in the page cache)
+ * gives no other chance to see it. Returns 0 at a good trailer,
+ * -ECANCELED when stopped, or an error with why filled. */
 static int read_blocks(struct ckpt_reader *rd, struct ckpt_meta *m, char *why, size_t cap) {
   for (;;) {
     uint8_t tag;
     uint32_t len, nrec;
+    if (rd->stop != NULL && rd->stop(rd->stop_arg)) {
+      snprintf(why, cap, "stopped");
+      return -ECANCELED;
+    }
     int rc = read_unit(rd, &tag, &len, &nrec, why, cap);
     if (rc != 0) return rc;
     if (tag == 'E') {
