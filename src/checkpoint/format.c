@@ -25,7 +25,7 @@
  * take: a checkpoint cannot produce a record an event could not (ids are
  * handed to them binary, as stored). Decoded records are put in groups
  * (store_put_many) on a second thread (put_stage.h), into maps sized from
- * the header's live counts.
+ * the header's live counts as the records come (put_stage_start).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -49,7 +49,6 @@
 #define F_UNVERSIONED 0x20 /* with F_DELETED: store_delete's versionless tombstone */
 #define MAX_IMAGES    100000
 #define MAX_IDS       1000000
-#define RESERVE_MAX   (2u << 20) /* records a kind pre-sized from a header (beyond: grown) */
 
 void ckpt_meta_clear(struct ckpt_meta *m) {
   if (m == NULL) return;
@@ -692,14 +691,10 @@ int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_
   rd->from_empty = store_txn_live(t) == 0;
   rd->digest = rd->from_empty ? digest_acc_new() : NULL;
   /* A whole-state build: sized from the header's live counts so no shard
-   * grows while it runs (tombstones are few). The header is not trusted yet
-   * (its counts are checked at the end): a forged count reserves at most
-   * RESERVE_MAX a kind. */
-  if (rd->from_empty)
-    for (int k = 0; k < CAT_ENTITY_KINDS; k++)
-      store_txn_reserve(t, (enum cat_kind)k,
-                        meta->live[k] < RESERVE_MAX ? (size_t)meta->live[k] : RESERVE_MAX);
-  rd->stage = put_stage_start(t);
+   * grows much while it runs (tombstones are few). The header is not
+   * trusted yet (its counts are checked at the end): the stage reserves
+   * the bulk of a count only once the records come (put_stage_start). */
+  rd->stage = put_stage_start(t, rd->from_empty ? meta->live : NULL);
   int rc = end_stage(rd, read_blocks(rd, meta, why, cap), &c, why, cap);
   return rc != 0 ? rc : check_end(rd, meta, t, &c, why, cap);
 }
