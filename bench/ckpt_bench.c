@@ -168,7 +168,7 @@ static struct timing round_read(const char *path, const char *want_hex) {
   struct timing t0 = t_start();
   struct prefault *pf = prefault_start();
   store_set_prefault(st, pf);
-  int rc = ckpt_load_file(path, NULL, NULL, t, &m, why, sizeof why);
+  int rc = ckpt_load_file(path, NULL, NULL, NULL, t, &m, why, sizeof why);
   store_set_prefault(st, NULL);
   prefault_stop(pf);
   if (rc == 0) store_commit(t);

@@ -352,7 +352,10 @@ static void follow_replay(struct sync *s, bool replay_first) {
 /* ---- Start-up from a checkpoint ---- */
 
 /* ckpt_accept_fn: the checkpoint's topic is ours and the topic still holds
- * every event after its offsets (retried while the broker does not answer). */
+ * every event after its offsets (retried while the broker does not answer).
+ * A stop meanwhile is -ECANCELED: the consumer's discovery gives up on it,
+ * which would otherwise read as "the topic does not exist" and send the
+ * start-up on to the next source on its way out. */
 static int accept_checkpoint(void *arg, const struct ckpt_meta *m, char *why, size_t cap) {
   struct sync *s = arg;
   if (strcmp(m->topic, s->cfg->kafka_topic) != 0) {
@@ -373,6 +376,10 @@ static int accept_checkpoint(void *arg, const struct ckpt_meta *m, char *why, si
     }
   }
   free(pos);
+  if (rc != 0 && atomic_load(&s->stop)) {
+    snprintf(why, cap, "stopped");
+    rc = -ECANCELED;
+  }
   return rc;
 }
 
@@ -388,13 +395,36 @@ static void fresh_as_of(struct sync *s, int64_t built_wall_ns) {
   store_set_stale_since(s->d.store, since);
 }
 
+/* A checkpoint file being loaded: the arg of accept_file and stopping. */
+struct file_load {
+  struct sync *s;
+  const char *path;
+};
+
+/* ckpt_accept_fn of a file: accept_checkpoint, then says the body's read
+ * begins (how long it takes depends on the catalog: a second at 1M
+ * variants). */
+static int accept_file(void *arg, const struct ckpt_meta *m, char *why, size_t cap) {
+  const struct file_load *f = arg;
+  int rc = accept_checkpoint(f->s, m, why, cap);
+  if (rc == 0)
+    log_info("checkpoint load starting", LF_S("path", f->path),
+             LF_I("variants", m->live[CAT_VARIANT]), LF_I("products", m->live[CAT_PRODUCT]));
+  return rc;
+}
+
+/* ckpt_stop_fn: the writer is asked to stop (SIGTERM during the load). */
+static bool stopping(void *arg) { return atomic_load(&((struct file_load *)arg)->s->stop); }
+
 /* Loads one checkpoint file into a new transaction and publishes it.
- * Returns 0, or a negative errno with why filled (nothing published). */
+ * Returns 0, or a negative errno with why filled (nothing published;
+ * -ECANCELED when stopped meanwhile, between two blocks). */
 static int load_checkpoint(struct sync *s, const char *path, char *why, size_t cap) {
   struct ckpt_meta meta;
   double t0 = clock_mono_s();
   struct store_txn *t = store_begin(s->d.store);
-  int rc = ckpt_load_file(path, accept_checkpoint, s, t, &meta, why, cap);
+  struct file_load f = {.s = s, .path = path};
+  int rc = ckpt_load_file(path, accept_file, stopping, &f, t, &meta, why, cap);
   if (rc == 0 && store_txn_live(t) == 0 && !s->cfg->allow_empty_catalog) {
     snprintf(why, cap,
              "it holds no live entity (set ALLOW_EMPTY_CATALOG=true if an empty "
@@ -430,7 +460,9 @@ static int start_from_checkpoint(struct sync *s) {
   }
   bulk_build(s, true);
   for (int i = 0; i < n && rc != 0 && rc != -ECANCELED; i++) {
-    if ((rc = load_checkpoint(s, paths[i], why, sizeof why)) != 0 && rc != -ECANCELED)
+    if ((rc = load_checkpoint(s, paths[i], why, sizeof why)) == -ECANCELED)
+      log_info("checkpoint load stopped: shutting down", LF_S("path", paths[i]));
+    else if (rc != 0)
       log_warn("checkpoint skipped", LF_S("path", paths[i]), LF_S("why", why));
   }
   bulk_build(s, false);

@@ -77,6 +77,15 @@ struct ckpt_reader;
 struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg);
 void ckpt_reader_destroy(struct ckpt_reader *rd); /* NULL: no-op */
 
+/* Says whether the read should be given up now (the process is stopping). */
+typedef bool (*ckpt_stop_fn)(void *arg);
+
+/* Makes ckpt_read_body ask stop(arg) before each unit (block or trailer) it
+ * reads, so that a stop ends even a read whose source never waits (a file
+ * in the page cache, a fast peer) within one block: it then returns
+ * -ECANCELED with why "stopped". stop NULL: never (the default). */
+void ckpt_reader_set_stop(struct ckpt_reader *rd, ckpt_stop_fn stop, void *arg);
+
 /* Reads and checks the header into *out (ckpt_meta_clear it). Returns 0;
  * -EBADMSG if it is not a checkpoint, another format version, or damaged;
  * -EIO (or r's error) if reading failed. why gets a short reason. */
@@ -86,8 +95,9 @@ int ckpt_read_header(struct ckpt_reader *rd, struct ckpt_meta *out, char *why, s
  * on a second thread: put_stage.h), then the trailer into meta's records
  * and digest, and checks that the stream ends there and that t's counts
  * and digest equal the trailer's. Returns 0; -EBADMSG if anything is
- * damaged or inconsistent (t then holds a partial state: abort it); -EIO or
- * r's error. Never crashes on any input. @locality the store's writer (t
+ * damaged or inconsistent (t then holds a partial state: abort it);
+ * -ECANCELED once the stop (ckpt_reader_set_stop) said so (t likewise);
+ * -EIO or r's error. Never crashes on any input. @locality the store's writer (t
  * is not touched by this thread while the body is read). */
 int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_txn *t, char *why,
                    size_t cap);
@@ -123,12 +133,15 @@ void ckpt_list_free(char **paths, int n);
  * the topic's retention): 0 yes, else a negative errno with why filled. */
 typedef int (*ckpt_accept_fn)(void *arg, const struct ckpt_meta *m, char *why, size_t cap);
 
-/* Loads the checkpoint at path into t: header, accept(), body. Returns 0
- * with *meta filled (ckpt_meta_clear it), or a negative errno with why
- * filled (-EBADMSG damaged or foreign, accept's error, -errno of open or
- * read); t may then hold part of it. @locality the store's writer. */
-int ckpt_load_file(const char *path, ckpt_accept_fn accept, void *arg, struct store_txn *t,
-                   struct ckpt_meta *meta, char *why, size_t cap);
+/* Loads the checkpoint at path into t: header, accept(arg, ...), body,
+ * asking stop(arg) between blocks (NULL: never; a 1M-variant file takes
+ * about a second to load, a SIGTERM must not wait for it). Returns 0 with
+ * *meta filled (ckpt_meta_clear it), or a negative errno with why filled
+ * (-EBADMSG damaged or foreign, accept's error, -ECANCELED stopped, -errno
+ * of open or read); t may then hold part of it (abort it).
+ * @locality the store's writer. */
+int ckpt_load_file(const char *path, ckpt_accept_fn accept, ckpt_stop_fn stop, void *arg,
+                   struct store_txn *t, struct ckpt_meta *meta, char *why, size_t cap);
 
 /* ---- Peers (BOOTSTRAP_PEERS) ---- */
 
@@ -164,7 +177,8 @@ typedef void (*ckpt_peer_progress_fn)(void *arg, const struct ckpt_peer_addr *p,
  * by timeout_ms; the whole transfer by transfer_ms (0: unbounded); each
  * CKPT_PEER_RATE_WINDOW_MS of reading the body must bring min_bps bytes a
  * second on average (0: no check; the wait in accept is not counted);
- * *stop set ends it within 100 ms (-ECANCELED); accept(arg, ...) judges the
+ * *stop set ends it within 100 ms or one block, whichever comes first
+ * (-ECANCELED; NULL: never); accept(arg, ...) judges the
  * header before the body is read (NULL: any); progress(arg, ...) if not
  * NULL. */
 struct ckpt_peer_opts {

@@ -182,8 +182,8 @@ static ssize_t fd_read(void *arg, void *p, size_t n) {
   }
 }
 
-int ckpt_load_file(const char *path, ckpt_accept_fn accept, void *arg, struct store_txn *t,
-                   struct ckpt_meta *meta, char *why, size_t cap) {
+int ckpt_load_file(const char *path, ckpt_accept_fn accept, ckpt_stop_fn stop, void *arg,
+                   struct store_txn *t, struct ckpt_meta *meta, char *why, size_t cap) {
   /* O_NONBLOCK: a FIFO (or a device) under a checkpoint's name must not
    * block the start-up; anything but a regular file is refused. */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -200,6 +200,7 @@ int ckpt_load_file(const char *path, ckpt_accept_fn accept, void *arg, struct st
     return -EINVAL;
   }
   struct ckpt_reader *rd = ckpt_reader_new(fd_read, &fd);
+  ckpt_reader_set_stop(rd, stop, arg);
   int rc = ckpt_read_header(rd, meta, why, cap);
   if (rc == 0 && accept != NULL) rc = accept(arg, meta, why, cap);
   if (rc == 0) rc = ckpt_read_body(rd, meta, t, why, cap);

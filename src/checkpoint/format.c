@@ -25,7 +25,7 @@
  * take: a checkpoint cannot produce a record an event could not (ids are
  * handed to them binary, as stored). Decoded records are put in groups
  * (store_put_many) on a second thread (put_stage.h), into maps sized from
- * the header's live counts.
+ * the header's live counts as the records come (put_stage_start).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -49,7 +49,6 @@
 #define F_UNVERSIONED 0x20 /* with F_DELETED: store_delete's versionless tombstone */
 #define MAX_IMAGES    100000
 #define MAX_IDS       1000000
-#define RESERVE_MAX   (2u << 20) /* records a kind pre-sized from a header (beyond: grown) */
 
 void ckpt_meta_clear(struct ckpt_meta *m) {
   if (m == NULL) return;
@@ -279,7 +278,9 @@ struct ckpt_reader {
    * built (in the cache) rather than by a second walk of the whole state;
    * only when the body began with an empty state (from_empty). */
   struct digest_acc *digest;
-  bool from_empty; /* the txn held no live entity when the body began */
+  bool from_empty;   /* the txn held no live entity when the body began */
+  ckpt_stop_fn stop; /* asked before each unit of the body (NULL: never) */
+  void *stop_arg;
 };
 
 /* A bounded view of a unit being decoded; bad is sticky. */
@@ -292,6 +293,10 @@ struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg) {
   struct ckpt_reader *rd = xcalloc(1, sizeof *rd);
   rd->r = r, rd->arg = arg;
   return rd;
+}
+
+void ckpt_reader_set_stop(struct ckpt_reader *rd, ckpt_stop_fn stop, void *arg) {
+  rd->stop = stop, rd->stop_arg = arg;
 }
 
 void ckpt_reader_destroy(struct ckpt_reader *rd) {
@@ -643,12 +648,18 @@ static int check_end(struct ckpt_reader *rd, const struct ckpt_meta *m, struct s
 }
 
 /* Reads blocks until the trailer, giving their records to the put stage;
- * checks the trailer's record count and parses it into m. Returns 0 at a
- * good trailer, or an error with why filled. */
+ * checks the trailer's record count and parses it into m. Asks rd->stop
+ * before each unit: a source that never waits (a file in the page cache)
+ * gives no other chance to see it. Returns 0 at a good trailer,
+ * -ECANCELED when stopped, or an error with why filled. */
 static int read_blocks(struct ckpt_reader *rd, struct ckpt_meta *m, char *why, size_t cap) {
   for (;;) {
     uint8_t tag;
     uint32_t len, nrec;
+    if (rd->stop != NULL && rd->stop(rd->stop_arg)) {
+      snprintf(why, cap, "stopped");
+      return -ECANCELED;
+    }
     int rc = read_unit(rd, &tag, &len, &nrec, why, cap);
     if (rc != 0) return rc;
     if (tag == 'E') {
@@ -680,14 +691,10 @@ int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_
   rd->from_empty = store_txn_live(t) == 0;
   rd->digest = rd->from_empty ? digest_acc_new() : NULL;
   /* A whole-state build: sized from the header's live counts so no shard
-   * grows while it runs (tombstones are few). The header is not trusted yet
-   * (its counts are checked at the end): a forged count reserves at most
-   * RESERVE_MAX a kind. */
-  if (rd->from_empty)
-    for (int k = 0; k < CAT_ENTITY_KINDS; k++)
-      store_txn_reserve(t, (enum cat_kind)k,
-                        meta->live[k] < RESERVE_MAX ? (size_t)meta->live[k] : RESERVE_MAX);
-  rd->stage = put_stage_start(t);
+   * grows much while it runs (tombstones are few). The header is not
+   * trusted yet (its counts are checked at the end): the stage reserves
+   * the bulk of a count only once the records come (put_stage_start). */
+  rd->stage = put_stage_start(t, rd->from_empty ? meta->live : NULL);
   int rc = end_stage(rd, read_blocks(rd, meta, why, cap), &c, why, cap);
   return rc != 0 ? rc : check_end(rd, meta, t, &c, why, cap);
 }

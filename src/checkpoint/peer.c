@@ -89,10 +89,10 @@ struct peer_conn {
 };
 
 /* Waits until fd is ready for ev: 0, -ETIMEDOUT after timeout_ms without
- * it, -ECANCELED once *stop is set. */
+ * it, -ECANCELED once *stop is set (NULL: never). */
 static int wait_fd(int fd, short ev, int timeout_ms, const atomic_bool *stop) {
   for (int waited = 0; waited < timeout_ms; waited += SLICE_MS) {
-    if (atomic_load(stop)) return -ECANCELED;
+    if (stop != NULL && atomic_load(stop)) return -ECANCELED;
     struct pollfd pf = {.fd = fd, .events = ev};
     int k = poll(&pf, 1, SLICE_MS);
     if (k > 0) return 0;
@@ -184,6 +184,13 @@ static ssize_t peer_read(void *arg, void *p, size_t n) {
   return k;
 }
 
+/* ckpt_stop_fn: the transfer's stop flag, asked by the reader between
+ * blocks (a peer that always has a byte ready never makes wait_fd look). */
+static bool peer_stopping(void *arg) {
+  const struct peer_conn *c = arg;
+  return c->o->stop != NULL && atomic_load(c->o->stop);
+}
+
 /* Sends the request and reads the response head; the status must be 200.
  * Returns 0 (body bytes already read are in c->head), -EBUSY with why (503
  * with Retry-After: the peer's transfer slots are taken), -EPROTO with why
@@ -261,6 +268,7 @@ int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *
   if (rc < 0 && rc != -EPROTO && strcmp(why, "?") == 0)
     snprintf(why, cap, "request: %s", strerror(-rc));
   struct ckpt_reader *rd = rc == 0 ? ckpt_reader_new(peer_read, c) : NULL;
+  if (rd != NULL) ckpt_reader_set_stop(rd, peer_stopping, c);
   if (rc == 0) rc = ckpt_read_header(rd, meta, why, cap);
   if (rc == 0 && o->accept != NULL) rc = o->accept(o->arg, meta, why, cap);
   /* The rate is the peer's from here: the wait in accept (a broker slow

@@ -20,6 +20,16 @@
 #include "xalloc.h"
 
 #define RING 64 /* groups in flight: 1024 records at most */
+/* Map sizing from the header's live counts, which nothing vouches for
+ * until the trailer: each kind is reserved up to RESERVE_FIRST at once, and
+ * up to the header's count (at most RESERVE_MAX) only once RESERVE_FIRST
+ * live records of it were actually decoded and put. A header that claims
+ * 2M of every kind and is followed by garbage cost 345 MiB of maps before
+ * it was refused; now it costs what RESERVE_FIRST reserves (~4 MiB a map),
+ * and the full size must be earned with 64k valid records. An honest load
+ * pays one rehash of 64k entries per large kind (a few ms at 1M). */
+#define RESERVE_FIRST (64u << 10)
+#define RESERVE_MAX   (2u << 20)
 /* A side that found the ring full (empty) sleeps until the other has made
  * this much room (work): waking per group cost a fifth of the read in
  * futex calls and the hypervisor's interrupts, waking per WAKE_AT groups
@@ -45,8 +55,17 @@ struct put_stage {
   bool failed;           /* a put was not applied (guarded by mu) */
   /* The stage thread's own (read by the reader after the join). */
   struct put_stage_counts c;
-  uint64_t done; /* records put or freed so far */
+  uint64_t done;                         /* records put or freed so far */
+  size_t reserve_rest[CAT_ENTITY_KINDS]; /* reserved once RESERVE_FIRST came (0: no more) */
 };
+
+/* Reserves the rest of kind k's header count once RESERVE_FIRST live
+ * records of it were put (before the group that crosses it). */
+static void reserve_earned(struct put_stage *s, enum cat_kind k) {
+  if (s->reserve_rest[k] == 0 || s->c.live[k] < RESERVE_FIRST) return;
+  store_txn_reserve(s->t, k, s->reserve_rest[k]);
+  s->reserve_rest[k] = 0;
+}
 
 /* Puts one group into s->t, counting it; after a failure the
  * group is only freed. @locality the stage's thread (or the reader's when
@@ -62,6 +81,7 @@ static void put_group(struct put_stage *s, struct group *g) {
   for (size_t i = 0; i < g->n; i++) { /* before the put: the txn may free h after it */
     s->c.records[g->h[i]->kind]++;
     if (!g->h[i]->deleted) s->c.live[g->h[i]->kind]++;
+    reserve_earned(s, g->h[i]->kind);
   }
   store_put_many(s->t, g->h, g->n, rc);
   for (size_t i = 0; i < g->n && !s->c.failed; i++)
@@ -98,9 +118,20 @@ static void *stage_main(void *arg) {
   }
 }
 
-struct put_stage *put_stage_start(struct store_txn *t) {
+/* The first reservation of each kind (on the caller's thread: the stage
+ * has not started); remembers what the rest would be. */
+static void reserve_first(struct put_stage *s, const uint64_t live[CAT_ENTITY_KINDS]) {
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
+    size_t want = live[k] < RESERVE_MAX ? (size_t)live[k] : RESERVE_MAX;
+    store_txn_reserve(s->t, (enum cat_kind)k, want < RESERVE_FIRST ? want : RESERVE_FIRST);
+    s->reserve_rest[k] = want > RESERVE_FIRST ? want : 0;
+  }
+}
+
+struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live) {
   struct put_stage *s = xcalloc(1, sizeof *s);
   s->t = t;
+  if (live != NULL) reserve_first(s, live);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->not_full, NULL);
   pthread_cond_init(&s->not_empty, NULL);

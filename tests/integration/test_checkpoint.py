@@ -10,9 +10,15 @@
           the warm load from PostgreSQL is used.
   test_c  a foreign file, a corrupt checkpoint and a truncated one, all newer than a good
           checkpoint, are skipped with a warning each; the good one is used.
+  CheckpointSigtermTest
+    test_a  SIGTERM during the load of a large checkpoint (500k variants, about 0.6 s to
+            load here, the signal lands some 10-50 ms into it): exit 0 within the grace
+            period, "checkpoint load stopped: shutting down", nothing published, no fallback
+            (no warm load, no "checkpoint skipped"). The reader used to read the whole file
+            and publish it first.
 
 Real parts: the binary, PostgreSQL (PgCluster), the mock broker over TCP.
-Run: /usr/bin/python3 tests/integration/test_checkpoint.py -v   (about 1 min)
+Run: /usr/bin/python3 tests/integration/test_checkpoint.py -v   (about 1.5 min)
 """
 import os
 import shutil
@@ -230,6 +236,75 @@ class CheckpointTest(unittest.TestCase):
         self.assertEqual(sku_of(b, V[2]), 'U2-2')
         self.assertEqual(b.stop(), 0)
         self.assertEqual(ref.stop(), 0)
+
+
+class CheckpointSigtermTest(unittest.TestCase):
+    """A SIGTERM while a checkpoint file is being loaded (start-up, before anything serves)."""
+
+    ROWS = 500000  # ~50 MB of checkpoint, ~0.6 s to load on the development machine
+    PRODUCTS = 1000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = harness.PgCluster()
+        cls.pg.load_fixtures()
+        cls.pg.psql("""
+INSERT INTO products (id, organization_id, title, sku, status)
+  SELECT ('eeeeeeee-0000-4000-9000-' || lpad(to_hex(g), 12, '0'))::uuid, 'org_ckpt_big', 'Big',
+         'B', 'activa' FROM generate_series(0, %(p)d - 1) g;
+INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id,
+                      vendor)
+  SELECT ('eeeeeeee-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, 'org_ckpt_big',
+         ('eeeeeeee-0000-4000-9000-' || lpad(to_hex(g %% %(p)d), 12, '0'))::uuid, 'SKU-' || g,
+         'active', 10.5, 'WH', 'vendor-' || g FROM generate_series(1, %(n)d) g;"""
+                    % {'p': cls.PRODUCTS, 'n': cls.ROWS})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.stop()
+
+    def setUp(self):
+        self.km = kafka.KafkaMock(partitions=2)
+        self.addCleanup(self.km.stop)
+        self.dir = tempfile.mkdtemp(prefix='catalogd-ckpt-')
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def server(self):
+        srv = harness.Catalogd({'DATABASE_URL': self.pg.url(),
+                                'KAFKA_BOOTSTRAP_SERVERS': self.km.bootstrap,
+                                'CHECKPOINT_DIR': self.dir, 'SHUTDOWN_DRAIN_MS': '0',
+                                'SHUTDOWN_GRACE_SECONDS': '5'})
+        self.addCleanup(srv.close)
+        return srv
+
+    def test_a_sigterm_during_the_checkpoint_load(self):
+        a = self.server()
+        a.wait_serving(120)
+        self.assertEqual(a.stop(timeout=60), 0)  # writes the checkpoint on the way out
+        self.assertTrue(logs_with(a, 'checkpoint written'), a.tail())
+        # Loaded whole once, for the figure: how long the window is.
+        b = self.server()
+        b.wait_serving(120)
+        src = ru.startup_source(b)
+        self.assertEqual(src['source'], 'checkpoint', b.tail())
+        load_s = src['load_seconds']
+        self.assertEqual(b.stop(timeout=60), 0)
+        c = self.server()
+        line = '"msg":"checkpoint load starting"'
+        harness.wait_until(lambda: line in c.raw_stdout(), 60, interval=0.005,
+                           what='the checkpoint load starting')
+        t0 = time.monotonic()
+        c.send_signal(signal.SIGTERM)
+        code = c.wait_exit(30)
+        took = time.monotonic() - t0
+        ru.note('a load of %.2f s stopped: exit %d %.2f s after SIGTERM' % (load_s, code, took))
+        self.assertEqual(code, 0, c.tail())
+        self.assertLess(took, 5.0, 'not within SHUTDOWN_GRACE_SECONDS')
+        # The load was cut: nothing published, and no other source tried on the way out.
+        self.assertTrue(logs_with(c, 'checkpoint load stopped: shutting down'), c.tail())
+        for msg in ('snapshot published', 'startup source', 'checkpoint skipped',
+                    'warm load starting'):
+            self.assertFalse(logs_with(c, msg), '%s: %s' % (msg, c.tail()))
 
 
 if __name__ == '__main__':

@@ -17,6 +17,10 @@ refused for what it says, not for a checksum.
     test_b  SIGTERM while a peer holds the connection open after the header, after every
             block (before the trailer: every record handed to the put stage) and in the middle
             of the trailer: exit 0 within 2 s each, no fallback on the way out.
+    test_c  a valid header claiming 2M live entities of every kind, then garbage: refused
+            ("damaged block frame"), the warm load serves, and the replica's peak RSS (VmHWM)
+            is within 160 MiB of the same stream with the header's honest counts. The maps
+            used to be sized from those counts before a record came: +345 MiB (now ~+30).
   OldCheckpointTest
     test_a  a CHECKPOINT_DIR holding only a format-2 file (the previous build's): skipped
             with the reason ("format version 2; this build reads 3"), the warm load serves, a
@@ -48,6 +52,7 @@ BIG_ORG = 'org_hostile_big'
 BIG_ROWS = 3000  # several 64 KiB blocks
 eventually, logs_with = ru.eventually, ru.logs_with
 KINDS = 5  # CAT_ENTITY_KINDS: variant, product, brand, tag, collection
+FORGED_LIVE = 2 << 20  # the reader's cap on a header's count per kind (put_stage.c)
 
 
 def setUpModule():
@@ -303,6 +308,40 @@ class HostilePeerTest(Base):
             self.assertLess(took, 2.0, name)
             self.assertFalse(logs_with(b, 'startup source'), '%s: %s' % (name, b.tail()))
             self.assertFalse(logs_with(b, 'warm load starting'), name)
+
+
+    def test_c_a_forged_header_count_does_not_size_the_maps(self):
+        a = self.peer()
+        ver, hb, units = parse(ru.snapshot_bytes(a))
+        forged = hb
+        for k in range(KINDS):
+            forged = header_with_live(forged, k, FORGED_LIVE)
+        garbage = bytes(range(256)) * 4
+        peaks = {}
+        for name, h in (('honest counts', hb), ('2M of every kind', forged)):
+            p = self.scripted(build(ver, h, []) + garbage)
+            b = self.server(BOOTSTRAP_PEERS='127.0.0.1:%d' % p.port)
+            b.wait_serving(60)
+            failed = logs_with(b, 'peer bootstrap failed')
+            self.assertEqual(len(failed), 1, '%s: %s' % (name, b.tail()))
+            self.assertIn('damaged block frame', failed[0]['why'], name)
+            self.assertEqual(ru.startup_source(b)['source'], 'postgres', b.tail())
+            self.assertGreater(ru.digest(b)['counts']['variants'], 0, name)  # it serves
+            peaks[name] = vm_hwm(b.pid)
+            self.assertEqual(b.stop(), 0)
+        growth = peaks['2M of every kind'] - peaks['honest counts']
+        ru.note('peak RSS %.1f MiB with honest counts, %.1f MiB with 2M of every kind' %
+                (peaks['honest counts'] / 2**20, peaks['2M of every kind'] / 2**20))
+        self.assertLess(growth, 160 * 2**20, 'a forged header count sized the maps')
+
+
+def vm_hwm(pid):
+    """The process's peak resident set (VmHWM), in bytes."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    raise AssertionError('no VmHWM for %d' % pid)
 
 
 class OldCheckpointTest(Base):
