@@ -294,6 +294,19 @@ const struct snapshot *store_txn_view(const struct store_txn *t);
 struct prefault;
 void store_set_prefault(struct store *st, struct prefault *pf);
 
+/* For a bulk build whose records are built on one thread and put on
+ * another (a checkpoint's put stage, which may run tens of thousands of
+ * records behind): from now on the builder notes each record it allocates
+ * (store_txn_note, on its own thread) and t's puts note nothing, so that
+ * the prefaulter follows the allocations and not the lagging puts.
+ * @locality the store's writer, before the records are built. */
+void store_txn_note_builder(struct store_txn *t);
+
+/* h was just built for t (store_txn_note_builder): the prefaulter, if any,
+ * populates the memory after it. Reads only what store_set_prefault set.
+ * @locality the thread building t's records (the writer). */
+void store_txn_note(struct store_txn *t, const struct cat_hdr *h);
+
 /* Number of puts/deletes applied so far in t. */
 size_t store_txn_changes(const struct store_txn *t);
 

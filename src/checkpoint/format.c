@@ -278,6 +278,7 @@ struct ckpt_reader {
    * built (in the cache) rather than by a second walk of the whole state;
    * only when the body began with an empty state (from_empty). */
   struct digest_acc *digest;
+  struct store_txn *t; /* the body's (for store_txn_note only: the stage owns it) */
   bool from_empty;   /* the txn held no live entity when the body began */
   ckpt_stop_fn stop; /* asked before each unit of the body (NULL: never) */
   void *stop_arg;
@@ -539,6 +540,7 @@ static int dec_record(struct cur *c, struct ckpt_reader *rd, struct pending *p,
   else
     h = dec_named(c, kind, &r, why);
   if (h == NULL) return -EBADMSG;
+  store_txn_note(rd->t, h); /* the prefaulter follows the builds, not the puts */
   if (rd->digest != NULL && !h->deleted) digest_acc_add(rd->digest, h); /* while in the cache */
   p->h[p->n++] = h;
   return p->n == STORE_PUT_MANY_MAX ? give_pending(p, rd, why) : 0;
@@ -694,6 +696,8 @@ int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_
    * grows much while it runs (tombstones are few). The header is not
    * trusted yet (its counts are checked at the end): the stage reserves
    * the bulk of a count only once the records come (put_stage_start). */
+  rd->t = t;
+  store_txn_note_builder(t);
   rd->stage = put_stage_start(t, rd->from_empty ? meta->live : NULL);
   int rc = end_stage(rd, read_blocks(rd, meta, why, cap), &c, why, cap);
   return rc != 0 ? rc : check_end(rd, meta, t, &c, why, cap);

@@ -19,7 +19,13 @@
 
 #include "xalloc.h"
 
-#define RING 64 /* groups in flight: 1024 records at most */
+/* Groups in flight: 64k records at most. The ring lets the reader go on
+ * decoding while the stage is busy with something long, above all the
+ * reserve of a kind's full map once RESERVE_FIRST of it came (32 MiB of
+ * fresh memory at 1M variants: tens of ms, 0.1-0.2 s when the kernel
+ * zeroes it cold); 64 groups (1024 records) filled in a millisecond and
+ * left the reader waiting that long. 560 KiB of pointers. */
+#define RING 4096
 /* Map sizing from the header's live counts, which nothing vouches for
  * until the trailer: each kind is reserved up to RESERVE_FIRST at once, and
  * up to the header's count (at most RESERVE_MAX) only once RESERVE_FIRST
@@ -34,7 +40,7 @@
  * this much room (work): waking per group cost a fifth of the read in
  * futex calls and the hypervisor's interrupts, waking per WAKE_AT groups
  * costs nothing measurable. */
-#define WAKE_AT (RING / 2)
+#define WAKE_AT 32
 
 struct group {
   struct cat_hdr *h[STORE_PUT_MANY_MAX];
@@ -47,7 +53,7 @@ struct put_stage {
   pthread_t th;
   pthread_mutex_t mu;
   pthread_cond_t not_full, not_empty;
-  struct group ring[RING];
+  struct group *ring;     /* RING groups */
   uint64_t given, taken; /* groups; given - taken <= RING (guarded by mu) */
   bool closed;           /* no more groups (guarded by mu) */
   bool reader_waits;     /* the reader sleeps on not_full (guarded by mu) */
@@ -130,6 +136,7 @@ static void reserve_first(struct put_stage *s, const uint64_t live[CAT_ENTITY_KI
 
 struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live) {
   struct put_stage *s = xcalloc(1, sizeof *s);
+  s->ring = xmalloc(RING * sizeof *s->ring);
   s->t = t;
   if (live != NULL) reserve_first(s, live);
   pthread_mutex_init(&s->mu, NULL);
@@ -176,5 +183,6 @@ void put_stage_finish(struct put_stage *s, struct put_stage_counts *out) {
   pthread_cond_destroy(&s->not_full);
   pthread_cond_destroy(&s->not_empty);
   pthread_mutex_destroy(&s->mu);
+  free(s->ring);
   free(s);
 }

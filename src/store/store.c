@@ -80,6 +80,7 @@ struct store_txn {
   uint64_t *changed;
   size_t nchanged;
   bool changed_all;
+  bool builder_notes; /* store_txn_note_builder: puts do not note to the prefaulter */
 };
 
 struct store *store_new(void) {
@@ -457,7 +458,7 @@ static void txn_install(struct store_txn *t, struct cat_hdr *rec, uint32_t hash)
   enum cat_kind kind = rec->kind;
   struct cat_hdr *old;
   rec->gen = t->gen;
-  if (t->st->pf != NULL) /* a bulk build: its next records are allocated after this one */
+  if (t->st->pf != NULL && !t->builder_notes) /* a bulk build: its next records follow this one */
     prefault_note(t->st->pf, rec);
   smap_put(txn_map(t, kind), rec, hash, &old, &t->retired);
   if (old && !old->deleted) t->next.live[kind]--;
@@ -672,3 +673,9 @@ void store_abort(struct store_txn *t) {
 }
 
 void store_set_prefault(struct store *st, struct prefault *pf) { st->pf = pf; }
+
+void store_txn_note_builder(struct store_txn *t) { t->builder_notes = true; }
+
+void store_txn_note(struct store_txn *t, const struct cat_hdr *h) {
+  if (t->st->pf != NULL) prefault_note(t->st->pf, h);
+}
