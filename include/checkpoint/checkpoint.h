@@ -102,6 +102,23 @@ int ckpt_read_header(struct ckpt_reader *rd, struct ckpt_meta *out, char *why, s
 int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_txn *t, char *why,
                    size_t cap);
 
+/* Decides whether a checkpoint's header is usable (topic, offsets against
+ * the topic's retention): 0 yes, else a negative errno with why filled. */
+typedef int (*ckpt_accept_fn)(void *arg, const struct ckpt_meta *m, char *why, size_t cap);
+
+/* accept(arg, meta, ...) judges the header read into meta, on a thread of
+ * its own, while this thread reads the body as ckpt_read_body does: the
+ * check (a broker round trip: tens of ms, more to a remote broker) no
+ * longer comes before the first block. A refusal ends the body at the next
+ * block and is what this returns (accept's result and reason, over the
+ * body's); otherwise ckpt_read_body's result. accept reads only the
+ * header's fields of meta (topic, partitions, live counts, version, time),
+ * which the body leaves alone; it must end on its own (a stop included)
+ * for this to return. accept NULL: ckpt_read_body. @locality the store's
+ * writer (t as ckpt_read_body). */
+int ckpt_read_body_accepting(struct ckpt_reader *rd, struct ckpt_meta *meta, ckpt_accept_fn accept,
+                             void *arg, struct store_txn *t, char *why, size_t cap);
+
 /* ---- Files ---- */
 
 /* Written checkpoint: its name, size and how long writing took. */
@@ -129,12 +146,9 @@ int ckpt_write_file(const char *dir, const struct snapshot *s, struct ckpt_meta 
 int ckpt_list(const char *dir, char ***paths);
 void ckpt_list_free(char **paths, int n);
 
-/* Decides whether a checkpoint's header is usable (topic, offsets against
- * the topic's retention): 0 yes, else a negative errno with why filled. */
-typedef int (*ckpt_accept_fn)(void *arg, const struct ckpt_meta *m, char *why, size_t cap);
-
-/* Loads the checkpoint at path into t: header, accept(arg, ...), body,
- * asking stop(arg) between blocks (NULL: never; a 1M-variant file takes
+/* Loads the checkpoint at path into t: the header, then the body while
+ * accept(arg, ...) judges the header (ckpt_read_body_accepting), asking
+ * stop(arg) between blocks (NULL: never; a 1M-variant file takes
  * about a second to load, a SIGTERM must not wait for it). Returns 0 with
  * *meta filled (ckpt_meta_clear it), or a negative errno with why filled
  * (-EBADMSG damaged or foreign, accept's error, -ECANCELED stopped, -errno
@@ -176,11 +190,11 @@ typedef void (*ckpt_peer_progress_fn)(void *arg, const struct ckpt_peer_addr *p,
 /* How to fetch from a peer: connecting, and any wait for a byte, bounded
  * by timeout_ms; the whole transfer by transfer_ms (0: unbounded); each
  * CKPT_PEER_RATE_WINDOW_MS of reading the body must bring min_bps bytes a
- * second on average (0: no check; the wait in accept is not counted);
+ * second on average (0: no check);
  * *stop set ends it within 100 ms or one block, whichever comes first
  * (-ECANCELED; NULL: never); accept(arg, ...) judges the
- * header before the body is read (NULL: any); progress(arg, ...) if not
- * NULL. */
+ * header while the body is read (ckpt_read_body_accepting; NULL: any);
+ * progress(arg, ...) if not NULL. */
 struct ckpt_peer_opts {
   int timeout_ms;
   int transfer_ms;
@@ -191,12 +205,13 @@ struct ckpt_peer_opts {
   void *arg;
 };
 
-/* GET /snapshot from p, streamed straight into a reader: the header,
- * o->accept(), the body into t, as ckpt_load_file. Returns 0 with *meta filled (ckpt_meta_clear
- * it), or a negative errno with why filled (-EBUSY: the peer answered 503 with Retry-After, all
- * its transfer slots taken: worth asking again soon; -EPROTO: the peer did not answer 200;
- * -EBADMSG: damaged or truncated stream; -ETIMEDOUT: no byte for timeout_ms, the whole transfer
- * past transfer_ms, or slower than min_bps; accept's error); t may then hold part of it.
+/* GET /snapshot from p, streamed straight into a reader: the header, then
+ * the body into t while o->accept() judges the header, as ckpt_load_file. Returns 0 with *meta
+ * filled (ckpt_meta_clear it), or a negative errno with why filled (-EBUSY: the peer answered 503
+ * with Retry-After, all its transfer slots taken: worth asking again soon; -EPROTO: the peer did
+ * not answer 200; -EBADMSG: damaged or truncated stream; -ETIMEDOUT: no byte for timeout_ms, the
+ * whole transfer past transfer_ms, or slower than min_bps; accept's error); t may then hold part of
+ * it.
  * @locality the store's writer. */
 int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *o,
                    struct store_txn *t, struct ckpt_meta *meta, struct ckpt_peer_stats *st,

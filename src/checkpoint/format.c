@@ -28,6 +28,8 @@
  * the header's live counts as the records come (put_stage_start).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,8 +281,8 @@ struct ckpt_reader {
    * only when the body began with an empty state (from_empty). */
   struct digest_acc *digest;
   struct store_txn *t; /* the body's (for store_txn_note only: the stage owns it) */
-  bool from_empty;   /* the txn held no live entity when the body began */
-  ckpt_stop_fn stop; /* asked before each unit of the body (NULL: never) */
+  bool from_empty;     /* the txn held no live entity when the body began */
+  ckpt_stop_fn stop;   /* asked before each unit of the body (NULL: never) */
   void *stop_arg;
 };
 
@@ -753,4 +755,53 @@ int ckpt_read_header(struct ckpt_reader *rd, struct ckpt_meta *out, char *why, s
     return -EBADMSG;
   }
   return 0;
+}
+
+/* ---- The header's check, while the body is read ---- */
+
+/* An accept() running on a thread of its own. */
+struct accept_job {
+  ckpt_accept_fn fn;
+  void *arg;
+  const struct ckpt_meta *meta;
+  int rc; /* fn's result, once done */
+  atomic_bool done;
+  char why[512];     /* fn's reason */
+  ckpt_stop_fn stop; /* the reader's own stop, chained */
+  void *stop_arg;
+};
+
+static void *accept_main(void *arg) {
+  struct accept_job *j = arg;
+  j->rc = j->fn(j->arg, j->meta, j->why, sizeof j->why);
+  atomic_store_explicit(&j->done, true, memory_order_release);
+  return NULL;
+}
+
+/* ckpt_stop_fn while the job runs: the reader's stop, or a refusal (the
+ * body is then read for nothing: given up at the next block). */
+static bool stop_or_refused(void *arg) {
+  struct accept_job *j = arg;
+  if (j->stop != NULL && j->stop(j->stop_arg)) return true;
+  return atomic_load_explicit(&j->done, memory_order_acquire) && j->rc != 0;
+}
+
+int ckpt_read_body_accepting(struct ckpt_reader *rd, struct ckpt_meta *meta, ckpt_accept_fn accept,
+                             void *arg, struct store_txn *t, char *why, size_t cap) {
+  struct accept_job j = {
+      .fn = accept, .arg = arg, .meta = meta, .stop = rd->stop, .stop_arg = rd->stop_arg};
+  pthread_t th;
+  if (accept == NULL) return ckpt_read_body(rd, meta, t, why, cap);
+  if (pthread_create(&th, NULL, accept_main, &j) != 0) { /* serially, as it used to */
+    int rc = accept(arg, meta, why, cap);
+    return rc != 0 ? rc : ckpt_read_body(rd, meta, t, why, cap);
+  }
+  pthread_setname_np(th, "ckpt-accept");
+  ckpt_reader_set_stop(rd, stop_or_refused, &j);
+  int rc = ckpt_read_body(rd, meta, t, why, cap);
+  ckpt_reader_set_stop(rd, j.stop, j.stop_arg);
+  pthread_join(th, NULL);
+  if (j.rc == 0) return rc;
+  snprintf(why, cap, "%s", j.why); /* the refusal, whatever the body came to */
+  return j.rc;
 }

@@ -270,11 +270,10 @@ int ckpt_load_peer(const struct ckpt_peer_addr *p, const struct ckpt_peer_opts *
   struct ckpt_reader *rd = rc == 0 ? ckpt_reader_new(peer_read, c) : NULL;
   if (rd != NULL) ckpt_reader_set_stop(rd, peer_stopping, c);
   if (rc == 0) rc = ckpt_read_header(rd, meta, why, cap);
-  if (rc == 0 && o->accept != NULL) rc = o->accept(o->arg, meta, why, cap);
-  /* The rate is the peer's from here: the wait in accept (a broker slow
-   * to answer) is ours. */
+  /* The rate is the peer's from here. The header's check (accept: a
+   * broker round trip) runs meanwhile. */
   c->rate_on = true, c->win_t0_ms = clock_mono_ms(), c->win_bytes = c->bytes;
-  if (rc == 0) rc = ckpt_read_body(rd, meta, t, why, cap);
+  if (rc == 0) rc = ckpt_read_body_accepting(rd, meta, o->accept, o->arg, t, why, cap);
   if (rc != 0 && c->why[0]) snprintf(why, cap, "%s", c->why); /* our bound, not the stream */
   if (rc != 0) ckpt_meta_clear(meta);
   ckpt_reader_destroy(rd);

@@ -53,7 +53,7 @@ struct put_stage {
   pthread_t th;
   pthread_mutex_t mu;
   pthread_cond_t not_full, not_empty;
-  struct group *ring;     /* RING groups */
+  struct group *ring;    /* RING groups */
   uint64_t given, taken; /* groups; given - taken <= RING (guarded by mu) */
   bool closed;           /* no more groups (guarded by mu) */
   bool reader_waits;     /* the reader sleeps on not_full (guarded by mu) */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,6 +505,73 @@ static void a_load_stops_between_blocks(void **state) {
   store_destroy(b);
 }
 
+/* ---- The header's check runs while the body is read ---- */
+
+/* Both sides of the_header_is_judged_while_the_body_is_read: the reader's
+ * stop question before the second unit (the body is under way) and the
+ * header's check, each waiting (bounded) for the other. */
+struct overlap {
+  atomic_int questions;   /* stop questions asked by the reader */
+  atomic_bool body_going; /* the reader is past its first block */
+  atomic_bool judged;     /* accept has seen it and is returning */
+  atomic_bool accept_saw_body;
+};
+
+static bool wait_flag(atomic_bool *f) {
+  for (int i = 0; i < 5000 && !atomic_load(f); i++)
+    usleep(1000);
+  return atomic_load(f);
+}
+
+static bool overlap_stop(void *arg) {
+  struct overlap *o = arg;
+  if (atomic_fetch_add(&o->questions, 1) + 1 == 2) { /* before the second unit */
+    atomic_store(&o->body_going, true);
+    wait_flag(&o->judged);
+  }
+  return false;
+}
+
+static int overlap_accept(void *arg, const struct ckpt_meta *m, char *why, size_t cap) {
+  struct overlap *o = arg;
+  assert_int_equal(m->live[CAT_VARIANT], 3000); /* the header's fields are there */
+  atomic_store(&o->accept_saw_body, wait_flag(&o->body_going));
+  atomic_store(&o->judged, true);
+  snprintf(why, cap, "too old");
+  return -ESTALE;
+}
+
+/* The header's check (a broker round trip in catalogd) is made on another
+ * thread while the body is read, no longer before it: the accept here sees
+ * the reader past its first block (with the check made first it would
+ * wait 5 s and see nothing). Its refusal is the load's result and reason,
+ * whatever the body came to; the transaction is aborted, nothing leaks. */
+static void the_header_is_judged_while_the_body_is_read(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ckpt-unit-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  struct store *a = store_new(), *b = store_new();
+  fill(a, 3000); /* several 64 KiB blocks */
+  struct ckpt_written out;
+  char why[256] = "";
+  assert_int_equal(write_one(dir, a, 1, &out, why, sizeof why), 0);
+  struct ckpt_meta meta;
+  struct overlap o = {0};
+  struct store_txn *t = store_begin(b);
+  assert_int_equal(
+      ckpt_load_file(out.path, overlap_accept, overlap_stop, &o, t, &meta, why, sizeof why),
+      -ESTALE);
+  assert_string_equal(why, "too old");
+  assert_true(atomic_load(&o.accept_saw_body));
+  assert_null(meta.parts);
+  store_abort(t);
+  assert_null(store_current(b));
+  unlink(out.path);
+  rmdir(dir);
+  store_destroy(a);
+  store_destroy(b);
+}
+
 /* ---- A stream naming one entity twice ---- */
 
 static void put_var(struct mem *m, uint64_t v) {
@@ -600,6 +668,7 @@ int main(void) {
       cmocka_unit_test(failed_directory_fsync_still_prunes),
       cmocka_unit_test(an_entity_twice_is_refused),
       cmocka_unit_test(a_load_stops_between_blocks),
+      cmocka_unit_test(the_header_is_judged_while_the_body_is_read),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   rcu_unregister_thread();
