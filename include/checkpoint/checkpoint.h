@@ -77,6 +77,11 @@ struct ckpt_reader;
 struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg);
 void ckpt_reader_destroy(struct ckpt_reader *rd); /* NULL: no-op */
 
+/* The whole stream's length, when known (a file's size): header counts
+ * that so many bytes could hold size the maps at once, and others only as
+ * the records come (a forged count must not reserve memory). */
+void ckpt_reader_set_length(struct ckpt_reader *rd, uint64_t bytes);
+
 /* Says whether the read should be given up now (the process is stopping). */
 typedef bool (*ckpt_stop_fn)(void *arg);
 

@@ -201,6 +201,7 @@ int ckpt_load_file(const char *path, ckpt_accept_fn accept, ckpt_stop_fn stop, v
   }
   struct ckpt_reader *rd = ckpt_reader_new(fd_read, &fd);
   ckpt_reader_set_stop(rd, stop, arg);
+  ckpt_reader_set_length(rd, (uint64_t)sb.st_size);
   int rc = ckpt_read_header(rd, meta, why, cap);
   if (rc == 0) rc = ckpt_read_body_accepting(rd, meta, accept, arg, t, why, cap);
   if (rc != 0) ckpt_meta_clear(meta);

@@ -25,7 +25,8 @@
  * take: a checkpoint cannot produce a record an event could not (ids are
  * handed to them binary, as stored). Decoded records are put in groups
  * (store_put_many) on a second thread (put_stage.h), into maps sized from
- * the header's live counts as the records come (put_stage_start).
+ * the header's live counts, as far as the stream's length or the records
+ * that came vouch for them (put_stage_start).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -273,7 +274,8 @@ struct ckpt_reader {
   struct image_fields *ims;
   uint8_t (*img_ids)[16]; /* the images' ids, binary (ims_cap of them) */
   size_t ims_cap;
-  uint64_t total; /* records decoded */
+  uint64_t total;  /* records decoded */
+  uint64_t length; /* the whole stream's bytes, if known (ckpt_reader_set_length; 0: not) */
   /* The puts, on their own thread while the body is read (put_stage.h). */
   struct put_stage *stage;
   /* The digest of the live records decoded, each hashed right after it is
@@ -297,6 +299,8 @@ struct ckpt_reader *ckpt_reader_new(ckpt_read_fn r, void *arg) {
   rd->r = r, rd->arg = arg;
   return rd;
 }
+
+void ckpt_reader_set_length(struct ckpt_reader *rd, uint64_t bytes) { rd->length = bytes; }
 
 void ckpt_reader_set_stop(struct ckpt_reader *rd, ckpt_stop_fn stop, void *arg) {
   rd->stop = stop, rd->stop_arg = arg;
@@ -697,10 +701,11 @@ int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_
   /* A whole-state build: sized from the header's live counts so no shard
    * grows much while it runs (tombstones are few). The header is not
    * trusted yet (its counts are checked at the end): the stage reserves
-   * the bulk of a count only once the records come (put_stage_start). */
+   * at once only what the stream's length allows, the rest of a count once
+   * the records come (put_stage_start). */
   rd->t = t;
   store_txn_note_builder(t);
-  rd->stage = put_stage_start(t, rd->from_empty ? meta->live : NULL);
+  rd->stage = put_stage_start(t, rd->from_empty ? meta->live : NULL, rd->length);
   int rc = end_stage(rd, read_blocks(rd, meta, why, cap), &c, why, cap);
   return rc != 0 ? rc : check_end(rd, meta, t, &c, why, cap);
 }

@@ -27,13 +27,19 @@
  * left the reader waiting that long. 560 KiB of pointers. */
 #define RING 4096
 /* Map sizing from the header's live counts, which nothing vouches for
- * until the trailer: each kind is reserved up to RESERVE_FIRST at once, and
- * up to the header's count (at most RESERVE_MAX) only once RESERVE_FIRST
- * live records of it were actually decoded and put. A header that claims
- * 2M of every kind and is followed by garbage cost 345 MiB of maps before
- * it was refused; now it costs what RESERVE_FIRST reserves (~4 MiB a map),
- * and the full size must be earned with 64k valid records. An honest load
- * pays one rehash of 64k entries per large kind (a few ms at 1M). */
+ * until the trailer. A stream of known length (a file) cannot hold more
+ * records than its bytes allow (PUT_STAGE_MIN_RECORD each): counts within
+ * that are reserved whole at once, as the stage starts. Otherwise (a peer's
+ * stream, or counts a file could not hold) each kind is reserved up to
+ * RESERVE_FIRST at once, and up to the header's count (at most
+ * RESERVE_MAX) only once RESERVE_FIRST live records of it were actually
+ * decoded and put. A header that claims 2M of every kind and is followed
+ * by garbage cost 345 MiB of maps before it was refused; now it costs what
+ * RESERVE_FIRST reserves (~4 MiB a map), and the full size must be earned
+ * with 64k valid records. Earning costs an honest load one rehash of 64k
+ * entries per large kind, and the full map's memory on the stage's thread
+ * mid-load (~5 % of a 1M restart, measured alternated): why a file is
+ * sized at once. */
 #define RESERVE_FIRST (64u << 10)
 #define RESERVE_MAX   (2u << 20)
 /* A side that found the ring full (empty) sleeps until the other has made
@@ -63,6 +69,10 @@ struct put_stage {
   struct put_stage_counts c;
   uint64_t done;                         /* records put or freed so far */
   size_t reserve_rest[CAT_ENTITY_KINDS]; /* reserved once RESERVE_FIRST came (0: no more) */
+  /* put_stage_start's sizing (set before the thread starts). */
+  bool sizing;                     /* size t's maps from live */
+  uint64_t live[CAT_ENTITY_KINDS]; /* the header's live counts */
+  uint64_t bound;                  /* most records the stream can hold (0: unknown) */
 };
 
 /* Reserves the rest of kind k's header count once RESERVE_FIRST live
@@ -95,9 +105,25 @@ static void put_group(struct put_stage *s, struct group *g) {
   s->done += g->n;
 }
 
+/* The first reservation of each kind, as the stage starts (on its thread,
+ * while the reader decodes the first groups); remembers what the rest
+ * would be. s->live and s->bound: put_stage_start's. */
+static void reserve_first(struct put_stage *s) {
+  uint64_t sum = 0;
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++)
+    sum += s->live[k] < RESERVE_MAX ? s->live[k] : RESERVE_MAX;
+  size_t first = s->bound != 0 && sum <= s->bound ? RESERVE_MAX : RESERVE_FIRST;
+  for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
+    size_t want = s->live[k] < RESERVE_MAX ? (size_t)s->live[k] : RESERVE_MAX;
+    store_txn_reserve(s->t, (enum cat_kind)k, want < first ? want : first);
+    s->reserve_rest[k] = want > first ? want : 0;
+  }
+}
+
 /* The stage's thread: takes groups until the ring is closed and empty. */
 static void *stage_main(void *arg) {
   struct put_stage *s = arg;
+  if (s->sizing) reserve_first(s);
   for (;;) {
     pthread_mutex_lock(&s->mu);
     if (s->taken == s->given && !s->closed) {
@@ -124,26 +150,21 @@ static void *stage_main(void *arg) {
   }
 }
 
-/* The first reservation of each kind (on the caller's thread: the stage
- * has not started); remembers what the rest would be. */
-static void reserve_first(struct put_stage *s, const uint64_t live[CAT_ENTITY_KINDS]) {
-  for (int k = 0; k < CAT_ENTITY_KINDS; k++) {
-    size_t want = live[k] < RESERVE_MAX ? (size_t)live[k] : RESERVE_MAX;
-    store_txn_reserve(s->t, (enum cat_kind)k, want < RESERVE_FIRST ? want : RESERVE_FIRST);
-    s->reserve_rest[k] = want > RESERVE_FIRST ? want : 0;
-  }
-}
-
-struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live) {
+struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live, uint64_t bytes) {
   struct put_stage *s = xcalloc(1, sizeof *s);
   s->ring = xmalloc(RING * sizeof *s->ring);
   s->t = t;
-  if (live != NULL) reserve_first(s, live);
+  s->sizing = live != NULL;
+  if (live != NULL) memcpy(s->live, live, sizeof s->live);
+  s->bound = bytes / PUT_STAGE_MIN_RECORD;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->not_full, NULL);
   pthread_cond_init(&s->not_empty, NULL);
   s->threaded = pthread_create(&s->th, NULL, stage_main, s) == 0;
-  if (s->threaded) pthread_setname_np(s->th, "ckpt-put");
+  if (s->threaded)
+    pthread_setname_np(s->th, "ckpt-put");
+  else if (s->sizing)
+    reserve_first(s);
   return s;
 }
 

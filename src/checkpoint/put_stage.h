@@ -35,14 +35,21 @@ struct put_stage_counts {
   bool failed;                        /* some record was not applied (an entity twice) */
 };
 
+/* The fewest bytes a record takes in a stream (flag, id, an organization
+ * or its repeat, version): what bounds the records a stream of known
+ * length can hold. */
+#define PUT_STAGE_MIN_RECORD 18
+
 /* Starts a stage putting into t; t is the stage's until put_stage_finish.
  * live (NULL: no sizing): the header's live count per kind
- * (CAT_ENTITY_KINDS), untrusted: t's maps are sized for at most 64k of a
- * kind now and for the rest (at most 2M) only once 64k live records of it
- * were put, so a forged count costs little (put_stage.c, RESERVE_FIRST).
- * Returns the stage (never NULL: a thread that cannot start makes
- * put_stage_give put on the caller's thread). */
-struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live);
+ * (CAT_ENTITY_KINDS), untrusted; bytes: the whole stream's length if known
+ * (a file's size; 0: unknown). The stage sizes t's maps on its own thread
+ * as it starts: for the whole counts if the stream could hold them, else
+ * for at most 64k of a kind now and for the rest (at most 2M) only once
+ * 64k live records of it were put, so a forged count costs little
+ * (put_stage.c, RESERVE_FIRST). Returns the stage (never NULL: a thread
+ * that cannot start makes put_stage_give put on the caller's thread). */
+struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live, uint64_t bytes);
 
 /* Hands over recs[0..n) (n <= STORE_PUT_MANY_MAX), to be put in that order;
  * the stage owns them from now on. Waits while the ring is full. Returns

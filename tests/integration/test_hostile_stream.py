@@ -21,6 +21,9 @@ refused for what it says, not for a checksum.
             ("damaged block frame"), the warm load serves, and the replica's peak RSS (VmHWM)
             is within 160 MiB of the same stream with the header's honest counts. The maps
             used to be sized from those counts before a record came: +345 MiB (now ~+30).
+    test_d  the same two streams as checkpoint files in CHECKPOINT_DIR: a file's counts are
+            trusted at once only if its size could hold them; these cannot be, and cost no
+            more than from a peer.
   OldCheckpointTest
     test_a  a CHECKPOINT_DIR holding only a format-2 file (the previous build's): skipped
             with the reason ("format version 2; this build reads 3"), the warm load serves, a
@@ -311,6 +314,31 @@ class HostilePeerTest(Base):
 
 
     def test_c_a_forged_header_count_does_not_size_the_maps(self):
+        growth = self.forged_count_growth(self.from_peer, 'peer bootstrap failed')
+        self.assertLess(growth, 160 * 2**20, 'a forged header count sized the maps')
+
+    def test_d_a_forged_file_count_does_not_size_the_maps(self):
+        """A file's counts within what its size can hold size the maps at once; these
+        cannot be (10M records in a few KiB): sized as a peer's, as the records come."""
+        growth = self.forged_count_growth(self.from_file, 'checkpoint skipped')
+        self.assertLess(growth, 160 * 2**20, 'a forged file header count sized the maps')
+
+    def from_peer(self, stream):
+        p = self.scripted(stream)
+        return self.server(BOOTSTRAP_PEERS='127.0.0.1:%d' % p.port)
+
+    def from_file(self, stream):
+        d = tempfile.mkdtemp(prefix='catalogd-hostile-')
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, 'checkpoint-%020d.ckpt' % time.time_ns()), 'wb') as f:
+            f.write(stream)
+        return self.server(CHECKPOINT_DIR=d)
+
+    def forged_count_growth(self, start, failed_msg):
+        """A real replica's header, then garbage, once with its honest live counts and once
+        claiming 2M of every kind, each to a new replica started by start(stream): refused
+        ("damaged block frame"), the warm load serves. Returns the growth of the replica's
+        peak RSS (VmHWM) from the honest to the forged counts."""
         a = self.peer()
         ver, hb, units = parse(ru.snapshot_bytes(a))
         forged = hb
@@ -319,20 +347,18 @@ class HostilePeerTest(Base):
         garbage = bytes(range(256)) * 4
         peaks = {}
         for name, h in (('honest counts', hb), ('2M of every kind', forged)):
-            p = self.scripted(build(ver, h, []) + garbage)
-            b = self.server(BOOTSTRAP_PEERS='127.0.0.1:%d' % p.port)
+            b = start(build(ver, h, []) + garbage)
             b.wait_serving(60)
-            failed = logs_with(b, 'peer bootstrap failed')
+            failed = logs_with(b, failed_msg)
             self.assertEqual(len(failed), 1, '%s: %s' % (name, b.tail()))
             self.assertIn('damaged block frame', failed[0]['why'], name)
             self.assertEqual(ru.startup_source(b)['source'], 'postgres', b.tail())
             self.assertGreater(ru.digest(b)['counts']['variants'], 0, name)  # it serves
             peaks[name] = vm_hwm(b.pid)
             self.assertEqual(b.stop(), 0)
-        growth = peaks['2M of every kind'] - peaks['honest counts']
         ru.note('peak RSS %.1f MiB with honest counts, %.1f MiB with 2M of every kind' %
                 (peaks['honest counts'] / 2**20, peaks['2M of every kind'] / 2**20))
-        self.assertLess(growth, 160 * 2**20, 'a forged header count sized the maps')
+        return peaks['2M of every kind'] - peaks['honest counts']
 
 
 def vm_hwm(pid):
