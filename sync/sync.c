@@ -351,12 +351,24 @@ static void follow_replay(struct sync *s, bool replay_first) {
 
 /* ---- Start-up from a checkpoint ---- */
 
+/* Waits up to ms, in short slices: true once s is stopping or *moot is set
+ * (nothing signals s->cv for the latter). */
+static bool wait_or_moot(struct sync *s, const atomic_bool *moot, long ms) {
+  for (long waited = 0; waited < ms; waited += 100) {
+    if (atomic_load(moot)) return true;
+    if (wait_or_stop(s, ms - waited < 100 ? ms - waited : 100)) return true;
+  }
+  return atomic_load(moot);
+}
+
 /* ckpt_accept_fn: the checkpoint's topic is ours and the topic still holds
- * every event after its offsets (retried while the broker does not answer).
+ * every event after its offsets (retried while the broker does not answer,
+ * until *moot: the body failed, the answer is not needed).
  * A stop meanwhile is -ECANCELED: the consumer's discovery gives up on it,
  * which would otherwise read as "the topic does not exist" and send the
  * start-up on to the next source on its way out. */
-static int accept_checkpoint(void *arg, const struct ckpt_meta *m, char *why, size_t cap) {
+static int accept_checkpoint(void *arg, const struct ckpt_meta *m, const atomic_bool *moot,
+                             char *why, size_t cap) {
   struct sync *s = arg;
   if (strcmp(m->topic, s->cfg->kafka_topic) != 0) {
     snprintf(why, cap, "written for topic \"%.200s\", KAFKA_TOPIC is \"%.200s\"", m->topic,
@@ -370,14 +382,14 @@ static int accept_checkpoint(void *arg, const struct ckpt_meta *m, char *why, si
   int rc;
   while ((rc = consumer_start_at(s->consumer, pos, (int)m->nparts, why, cap)) == -EIO) {
     consumer_reset(s->consumer);
-    if (wait_or_stop(s, 1000)) {
+    if (wait_or_moot(s, moot, 1000)) {
       rc = -ECANCELED;
       break;
     }
   }
   free(pos);
-  if (rc != 0 && atomic_load(&s->stop)) {
-    snprintf(why, cap, "stopped");
+  if (rc != 0 && (atomic_load(&s->stop) || atomic_load(moot))) {
+    snprintf(why, cap, "%s", atomic_load(&s->stop) ? "stopped" : "given up: the body failed");
     rc = -ECANCELED;
   }
   return rc;
@@ -404,9 +416,10 @@ struct file_load {
 /* ckpt_accept_fn of a file: accept_checkpoint, then says the body's read
  * begins (how long it takes depends on the catalog: a second at 1M
  * variants). */
-static int accept_file(void *arg, const struct ckpt_meta *m, char *why, size_t cap) {
+static int accept_file(void *arg, const struct ckpt_meta *m, const atomic_bool *moot, char *why,
+                       size_t cap) {
   const struct file_load *f = arg;
-  int rc = accept_checkpoint(f->s, m, why, cap);
+  int rc = accept_checkpoint(f->s, m, moot, why, cap);
   if (rc == 0)
     log_info("checkpoint load starting", LF_S("path", f->path),
              LF_I("variants", m->live[CAT_VARIANT]), LF_I("products", m->live[CAT_PRODUCT]));

@@ -108,15 +108,21 @@ int ckpt_read_body(struct ckpt_reader *rd, struct ckpt_meta *meta, struct store_
                    size_t cap);
 
 /* Decides whether a checkpoint's header is usable (topic, offsets against
- * the topic's retention): 0 yes, else a negative errno with why filled. */
-typedef int (*ckpt_accept_fn)(void *arg, const struct ckpt_meta *m, char *why, size_t cap);
+ * the topic's retention): 0 yes, else a negative errno with why filled.
+ * *moot set (never NULL) means the answer no longer matters (the body
+ * failed: the checkpoint is refused anyway): a check that waits (a broker
+ * that does not answer) should then end soon, with -ECANCELED. */
+typedef int (*ckpt_accept_fn)(void *arg, const struct ckpt_meta *m, const atomic_bool *moot,
+                              char *why, size_t cap);
 
 /* accept(arg, meta, ...) judges the header read into meta, on a thread of
  * its own, while this thread reads the body as ckpt_read_body does: the
  * check (a broker round trip: tens of ms, more to a remote broker) no
  * longer comes before the first block. A refusal ends the body at the next
  * block and is what this returns (accept's result and reason, over the
- * body's); otherwise ckpt_read_body's result. accept reads only the
+ * body's); a body that fails on its own (damaged, truncated, unreadable)
+ * sets accept's moot and is what this returns, unless accept refused all
+ * the same; otherwise ckpt_read_body's result. accept reads only the
  * header's fields of meta (topic, partitions, live counts, version, time),
  * which the body leaves alone; it must end on its own (a stop included)
  * for this to return. accept NULL: ckpt_read_body. @locality the store's

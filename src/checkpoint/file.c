@@ -182,6 +182,18 @@ static ssize_t fd_read(void *arg, void *p, size_t n) {
   }
 }
 
+/* The bytes of a file that vouch for its header's counts (the reader sizes
+ * the maps at once for as many records as they could hold): its size, but
+ * no more than it has on disk. A hole reads as zeros and holds no record:
+ * a file of a few KiB truncated to 180 MiB (no disk needed) would otherwise
+ * reserve maps for 10M records (+380 MiB). A filesystem that compresses
+ * may report fewer blocks than an honest file's size: its counts are then
+ * earned as a peer's are (a few % slower), never refused. */
+static uint64_t vouched_bytes(const struct stat *sb) {
+  uint64_t size = (uint64_t)sb->st_size, on_disk = (uint64_t)sb->st_blocks * 512;
+  return on_disk < size ? on_disk : size;
+}
+
 int ckpt_load_file(const char *path, ckpt_accept_fn accept, ckpt_stop_fn stop, void *arg,
                    struct store_txn *t, struct ckpt_meta *meta, char *why, size_t cap) {
   /* O_NONBLOCK: a FIFO (or a device) under a checkpoint's name must not
@@ -201,7 +213,7 @@ int ckpt_load_file(const char *path, ckpt_accept_fn accept, ckpt_stop_fn stop, v
   }
   struct ckpt_reader *rd = ckpt_reader_new(fd_read, &fd);
   ckpt_reader_set_stop(rd, stop, arg);
-  ckpt_reader_set_length(rd, (uint64_t)sb.st_size);
+  ckpt_reader_set_length(rd, vouched_bytes(&sb));
   int rc = ckpt_read_header(rd, meta, why, cap);
   if (rc == 0) rc = ckpt_read_body_accepting(rd, meta, accept, arg, t, why, cap);
   if (rc != 0) ckpt_meta_clear(meta);

@@ -771,6 +771,7 @@ struct accept_job {
   const struct ckpt_meta *meta;
   int rc; /* fn's result, once done */
   atomic_bool done;
+  atomic_bool moot;  /* the body failed on its own: fn's answer is not needed */
   char why[512];     /* fn's reason */
   ckpt_stop_fn stop; /* the reader's own stop, chained */
   void *stop_arg;
@@ -778,7 +779,7 @@ struct accept_job {
 
 static void *accept_main(void *arg) {
   struct accept_job *j = arg;
-  j->rc = j->fn(j->arg, j->meta, j->why, sizeof j->why);
+  j->rc = j->fn(j->arg, j->meta, &j->moot, j->why, sizeof j->why);
   atomic_store_explicit(&j->done, true, memory_order_release);
   return NULL;
 }
@@ -798,15 +799,20 @@ int ckpt_read_body_accepting(struct ckpt_reader *rd, struct ckpt_meta *meta, ckp
   pthread_t th;
   if (accept == NULL) return ckpt_read_body(rd, meta, t, why, cap);
   if (pthread_create(&th, NULL, accept_main, &j) != 0) { /* serially, as it used to */
-    int rc = accept(arg, meta, why, cap);
+    int rc = accept(arg, meta, &j.moot, why, cap);
     return rc != 0 ? rc : ckpt_read_body(rd, meta, t, why, cap);
   }
   pthread_setname_np(th, "ckpt-accept");
   ckpt_reader_set_stop(rd, stop_or_refused, &j);
   int rc = ckpt_read_body(rd, meta, t, why, cap);
   ckpt_reader_set_stop(rd, j.stop, j.stop_arg);
+  /* A damaged body is refused whatever the header's check says: that check
+   * may wait for a broker that does not answer, and the damage must be said
+   * (and the next source tried) now, not once the broker is back. */
+  bool body_failed = rc != 0 && rc != -ECANCELED;
+  if (body_failed) atomic_store(&j.moot, true);
   pthread_join(th, NULL);
-  if (j.rc == 0) return rc;
+  if (j.rc == 0 || (body_failed && j.rc == -ECANCELED)) return rc;
   snprintf(why, cap, "%s", j.why); /* the refusal, whatever the body came to */
   return j.rc;
 }

@@ -10,6 +10,10 @@
           the warm load from PostgreSQL is used.
   test_c  a foreign file, a corrupt checkpoint and a truncated one, all newer than a good
           checkpoint, are skipped with a warning each; the good one is used.
+  test_e  Kafka down and the only checkpoint damaged: it is skipped with the reason while
+          the broker is still unreachable (the header's check, which waits for the broker,
+          runs beside the body's read and is given up once the body failed); SIGTERM then
+          ends the wait, exit 0.
   CheckpointSigtermTest
     test_a  SIGTERM during the load of a large checkpoint (500k variants, about 0.6 s to
             load here, the signal lands some 10-50 ms into it): exit 0 within the grace
@@ -236,6 +240,37 @@ class CheckpointTest(unittest.TestCase):
         self.assertEqual(sku_of(b, V[2]), 'U2-2')
         self.assertEqual(b.stop(), 0)
         self.assertEqual(ref.stop(), 0)
+
+
+    def test_e_a_damaged_checkpoint_is_skipped_while_kafka_is_down(self):
+        a = self.server(SHUTDOWN_DRAIN_MS='0')
+        a.wait_serving(30)
+        ru.produce(self.km, events(1, V[:4]))
+        ru.wait_caught_up(a, self.km)
+        path = checkpoint_covering(a)['path']
+        self.assertEqual(a.stop(), 0)
+        for p in os.listdir(self.dir):  # only the newest, damaged below
+            if os.path.join(self.dir, p) != path:
+                os.unlink(os.path.join(self.dir, p))
+        with open(path, 'r+b') as f:
+            f.seek(os.path.getsize(path) // 2)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0x10]))
+        self.km.stop()
+        b = self.server(SHUTDOWN_DRAIN_MS='0', SHUTDOWN_GRACE_SECONDS='5')
+        # The body's checksum fails within milliseconds; the header's check waits for the
+        # broker. The damage is said while Kafka is still down, not once it is back.
+        skipped = eventually(lambda: logs_with(b, 'checkpoint skipped'), 10,
+                             'the damaged checkpoint skipped with Kafka down')
+        self.assertIn('checksum', skipped[0]['why'], b.tail())
+        self.assertEqual(skipped[0]['level'], 'warn')
+        self.assertEqual(ru.condition(b, 'kafka')['level'], 'error')  # and why it waits
+        t0 = time.monotonic()
+        b.send_signal(signal.SIGTERM)
+        self.assertEqual(b.wait_exit(30), 0, b.tail())
+        self.assertLess(time.monotonic() - t0, 5.0, 'not within SHUTDOWN_GRACE_SECONDS')
+        self.assertFalse(logs_with(b, 'startup source'), b.tail())
 
 
 class CheckpointSigtermTest(unittest.TestCase):

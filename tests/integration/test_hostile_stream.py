@@ -24,6 +24,8 @@ refused for what it says, not for a checksum.
     test_d  the same two streams as checkpoint files in CHECKPOINT_DIR: a file's counts are
             trusted at once only if its size could hold them; these cannot be, and cost no
             more than from a peer.
+    test_e  the same files made 180 MiB long by a hole (a few KiB on disk): only the bytes a
+            file has on disk vouch for its counts; these cost no more than from a peer.
   OldCheckpointTest
     test_a  a CHECKPOINT_DIR holding only a format-2 file (the previous build's): skipped
             with the reason ("format version 2; this build reads 3"), the warm load serves, a
@@ -322,6 +324,23 @@ class HostilePeerTest(Base):
         cannot be (10M records in a few KiB): sized as a peer's, as the records come."""
         growth = self.forged_count_growth(self.from_file, 'checkpoint skipped')
         self.assertLess(growth, 160 * 2**20, 'a forged file header count sized the maps')
+
+    def test_e_a_sparse_file_does_not_size_the_maps(self):
+        """The same forged file made 180 MiB long by a hole (truncate: a few KiB on disk,
+        enough bytes on paper for 10M records of 18 bytes): its holes vouch for nothing, so
+        it is sized as a peer's stream too."""
+        growth = self.forged_count_growth(self.from_sparse_file, 'checkpoint skipped')
+        self.assertLess(growth, 160 * 2**20, 'a sparse file\'s size sized the maps')
+
+    def from_sparse_file(self, stream):
+        d = tempfile.mkdtemp(prefix='catalogd-hostile-')
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, 'checkpoint-%020d.ckpt' % time.time_ns())
+        with open(path, 'wb') as f:
+            f.write(stream)
+            f.truncate(len(stream) + KINDS * FORGED_LIVE * 18)  # PUT_STAGE_MIN_RECORD each
+        self.assertLess(os.stat(path).st_blocks * 512, 2**20, 'setup: the file is sparse')
+        return self.server(CHECKPOINT_DIR=d)
 
     def from_peer(self, stream):
         p = self.scripted(stream)

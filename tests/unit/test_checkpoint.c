@@ -532,8 +532,10 @@ static bool overlap_stop(void *arg) {
   return false;
 }
 
-static int overlap_accept(void *arg, const struct ckpt_meta *m, char *why, size_t cap) {
+static int overlap_accept(void *arg, const struct ckpt_meta *m, const atomic_bool *moot, char *why,
+                          size_t cap) {
   struct overlap *o = arg;
+  (void)moot;
   assert_int_equal(m->live[CAT_VARIANT], 3000); /* the header's fields are there */
   atomic_store(&o->accept_saw_body, wait_flag(&o->body_going));
   atomic_store(&o->judged, true);
@@ -564,6 +566,63 @@ static void the_header_is_judged_while_the_body_is_read(void **state) {
   assert_string_equal(why, "too old");
   assert_true(atomic_load(&o.accept_saw_body));
   assert_null(meta.parts);
+  store_abort(t);
+  assert_null(store_current(b));
+  unlink(out.path);
+  rmdir(dir);
+  store_destroy(a);
+  store_destroy(b);
+}
+
+/* An accept that never decides on its own (a broker that does not answer),
+ * bounded at 10 s: what it saw. */
+struct undecided {
+  atomic_bool saw_moot;
+};
+
+static int undecided_accept(void *arg, const struct ckpt_meta *m, const atomic_bool *moot,
+                            char *why, size_t cap) {
+  struct undecided *u = arg;
+  (void)m;
+  for (int i = 0; i < 10000 && !atomic_load(moot); i++)
+    usleep(1000);
+  atomic_store(&u->saw_moot, atomic_load(moot));
+  snprintf(why, cap, "given up");
+  return -ECANCELED;
+}
+
+/* A damaged body is the load's result at once, even while the header's
+ * check still waits (for a broker that is down): the check is told its
+ * answer is moot and the body's error and reason are returned. Seen failing
+ * without the moot flag: the load waited the accept's 10 s and returned
+ * its -ECANCELED. */
+static void a_damaged_body_does_not_wait_for_the_check(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ckpt-unit-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  struct store *a = store_new(), *b = store_new();
+  fill(a, 3000);
+  struct ckpt_written out;
+  char why[256] = "";
+  assert_int_equal(write_one(dir, a, 1, &out, why, sizeof why), 0);
+  FILE *f = fopen(out.path, "r+b");
+  assert_non_null(f);
+  assert_int_equal(fseek(f, (long)(out.bytes / 2), SEEK_SET), 0);
+  int c = fgetc(f);
+  assert_int_equal(fseek(f, (long)(out.bytes / 2), SEEK_SET), 0);
+  fputc(c ^ 0x10, f);
+  fclose(f);
+  struct ckpt_meta meta;
+  struct undecided u = {0};
+  struct store_txn *t = store_begin(b);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(ckpt_load_file(out.path, undecided_accept, NULL, &u, t, &meta, why, sizeof why),
+                   -EBADMSG);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  assert_non_null(strstr(why, "checksum"));
+  assert_true(atomic_load(&u.saw_moot));
+  assert_true(t1.tv_sec - t0.tv_sec < 5);
   store_abort(t);
   assert_null(store_current(b));
   unlink(out.path);
@@ -669,6 +728,7 @@ int main(void) {
       cmocka_unit_test(an_entity_twice_is_refused),
       cmocka_unit_test(a_load_stops_between_blocks),
       cmocka_unit_test(the_header_is_judged_while_the_body_is_read),
+      cmocka_unit_test(a_damaged_body_does_not_wait_for_the_check),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   rcu_unregister_thread();
