@@ -413,17 +413,15 @@ struct file_load {
   const char *path;
 };
 
-/* ckpt_accept_fn of a file: accept_checkpoint, then says the body's read
- * begins (how long it takes depends on the catalog: a second at 1M
- * variants). */
+/* ckpt_accept_fn of a file: says the body's read begins (it is called as
+ * it does: ckpt_read_body_accepting; how long it takes depends on the
+ * catalog, a second at 1M variants), then accept_checkpoint. */
 static int accept_file(void *arg, const struct ckpt_meta *m, const atomic_bool *moot, char *why,
                        size_t cap) {
   const struct file_load *f = arg;
-  int rc = accept_checkpoint(f->s, m, moot, why, cap);
-  if (rc == 0)
-    log_info("checkpoint load starting", LF_S("path", f->path),
-             LF_I("variants", m->live[CAT_VARIANT]), LF_I("products", m->live[CAT_PRODUCT]));
-  return rc;
+  log_info("checkpoint load starting", LF_S("path", f->path),
+           LF_I("variants", m->live[CAT_VARIANT]), LF_I("products", m->live[CAT_PRODUCT]));
+  return accept_checkpoint(f->s, m, moot, why, cap);
 }
 
 /* ckpt_stop_fn: the writer is asked to stop (SIGTERM during the load). */
