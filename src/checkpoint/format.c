@@ -494,24 +494,18 @@ static struct cat_hdr *dec_named(struct cur *c, enum cat_kind kind, const struct
   return n ? &n->h : NULL;
 }
 
-/* Records decoded but not yet handed to the put stage: given in groups, so
- * that the store can overlap their lookups' cache misses (store_put_many). */
-struct pending {
-  struct cat_hdr *h[STORE_PUT_MANY_MAX];
-  size_t n;
-};
-
-/* Gives the pending records to the put stage and empties p. Returns 0, or
+/* Gives the records decoded but not yet handed over (p, a put_group) to
+ * the put stage and empties p. Returns 0, or
  * -EBADMSG with *why set once a record given before was not applied. */
-static int give_pending(struct pending *p, struct ckpt_reader *rd, const char **why) {
-  int rc = p->n ? put_stage_give(rd->stage, p->h, p->n) : 0;
+static int give_pending(struct put_group *p, struct ckpt_reader *rd, const char **why) {
+  int rc = p->n ? put_stage_give(rd->stage, p) : 0;
   p->n = 0;
   if (rc != 0) *why = "the same entity twice";
   return rc;
 }
 
 /* Frees the pending records that were never given (a block failed). */
-static void drop_pending(struct pending *p) {
+static void drop_pending(struct put_group *p) {
   for (size_t i = 0; i < p->n; i++)
     model_free(p->h[i]);
   p->n = 0;
@@ -520,7 +514,7 @@ static void drop_pending(struct pending *p) {
 /* Decodes one record at c and adds it to p (putting p into t when full).
  * *prev_org: the previous record's organization in this block (updated).
  * Returns 0, or -EBADMSG with *why set to a static reason. */
-static int dec_record(struct cur *c, struct ckpt_reader *rd, struct pending *p,
+static int dec_record(struct cur *c, struct ckpt_reader *rd, struct put_group *p,
                       const char **prev_org, const char **why) {
   struct rec_id r = {0};
   uint8_t flags = get_u8(c);
@@ -578,7 +572,7 @@ static int read_unit(struct ckpt_reader *rd, uint8_t *tag, uint32_t *len, uint32
 static int dec_block(struct ckpt_reader *rd, uint32_t len, uint32_t nrec, char *why, size_t cap) {
   struct cur c = {rd->buf, rd->buf + len, false};
   const char *prev_org = NULL, *w = NULL;
-  struct pending p = {.n = 0};
+  struct put_group p = {.n = 0};
   for (uint32_t i = 0; i <= nrec; i++) {
     /* A put that failed is named by end_stage, with its own index. */
     int rc = i < nrec ? dec_record(&c, rd, &p, &prev_org, &w) : give_pending(&p, rd, &w);

@@ -48,23 +48,18 @@
  * costs nothing measurable. */
 #define WAKE_AT 32
 
-struct group {
-  struct cat_hdr *h[STORE_PUT_MANY_MAX];
-  size_t n;
-};
-
 struct put_stage {
   struct store_txn *t;
   bool threaded;
   pthread_t th;
   pthread_mutex_t mu;
   pthread_cond_t not_full, not_empty;
-  struct group *ring;    /* RING groups */
-  uint64_t given, taken; /* groups; given - taken <= RING (guarded by mu) */
-  bool closed;           /* no more groups (guarded by mu) */
-  bool reader_waits;     /* the reader sleeps on not_full (guarded by mu) */
-  bool stage_waits;      /* the stage sleeps on not_empty (guarded by mu) */
-  bool failed;           /* a put was not applied (guarded by mu) */
+  struct put_group *ring; /* RING groups */
+  uint64_t given, taken;  /* groups; given - taken <= RING (guarded by mu) */
+  bool closed;            /* no more groups (guarded by mu) */
+  bool reader_waits;      /* the reader sleeps on not_full (guarded by mu) */
+  bool stage_waits;       /* the stage sleeps on not_empty (guarded by mu) */
+  bool failed;            /* a put was not applied (guarded by mu) */
   /* The stage thread's own (read by the reader after the join). */
   struct put_stage_counts c;
   uint64_t done;                         /* records put or freed so far */
@@ -86,7 +81,7 @@ static void reserve_earned(struct put_stage *s, enum cat_kind k) {
 /* Puts one group into s->t, counting it; after a failure the
  * group is only freed. @locality the stage's thread (or the reader's when
  * not threaded). */
-static void put_group(struct put_stage *s, struct group *g) {
+static void apply_group(struct put_stage *s, struct put_group *g) {
   int rc[STORE_PUT_MANY_MAX];
   if (s->c.failed) {
     for (size_t i = 0; i < g->n; i++)
@@ -136,12 +131,12 @@ static void *stage_main(void *arg) {
       pthread_mutex_unlock(&s->mu);
       return NULL;
     }
-    struct group g = s->ring[s->taken % RING];
+    struct put_group g = s->ring[s->taken % RING];
     s->taken++;
     if (s->reader_waits && s->given - s->taken <= RING - WAKE_AT) pthread_cond_signal(&s->not_full);
     pthread_mutex_unlock(&s->mu);
     bool was = s->c.failed;
-    put_group(s, &g);
+    apply_group(s, &g);
     if (s->c.failed && !was) {
       pthread_mutex_lock(&s->mu);
       s->failed = true;
@@ -168,12 +163,11 @@ struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live, uin
   return s;
 }
 
-int put_stage_give(struct put_stage *s, struct cat_hdr *const recs[], size_t n) {
-  assert(n <= STORE_PUT_MANY_MAX);
-  struct group g = {.n = n};
-  memcpy(g.h, recs, n * sizeof *recs);
+int put_stage_give(struct put_stage *s, const struct put_group *gp) {
+  assert(gp->n <= STORE_PUT_MANY_MAX);
+  struct put_group g = *gp;
   if (!s->threaded) {
-    put_group(s, &g);
+    apply_group(s, &g);
     return s->c.failed ? -EBADMSG : 0;
   }
   pthread_mutex_lock(&s->mu);

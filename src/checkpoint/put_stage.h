@@ -51,11 +51,20 @@ struct put_stage_counts {
  * that cannot start makes put_stage_give put on the caller's thread). */
 struct put_stage *put_stage_start(struct store_txn *t, const uint64_t *live, uint64_t bytes);
 
-/* Hands over recs[0..n) (n <= STORE_PUT_MANY_MAX), to be put in that order;
- * the stage owns them from now on. Waits while the ring is full. Returns
- * 0, or -EBADMSG once some record given before was not applied (the reader
- * should stop: the stage frees whatever it is given after that). */
-int put_stage_give(struct put_stage *s, struct cat_hdr *const recs[], size_t n);
+/* Records handed over together (the reader fills one, then gives it):
+ * grouped so that the store overlaps their lookups' cache misses
+ * (store_put_many). */
+struct put_group {
+  struct cat_hdr *h[STORE_PUT_MANY_MAX];
+  size_t n; /* <= STORE_PUT_MANY_MAX */
+};
+
+/* Hands over g's records (copied: g is the caller's again at once), to be
+ * put in that order; the stage owns the records from now on. Waits while
+ * the ring is full. Returns 0, or -EBADMSG once some record given before
+ * was not applied (the reader should stop: the stage frees whatever it is
+ * given after that). */
+int put_stage_give(struct put_stage *s, const struct put_group *g);
 
 /* Waits until every record given is put (or freed, after a failure), stops
  * the thread, fills *out and frees s. NULL: no-op. */
