@@ -689,6 +689,23 @@ INSERT INTO variant_images (id, variant_id, url, alt, position)
   FROM generate_series(1, %(n)d) g;""" % {'p': product_id, 'o': org, 'n': n}
 
 
+def padded_catalog_sql(org, n, products=1, vendor_pad=0):
+    """SQL for n variants of org spread over `products` products (variant g under product
+    g % products), each variant's vendor vendor_pad bytes of padding then its number: a
+    snapshot of a chosen size, quickly. Ids eeeeeeee-0000-4000-9000-<12 hex of 0..products-1>
+    (products) and eeeeeeee-0000-4000-8000-<12 hex of 1..n> (variants)."""
+    return """
+INSERT INTO products (id, organization_id, title, sku, status)
+  SELECT ('eeeeeeee-0000-4000-9000-' || lpad(to_hex(g), 12, '0'))::uuid, '%(o)s', 'Big', 'B',
+         'activa' FROM generate_series(0, %(p)d - 1) g;
+INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id,
+                      vendor)
+  SELECT ('eeeeeeee-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, '%(o)s',
+         ('eeeeeeee-0000-4000-9000-' || lpad(to_hex(g %% %(p)d), 12, '0'))::uuid, 'SKU-' || g,
+         'active', 10.5, 'WH', repeat('v', %(pad)d) || g
+  FROM generate_series(1, %(n)d) g;""" % {'o': org, 'p': products, 'n': n, 'pad': vendor_pad}
+
+
 def bulk_ids(n):
     return ['dddddddd-0000-4000-8000-%012x' % g for g in range(1, n + 1)]
 

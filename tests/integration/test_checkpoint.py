@@ -283,16 +283,8 @@ class CheckpointSigtermTest(unittest.TestCase):
     def setUpClass(cls):
         cls.pg = harness.PgCluster()
         cls.pg.load_fixtures()
-        cls.pg.psql("""
-INSERT INTO products (id, organization_id, title, sku, status)
-  SELECT ('eeeeeeee-0000-4000-9000-' || lpad(to_hex(g), 12, '0'))::uuid, 'org_ckpt_big', 'Big',
-         'B', 'activa' FROM generate_series(0, %(p)d - 1) g;
-INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id,
-                      vendor)
-  SELECT ('eeeeeeee-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, 'org_ckpt_big',
-         ('eeeeeeee-0000-4000-9000-' || lpad(to_hex(g %% %(p)d), 12, '0'))::uuid, 'SKU-' || g,
-         'active', 10.5, 'WH', 'vendor-' || g FROM generate_series(1, %(n)d) g;"""
-                    % {'p': cls.PRODUCTS, 'n': cls.ROWS})
+        cls.pg.psql(ru.padded_catalog_sql('org_ckpt_big', cls.ROWS, products=cls.PRODUCTS,
+                                          vendor_pad=7))
 
     @classmethod
     def tearDownClass(cls):

@@ -220,15 +220,7 @@ class Base(unittest.TestCase):
     def setUpClass(cls):
         cls.pg = harness.PgCluster()
         cls.pg.load_fixtures()
-        cls.pg.psql("""
-INSERT INTO products (id, organization_id, title, sku, status)
-  VALUES ('eeeeeeee-0000-4000-8000-0000000e0001', '%(org)s', 'Big', 'B', 'activa');
-INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id,
-                      vendor)
-  SELECT ('eeeeeeee-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, '%(org)s',
-         'eeeeeeee-0000-4000-8000-0000000e0001', 'SKU-' || g, 'active', 10.5, 'WH',
-         repeat('v', 100) || g FROM generate_series(2, %(n)d) g;""" % {'org': BIG_ORG,
-                                                                        'n': BIG_ROWS + 1})
+        cls.pg.psql(ru.padded_catalog_sql(BIG_ORG, BIG_ROWS, vendor_pad=100))
 
     @classmethod
     def tearDownClass(cls):

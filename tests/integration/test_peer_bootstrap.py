@@ -220,14 +220,7 @@ class PeerBootstrapTest(unittest.TestCase):
 
     def test_e_memory_bounded_and_transfers_capped(self):
         n = 20000
-        self.pg.psql("""
-INSERT INTO products (id, organization_id, title, sku, status)
-  VALUES ('eeeeeeee-0000-4000-8000-000000000001', 'org_big', 'Big', 'B', 'activa');
-INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id,
-                      vendor)
-  SELECT ('eeeeeeee-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, 'org_big',
-         'eeeeeeee-0000-4000-8000-000000000001', 'SKU-' || g, 'active', 10.5, 'WH',
-         repeat('v', 1000) || g FROM generate_series(2, %d) g;""" % (n + 1))
+        self.pg.psql(ru.padded_catalog_sql('org_big', n, vendor_pad=1000))
         self.addCleanup(lambda: self.pg._postmaster_pid() or self.pg.start())
         self.addCleanup(lambda: self.pg.psql(
             "DELETE FROM variants WHERE organization_id = 'org_big';"

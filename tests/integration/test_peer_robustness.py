@@ -214,15 +214,7 @@ class BusyPeerTest(PeerTestBase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.pg.psql("""
-INSERT INTO products (id, organization_id, title, sku, status)
-  VALUES ('eeeeeeee-0000-4000-8000-0000000d0001', '%(org)s', 'Big', 'B', 'activa');
-INSERT INTO variants (id, organization_id, product_id, sku, status, sale_price, warehouse_id,
-                      vendor)
-  SELECT ('eeeeeeee-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, '%(org)s',
-         'eeeeeeee-0000-4000-8000-0000000d0001', 'SKU-' || g, 'active', 10.5, 'WH',
-         repeat('v', 1000) || g FROM generate_series(2, %(n)d) g;""" % {'org': BIG_ORG,
-                                                                         'n': BIG_ROWS + 1})
+        cls.pg.psql(ru.padded_catalog_sql(BIG_ORG, BIG_ROWS, vendor_pad=1000))
 
     def pg_log_size(self):
         return os.path.getsize(os.path.join(self.pg.dir, 'postgres.log'))

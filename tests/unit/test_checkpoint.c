@@ -462,6 +462,31 @@ static int units_of(const char *path, uint32_t *first_nrec) {
   return n;
 }
 
+/* A checkpoint file of 3000 variants (several 64 KiB blocks) written from
+ * src into a directory of its own, and an empty store dst to load it into:
+ * the set-up of the load tests below (sample_file_drop undoes it). */
+struct sample_file {
+  char dir[32];
+  struct store *src, *dst;
+  struct ckpt_written out;
+};
+
+static void sample_file_make(struct sample_file *f) {
+  char why[256] = "";
+  snprintf(f->dir, sizeof f->dir, "/tmp/ckpt-unit-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  f->src = store_new(), f->dst = store_new();
+  fill(f->src, 3000);
+  assert_int_equal(write_one(f->dir, f->src, 1, &f->out, why, sizeof why), 0);
+}
+
+static void sample_file_drop(struct sample_file *f) {
+  unlink(f->out.path);
+  rmdir(f->dir);
+  store_destroy(f->src);
+  store_destroy(f->dst);
+}
+
 /* A SIGTERM during a checkpoint load must not wait for the whole file (a
  * second at 1M variants): the reader asks before every unit; asked to stop
  * after the first block, it ends there with -ECANCELED and "stopped", its
@@ -470,20 +495,18 @@ static int units_of(const char *path, uint32_t *first_nrec) {
  * per unit and loads the whole file. */
 static void a_load_stops_between_blocks(void **state) {
   (void)state;
-  char dir[] = "/tmp/ckpt-unit-XXXXXX";
-  assert_non_null(mkdtemp(dir));
-  struct store *a = store_new(), *b = store_new();
-  fill(a, 3000); /* several 64 KiB blocks */
-  struct ckpt_written out;
+  struct sample_file sf;
+  sample_file_make(&sf);
+  const char *path = sf.out.path;
+  struct store *b = sf.dst;
   char why[256] = "";
-  assert_int_equal(write_one(dir, a, 1, &out, why, sizeof why), 0);
   uint32_t first = 0;
-  int units = units_of(out.path, &first);
+  int units = units_of(path, &first);
   assert_true(units > 3 && first > 0 && first < 3000);
   struct ckpt_meta meta;
   struct stopper st = {.stop_at = 2}; /* the question before the second block */
   struct store_txn *t = store_begin(b);
-  assert_int_equal(ckpt_load_file(out.path, NULL, stop_after, &st, t, &meta, why, sizeof why),
+  assert_int_equal(ckpt_load_file(path, NULL, stop_after, &st, t, &meta, why, sizeof why),
                    -ECANCELED);
   assert_string_equal(why, "stopped");
   assert_int_equal(st.calls, 2);
@@ -494,15 +517,12 @@ static void a_load_stops_between_blocks(void **state) {
   /* Asked and never told to stop: the whole file, one question per unit. */
   st = (struct stopper){.stop_at = 0};
   t = store_begin(b);
-  assert_int_equal(ckpt_load_file(out.path, NULL, stop_after, &st, t, &meta, why, sizeof why), 0);
+  assert_int_equal(ckpt_load_file(path, NULL, stop_after, &st, t, &meta, why, sizeof why), 0);
   assert_int_equal(st.calls, units);
   store_commit(t);
   assert_int_equal(snap_count(store_current(b), CAT_VARIANT), 3000);
   ckpt_meta_clear(&meta);
-  unlink(out.path);
-  rmdir(dir);
-  store_destroy(a);
-  store_destroy(b);
+  sample_file_drop(&sf);
 }
 
 /* ---- The header's check runs while the body is read ---- */
@@ -550,28 +570,21 @@ static int overlap_accept(void *arg, const struct ckpt_meta *m, const atomic_boo
  * whatever the body came to; the transaction is aborted, nothing leaks. */
 static void the_header_is_judged_while_the_body_is_read(void **state) {
   (void)state;
-  char dir[] = "/tmp/ckpt-unit-XXXXXX";
-  assert_non_null(mkdtemp(dir));
-  struct store *a = store_new(), *b = store_new();
-  fill(a, 3000); /* several 64 KiB blocks */
-  struct ckpt_written out;
+  struct sample_file sf;
+  sample_file_make(&sf);
   char why[256] = "";
-  assert_int_equal(write_one(dir, a, 1, &out, why, sizeof why), 0);
   struct ckpt_meta meta;
   struct overlap o = {0};
-  struct store_txn *t = store_begin(b);
+  struct store_txn *t = store_begin(sf.dst);
   assert_int_equal(
-      ckpt_load_file(out.path, overlap_accept, overlap_stop, &o, t, &meta, why, sizeof why),
+      ckpt_load_file(sf.out.path, overlap_accept, overlap_stop, &o, t, &meta, why, sizeof why),
       -ESTALE);
   assert_string_equal(why, "too old");
   assert_true(atomic_load(&o.accept_saw_body));
   assert_null(meta.parts);
   store_abort(t);
-  assert_null(store_current(b));
-  unlink(out.path);
-  rmdir(dir);
-  store_destroy(a);
-  store_destroy(b);
+  assert_null(store_current(sf.dst));
+  sample_file_drop(&sf);
 }
 
 /* An accept that never decides on its own (a broker that does not answer),
@@ -598,13 +611,10 @@ static int undecided_accept(void *arg, const struct ckpt_meta *m, const atomic_b
  * its -ECANCELED. */
 static void a_damaged_body_does_not_wait_for_the_check(void **state) {
   (void)state;
-  char dir[] = "/tmp/ckpt-unit-XXXXXX";
-  assert_non_null(mkdtemp(dir));
-  struct store *a = store_new(), *b = store_new();
-  fill(a, 3000);
-  struct ckpt_written out;
+  struct sample_file sf;
+  sample_file_make(&sf);
+  const struct ckpt_written out = sf.out;
   char why[256] = "";
-  assert_int_equal(write_one(dir, a, 1, &out, why, sizeof why), 0);
   FILE *f = fopen(out.path, "r+b");
   assert_non_null(f);
   assert_int_equal(fseek(f, (long)(out.bytes / 2), SEEK_SET), 0);
@@ -614,7 +624,7 @@ static void a_damaged_body_does_not_wait_for_the_check(void **state) {
   fclose(f);
   struct ckpt_meta meta;
   struct undecided u = {0};
-  struct store_txn *t = store_begin(b);
+  struct store_txn *t = store_begin(sf.dst);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   assert_int_equal(ckpt_load_file(out.path, undecided_accept, NULL, &u, t, &meta, why, sizeof why),
@@ -624,11 +634,8 @@ static void a_damaged_body_does_not_wait_for_the_check(void **state) {
   assert_true(atomic_load(&u.saw_moot));
   assert_true(t1.tv_sec - t0.tv_sec < 5);
   store_abort(t);
-  assert_null(store_current(b));
-  unlink(out.path);
-  rmdir(dir);
-  store_destroy(a);
-  store_destroy(b);
+  assert_null(store_current(sf.dst));
+  sample_file_drop(&sf);
 }
 
 /* ---- A stream naming one entity twice ---- */
